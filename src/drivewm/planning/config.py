@@ -1,0 +1,123 @@
+"""Typed configs of the planners: action bounds, CEM (V-JEPA 2-AC) and MPPI (Williams et al. 2017).
+
+Defaults are V-JEPA 2-AC's planning code scaled down for a CPU (arXiv 2506.09985: 400 samples,
+top-k 10, 10 iterations, momentum 0.15 on mean and std); a GPU user raises `samples` and
+`iterations` back in a YAML preset under `configs/planning/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+
+class PlanningError(ValueError):
+    """A planner, goal, cost or world model that cannot be used as asked."""
+
+
+@dataclass(kw_only=True)
+class ActionBounds:
+    """Box limits of one action; drivewm's actions are [acceleration m/s^2, steering rad]."""
+
+    low: tuple[float, ...] = (-6.0, -0.5)
+    """Lower limit of each action component."""
+    high: tuple[float, ...] = (3.0, 0.5)
+    """Upper limit of each action component."""
+
+    def __post_init__(self) -> None:
+        self.low = tuple(float(v) for v in self.low)
+        self.high = tuple(float(v) for v in self.high)
+        if len(self.low) == 0 or len(self.low) != len(self.high):
+            raise PlanningError(
+                f"action bounds: low {self.low} and high {self.high} must be non-empty and of equal length"
+            )
+        bad = [i for i, (lo, hi) in enumerate(zip(self.low, self.high)) if not lo < hi]
+        if bad:
+            raise PlanningError(
+                f"action bounds are empty in component(s) {bad}: need low < high, got low {self.low}, high {self.high}"
+            )
+
+    @property
+    def dim(self) -> int:
+        return len(self.low)
+
+    def tensors(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(low [A], high [A]) as float32 tensors on a device."""
+        return (
+            torch.tensor(self.low, dtype=torch.float32, device=device),
+            torch.tensor(self.high, dtype=torch.float32, device=device),
+        )
+
+    def clip(self, actions: torch.Tensor) -> torch.Tensor:
+        """Clip [..., A] actions into the box."""
+        low, high = self.tensors(actions.device)
+        return torch.maximum(torch.minimum(actions, high.to(actions.dtype)), low.to(actions.dtype))
+
+    @classmethod
+    def from_space(cls, space) -> "ActionBounds":
+        """Bounds of a gymnasium `Box` action space."""
+        return cls(low=tuple(space.low.tolist()), high=tuple(space.high.tolist()))
+
+    @classmethod
+    def of(cls, low: Sequence[float], high: Sequence[float]) -> "ActionBounds":
+        return cls(low=tuple(low), high=tuple(high))
+
+
+@dataclass(kw_only=True)
+class CEMConfig:
+    """Cross-entropy method as V-JEPA 2-AC plans (arXiv 2506.09985), scaled down for a CPU."""
+
+    name: str = "cem"
+    """Planner name."""
+    horizon: int = 6
+    """Steps planned ahead (6 steps = 3 s at 2 Hz)."""
+    samples: int = 64
+    """Action sequences sampled per iteration (V-JEPA 2-AC: 400)."""
+    elites: int = 8
+    """Best sequences kept to refit the Gaussian (V-JEPA 2-AC: top-k 10)."""
+    iterations: int = 4
+    """Refits per replanning step (V-JEPA 2-AC: 10)."""
+    momentum: float = 0.15
+    """Weight of the previous mean and std when refitting (V-JEPA 2-AC: 0.15 on both)."""
+    init_std: float = 0.5
+    """Initial std of the sampling Gaussian, as a fraction of each action's half range."""
+    min_std: float = 0.02
+    """Floor on the std (fraction of half range) so the search never freezes."""
+    seed: int = 0
+    """Seed of the sampling generator; the same seed gives the same plans."""
+    device: str = "cpu"
+    """Device on which samples are drawn and scored (the model's device)."""
+
+
+@dataclass(kw_only=True)
+class MPPIConfig:
+    """Model predictive path integral control (Williams et al., ICRA 2017): exponentially weighted samples."""
+
+    name: str = "mppi"
+    """Planner name."""
+    horizon: int = 6
+    """Steps planned ahead (6 steps = 3 s at 2 Hz)."""
+    samples: int = 64
+    """Perturbed action sequences per iteration."""
+    iterations: int = 4
+    """Weighted-average updates per replanning step."""
+    temperature: float = 1.0
+    """lambda: weights are exp(-(cost - min cost) / lambda); small = greedy, large = plain average."""
+    noise_std: float = 0.3
+    """Std of the perturbations, as a fraction of each action's half range."""
+    seed: int = 0
+    """Seed of the sampling generator; the same seed gives the same plans."""
+    device: str = "cpu"
+    """Device on which samples are drawn and scored (the model's device)."""
+
+
+@dataclass(kw_only=True)
+class PlanConfig:
+    """What a YAML preset under configs/planning/ holds: the planners' settings and the cost weights."""
+
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    """CEM settings."""
+    mppi: MPPIConfig = field(default_factory=MPPIConfig)
+    """MPPI settings."""

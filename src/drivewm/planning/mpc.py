@@ -1,0 +1,101 @@
+"""Receding-horizon planning through any world model: one protocol for the simulator and learned models.
+
+A planning model turns the current observation into an internal state (``observe``) and predicts,
+for a batch of action sequences, what happens next (``rollout``), without changing that state.
+The simulator itself (via ``DrivingEnv.clone()``), a JEPA predictor in embedding space and a token
+world model with decoding all implement it, so the planner cannot tell them apart. A cost scores the
+predicted rollouts; CEM or MPPI searches the action sequences; the controller executes only the
+first action, shifts the plan by one step as the next warm start, and replans (receding horizon,
+as V-JEPA 2-AC, arXiv 2506.09985).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from drivewm.planning.config import ActionBounds, PlanningError
+from drivewm.planning.optimizers import CEM, MPPI, PlanResult
+
+
+@dataclass
+class Rollout:
+    """What a planning model predicts for S action sequences of H steps."""
+
+    ego: torch.Tensor
+    """[S, H, 3] ego x, y, yaw after each step, in the ego frame of the current observation."""
+    speed: torch.Tensor
+    """[S, H] ego speed after each step (m/s)."""
+    embeddings: torch.Tensor | None = None
+    """[S, H, N, D] predicted embeddings (JEPA models)."""
+    occupancy: torch.Tensor | None = None
+    """[S, H, X, Y, Z] predicted class ids, each frame in its own ego frame (token models, simulator)."""
+    events: dict[str, torch.Tensor] = field(default_factory=dict)
+    """[S, H] exact per-step outcomes where the model knows them (the simulator): collision, offroad, progress."""
+
+
+class PlanningModel(Protocol):
+    """A world model a planner can search through."""
+
+    action_dim: int
+    device: torch.device
+
+    def observe(self, observation: Any) -> None:
+        """Set the state from which rollouts start."""
+
+    def rollout(self, actions: torch.Tensor) -> Rollout:
+        """Predict S futures for actions [S, H, A]; the observed state is left unchanged."""
+
+
+class Cost(Protocol):
+    def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
+        """[S] cost of each sequence (lower is better)."""
+
+
+class RecedingHorizonPlanner:
+    """Plan with CEM/MPPI through a model, execute the first action, shift the plan, replan."""
+
+    def __init__(self, model: PlanningModel, optimizer: CEM | MPPI, cost: Cost, name: str = "planner"):
+        if model.action_dim != optimizer.bounds.dim:
+            raise PlanningError(
+                f"world model action dim {model.action_dim} != planner action dim {optimizer.bounds.dim} "
+                f"(bounds low={optimizer.bounds.low}, high={optimizer.bounds.high})"
+            )
+        self.model, self.optimizer, self.cost, self.name = model, optimizer, cost, name
+        self.warm: torch.Tensor | None = None
+        self.last: PlanResult | None = None
+        self.last_rollout: Rollout | None = None
+
+    @property
+    def bounds(self) -> ActionBounds:
+        return self.optimizer.bounds
+
+    @property
+    def horizon(self) -> int:
+        return self.optimizer.horizon
+
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the warm start and reseed the sampler (the same seed replays the same plans)."""
+        self.warm, self.last, self.last_rollout = None, None, None
+        self.optimizer.reseed(seed)
+
+    def plan(self, observation: Any, goal: Any = None) -> torch.Tensor:
+        """[H, A] the optimised action sequence from this observation, inside the action limits."""
+        self.model.observe(observation)
+
+        def objective(actions: torch.Tensor) -> torch.Tensor:
+            return self.cost(self.model.rollout(actions), actions, goal)
+
+        with torch.no_grad():
+            self.last = self.optimizer.optimize(objective, self.warm)
+            self.last_rollout = self.model.rollout(self.last.actions[None])
+        return self.last.actions.detach().cpu()
+
+    def act(self, observation: Any, goal: Any = None) -> np.ndarray:
+        """[A] the first action of a fresh plan; the rest, shifted by one step, warm-starts the next plan."""
+        plan = self.plan(observation, goal).to(self.optimizer.device)
+        self.warm = torch.cat([plan[1:], plan[-1:]], dim=0)  # [H, A] shifted; the last action repeated
+        return plan[0].numpy().astype(np.float32)

@@ -1,0 +1,165 @@
+"""Sampling-based trajectory optimisers over action sequences: CEM and MPPI, batched over samples.
+
+Both minimise an objective ``cost(actions [S, H, A]) -> [S]`` that scores a whole batch of action
+sequences at once (one batched world-model rollout per iteration), on the objective's device.
+
+- CEM as V-JEPA 2-AC plans (Assran et al., arXiv 2506.09985): sample sequences from a diagonal
+  Gaussian, keep the top-k (lowest energy), refit mean and std from them with momentum
+  (``new = m * old + (1 - m) * elite``), clip to the action limits, repeat; the plan is the mean.
+- MPPI (Williams et al., "Information theoretic MPC for model-based reinforcement learning",
+  ICRA 2017): perturb the nominal sequence with Gaussian noise, weight each sample by
+  ``exp(-(S_k - min S) / lambda)`` normalised to sum to one, move the nominal by the weighted
+  average of the perturbations; the plan is the nominal.
+
+Every sample is clipped into the action box before scoring, and every returned plan lies inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from drivewm.planning.config import ActionBounds, CEMConfig, MPPIConfig, PlanningError
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class PlanResult:
+    """Outcome of one optimisation: the plan, its cost and the history of the best cost per iteration."""
+
+    actions: torch.Tensor
+    """[H, A] the planned sequence, inside the action limits."""
+    cost: float
+    """Cost of the best sequence scored in the last iteration."""
+    costs: list[float]
+    """Lowest cost seen in each iteration."""
+    samples_scored: int
+    """How many sequences the objective scored in total."""
+
+
+def _check_costs(costs: torch.Tensor, n: int) -> torch.Tensor:
+    if costs.shape != (n,):
+        raise PlanningError(f"the cost must return one value per sample, shape ({n},), got {tuple(costs.shape)}")
+    if not torch.isfinite(costs).all():
+        raise PlanningError("the cost returned non-finite values; check the world model and the goal")
+    return costs
+
+
+class _SamplingOptimizer:
+    """Shared state: bounds, horizon, a seeded generator on the planner's device."""
+
+    def __init__(self, horizon: int, samples: int, iterations: int, seed: int, device: str, bounds: ActionBounds):
+        if horizon < 1 or samples < 2 or iterations < 1:
+            raise PlanningError(
+                f"need horizon >= 1, samples >= 2, iterations >= 1; got {horizon}, {samples}, {iterations}"
+            )
+        self.horizon, self.samples, self.iterations = horizon, samples, iterations
+        self.bounds = bounds
+        self.device = torch.device(device)
+        self.seed = seed
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.low, self.high = bounds.tensors(self.device)
+        self.half_range = (self.high - self.low) / 2  # [A]
+
+    def reseed(self, seed: int | None = None) -> None:
+        self.generator.manual_seed(self.seed if seed is None else seed)
+
+    def initial_mean(self, init: torch.Tensor | None) -> torch.Tensor:
+        """[H, A] warm start: the given sequence, or zero action, clipped into the box."""
+        a = self.bounds.dim
+        if init is None:
+            init = torch.zeros(self.horizon, a, device=self.device)
+        init = torch.as_tensor(init, dtype=torch.float32, device=self.device)
+        if init.shape != (self.horizon, a):
+            raise PlanningError(f"warm-start plan must be [{self.horizon}, {a}], got {tuple(init.shape)}")
+        return self.bounds.clip(init)
+
+    def noise(self, std: torch.Tensor) -> torch.Tensor:
+        """[S, H, A] Gaussian noise scaled by std [H, A]."""
+        eps = torch.randn(self.samples, self.horizon, self.bounds.dim, generator=self.generator, device=self.device)
+        return eps * std
+
+
+class CEM(_SamplingOptimizer):
+    """Cross-entropy method with momentum, as V-JEPA 2-AC's planner (arXiv 2506.09985)."""
+
+    def __init__(self, cfg: CEMConfig, bounds: ActionBounds):
+        super().__init__(cfg.horizon, cfg.samples, cfg.iterations, cfg.seed, cfg.device, bounds)
+        if not 1 <= cfg.elites <= cfg.samples:
+            raise PlanningError(f"cem.elites must be in [1, samples={cfg.samples}], got {cfg.elites}")
+        if not 0.0 <= cfg.momentum < 1.0:
+            raise PlanningError(f"cem.momentum must be in [0, 1), got {cfg.momentum}")
+        self.cfg = cfg
+
+    def optimize(self, objective: Objective, init: torch.Tensor | None = None) -> PlanResult:
+        cfg = self.cfg
+        mean = self.initial_mean(init)  # [H, A]
+        std = (cfg.init_std * self.half_range).expand_as(mean).clone()  # [H, A]
+        std_floor = cfg.min_std * self.half_range
+        history: list[float] = []
+        best = float("inf")
+        for _ in range(self.iterations):
+            cand = self.bounds.clip(mean + self.noise(std))  # [S, H, A]
+            # The current mean is always one candidate, so a good warm start is never lost.
+            cand[0] = mean
+            costs = _check_costs(objective(cand), self.samples)  # [S]
+            top = torch.topk(costs, cfg.elites, largest=False).indices
+            elite = cand[top]  # [k, H, A]
+            elite_std = elite.std(dim=0, unbiased=False) if cfg.elites > 1 else torch.zeros_like(mean)
+            mean = cfg.momentum * mean + (1 - cfg.momentum) * elite.mean(dim=0)
+            std = torch.maximum(cfg.momentum * std + (1 - cfg.momentum) * elite_std, std_floor)
+            mean = self.bounds.clip(mean)
+            best = float(costs[top[0]])
+            history.append(best)
+        return PlanResult(mean, best, history, self.samples * self.iterations)
+
+
+def mppi_weights(costs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Williams et al. 2017: w_k = exp(-(S_k - rho) / lambda) / eta, rho = min_k S_k, eta = sum of the numerators."""
+    if temperature <= 0:
+        raise PlanningError(f"mppi temperature (lambda) must be > 0, got {temperature}")
+    num = torch.exp(-(costs - costs.min()) / temperature)  # subtracting rho keeps exp from underflowing
+    return num / num.sum()
+
+
+class MPPI(_SamplingOptimizer):
+    """Model predictive path integral control (Williams et al., ICRA 2017), iterated a few times per step."""
+
+    def __init__(self, cfg: MPPIConfig, bounds: ActionBounds):
+        super().__init__(cfg.horizon, cfg.samples, cfg.iterations, cfg.seed, cfg.device, bounds)
+        if cfg.temperature <= 0:
+            raise PlanningError(f"mppi.temperature must be > 0, got {cfg.temperature}")
+        if cfg.noise_std <= 0:
+            raise PlanningError(f"mppi.noise_std must be > 0, got {cfg.noise_std}")
+        self.cfg = cfg
+
+    def optimize(self, objective: Objective, init: torch.Tensor | None = None) -> PlanResult:
+        cfg = self.cfg
+        nominal = self.initial_mean(init)  # [H, A]
+        std = cfg.noise_std * self.half_range.expand_as(nominal)  # [H, A]
+        history: list[float] = []
+        best = float("inf")
+        for _ in range(self.iterations):
+            cand = self.bounds.clip(nominal + self.noise(std))  # [S, H, A]
+            cand[0] = nominal  # the zero perturbation: the nominal itself is always scored
+            costs = _check_costs(objective(cand), self.samples)  # [S]
+            w = mppi_weights(costs, cfg.temperature)  # [S]
+            # Perturbations after clipping, so the update is a convex combination of feasible sequences.
+            eps = cand - nominal  # [S, H, A]
+            nominal = self.bounds.clip(nominal + torch.einsum("s,sha->ha", w, eps))
+            best = float(costs.min())
+            history.append(best)
+        return PlanResult(nominal, best, history, self.samples * self.iterations)
+
+
+def build_optimizer(cfg: CEMConfig | MPPIConfig, bounds: ActionBounds) -> CEM | MPPI:
+    """The optimiser a config names."""
+    if isinstance(cfg, CEMConfig):
+        return CEM(cfg, bounds)
+    if isinstance(cfg, MPPIConfig):
+        return MPPI(cfg, bounds)
+    raise PlanningError(f"unknown planner config {type(cfg).__name__}; use CEMConfig or MPPIConfig")
