@@ -1,0 +1,225 @@
+"""Seeded mask generators of the JEPA family; they return token indices, the models only gather them.
+
+- I-JEPA multi-block (Assran et al., 2023, arXiv 2301.08243): 4 target blocks of scale 0.15-0.2 and
+  aspect 0.75-1.5, one context block of scale 0.85-1.0 with every target removed, at least
+  ``min_keep`` context tokens. Block sizes are sampled once per batch (so indices stack into one
+  tensor) and positions per sample; the context is cut to the shortest one in the batch, as the
+  official collator does.
+- V-JEPA tubes (Bardes et al., 2024, arXiv 2404.08471): spatial blocks repeated over every frame;
+  "short range" 8 blocks at scale 0.15 and "long range" 2 blocks at scale 0.7, the union is the
+  target, the rest the context.
+- AD-L-JEPA random BEV masking (Zhu et al., 2025, arXiv 2501.04969): a fixed fraction (0.5) of the
+  BEV cells is masked, independently per sample.
+
+A token index on an H x W grid is ``h * W + w``; over T frames it is ``t * H * W + h * W + w``.
+Every generator takes a ``torch.Generator`` so a (seed, step) pair reproduces the masks exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+class MaskError(ValueError):
+    """A mask setting that leaves no context or no target."""
+
+
+@dataclass(frozen=True)
+class Masks:
+    """Context and target token indices of one batch.
+
+    context: LongTensor [B, Nc]; targets: LongTensor [B, K, Nt] (K target blocks, each Nt tokens).
+    """
+
+    context: torch.Tensor
+    targets: torch.Tensor
+
+    @property
+    def target_union(self) -> torch.Tensor:
+        """[B, K * Nt] all target indices (blocks may repeat a token)."""
+        return self.targets.flatten(1)
+
+
+def _check_range(name: str, lo_hi: tuple[float, float], lo_bound: float, hi_bound: float) -> None:
+    lo, hi = lo_hi
+    if not (lo_bound < lo <= hi <= hi_bound):
+        raise MaskError(f"{name} must satisfy {lo_bound} < low <= high <= {hi_bound}, got {lo_hi}")
+
+
+def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(1, generator=g))
+
+
+def sample_block_size(
+    g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]
+) -> tuple[int, int]:
+    """(h, w) of a block covering ~scale of the grid with aspect h/w drawn log-uniformly as in I-JEPA."""
+    H, W = grid
+    s = _uniform(g, *scale)
+    # I-JEPA draws the aspect ratio uniformly in log space.
+    ar = math.exp(_uniform(g, math.log(aspect[0]), math.log(aspect[1])))
+    n = H * W * s
+    h = int(round(math.sqrt(n * ar)))
+    w = int(round(math.sqrt(n / ar)))
+    return max(1, min(h, H)), max(1, min(w, W))
+
+
+def _block_mask(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
+    """Bool [H, W] with one h x w block at a random position."""
+    H, W = grid
+    h, w = hw
+    top = int(torch.randint(0, H - h + 1, (1,), generator=g))
+    left = int(torch.randint(0, W - w + 1, (1,), generator=g))
+    m = torch.zeros(H, W, dtype=torch.bool)
+    m[top : top + h, left : left + w] = True
+    return m
+
+
+@dataclass(kw_only=True)
+class MultiBlockMasking:
+    """I-JEPA multi-block masking (arXiv 2301.08243, Sec. 3)."""
+
+    num_targets: int = 4
+    """Target blocks per sample."""
+    target_scale: tuple[float, float] = (0.15, 0.2)
+    """Fraction of the grid each target block covers."""
+    target_aspect: tuple[float, float] = (0.75, 1.5)
+    """Height / width ratio range of target blocks."""
+    context_scale: tuple[float, float] = (0.85, 1.0)
+    """Fraction of the grid of the context block before the targets are removed."""
+    min_keep: int = 4
+    """Fewest context tokens allowed (I-JEPA uses 10 on 14x14 grids)."""
+    allow_overlap: bool = False
+    """Keep target tokens in the context (False: the context never sees a target token)."""
+    max_tries: int = 20
+    """Re-draws of the block positions before giving up with a MaskError."""
+
+    def __post_init__(self) -> None:
+        _check_range("target_scale", self.target_scale, 0.0, 1.0)
+        _check_range("context_scale", self.context_scale, 0.0, 1.0)
+        _check_range("target_aspect", self.target_aspect, 0.0, float("inf"))
+        if self.num_targets < 1:
+            raise MaskError(f"num_targets must be >= 1, got {self.num_targets}")
+        if self.min_keep < 1:
+            raise MaskError(f"min_keep must be >= 1, got {self.min_keep}")
+
+    def __call__(self, batch_size: int, grid: tuple[int, int], g: torch.Generator) -> Masks:
+        H, W = grid
+        t_hw = sample_block_size(g, grid, self.target_scale, self.target_aspect)
+        c_hw = sample_block_size(g, grid, self.context_scale, (1.0, 1.0))
+        targets, contexts = [], []
+        for _ in range(batch_size):
+            for _try in range(self.max_tries):
+                blocks = [_block_mask(g, grid, t_hw) for _ in range(self.num_targets)]
+                ctx = _block_mask(g, grid, c_hw)
+                if not self.allow_overlap:
+                    for b in blocks:
+                        ctx &= ~b
+                if int(ctx.sum()) >= self.min_keep:
+                    break
+            else:
+                raise MaskError(
+                    f"multi-block masking left fewer than min_keep={self.min_keep} context tokens on a "
+                    f"{H}x{W} grid after {self.max_tries} tries (target blocks {t_hw} x {self.num_targets}, "
+                    f"context block {c_hw}); use smaller target_scale or fewer num_targets"
+                )
+            targets.append(torch.stack([b.flatten().nonzero().squeeze(1) for b in blocks]))  # [K, Nt]
+            contexts.append(ctx.flatten().nonzero().squeeze(1))
+        n_ctx = min(len(c) for c in contexts)
+        # Cut every context to the batch's shortest so indices stack (the I-JEPA collator does the same);
+        # a random subset keeps the context spread over its block.
+        ctx_idx = torch.stack([c[torch.randperm(len(c), generator=g)[:n_ctx]].sort().values for c in contexts])
+        return Masks(context=ctx_idx, targets=torch.stack(targets))
+
+
+@dataclass(kw_only=True)
+class TubeMasking:
+    """V-JEPA multi-block tube masking (arXiv 2404.08471, Sec. 3.2): spatial blocks repeated over all frames."""
+
+    num_blocks: int = 8
+    """Spatial blocks whose union is the target (8 short-range, 2 long-range in V-JEPA)."""
+    scale: tuple[float, float] = (0.15, 0.15)
+    """Spatial fraction of each block (0.15 short-range, 0.7 long-range)."""
+    aspect: tuple[float, float] = (0.75, 1.5)
+    """Height / width ratio range of the blocks."""
+    min_keep: int = 1
+    """Fewest context tokens per frame."""
+    max_tries: int = 20
+    """Re-draws before giving up with a MaskError."""
+
+    def __post_init__(self) -> None:
+        _check_range("scale", self.scale, 0.0, 1.0)
+        _check_range("aspect", self.aspect, 0.0, float("inf"))
+        if self.num_blocks < 1:
+            raise MaskError(f"num_blocks must be >= 1, got {self.num_blocks}")
+
+    def __call__(self, batch_size: int, grid: tuple[int, int], frames: int, g: torch.Generator) -> Masks:
+        """Context [B, T * Nc] and one target group [B, 1, T * Nt] over T frames."""
+        H, W = grid
+        hw = sample_block_size(g, grid, self.scale, self.aspect)
+        spatial_tgt = []
+        for _ in range(batch_size):
+            for _try in range(self.max_tries):
+                m = torch.zeros(H, W, dtype=torch.bool)
+                for _ in range(self.num_blocks):
+                    m |= _block_mask(g, grid, hw)
+                if int((~m).sum()) >= self.min_keep:
+                    break
+            else:
+                raise MaskError(
+                    f"tube masking with {self.num_blocks} blocks of {hw} covers the whole {H}x{W} grid "
+                    f"(no context left after {self.max_tries} tries); lower scale or num_blocks"
+                )
+            spatial_tgt.append(m.flatten())
+        # Equal sizes per batch: cut context and target to the shortest, a random subset of each.
+        n_tgt = min(int(m.sum()) for m in spatial_tgt)
+        n_ctx = min(int((~m).sum()) for m in spatial_tgt)
+        offsets = torch.arange(frames).unsqueeze(1) * (H * W)  # [T, 1]
+        ctx, tgt = [], []
+        for m in spatial_tgt:
+            t_idx = m.nonzero().squeeze(1)
+            c_idx = (~m).nonzero().squeeze(1)
+            t_idx = t_idx[torch.randperm(len(t_idx), generator=g)[:n_tgt]].sort().values
+            c_idx = c_idx[torch.randperm(len(c_idx), generator=g)[:n_ctx]].sort().values
+            tgt.append((offsets + t_idx).flatten())  # tube: same cells in every frame
+            ctx.append((offsets + c_idx).flatten())
+        return Masks(context=torch.stack(ctx), targets=torch.stack(tgt).unsqueeze(1))
+
+
+def vjepa_short_long(batch_size: int, grid: tuple[int, int], frames: int, g: torch.Generator) -> list[Masks]:
+    """The two V-JEPA mask groups of one batch: 8 blocks at 0.15 and 2 blocks at 0.7."""
+    short = TubeMasking(num_blocks=8, scale=(0.15, 0.15))
+    long = TubeMasking(num_blocks=2, scale=(0.7, 0.7))
+    return [short(batch_size, grid, frames, g), long(batch_size, grid, frames, g)]
+
+
+@dataclass(kw_only=True)
+class RandomCellMasking:
+    """AD-L-JEPA BEV masking (arXiv 2501.04969): a fixed ratio of BEV cells masked per sample."""
+
+    ratio: float = 0.5
+    """Fraction of cells masked (the targets)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio < 1.0:
+            raise MaskError(f"ratio must be in (0, 1) so both context and target are non-empty, got {self.ratio}")
+
+    def __call__(self, batch_size: int, grid: tuple[int, int], g: torch.Generator) -> Masks:
+        n = grid[0] * grid[1]
+        n_tgt = int(round(n * self.ratio))
+        if n_tgt < 1 or n_tgt >= n:
+            raise MaskError(f"ratio {self.ratio} on {n} cells leaves an empty context or target")
+        perm = torch.stack([torch.randperm(n, generator=g) for _ in range(batch_size)])  # [B, N]
+        tgt = perm[:, :n_tgt].sort(dim=1).values
+        ctx = perm[:, n_tgt:].sort(dim=1).values
+        return Masks(context=ctx, targets=tgt.unsqueeze(1))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """A CPU generator for (seed, step): the same masks on every rank and after a resume."""
+    g = torch.Generator()
+    g.manual_seed(int(seed) * 1_000_003 + int(step))
+    return g
