@@ -1,0 +1,213 @@
+"""The episode data contract as code: array keys, dtypes, shapes, validation, checksum, pose helpers.
+
+An episode is a dict ``{key: np.ndarray}`` at a fixed rate ``hz`` (see DESIGN.md, "Data contract").
+``T`` is the number of frames, ``X, Y, Z`` the grid shape; other symbols are free but must agree
+between the keys that share them (``K`` for ``agents``/``agents_valid``)::
+
+    occ            uint8   [T, X, Y, Z]   class ids of the grid's class table (free is a class)
+    occ_mask       bool    [T, X, Y, Z]   voxels observed by the sensors (optional)
+    lidar          float32 [P, 4]         x, y, z, intensity in the ego frame, frames concatenated
+    lidar_offsets  int64   [T + 1]        frame t's points are lidar[off[t]:off[t+1]]
+    camera         uint8   [T, H, W, 3]   front camera (optional)
+    ego_pose       float32 [T, 3]         x, y, yaw in the world frame            (required)
+    action         float32 [T, 2]         acceleration m/s^2, steering rad, t->t+1 (required)
+    agents         float32 [T, K, 8]      x, y, z, length, width, height, yaw, class (ego frame)
+    agents_valid   bool    [T, K]
+    ego_speed      float32 [T]            m/s
+    collision      bool    [T]
+    offroad        bool    [T]
+    route          float32 [R, 2]         route polyline in the world frame (per episode, not per frame)
+
+An episode needs ``ego_pose``, ``action`` and at least one sensor (``occ``, ``lidar`` or ``camera``);
+``lidar``/``lidar_offsets`` and ``agents``/``agents_valid`` come in pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from drivewm.data.spec import GridSpec
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    dtype: str
+    """numpy dtype name the store keeps (no silent casting)."""
+    dims: tuple[str | int, ...]
+    """Symbolic shape; 'T' is the frame axis, 'T+1' the lidar offsets, ints are fixed sizes."""
+    doc: str
+
+
+KEYS: dict[str, KeySpec] = {
+    "occ": KeySpec("uint8", ("T", "X", "Y", "Z"), "semantic occupancy, class ids"),
+    "occ_mask": KeySpec("bool", ("T", "X", "Y", "Z"), "observed voxels"),
+    "lidar": KeySpec("float32", ("P", 4), "x, y, z, intensity points of all frames"),
+    "lidar_offsets": KeySpec("int64", ("T+1",), "per-frame start offsets into lidar"),
+    "camera": KeySpec("uint8", ("T", "H", "W", 3), "front camera RGB"),
+    "ego_pose": KeySpec("float32", ("T", 3), "x, y, yaw world"),
+    "action": KeySpec("float32", ("T", 2), "acceleration, steering"),
+    "agents": KeySpec("float32", ("T", "K", 8), "x, y, z, l, w, h, yaw, class of road users"),
+    "agents_valid": KeySpec("bool", ("T", "K"), "which agent slots are filled"),
+    "ego_speed": KeySpec("float32", ("T",), "ego speed m/s"),
+    "collision": KeySpec("bool", ("T",), "ego collided"),
+    "offroad": KeySpec("bool", ("T",), "ego left the road"),
+    "route": KeySpec("float32", ("R", 2), "route polyline, world frame"),
+}
+REQUIRED_KEYS = ("ego_pose", "action")
+SENSOR_KEYS = ("occ", "lidar", "camera")
+PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
+# Keys whose first axis is the frame axis: a window slices them directly.
+FRAME_KEYS = tuple(k for k, s in KEYS.items() if s.dims[0] == "T")
+
+
+class EpisodeError(ValueError):
+    """An episode that breaks the data contract; the message names the source, the key and the problem."""
+
+    def __init__(self, source: str, key: str | None, problem: str) -> None:
+        self.source, self.key, self.problem = source, key, problem
+        where = f"{source}: key {key!r}" if key else source
+        super().__init__(f"{where}: {problem}")
+
+
+def _bind(source: str, key: str, arr: np.ndarray, spec: KeySpec, sizes: dict[str, int]) -> None:
+    """Check arr's shape against the symbolic dims, binding free symbols on first use."""
+    want = spec.dims
+    if arr.ndim != len(want):
+        raise EpisodeError(source, key, f"expected {len(want)} dims {list(want)}, got shape {list(arr.shape)}")
+    for axis, (dim, got) in enumerate(zip(want, arr.shape)):
+        if dim == "T+1":
+            dim, got = "T", got - 1
+        if isinstance(dim, int):
+            if got != dim:
+                raise EpisodeError(source, key, f"axis {axis} must be {dim}, got shape {list(arr.shape)}")
+        elif dim in sizes and sizes[dim] != got:
+            raise EpisodeError(
+                source, key, f"axis {axis} ({dim}) is {got} but other keys/grid say {dim}={sizes[dim]}"
+            )
+        else:
+            sizes[dim] = got
+
+
+def _check_finite(source: str, key: str, arr: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        first = np.argwhere(bad)[0].tolist()
+        raise EpisodeError(source, key, f"{int(bad.sum())} non-finite (NaN/inf) {what}, first at index {first}")
+
+
+def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str = "episode") -> int:
+    """Check an episode against the contract; return its frame count T.
+
+    Raises EpisodeError (a ValueError) naming ``source`` (a file, scene or episode name), the key and
+    the problem: unknown or missing keys, wrong dtype, wrong shape, frame counts that disagree,
+    NaN/inf poses, actions or points, lidar offsets that do not index the points, class ids
+    outside the grid's class table.
+    """
+    if not isinstance(arrays, dict):
+        raise EpisodeError(source, None, f"an episode is a dict of arrays, got {type(arrays).__name__}")
+    for key in arrays:
+        if key not in KEYS:
+            raise EpisodeError(source, key, f"unknown key; valid keys: {', '.join(KEYS)}")
+    for key in REQUIRED_KEYS:
+        if key not in arrays:
+            raise EpisodeError(source, key, "missing (required)")
+    if not any(k in arrays for k in SENSOR_KEYS):
+        raise EpisodeError(source, None, f"needs at least one sensor key of {', '.join(SENSOR_KEYS)}")
+    for key, other in PAIRED_KEYS.items():
+        if key in arrays and other not in arrays:
+            raise EpisodeError(source, other, f"missing (required together with {key!r})")
+    if "occ_mask" in arrays and "occ" not in arrays:
+        raise EpisodeError(source, "occ", "missing (required together with 'occ_mask')")
+
+    sizes: dict[str, int] = {"T": int(np.shape(arrays["ego_pose"])[0]) if np.ndim(arrays["ego_pose"]) else -1}
+    sizes.update(X=grid.shape[0], Y=grid.shape[1], Z=grid.shape[2])
+    for key, arr in arrays.items():
+        spec = KEYS[key]
+        if not isinstance(arr, np.ndarray):
+            raise EpisodeError(source, key, f"expected a numpy array, got {type(arr).__name__}")
+        if arr.dtype != np.dtype(spec.dtype):
+            raise EpisodeError(source, key, f"dtype must be {spec.dtype}, got {arr.dtype}")
+        _bind(source, key, arr, spec, sizes)
+    T = sizes["T"]
+    if T < 1:
+        raise EpisodeError(source, "ego_pose", "an episode needs at least one frame")
+
+    _check_finite(source, "ego_pose", arrays["ego_pose"], "poses")
+    _check_finite(source, "action", arrays["action"], "actions")
+    if "occ" in arrays:
+        occ = arrays["occ"]
+        if occ.size and int(occ.max()) >= grid.num_classes:
+            bad = occ >= grid.num_classes
+            frame = int(np.argmax(bad.reshape(T, -1).any(axis=1)))
+            raise EpisodeError(
+                source, "occ",
+                f"class id {int(occ.max())} outside the class table of {grid.num_classes} classes "
+                f"(ids 0..{grid.num_classes - 1}), first at frame {frame}",
+            )
+    if "lidar" in arrays:
+        _check_finite(source, "lidar", arrays["lidar"], "points")
+        off = arrays["lidar_offsets"]
+        if off[0] != 0 or off[-1] != len(arrays["lidar"]) or np.any(np.diff(off) < 0):
+            raise EpisodeError(
+                source, "lidar_offsets",
+                f"must start at 0, never decrease and end at the point count {len(arrays['lidar'])}; "
+                f"got first {int(off[0])}, last {int(off[-1])}",
+            )
+    if "agents" in arrays:
+        agents, valid = arrays["agents"], arrays["agents_valid"]
+        _check_finite(source, "agents", agents[valid], "values in valid agent slots")
+        cls = agents[..., 7][valid]
+        if cls.size and (np.any(cls < 0) or np.any(cls >= grid.num_classes) or np.any(cls != np.round(cls))):
+            raise EpisodeError(source, "agents", f"class (column 7) must be an integer id in 0..{grid.num_classes - 1}")
+    return T
+
+
+def episode_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over every array's key, dtype, shape and raw C-order bytes (independent of compression)."""
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}|{arr.dtype.str}|{list(arr.shape)}|".encode())
+        h.update(memoryview(arr).cast("B"))
+    return "sha256:" + h.hexdigest()
+
+
+def wrap_angle(a: np.ndarray) -> np.ndarray:
+    """Angles wrapped to [-pi, pi)."""
+    return (a + np.pi) % (2 * np.pi) - np.pi
+
+
+def relative_poses(ego_pose: np.ndarray, ref: int) -> np.ndarray:
+    """Poses [T, 3] (x, y, yaw world) expressed in the ego frame of frame ``ref`` (x forward, y left)."""
+    d = ego_pose[:, :2] - ego_pose[ref, :2]  # [T, 2] world offsets
+    c, s = np.cos(ego_pose[ref, 2]), np.sin(ego_pose[ref, 2])
+    x = c * d[:, 0] + s * d[:, 1]  # rotate by -yaw_ref
+    y = -s * d[:, 0] + c * d[:, 1]
+    yaw = wrap_angle(ego_pose[:, 2] - ego_pose[ref, 2])
+    return np.stack([x, y, yaw], axis=1).astype(np.float32)
+
+
+def actions_from_poses(ego_pose: np.ndarray, hz: float, wheelbase: float = 2.7) -> np.ndarray:
+    """Actions [T, 2] (acceleration, steering) that explain a pose track under a kinematic bicycle model.
+
+    For real logs without recorded controls: speed v_t = |p_{t+1} - p_t| * hz (finite differences),
+    acceleration a_t = (v_{t+1} - v_t) * hz, steering from the yaw rate w_t = v_t / L * tan(delta_t),
+    i.e. delta_t = atan(w_t * L / v_t) (0 when nearly stopped). The last frame repeats the one before.
+    """
+    T = len(ego_pose)
+    out = np.zeros((T, 2), np.float32)
+    if T < 2:
+        return out
+    step = np.linalg.norm(np.diff(ego_pose[:, :2], axis=0), axis=1)  # [T-1]
+    v = step * hz
+    yaw_rate = wrap_angle(np.diff(ego_pose[:, 2])) * hz
+    steer = np.where(v > 0.5, np.arctan(yaw_rate * wheelbase / np.maximum(v, 1e-6)), 0.0)
+    acc = np.zeros(T - 1)
+    acc[:-1] = np.diff(v) * hz
+    acc[-1] = acc[-2] if T > 2 else 0.0
+    out[:-1, 0], out[:-1, 1] = acc, steer
+    out[-1] = out[-2]
+    return out
