@@ -21,9 +21,9 @@ class PlanningError(ValueError):
 class ActionBounds:
     """Box limits of one action; drivewm's actions are [acceleration m/s^2, steering rad]."""
 
-    low: tuple[float, ...] = (-6.0, -0.5)
-    """Lower limit of each action component."""
-    high: tuple[float, ...] = (3.0, 0.5)
+    low: tuple[float, ...] = (-8.0, -0.6)
+    """Lower limit of each action component (the simulator's default max_brake, max_steer)."""
+    high: tuple[float, ...] = (4.0, 0.6)
     """Upper limit of each action component."""
 
     def __post_init__(self) -> None:

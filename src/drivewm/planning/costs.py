@@ -1,0 +1,212 @@
+"""Planning costs in the two spaces a world model predicts in, plus the exact one the simulator knows.
+
+- `EmbeddingGoalCost`: V-JEPA 2-AC's energy (arXiv 2506.09985), the L1 distance between the
+  predicted embedding at the horizon and the goal observation's embedding, plus optional shaping
+  (the same distance at intermediate steps, progress toward a route waypoint, comfort).
+- `OccupancyCost`: on decoded future occupancy (each frame in its own ego frame, the ego at the
+  origin): collisions of the ego footprint with occupied road-user / obstacle voxels, off-road
+  footprint cells, progress along the route, comfort (jerk, steering rate).
+- `SimulatorCost`: the same terms from the simulator's exact per-step outcomes (collision,
+  off-road, progress), used when the simulator itself is the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from drivewm.data.spec import GridSpec, class_id
+from drivewm.planning.config import PlanningError
+from drivewm.planning.mpc import Rollout
+from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH
+
+OBSTACLE_CLASSES = ("barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
+                    "traffic_cone", "trailer", "truck", "manmade", "vegetation")
+ROAD_CLASS = "driveable_surface"
+
+
+@dataclass(kw_only=True)
+class CostWeights:
+    """Weights of the cost terms; each term is per planned step unless said otherwise."""
+
+    collision: float = 100.0
+    """Per step with any obstacle voxel inside the ego footprint (occupancy) or a recorded collision (simulator)."""
+    near: float = 2.0
+    """Fraction of the safety margin ring around the footprint that is occupied (keeps distance)."""
+    offroad: float = 20.0
+    """Fraction of the footprint off the drivable surface."""
+    progress: float = 1.0
+    """Minus metres of progress along the route by the horizon."""
+    lateral: float = 0.5
+    """Squared lateral distance (m^2) of the final position from the route."""
+    jerk: float = 0.05
+    """Squared jerk (m/s^3)^2, mean over steps."""
+    steer_rate: float = 0.5
+    """Squared steering rate (rad/s)^2, mean over steps."""
+    goal_l1: float = 1.0
+    """Embedding space: weight of the L1 energy at the horizon."""
+    goal_l1_intermediate: float = 0.0
+    """Embedding space: weight of the same energy at intermediate steps (shaping)."""
+    margin: float = 1.0
+    """Width (m) of the safety ring around the ego footprint."""
+
+
+def comfort(actions: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared jerk and steering rate [S] of actions [S, H, 2] (accel, steer) at step dt."""
+    if actions.shape[1] < 2:
+        z = actions.new_zeros(actions.shape[0])
+        return z, z
+    d = torch.diff(actions, dim=1) / dt  # [S, H-1, 2]
+    return (d[..., 0] ** 2).mean(1), (d[..., 1] ** 2).mean(1)
+
+
+def route_progress(ego: torch.Tensor, route: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Arc length along the route polyline [P, 2] of the projection of points ego [S, 2], and lateral distance.
+
+    The route is in the same frame as the points and starts near the ego; progress is measured from
+    the route's first point.
+    """
+    a, b = route[:-1], route[1:]  # [P-1, 2]
+    seg = b - a
+    seg_len = seg.norm(dim=-1).clamp_min(1e-6)  # [P-1]
+    rel = ego[:, None, :] - a[None]  # [S, P-1, 2]
+    t = ((rel * seg[None]).sum(-1) / seg_len[None] ** 2).clamp(0, 1)  # [S, P-1]
+    closest = a[None] + t[..., None] * seg[None]  # [S, P-1, 2]
+    dist = (ego[:, None, :] - closest).norm(dim=-1)  # [S, P-1]
+    best = dist.argmin(dim=1)  # [S]
+    cum = torch.cat([seg_len.new_zeros(1), seg_len.cumsum(0)])  # [P]
+    s_idx = torch.arange(ego.shape[0], device=ego.device)
+    arc = cum[best] + t[s_idx, best] * seg_len[best]
+    return arc, dist[s_idx, best]
+
+
+def check_route(route: Any, device: torch.device) -> torch.Tensor:
+    """A route/waypoint goal as a [P, 2] float tensor (a single waypoint becomes a 2-point route from the origin)."""
+    r = torch.as_tensor(route, dtype=torch.float32, device=device)
+    if r.ndim == 1 and r.shape[0] == 2:
+        r = torch.stack([torch.zeros_like(r), r])
+    if r.ndim != 2 or r.shape[1] != 2 or r.shape[0] < 2:
+        raise PlanningError(f"route goal must be [P>=2, 2] points (or one [2] waypoint), got {tuple(r.shape)}")
+    if not torch.isfinite(r).all():
+        raise PlanningError("route goal has non-finite points")
+    return r
+
+
+class SimulatorCost:
+    """Exact cost from the simulator's own per-step outcomes (the simulator as a perfect model)."""
+
+    def __init__(self, weights: CostWeights | None = None, dt: float = 0.5):
+        self.w, self.dt = weights or CostWeights(), dt
+
+    def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
+        w, ev = self.w, rollout.events
+        for key in ("collision", "offroad", "progress"):
+            if key not in ev:
+                raise PlanningError(f"SimulatorCost needs rollout.events[{key!r}] (the simulator's outcomes)")
+        cost = w.collision * ev["collision"].float().sum(1) + w.offroad * ev["offroad"].float().sum(1)
+        cost = cost - w.progress * ev["progress"][:, -1]
+        if goal is not None:
+            route = check_route(goal, actions.device)
+            _, lat = route_progress(rollout.ego[:, -1, :2], route)
+            cost = cost + w.lateral * lat**2
+        jerk, steer = comfort(actions, self.dt)
+        return cost + w.jerk * jerk + w.steer_rate * steer
+
+
+class OccupancyCost:
+    """Cost of decoded occupancy rollouts: collision, clearance, off-road, route progress, comfort."""
+
+    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, dt: float = 0.5):
+        self.grid, self.w, self.dt = grid, weights or CostWeights(), dt
+        xs = torch.as_tensor(grid.voxel_centers(0), dtype=torch.float32)
+        ys = torch.as_tensor(grid.voxel_centers(1), dtype=torch.float32)
+        gx, gy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] cell centres in the ego frame
+        gx = gx - EGO_BOX_OFFSET_X  # the ego pose is the rear axle; the box centre sits ahead of it
+        half_l, half_w = EGO_LENGTH / 2, EGO_WIDTH / 2
+        # Cells whose centre lies in the box, grown by half a voxel so the coarse grids never miss the box.
+        pad = grid.voxel_size / 2
+        inside = (gx.abs() <= half_l + pad) & (gy.abs() <= half_w + pad)
+        ring = (gx.abs() <= half_l + pad + self.w.margin) & (gy.abs() <= half_w + pad + self.w.margin) & ~inside
+        self.footprint, self.ring = inside, ring
+        n = grid.num_classes
+        obstacle = torch.zeros(n, dtype=torch.bool)
+        for name in OBSTACLE_CLASSES:
+            if name in grid.classes:
+                obstacle[grid.classes.index(name)] = True
+        self.obstacle_lut = obstacle
+        self.road_id = class_id(ROAD_CLASS) if ROAD_CLASS in grid.classes else -1
+
+    def terms(self, occupancy: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-step collision flag, clearance and off-road fraction [S, H] of occupancy [S, H, X, Y, Z]."""
+        if occupancy.shape[-3:] != self.grid.shape:
+            raise PlanningError(f"occupancy grid {tuple(occupancy.shape[-3:])} does not match the cost's grid {self.grid.shape}")
+        occ = occupancy.long()
+        lut = self.obstacle_lut.to(occ.device)
+        obstacle_col = lut[occ].any(-1)  # [S, H, X, Y] any obstacle voxel in the column
+        road_col = (occ == self.road_id).any(-1)  # [S, H, X, Y]
+        fp, ring = self.footprint.to(occ.device), self.ring.to(occ.device)
+        collision = obstacle_col[..., fp].any(-1)  # [S, H]
+        near = obstacle_col[..., ring].float().mean(-1)
+        offroad = 1.0 - road_col[..., fp].float().mean(-1)
+        return {"collision": collision, "near": near, "offroad": offroad}
+
+    def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
+        if rollout.occupancy is None:
+            raise PlanningError("OccupancyCost needs a model that predicts occupancy (rollout.occupancy is None)")
+        w = self.w
+        t = self.terms(rollout.occupancy)
+        cost = (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
+        cost = cost + _route_terms(rollout, goal, w)
+        jerk, steer = comfort(actions, self.dt)
+        return cost + w.jerk * jerk + w.steer_rate * steer
+
+
+def _route_terms(rollout: Rollout, goal: Any, w: CostWeights) -> torch.Tensor:
+    """-progress along the route and the lateral error at the horizon; plain forward distance without a route."""
+    end = rollout.ego[:, -1, :2]  # [S, 2]
+    if goal is None:
+        return -w.progress * end[:, 0]
+    route = check_route(goal, end.device)
+    arc, lat = route_progress(end, route)
+    return -w.progress * arc + w.lateral * lat**2
+
+
+@dataclass
+class EmbeddingGoal:
+    """A goal in embedding space: the encoded goal observation, and optionally a route for shaping."""
+
+    embedding: torch.Tensor
+    """[N, D] embedding of the goal observation (e.g. what the expert saw H seconds later)."""
+    route: torch.Tensor | None = None
+    """Optional [P, 2] route in the current ego frame for progress shaping."""
+    extras: dict = field(default_factory=dict)
+
+
+class EmbeddingGoalCost:
+    """V-JEPA 2-AC's energy: mean |z_pred(H) - z_goal| (arXiv 2506.09985), plus optional shaping."""
+
+    def __init__(self, weights: CostWeights | None = None, dt: float = 0.5, shaping: bool = False):
+        self.w, self.dt, self.shaping = weights or CostWeights(), dt, shaping
+
+    def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
+        if rollout.embeddings is None:
+            raise PlanningError("EmbeddingGoalCost needs a model that predicts embeddings (a JEPA model)")
+        if not isinstance(goal, EmbeddingGoal):
+            raise PlanningError(f"embedding-space planning needs an EmbeddingGoal, got {type(goal).__name__}")
+        z = rollout.embeddings  # [S, H, N, D]
+        g = goal.embedding.to(z.device, z.dtype)
+        if g.shape != z.shape[2:]:
+            raise PlanningError(f"goal embedding shape {tuple(g.shape)} does not match the model's {tuple(z.shape[2:])}")
+        if not torch.isfinite(g).all():
+            raise PlanningError("goal embedding has non-finite values")
+        energy = (z - g).abs().mean(dim=(2, 3))  # [S, H]
+        cost = self.w.goal_l1 * energy[:, -1]
+        if self.w.goal_l1_intermediate:
+            cost = cost + self.w.goal_l1_intermediate * energy[:, :-1].sum(1)
+        if self.shaping:
+            cost = cost + _route_terms(rollout, goal.route, self.w)
+            jerk, steer = comfort(actions, self.dt)
+            cost = cost + self.w.jerk * jerk + self.w.steer_rate * steer
+        return cost

@@ -1,0 +1,96 @@
+"""Costs against hand-computed answers: route progress, footprint collisions, the embedding L1 energy, bad goals."""
+
+import pytest
+import torch
+
+from drivewm.data.spec import FREE_ID, class_id, grid_preset
+from drivewm.planning.config import PlanningError
+from drivewm.planning.costs import (
+    CostWeights,
+    EmbeddingGoal,
+    EmbeddingGoalCost,
+    OccupancyCost,
+    comfort,
+    route_progress,
+)
+from drivewm.planning.mpc import Rollout
+
+
+def test_route_progress_on_an_l_shaped_route():
+    route = torch.tensor([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    pts = torch.tensor([[4.0, 1.0], [12.0, 5.0], [-3.0, 0.0]])
+    arc, lat = route_progress(pts, route)
+    torch.testing.assert_close(arc, torch.tensor([4.0, 15.0, 0.0]))
+    torch.testing.assert_close(lat, torch.tensor([1.0, 2.0, 3.0]))
+
+
+def test_comfort_terms():
+    a = torch.tensor([[[0.0, 0.0], [1.0, 0.1], [1.0, 0.3]]])  # accel steps 0->1->1, steer 0->0.1->0.3
+    jerk, steer = comfort(a, dt=0.5)
+    torch.testing.assert_close(jerk, torch.tensor([(2.0**2 + 0.0) / 2]))
+    torch.testing.assert_close(steer, torch.tensor([(0.2**2 + 0.4**2) / 2]))
+
+
+def _grid_with(grid, cells):
+    occ = torch.full(grid.shape, FREE_ID, dtype=torch.uint8)
+    occ[..., 0] = class_id("driveable_surface")
+    for (x, y), cid in cells.items():
+        occ[x, y, 2] = cid
+    return occ
+
+
+def test_occupancy_cost_sees_a_car_in_the_footprint_and_not_one_far_away():
+    grid = grid_preset("tiny")  # 0.8 m voxels, ego (rear axle) at the centre of the grid
+    cost = OccupancyCost(grid, CostWeights(near=0.0, jerk=0.0, steer_rate=0.0, progress=0.0))
+    ix = int((0.0 + 1.342 - grid.lower[0]) / grid.voxel_size)  # the box centre, 1.342 m ahead of the axle
+    iy = int((0.0 - grid.lower[1]) / grid.voxel_size)
+    car = class_id("car")
+    hit = _grid_with(grid, {(ix, iy): car})
+    clear = _grid_with(grid, {(ix + 20, iy): car})
+    behind = _grid_with(grid, {(ix - 5, iy): car})  # 4 m behind the box centre: behind the rear bumper
+    occ = torch.stack([hit, clear, behind])[:, None]  # [S=3, H=1, X, Y, Z]
+    terms = cost.terms(occ)
+    assert terms["collision"][:, 0].tolist() == [True, False, False]
+    assert terms["offroad"].abs().max() == 0
+    ego = torch.zeros(3, 1, 3)
+    c = cost(Rollout(ego=ego, speed=torch.zeros(3, 1), occupancy=occ), torch.zeros(3, 1, 2), None)
+    assert c.tolist() == [100.0, 0.0, 0.0]
+
+
+def test_offroad_fraction():
+    grid = grid_preset("tiny")
+    cost = OccupancyCost(grid)
+    occ = torch.full(grid.shape, FREE_ID, dtype=torch.uint8)
+    occ[..., 0] = class_id("sidewalk")
+    assert cost.terms(occ[None, None])["offroad"].item() == 1.0
+    with pytest.raises(PlanningError, match="does not match"):
+        cost.terms(torch.zeros(1, 1, 8, 8, 8, dtype=torch.uint8))
+
+
+def test_embedding_energy_is_mean_l1_at_the_horizon():
+    z = torch.zeros(2, 3, 4, 5)  # [S, H, N, D]
+    z[1, -1] = 2.0
+    z[0, 0] = 7.0  # intermediate steps do not count without shaping
+    goal = EmbeddingGoal(embedding=torch.ones(4, 5))
+    cost = EmbeddingGoalCost()
+    c = cost(Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3), embeddings=z), torch.zeros(2, 3, 2), goal)
+    torch.testing.assert_close(c, torch.tensor([1.0, 1.0]))
+    cost_shaped = EmbeddingGoalCost(CostWeights(goal_l1_intermediate=1.0))
+    c2 = cost_shaped(Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3), embeddings=z), torch.zeros(2, 3, 2), goal)
+    torch.testing.assert_close(c2, torch.tensor([1.0 + 6.0 + 1.0, 1.0 + 1.0 + 1.0]))
+
+
+def test_malformed_goals_are_clear_errors():
+    cost = EmbeddingGoalCost()
+    r = Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3), embeddings=torch.zeros(2, 3, 4, 5))
+    with pytest.raises(PlanningError, match="does not match"):
+        cost(r, torch.zeros(2, 3, 2), EmbeddingGoal(embedding=torch.zeros(4, 6)))
+    with pytest.raises(PlanningError, match="EmbeddingGoal"):
+        cost(r, torch.zeros(2, 3, 2), torch.zeros(4, 5))
+    with pytest.raises(PlanningError, match="non-finite"):
+        cost(r, torch.zeros(2, 3, 2), EmbeddingGoal(embedding=torch.full((4, 5), float("nan"))))
+    occ_cost = OccupancyCost(grid_preset("micro"))
+    r2 = Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3),
+                 occupancy=torch.full((2, 3, 32, 32, 4), FREE_ID, dtype=torch.uint8))
+    with pytest.raises(PlanningError, match="route goal"):
+        occ_cost(r2, torch.zeros(2, 3, 2), torch.zeros(3, 3))
