@@ -1,0 +1,41 @@
+"""Metrics with the published protocols, named as such: occupancy (OccWorld, Occ3D), point clouds
+(4D-Occ), planning (ST-P3/VAD and UniAD conventions), images/video, representations, tokenizers.
+
+Every metric streams (``update(...)`` per batch, ``compute()`` once) and all-reduces its additive
+state only when a torch.distributed process group is initialised.
+"""
+
+from drivewm.metrics.image import (
+    ExportedFeatures,
+    FeatureExtractor,
+    FrechetDistance,
+    ImageQualityMetric,
+    RandomConvFeatures,
+    frechet_distance,
+)
+from drivewm.metrics.occupancy import OccupancyForecastMetric, confusion_counts
+from drivewm.metrics.planning import PlanningMetric
+from drivewm.metrics.pointcloud import ROI_4DOCC, PointCloudForecastMetric, chamfer_distance, crop, nearest_sq_dist
+from drivewm.metrics.representation import EmbeddingStats, linear_probe, rankme
+from drivewm.metrics.tokens import CodebookMetric
+
+__all__ = [
+    "ROI_4DOCC",
+    "CodebookMetric",
+    "EmbeddingStats",
+    "ExportedFeatures",
+    "FeatureExtractor",
+    "FrechetDistance",
+    "ImageQualityMetric",
+    "OccupancyForecastMetric",
+    "PlanningMetric",
+    "PointCloudForecastMetric",
+    "RandomConvFeatures",
+    "chamfer_distance",
+    "confusion_counts",
+    "crop",
+    "frechet_distance",
+    "linear_probe",
+    "nearest_sq_dist",
+    "rankme",
+]

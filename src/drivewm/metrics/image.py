@@ -1,0 +1,225 @@
+"""Image and video metrics: PSNR, SSIM and the Frechet distance between Gaussian fits of features.
+
+* PSNR = 10 log10(data_range^2 / MSE) per image, averaged over images.
+* SSIM (Wang et al., IEEE TIP 2004): 11 x 11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03,
+  mean over the valid window positions of each image, averaged over images (torchmetrics'
+  implementation).
+* Frechet distance (Heusel et al., arXiv 1706.08500 for FID; Unterthiner et al., arXiv
+  1812.01717 for FVD): ``|mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))`` between Gaussians
+  fitted to features of real and generated samples. The trace of the matrix square root is
+  computed as ``sum sqrt(eig(S_r^(1/2) S_f S_r^(1/2)))`` from symmetric eigendecompositions
+  in float64, which is real, PSD by construction and stable where ``scipy.linalg.sqrtm`` of the
+  non-symmetric product can return complex noise.
+
+The feature extractor is pluggable and nothing is downloaded. The score is called ``FID`` /
+``FVD`` only for an extractor loaded from a local Inception-v3 / I3D file declared as such
+(``ExportedFeatures(path, standard="inception" | "i3d")``); any other extractor, such as the
+weight-free ``RandomConvFeatures``, reports ``frechet_<extractor name>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from drivewm.metrics.distributed import StreamingMetric, check_finite
+
+STANDARD_NAMES = {"inception": "FID", "i3d": "FVD"}
+
+
+def _check_images(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.ndim != 4:
+        raise ValueError(f"pred must be images [N, C, H, W], got shape {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+    check_finite("pred", pred)
+    check_finite("target", target)
+
+
+class ImageQualityMetric(StreamingMetric):
+    """Streaming per-image PSNR (dB) and SSIM averaged over images; ``update(pred, target)`` [N, C, H, W]."""
+
+    def __init__(self, *, data_range: float = 1.0) -> None:
+        super().__init__()
+        if data_range <= 0:
+            raise ValueError(f"data_range must be > 0, got {data_range}")
+        self.data_range = data_range
+        self._add_state("psnr_sum", torch.zeros((), dtype=torch.float64))
+        self._add_state("ssim_sum", torch.zeros((), dtype=torch.float64))
+        self._add_state("n", torch.zeros((), dtype=torch.float64))
+        self._add_state("identical", torch.zeros((), dtype=torch.float64))
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        _check_images(pred, target)
+        p, t = pred.double(), target.double()
+        mse = (p - t).square().flatten(1).mean(1)  # [N]
+        # An exact copy has infinite PSNR; it is counted apart so one copy does not make the mean inf.
+        exact = mse == 0
+        psnr = 10 * torch.log10(self.data_range**2 / mse[~exact])
+        ssim = structural_similarity_index_measure(p, t, data_range=self.data_range, reduction="none")
+        self.psnr_sum += psnr.sum().cpu()
+        self.ssim_sum += ssim.sum().cpu()
+        self.n += p.shape[0]
+        self.identical += exact.sum().cpu()
+
+    def compute(self) -> dict:
+        s = self._reduced()
+        if s["n"] == 0:
+            raise ValueError("compute() called before any update()")
+        finite = s["n"] - s["identical"]
+        psnr = float(s["psnr_sum"] / finite) if finite > 0 else float("inf")
+        return {"psnr": psnr, "ssim": float(s["ssim_sum"] / s["n"]), "images": int(s["n"]), "identical_images": int(s["identical"])}
+
+
+class FeatureExtractor(Protocol):
+    """Maps a batch of images [N, C, H, W] or videos [N, T, C, H, W] to features [N, D]."""
+
+    name: str
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class RandomConvFeatures(nn.Module):
+    """A weight-free, seeded random conv net (no download): features for a Frechet distance that is not FID.
+
+    Images [N, C, H, W] go through 3 strided conv + ReLU layers and global average pooling;
+    videos [N, T, C, H, W] use 3D convolutions over (T, H, W). The weights come from ``seed`` alone,
+    so two runs with the same seed measure with the same ruler.
+    """
+
+    def __init__(self, *, in_channels: int = 3, dim: int = 64, seed: int = 0, video: bool = False) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        conv = nn.Conv3d if video else nn.Conv2d
+        widths = [in_channels, dim // 2, dim, dim]
+        layers: list[nn.Module] = []
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            layer = conv(cin, cout, kernel_size=3, stride=2, padding=1)
+            with torch.no_grad():
+                fan_in = layer.weight[0].numel()
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
+                layer.bias.zero_()
+            layers += [layer, nn.ReLU()]
+        self.net = nn.Sequential(*layers).requires_grad_(False)
+        self.video = video
+        self.name = f"randconv{'3d' if video else '2d'}-seed{seed}-d{dim}"
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.video:
+            if x.ndim != 5:
+                raise ValueError(f"x must be videos [N, T, C, H, W], got shape {tuple(x.shape)}")
+            x = x.transpose(1, 2)  # [N, C, T, H, W]
+        elif x.ndim != 4:
+            raise ValueError(f"x must be images [N, C, H, W], got shape {tuple(x.shape)}")
+        return self.net(x.float()).flatten(2).mean(2)  # [N, D]
+
+
+class ExportedFeatures(nn.Module):
+    """A feature network loaded from a local file: ``torch.export`` (.pt2) or TorchScript (e.g. the
+    published ``inception-2015-12-05.pt`` / ``i3d_torchscript.pt``). Neither format runs Python
+    code on load. ``standard`` declares what the file is ("inception" -> FID, "i3d" -> FVD);
+    ``call_kwargs`` are passed on each call (e.g. ``{"return_features": True}``); inputs are passed
+    as given, so preprocessing (size, value range) follows the network's own convention.
+    """
+
+    def __init__(self, path: str | Path, *, standard: str | None = None, name: str | None = None, call_kwargs: dict | None = None) -> None:
+        super().__init__()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"feature network file not found: {path}")
+        if standard is not None and standard not in STANDARD_NAMES:
+            raise ValueError(f"standard must be one of {sorted(STANDARD_NAMES)} or None, got {standard!r}")
+        if path.suffix == ".pt2":
+            self.net = torch.export.load(str(path)).module()
+        else:
+            self.net = torch.jit.load(str(path), map_location="cpu")
+        self.standard = standard
+        self.call_kwargs = dict(call_kwargs or {})
+        self.name = name or (standard or path.stem)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.net(x, **self.call_kwargs)
+        return feats.flatten(1).double()
+
+
+def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), stable symmetric-eigh form."""
+    mu1, mu2, s1, s2 = (x.double() for x in (mu1, mu2, sigma1, sigma2))
+    s1 = (s1 + s1.T) / 2
+    s2 = (s2 + s2.T) / 2
+    w, v = torch.linalg.eigh(s1)
+    sqrt_s1 = (v * w.clamp_min(0).sqrt()) @ v.T
+    # sqrt(S1) S2 sqrt(S1) is symmetric PSD and similar to S1 S2: same eigenvalues, same trace of sqrt.
+    middle = sqrt_s1 @ s2 @ sqrt_s1
+    tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
+
+
+class FrechetDistance(StreamingMetric):
+    """Streaming Frechet distance of extractor features: ``update(real=x, fake=y)`` then ``compute()``.
+
+    The state is (count, sum, sum of outer products) per side in float64, so it is exact under any
+    batch split and all-reduces across processes. ``update_features`` takes features directly.
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.dim: int | None = None
+        for side in ("real", "fake"):
+            self._add_state(f"{side}_n", torch.zeros((), dtype=torch.float64))
+            self._add_state(f"{side}_sum", torch.zeros(0, dtype=torch.float64))
+            self._add_state(f"{side}_outer", torch.zeros(0, 0, dtype=torch.float64))
+
+    @property
+    def metric_name(self) -> str:
+        standard = getattr(self.extractor, "standard", None)
+        return STANDARD_NAMES[standard] if standard in STANDARD_NAMES else f"frechet_{self.extractor.name}"
+
+    def update(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
+        for side, x in (("real", real), ("fake", fake)):
+            if x is not None:
+                check_finite(side, x)
+                self._add_features(side, self.extractor(x))
+
+    def update_features(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
+        for side, f in (("real", real), ("fake", fake)):
+            if f is not None:
+                self._add_features(side, f)
+
+    def _add_features(self, side: str, f: torch.Tensor) -> None:
+        if f.ndim != 2:
+            raise ValueError(f"{side} features must be [N, D], got shape {tuple(f.shape)}")
+        check_finite(f"{side} features", f)
+        f = f.detach().double().cpu()
+        if self.dim is None:
+            self.dim = f.shape[1]
+            for s in ("real", "fake"):
+                setattr(self, f"{s}_sum", torch.zeros(self.dim, dtype=torch.float64))
+                setattr(self, f"{s}_outer", torch.zeros(self.dim, self.dim, dtype=torch.float64))
+        elif f.shape[1] != self.dim:
+            raise ValueError(f"{side} features have dimension {f.shape[1]}, earlier ones {self.dim}")
+        getattr(self, f"{side}_sum").add_(f.sum(0))
+        getattr(self, f"{side}_outer").add_(f.T @ f)
+        getattr(self, f"{side}_n").add_(f.shape[0])
+
+    def compute(self) -> dict:
+        s = self._reduced()
+        stats = []
+        for side in ("real", "fake"):
+            n = s[f"{side}_n"]
+            if n < 2:
+                raise ValueError(f"{side}: a covariance needs at least 2 samples, got {int(n)}")
+            mu = s[f"{side}_sum"] / n
+            # Unbiased covariance (as numpy.cov / the FID reference code).
+            sigma = (s[f"{side}_outer"] - n * torch.outer(mu, mu)) / (n - 1)
+            stats += [mu, sigma]
+        value = frechet_distance(*stats)
+        return {"name": self.metric_name, "value": value, "extractor": self.extractor.name,
+                "real_samples": int(s["real_n"]), "fake_samples": int(s["fake_n"])}
