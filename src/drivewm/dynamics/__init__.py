@@ -1,0 +1,27 @@
+"""Token world models on one interface: GPT (GAIA-1 / DrivingGPT), OccWorld spatio-temporal, Copilot4D MaskGIT.
+
+Each is registered (kind "world") with `loss(batch)` and `rollout(context, actions, horizon)`;
+`forecast.forecast_occupancy` rolls any of them out and decodes the tokens through the frozen tokenizer.
+"""
+
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.conditions import ego_conditions
+from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
+from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
+from drivewm.dynamics.sampling import SamplingConfig, sample_logits
+from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
+
+__all__ = [
+    "GPTWorldConfig",
+    "GPTWorldModel",
+    "MaskGITWorldConfig",
+    "MaskGITWorldModel",
+    "SamplingConfig",
+    "SpatioTemporalWorldConfig",
+    "SpatioTemporalWorldModel",
+    "TokenWorldModel",
+    "WorldModelConfig",
+    "ego_conditions",
+    "guided_logits",
+    "sample_logits",
+]

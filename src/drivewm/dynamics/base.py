@@ -1,0 +1,159 @@
+"""What the three token world models share: config fields, the frozen tokenizer, input checks, loss(batch).
+
+A world model predicts the scene tokens of future frames from past tokens and per-frame ego
+conditions (see `conditions.py`). It holds the tokenizer of a finished tokenizer run, frozen
+(`requires_grad=False`, always in eval mode), and tokenizes `batch['occ']` inside `loss` under
+`no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.dynamics.sampling import SamplingConfig
+
+
+@dataclass(kw_only=True)
+class WorldModelConfig:
+    name: str = ""
+    """Registered model name."""
+    tokenizer_run: str = ""
+    """Run directory of a trained tokenizer, frozen inside the world model (empty: batches carry 'tokens')."""
+    vocab_size: int = 512
+    """Scene codebook size; must equal the tokenizer's."""
+    token_shape: list[int] = field(default_factory=lambda: [16, 16])
+    """Token grid (h, w) of one frame; must equal the tokenizer's."""
+    condition: str = "action_motion"
+    """Ego conditioning per frame: 'action' (accel, steer) or 'action_motion' (+ known ego motion to the next frame)."""
+    backbone: str = "attention"
+    """Temporal sequence mixer: 'attention' or 'ssm' (drivewm.backbones)."""
+    dim: int = 128
+    """Model width."""
+    depth: int = 4
+    """Layers (GPT) or blocks per scale (spatio-temporal, MaskGIT)."""
+    heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.0
+    """Dropout inside the blocks."""
+    max_frames: int = 11
+    """Longest window (frames) the model attends over; longer rollouts slide this window."""
+    min_context: int = 1
+    """Fewest context frames rollout accepts."""
+
+
+class TokenWorldModel(nn.Module):
+    """Base class: subclasses implement `loss_tokens(tokens, cond)` and `rollout(context, actions, horizon)`."""
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
+        super().__init__()
+        if len(cfg.token_shape) != 2:
+            raise ValueError(f"token_shape must be (h, w), got {cfg.token_shape}")
+        self.cfg = cfg
+        self.vocab_size = cfg.vocab_size
+        self.token_shape = (int(cfg.token_shape[0]), int(cfg.token_shape[1]))
+        self.tokens_per_frame = self.token_shape[0] * self.token_shape[1]
+        self.action_dim = condition_dim(cfg.condition)
+        self.tokenizer: nn.Module | None = load_frozen_tokenizer(cfg) if cfg.tokenizer_run else None
+        self.sampling = SamplingConfig()
+
+    # --- the frozen tokenizer -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "TokenWorldModel":
+        super().train(mode)
+        if self.tokenizer is not None:
+            self.tokenizer.eval()  # frozen: its norms/dropout never switch to training behaviour
+        return self
+
+    @torch.no_grad()
+    def encode(self, occ: torch.Tensor) -> torch.Tensor:
+        """occ [B, T, X, Y, Z] class ids -> tokens [B, T, h, w]."""
+        if self.tokenizer is None:
+            raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty); pass tokens")
+        b, t = occ.shape[:2]
+        codes = self.tokenizer.encode(occ.flatten(0, 1))  # [B*T, h, w]
+        return codes.reshape(b, t, *codes.shape[1:]).long()
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T, h, w] -> occupancy class ids [B, T, X, Y, Z] (argmax of the decoder's logits)."""
+        if self.tokenizer is None:
+            raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty)")
+        self.check_tokens(tokens, "tokens")
+        b, t = tokens.shape[:2]
+        logits = self.tokenizer.decode(tokens.flatten(0, 1))  # [B*T, C, X, Y, Z]
+        occ = logits.argmax(1)
+        return occ.reshape(b, t, *occ.shape[1:])
+
+    # --- training --------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tokens = batch["tokens"].long() if "tokens" in batch else self.encode(batch["occ"])
+        self.check_tokens(tokens, "tokens")
+        cond = ego_conditions(batch, self.cfg.condition)
+        return self.loss_tokens(tokens, cond)
+
+    def loss_tokens(self, tokens: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise TypeError(f"{type(self).__name__} must define loss_tokens")
+
+    # --- input checks shared by loss and rollout ---------------------------------------------------
+    def check_tokens(self, tokens: torch.Tensor, name: str) -> None:
+        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise ValueError(f"{name}: token ids must be an integer tensor, got {tokens.dtype}")
+        if tokens.dim() != 4 or tuple(tokens.shape[2:]) != self.token_shape:
+            raise ValueError(
+                f"{name}: expected token ids [B, T, {self.token_shape[0]}, {self.token_shape[1]}], "
+                f"got {tuple(tokens.shape)}"
+            )
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(
+                f"{name}: token ids must lie in [0, {self.vocab_size}), got range "
+                f"[{int(tokens.min())}, {int(tokens.max())}]"
+            )
+
+    def check_rollout_inputs(self, context: torch.Tensor, actions: torch.Tensor, horizon: int) -> None:
+        self.check_tokens(context, "context")
+        if context.shape[1] < self.cfg.min_context:
+            raise ValueError(
+                f"context: the model needs at least {self.cfg.min_context} frames, got {context.shape[1]}"
+            )
+        if horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        need = context.shape[1] + horizon - 1
+        if actions.dim() != 3 or actions.shape[0] != context.shape[0] or actions.shape[2] != self.action_dim:
+            raise ValueError(
+                f"actions: expected [B={context.shape[0]}, T>={need}, {self.action_dim}] "
+                f"(condition={self.cfg.condition!r}), got {tuple(actions.shape)}"
+            )
+        if actions.shape[1] < need:
+            raise ValueError(
+                f"actions: {context.shape[1]} context frames + horizon {horizon} need {need} per-frame "
+                f"conditions, got {actions.shape[1]}"
+            )
+
+
+def load_frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
+    """Load the tokenizer run named by cfg.tokenizer_run, check it matches the config, and freeze it."""
+    from drivewm.registry import model_entry
+    from drivewm.train.checkpoint import load_run
+
+    run = Path(cfg.tokenizer_run)
+    if not run.is_dir():
+        raise FileNotFoundError(
+            f"model.tokenizer_run: no tokenizer run directory {run}; train one first "
+            f"(drivewm train tokenizer --config configs/tokenizer/occ_tiny.yaml)"
+        )
+    tok_cfg, tokenizer = load_run(run)
+    kind = model_entry(tok_cfg.model.name).kind
+    if kind != "tokenizer":
+        raise ValueError(f"model.tokenizer_run: {run} holds a {kind} model ({tok_cfg.model.name}), not a tokenizer")
+    vocab, shape = int(tokenizer.vocab_size), tuple(int(s) for s in tokenizer.token_shape)
+    if vocab != cfg.vocab_size or shape != tuple(cfg.token_shape):
+        raise ValueError(
+            f"model.tokenizer_run: tokenizer {run} has vocab_size={vocab}, token_shape={list(shape)} but the "
+            f"world model is configured for vocab_size={cfg.vocab_size}, token_shape={list(cfg.token_shape)}"
+        )
+    tokenizer.requires_grad_(False)
+    return tokenizer.eval()

@@ -1,0 +1,144 @@
+"""Autoregressive GPT world model over interleaved frame and action tokens (GAIA-1, DrivingGPT).
+
+GAIA-1 (Hu et al. 2023, arXiv 2309.17080) and DrivingGPT (Chen et al. 2024, arXiv 2412.18607) model a
+drive as one token sequence z_1, a_1, z_2, a_2, ... (z_t: the N scene tokens of frame t, a_t: the ego
+action from t to t+1) with a causal transformer trained by next-token cross-entropy. Positions follow
+DrivingGPT: frame-wise 1D rotary positions (every token of frame t, its action token included, has
+position t) plus a learned in-frame position embedding. Actions: one continuous action token per frame
+(a small MLP of the conditioning vector, see `conditions.py`) instead of DrivingGPT's 3 x 128 binned
+action tokens: the action is an input here, never predicted, so binning it would only lose precision.
+Sampling draws token by token with temperature / top-k / top-p, using the backbone's KV cache (or SSM
+state) so each new token costs one step instead of a pass over the whole prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivewm.backbones import BackboneConfig, build_backbone
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.prefill import causal_prefill, frame_positions
+from drivewm.dynamics.sampling import SamplingConfig, sample_logits
+from drivewm.registry import register_model
+
+
+@dataclass(kw_only=True)
+class GPTWorldConfig(WorldModelConfig):
+    name: str = "gpt_world"
+    """Registered model name."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Token sampling of rollouts (temperature, top_k, top_p)."""
+
+
+class GPTWorldModel(TokenWorldModel):
+    def __init__(self, cfg: GPTWorldConfig) -> None:
+        super().__init__(cfg)
+        d, n = cfg.dim, self.tokens_per_frame
+        self.sampling = cfg.sampling
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.action_emb = nn.Sequential(nn.Linear(self.action_dim, d), nn.GELU(), nn.Linear(d, d))
+        # In-frame positions 0..N-1 for scene tokens, N for the frame's action token.
+        self.inframe_pos = nn.Parameter(torch.randn(n + 1, d) * 0.02)
+        self.backbone = build_backbone(
+            BackboneConfig(
+                kind=cfg.backbone, dim=d, depth=cfg.depth, heads=cfg.heads, dropout=cfg.dropout,
+                max_len=cfg.max_frames + 1,
+            )
+        )
+        self.head = nn.Linear(d, cfg.vocab_size, bias=False)
+
+    # --- sequence construction ------------------------------------------------------------------
+    def embed_frames(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        """tokens [B, T, h, w], cond [B, T, A] -> interleaved embeddings [B, T*(N+1), D]."""
+        z = self.tok_emb(tokens.flatten(2))  # [B, T, N, D]
+        a = self.action_emb(cond)[:, :, None]  # [B, T, 1, D]
+        x = torch.cat([z, a], 2) + self.inframe_pos  # [B, T, N+1, D]
+        return x.flatten(1, 2)
+
+    def forward_logits(self, x: Tensor, frames: int) -> Tensor:
+        """Embeddings [B, L, D] of a prefix spanning `frames` frames -> next-token logits [B, L, V]."""
+        pos = frame_positions(frames, self.tokens_per_frame + 1, x.device)[: x.shape[1]]
+        return self.head(self.backbone(x, positions=pos))
+
+    def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
+        b, t = tokens.shape[:2]
+        if t > self.cfg.max_frames:
+            raise ValueError(f"window of {t} frames exceeds model.max_frames={self.cfg.max_frames}")
+        n = self.tokens_per_frame
+        logits = self.forward_logits(self.embed_frames(tokens, cond), t)  # [B, T(N+1), V]
+        # Targets: the next token wherever it is a scene token; action slots (continuous inputs) are ignored.
+        target = torch.cat([tokens.flatten(2), torch.full_like(tokens[:, :, :1, 0], -100)], 2).flatten(1)
+        logits, target = logits[:, :-1], target[:, 1:]  # position p predicts token p+1
+        loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1), ignore_index=-100)
+        with torch.no_grad():
+            keep = target != -100
+            acc = (logits.argmax(-1)[keep] == target[keep]).float().mean()
+            # Accuracy on the last frame alone: the forecasting-relevant part.
+            last = logits[:, -n:].argmax(-1) == target[:, -n:]
+        return {"loss": loss, "token_acc": acc, "last_frame_acc": last.float().mean()}
+
+    # --- sampling ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(
+        self,
+        context: Tensor,
+        actions: Tensor,
+        horizon: int,
+        *,
+        sampling: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """context [B, Tc, h, w] tokens, actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w]."""
+        self.check_rollout_inputs(context, actions, horizon)
+        sampling = sampling or self.sampling
+        frames = context.long()
+        for k in range(horizon):
+            window = frames[:, -(self.cfg.max_frames - 1) :]
+            start = frames.shape[1] - window.shape[1]
+            cond = actions[:, start : frames.shape[1]].float()
+            gen = self._sample_frame_cached if use_cache else self._sample_frame_uncached
+            new = gen(window, cond, sampling, generator)  # [B, h, w]
+            frames = torch.cat([frames, new[:, None]], 1)
+        return frames[:, context.shape[1] :]
+
+    def _sample_frame_cached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator) -> Tensor:
+        tc, n = window.shape[1], self.tokens_per_frame
+        prefix = self.embed_frames(window, cond)  # [B, Tc(N+1), D]
+        out, state = causal_prefill(self.backbone, prefix, frame_positions(tc, n + 1, prefix.device))
+        logits = self.head(out[:, -1])  # [B, V]: the last action token predicts the first new token
+        pos = torch.tensor([tc], device=prefix.device)
+        new = []
+        for j in range(n):
+            tok = sample_logits(logits, sampling, generator)  # [B]
+            new.append(tok)
+            if j == n - 1:
+                break
+            x = (self.tok_emb(tok) + self.inframe_pos[j])[:, None]  # [B, 1, D]
+            out, state = self.backbone.step(x, state, positions=pos)
+            logits = self.head(out[:, -1])
+        return torch.stack(new, 1).reshape(window.shape[0], *self.token_shape)
+
+    def _sample_frame_uncached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator) -> Tensor:
+        tc, n = window.shape[1], self.tokens_per_frame
+        prefix = self.embed_frames(window, cond)
+        new: list[Tensor] = []
+        for j in range(n):
+            if new:
+                z = self.tok_emb(torch.stack(new, 1)) + self.inframe_pos[: len(new)]  # [B, j, D]
+                x = torch.cat([prefix, z], 1)
+            else:
+                x = prefix
+            logits = self.forward_logits(x, tc + 1)[:, -1]  # recompute the whole prefix for one token
+            new.append(sample_logits(logits, sampling, generator))
+        return torch.stack(new, 1).reshape(window.shape[0], *self.token_shape)
+
+
+@register_model("gpt_world", GPTWorldConfig, kind="world")
+def build_gpt_world(cfg: GPTWorldConfig) -> GPTWorldModel:
+    return GPTWorldModel(cfg)

@@ -1,0 +1,194 @@
+"""Copilot4D-style discrete diffusion world model: MaskGIT decoding of each future frame.
+
+Copilot4D (Zhang et al. 2023, arXiv 2311.01017) conditions on past frames and actions and denoises the
+next frame's tokens with MaskGIT (Chang et al. 2022, arXiv 2202.04200): training masks ceil(cos(u pi/2) N)
+tokens of the target frame and, as Copilot4D adds, replaces up to eta = 20 % of the remaining tokens by
+random codes (`schedule.corrupt_tokens`); cross-entropy with label smoothing 0.1 on every token of the
+target frame, so the model both fills masks and corrects wrong tokens. Decoding starts from a fully
+masked frame and in S steps samples all masked tokens in parallel (top-k sampling), then keeps the most
+confident and re-masks floor(cos((s+1)/S pi/2) N) of them (confidence = log-probability plus Gumbel noise
+annealed as in MaskGIT). Classifier-free guidance: during training the conditioning (past frames and
+actions) is dropped with probability `cond_drop_prob`; at sampling logits = uncond + w (cond - uncond),
+so w = 1 is the plain conditional model and w = 0 the unconditional one.
+
+The network is the same multi-scale spatio-temporal transformer as OccWorld's (`st_net.py`), with causal
+temporal mixing: frame t's output denoises frame t from frames < t and its own corrupted tokens; frame
+t's ego token carries the action/motion of the transition t-1 -> t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits
+from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step
+from drivewm.dynamics.st_net import SpatioTemporalNet
+from drivewm.registry import register_model
+
+
+@dataclass(kw_only=True)
+class MaskGITWorldConfig(WorldModelConfig):
+    name: str = "maskgit_world"
+    """Registered model name."""
+    dim_mult: list[int] = field(default_factory=lambda: [1, 2, 4])
+    """Width multiplier of each scale of the U-Net."""
+    steps: int = 8
+    """Parallel decoding steps per frame (Copilot4D: 10)."""
+    eta: float = 0.2
+    """Up to this fraction of unmasked target tokens is replaced by random codes in training (Copilot4D: 0.2)."""
+    cond_drop_prob: float = 0.1
+    """Probability of training a clip without its past frames and actions (classifier-free guidance)."""
+    guidance: float = 1.0
+    """Guidance scale w at sampling: logits = uncond + w (cond - uncond); 1 = conditional, 0 = unconditional."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy (Copilot4D: 0.1)."""
+    choice_temperature: float = 4.5
+    """Scale of the Gumbel noise on token confidences, annealed linearly to 0 over the steps (MaskGIT)."""
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_k=3))
+    """Token sampling of each decoding step (Copilot4D: top-3)."""
+
+
+def guided_logits(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
+    """uncond + w (cond - uncond), exact at w = 0 (uncond) and w = 1 (cond) thanks to torch.lerp."""
+    return torch.lerp(uncond, cond, w)
+
+
+class MaskGITWorldModel(TokenWorldModel):
+    def __init__(self, cfg: MaskGITWorldConfig) -> None:
+        super().__init__(cfg)
+        if cfg.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+        if not 0.0 <= cfg.eta < 1.0 or not 0.0 <= cfg.cond_drop_prob < 1.0:
+            raise ValueError(f"eta and cond_drop_prob must be in [0, 1), got {cfg.eta}, {cfg.cond_drop_prob}")
+        self.sampling = cfg.sampling
+        self.mask_id = cfg.vocab_size
+        self.ego_emb = nn.Sequential(nn.Linear(self.action_dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
+        self.null_ego = nn.Parameter(torch.zeros(cfg.dim))  # ego token without conditioning (frame 0, CFG)
+        self.net = SpatioTemporalNet(
+            vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
+            depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
+            dropout=cfg.dropout,
+        )
+
+    def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None) -> Tensor:
+        """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, T, A] (frame t: transition t -> t+1),
+        uncond [B] bool (drop conditioning) -> logits [B, T, h, w, V] of each frame's clean tokens."""
+        b, t = tokens.shape[:2]
+        ego = self.ego_emb(cond[:, :-1])  # [B, T-1, D]: transition t-1 -> t enters frame t
+        ego = torch.cat([self.null_ego.expand(b, 1, -1), ego], 1)  # [B, T, D]
+        if uncond is not None and bool(uncond.any()):
+            # Unconditional: the past frames become [MASK] and every ego token the null token.
+            past = torch.zeros_like(tokens, dtype=torch.bool)
+            past[:, :-1] = True
+            tokens = torch.where(uncond[:, None, None, None] & past, self.mask_id, tokens)
+            ego = torch.where(uncond[:, None, None], self.null_ego.expand(b, t, -1), ego)
+        return self.net(tokens, ego)
+
+    def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
+        b, t = tokens.shape[:2]
+        lo = max(self.cfg.min_context, 1)
+        if not lo < t <= self.cfg.max_frames:
+            raise ValueError(f"window of {t} frames: need {lo + 1}..model.max_frames={self.cfg.max_frames}")
+        dev = tokens.device
+        # One target frame k per clip; frames < k are clean context, frames > k are invisible (causal).
+        k = torch.randint(lo, t, (b,), device=dev)
+        target = tokens[torch.arange(b, device=dev), k]  # [B, h, w]
+        corrupted, masked, _ = corrupt_tokens(target.flatten(1), self.mask_id, self.vocab_size, self.cfg.eta)
+        inputs = tokens.clone()
+        inputs[torch.arange(b, device=dev), k] = corrupted.view_as(target)
+        uncond = torch.rand(b, device=dev) < self.cfg.cond_drop_prob
+        logits = self._logits_at(inputs, cond, uncond, k)  # [B, h, w, V]
+        loss = F.cross_entropy(
+            logits.reshape(-1, self.vocab_size), target.reshape(-1), label_smoothing=self.cfg.label_smoothing
+        )
+        with torch.no_grad():
+            hit = (logits.argmax(-1) == target).flatten(1)
+            masked_acc = (hit & masked).sum() / masked.sum().clamp(min=1)
+        return {"loss": loss, "token_acc": hit.float().mean(), "masked_acc": masked_acc}
+
+    def _logits_at(self, inputs: Tensor, cond: Tensor, uncond: Tensor, k: Tensor) -> Tensor:
+        """Logits of frame k[b] of each clip, computed on the clip cut after frame k[b]."""
+        out = []
+        for kk in k.unique().tolist():  # clips sharing a target index run as one batch
+            rows = (k == kk).nonzero().squeeze(1)
+            logits = self.denoise_logits(inputs[rows, : kk + 1], cond[rows, : kk + 1], uncond[rows])
+            out.append((rows, logits[:, -1]))
+        result = torch.empty(inputs.shape[0], *out[0][1].shape[1:], device=inputs.device, dtype=out[0][1].dtype)
+        for rows, logits in out:
+            result = result.index_copy(0, rows, logits)
+        return result
+
+    # --- decoding ---------------------------------------------------------------------------------
+    def frame_logits(self, window: Tensor, cond: Tensor, guidance: float) -> Tensor:
+        """Guided logits [B, N, V] of the last frame of window [B, T, h, w]."""
+        b = window.shape[0]
+        cond_logits = self.denoise_logits(window, cond)[:, -1].flatten(1, 2)
+        if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
+            return cond_logits
+        drop = torch.ones(b, dtype=torch.bool, device=window.device)
+        uncond_logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
+        return guided_logits(cond_logits, uncond_logits, guidance)
+
+    def decode_frame(self, context: Tensor, cond: Tensor, *, steps: int, guidance: float,
+                     sampling: SamplingConfig, generator: torch.Generator | None) -> Tensor:
+        """context [B, Tc, h, w], cond [B, Tc+1, A] -> the next frame's tokens [B, h, w] in `steps` passes."""
+        b, n = context.shape[0], self.tokens_per_frame
+        x = torch.full((b, n), self.mask_id, dtype=torch.long, device=context.device)
+        for s in range(steps):
+            masked = x == self.mask_id
+            window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
+            logits = self.frame_logits(window, cond, guidance)  # [B, N, V]
+            sampled = sample_logits(logits, sampling, generator)  # [B, N]
+            temp = sampling.temperature if sampling.temperature > 0 else 1.0
+            logp = filter_logits(logits.float() / temp, sampling.top_k, sampling.top_p).log_softmax(-1)
+            conf = logp.gather(-1, sampled[..., None]).squeeze(-1)  # [B, N]
+            anneal = self.cfg.choice_temperature * (1.0 - (s + 1) / steps)
+            if anneal > 0:
+                u = torch.rand(b, n, generator=generator, device=x.device).clamp(1e-20, 1.0)
+                conf = conf + anneal * -torch.log(-torch.log(u))
+            conf = conf.masked_fill(~masked, float("inf"))  # decoded tokens stay
+            x = torch.where(masked, sampled, x)
+            remask = num_masked_after_step(s, steps, n)
+            if remask > 0:
+                lowest = conf.topk(remask, dim=-1, largest=False).indices  # [B, remask]
+                x = x.scatter(-1, lowest, self.mask_id)
+        return x.view(b, *self.token_shape)
+
+    @torch.no_grad()
+    def rollout(
+        self,
+        context: Tensor,
+        actions: Tensor,
+        horizon: int,
+        *,
+        steps: int | None = None,
+        guidance: float | None = None,
+        sampling: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """context [B, Tc, h, w], actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w]."""
+        self.check_rollout_inputs(context, actions, horizon)
+        steps = self.cfg.steps if steps is None else steps
+        guidance = self.cfg.guidance if guidance is None else guidance
+        frames = context.long()
+        for _ in range(horizon):
+            ctx = frames[:, -(self.cfg.max_frames - 1) :]
+            start = frames.shape[1] - ctx.shape[1]
+            cond = actions[:, start : frames.shape[1] + 1].float()
+            if cond.shape[1] < ctx.shape[1] + 1:  # the last frame's own transition is never used
+                cond = torch.cat([cond, torch.zeros_like(cond[:, :1])], 1)
+            new = self.decode_frame(ctx, cond, steps=steps, guidance=guidance,
+                                    sampling=sampling or self.sampling, generator=generator)
+            frames = torch.cat([frames, new[:, None]], 1)
+        return frames[:, context.shape[1] :]
+
+
+@register_model("maskgit_world", MaskGITWorldConfig, kind="world")
+def build_maskgit_world(cfg: MaskGITWorldConfig) -> MaskGITWorldModel:
+    return MaskGITWorldModel(cfg)
