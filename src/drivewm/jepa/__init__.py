@@ -1,0 +1,7 @@
+"""JEPA world models: encoders, masks, predictors, collapse control, action conditioning, baselines, probes.
+
+Importing this package registers the trainable models (kind "jepa"): jepa_bev, jepa_ac, mae_bev,
+contrastive_bev.
+"""
+
+from drivewm.jepa import bev  # noqa: F401  (registers jepa_bev)
