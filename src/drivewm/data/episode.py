@@ -190,12 +190,13 @@ def relative_poses(ego_pose: np.ndarray, ref: int) -> np.ndarray:
     return np.stack([x, y, yaw], axis=1).astype(np.float32)
 
 
-def actions_from_poses(ego_pose: np.ndarray, hz: float, wheelbase: float = 2.7) -> np.ndarray:
+def actions_from_poses(ego_pose: np.ndarray, hz: float, wheelbase: float = 2.588) -> np.ndarray:
     """Actions [T, 2] (acceleration, steering) that explain a pose track under a kinematic bicycle model.
 
     For real logs without recorded controls: speed v_t = |p_{t+1} - p_t| * hz (finite differences),
     acceleration a_t = (v_{t+1} - v_t) * hz, steering from the yaw rate w_t = v_t / L * tan(delta_t),
     i.e. delta_t = atan(w_t * L / v_t) (0 when nearly stopped). The last frame repeats the one before.
+    The default L is the nuScenes car's (Renault Zoe) wheelbase, as the simulator's ego.
     """
     T = len(ego_pose)
     out = np.zeros((T, 2), np.float32)

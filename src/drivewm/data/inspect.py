@@ -1,0 +1,102 @@
+"""`drivewm data inspect DIR`: what a store holds (a summary dict and a rich table) and a picture of one frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from drivewm.data.manifest import StoreError
+from drivewm.data.render import save_frame_png
+from drivewm.data.store import EpisodeStore, store_size_bytes
+
+
+def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = False) -> dict:
+    """Counts of a store: episodes, frames, class frequencies (over up to ``sample_episodes`` episodes
+    spread over the store), LiDAR points per frame, disk size; ``verify`` recomputes every checksum."""
+    frames = [r["frames"] for r in store.episodes]
+    summary: dict = {
+        "path": str(store.path),
+        "episodes": len(frames),
+        "frames": int(sum(frames)),
+        "frames_per_episode": [min(frames, default=0), float(np.mean(frames)) if frames else 0.0, max(frames, default=0)],
+        "hz": store.hz,
+        "grid": list(store.grid.shape),
+        "voxel_size": store.grid.voxel_size,
+        "keys": sorted(store.keys()),
+        "disk_bytes": store_size_bytes(store.path),
+        "generator": {k: v for k, v in store.manifest.get("generator", {}).items() if k != "settings"},
+        "skipped": store.manifest.get("skipped", []),
+        "problems": list(store.problems),
+    }
+    if "occ" in store.keys() and len(store):
+        picks = np.unique(np.linspace(0, len(store) - 1, min(sample_episodes, len(store))).astype(int))
+        counts = np.zeros(store.grid.num_classes, np.int64)
+        for i in picks:
+            counts += np.bincount(store.read(int(i), "occ").ravel(), minlength=store.grid.num_classes)
+        summary["class_episodes"] = len(picks)
+        summary["class_frequency"] = {c: float(n / max(1, counts.sum())) for c, n in zip(store.grid.classes, counts)}
+    if "lidar_offsets" in store.keys():
+        per_frame = np.concatenate([np.diff(store.read(i, "lidar_offsets")) for i in range(len(store))])
+        summary["lidar_points_per_frame"] = [int(per_frame.min()), float(per_frame.mean()), int(per_frame.max())]
+    if verify:
+        bad = []
+        for i in range(len(store)):
+            try:
+                store.verify(i)
+            except StoreError as e:
+                bad.append(str(e))
+        summary["verify_failures"] = bad
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"episode store {summary['path']}", show_header=False)
+    lo, mean, hi = summary["frames_per_episode"]
+    rows = [
+        ("episodes", str(summary["episodes"])),
+        ("frames", f"{summary['frames']} ({lo} / {mean:.1f} / {hi} per episode, min / mean / max)"),
+        ("rate", f"{summary['hz']:g} Hz"),
+        ("grid", f"{'x'.join(map(str, summary['grid']))} voxels of {summary['voxel_size']:g} m"),
+        ("keys", ", ".join(summary["keys"])),
+        ("disk size", f"{summary['disk_bytes'] / 2**20:.2f} MiB"),
+        ("generator", ", ".join(f"{k}={v}" for k, v in summary["generator"].items())),
+    ]
+    if "lidar_points_per_frame" in summary:
+        a, b, c = summary["lidar_points_per_frame"]
+        rows.append(("lidar points / frame", f"{a} / {b:.0f} / {c} (min / mean / max)"))
+    rows.append(("skipped episodes", str(len(summary["skipped"]))))
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    if "class_frequency" in summary:
+        ct = Table(title=f"class frequencies (voxels of {summary['class_episodes']} episodes)")
+        ct.add_column("class")
+        ct.add_column("share", justify="right")
+        for name, share in summary["class_frequency"].items():
+            ct.add_row(name, f"{100 * share:.3f} %")
+        console.print(ct)
+    for s in summary["skipped"]:
+        console.print(f"[yellow]skipped at generation: episode {s['index']}: {s['error']}")
+    for p in summary["problems"]:
+        console.print(f"[red]bad episode left out: {p}")
+    for p in summary.get("verify_failures", []):
+        console.print(f"[red]checksum failure: {p}")
+
+
+def frame_png(store: EpisodeStore, path: str | Path, *, episode: int = 0, frame: int = 0) -> Path:
+    """Save BEV occupancy, LiDAR and camera (whichever the store has) of one frame as a PNG."""
+    if not 0 <= episode < len(store):
+        raise IndexError(f"--episode {episode}: the store {store.path} has {len(store)} episodes")
+    n = store.episodes[episode]["frames"]
+    if not 0 <= frame < n:
+        raise IndexError(f"--frame {frame}: episode {episode} of {store.path} has {n} frames")
+    keys = store.episodes[episode]["arrays"]
+    one = {k: store.read(episode, k, frame, frame + 1)[0] for k in ("occ", "occ_mask", "camera") if k in keys}
+    lidar = store.read_lidar(episode, frame, frame + 1)[0] if "lidar" in keys else None
+    title = f"{store.path.name} / {store.episodes[episode]['name']} / frame {frame}"
+    return save_frame_png(path, store.grid, lidar=lidar, title=title, **one)
