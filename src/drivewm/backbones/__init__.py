@@ -24,7 +24,8 @@ Public API (other families build on these exact names):
   ``step`` for KV caching), ``MLP``, ``make_norm('rms' | 'layer', dim)``, ``block_causal_mask``,
   ``RotaryEmbedding(head_dim, base=, max_len=)(positions) -> (cos, sin)``, ``apply_rotary(x, cos, sin)``,
   ``MambaBlock`` (gated selective-SSM mixer), ``selective_scan`` (chunked parallel form) and
-  ``selective_scan_reference`` (sequential recurrence).
+  ``selective_scan_reference`` (sequential recurrence), ``selective_scan_step``, ``linear_scan``
+  (differentiable chunked scan of h_t = a_t h_{t-1} + u_t).
 """
 
 from drivewm.backbones.attention import MLP, Attention, TransformerBlock, block_causal_mask, make_norm
@@ -33,6 +34,8 @@ from drivewm.backbones.base import SequenceBackbone
 from drivewm.backbones.build import build_backbone
 from drivewm.backbones.config import BackboneConfig
 from drivewm.backbones.rotary import RotaryEmbedding, apply_rotary
+from drivewm.backbones.scan import linear_scan, selective_scan, selective_scan_reference, selective_scan_step
+from drivewm.backbones.ssm import MambaBlock, SSMBackbone, SSMState
 
 __all__ = [
     "MLP",
@@ -40,11 +43,18 @@ __all__ = [
     "AttentionBackbone",
     "BackboneConfig",
     "KVCache",
+    "MambaBlock",
     "RotaryEmbedding",
+    "SSMBackbone",
+    "SSMState",
     "SequenceBackbone",
     "TransformerBlock",
     "apply_rotary",
     "block_causal_mask",
     "build_backbone",
+    "linear_scan",
     "make_norm",
+    "selective_scan",
+    "selective_scan_reference",
+    "selective_scan_step",
 ]
