@@ -5,3 +5,4 @@ contrastive_bev.
 """
 
 from drivewm.jepa import bev  # noqa: F401  (registers jepa_bev)
+from drivewm.jepa import ac  # noqa: F401  (registers jepa_ac)

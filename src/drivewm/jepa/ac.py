@@ -1,0 +1,207 @@
+"""``jepa_ac``: the V-JEPA 2-AC action-conditioned predictor (Assran et al., 2025, arXiv 2506.09985).
+
+A frozen encoder (loaded from a ``jepa_bev`` run directory) turns each occupancy frame into N patch
+embeddings, layer-normed. Per frame the predictor reads the tokens [action_t, state_t, patches_t]
+(block of N + 2), all frames interleaved in time, with block-causal attention (every token of frame
+t sees all tokens of frames <= t: ``drivewm.backbones`` with ``block_size = N + 2``), frame-index
+RoPE and 2-D sin-cos positions on the patches. The patch outputs of frame t predict the embeddings
+of frame t + 1. Training, as in the paper: teacher forcing (predict t + 1 from the true frames <= t)
+plus a 2-step autoregressive rollout loss (from frame 0, predictions fed back), both L1 against the
+layer-normed targets.
+
+The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw). Ours, not the
+paper's: the output at the state token also predicts the next state (L1, ``state_weight``), so a
+rollout can feed its own states forward where the paper's robot arm reads proprioception.
+
+Planning (``drivewm.planning``): ``encode(occ) -> [B, N, D]``, ``predict(z, actions) -> [B, N, D]``
+and ``rollout(z, action_seq) -> [S, H, N, D]`` (KV-cached, batched over samples); energy = L1 to a
+goal embedding from ``encode``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivewm.backbones import BackboneConfig, build_backbone
+from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, init_weights, sincos_2d
+from drivewm.registry import register_model
+
+
+@dataclass(kw_only=True)
+class JepaACConfig:
+    name: str = "jepa_ac"
+    """Registered model name."""
+    encoder_run: str = ""
+    """Run directory of a trained jepa_bev model whose encoder is frozen here ('' = a frozen random encoder, for tests)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Encoder config used when encoder_run is '' (otherwise the run's own config wins)."""
+    width: int = 64
+    """Predictor width."""
+    depth: int = 4
+    """Predictor transformer blocks."""
+    heads: int = 4
+    """Predictor attention heads (width / heads must be even for RoPE)."""
+    rollout_steps: int = 2
+    """Autoregressive steps of the rollout loss (V-JEPA 2-AC: 2)."""
+    rollout_weight: float = 1.0
+    """Weight of the rollout loss next to the teacher-forcing loss."""
+    state_weight: float = 0.1
+    """Weight of the next-state L1 loss at the state token."""
+    action_scale: list[float] = field(default_factory=lambda: [3.0, 0.5])
+    """Divisors bringing (accel m/s^2, steer rad) to ~unit range."""
+    state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
+    """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
+
+
+def _load_encoder(cfg: JepaACConfig) -> PatchEncoder:
+    if not cfg.encoder_run:
+        enc = PatchEncoder(cfg.encoder)
+        init_weights(enc)
+        return enc
+    from drivewm.train.checkpoint import load_run
+
+    _, model = load_run(cfg.encoder_run)
+    enc = getattr(model, "target_encoder", None) or getattr(model, "encoder", None)
+    if not isinstance(enc, PatchEncoder):
+        raise ValueError(f"encoder_run {cfg.encoder_run!r}: model {type(model).__name__} has no PatchEncoder to freeze")
+    cfg.encoder = enc.cfg  # the run's encoder config is the truth (and is stored with this run)
+    return enc
+
+
+class JepaAC(nn.Module):
+    def __init__(self, cfg: JepaACConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = _load_encoder(cfg).requires_grad_(False).eval()
+        ecfg = self.encoder.cfg
+        self.n = self.encoder.num_tokens
+        d, w = ecfg.dim, cfg.width
+        self.patch_in = nn.Linear(d, w)
+        self.action_in = nn.Linear(2, w)
+        self.state_in = nn.Linear(3, w)
+        self.register_buffer("pos", sincos_2d(*ecfg.token_grid, w), persistent=False)
+        self.register_buffer("a_scale", torch.tensor(cfg.action_scale, dtype=torch.float32), persistent=False)
+        self.register_buffer("s_scale", torch.tensor(cfg.state_scale, dtype=torch.float32), persistent=False)
+        self.backbone = build_backbone(
+            BackboneConfig(kind="attention", dim=w, depth=cfg.depth, heads=cfg.heads, norm="layer", max_len=4096)
+        )
+        self.patch_out = nn.Linear(w, d)
+        self.state_out = nn.Linear(w, 3)
+        for mod in (self.patch_in, self.action_in, self.state_in, self.backbone, self.patch_out, self.state_out):
+            init_weights(mod)
+
+    def train(self, mode: bool = True) -> "JepaAC":
+        super().train(mode)
+        self.encoder.eval()  # frozen: no dropout / norm statistics change
+        return self
+
+    # ---- protocol --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, occ: Tensor) -> Tensor:
+        """uint8 [B, X, Y, Z] -> layer-normed frozen embeddings [B, N, D] (the space predictions live in)."""
+        z = self.encoder(occ)
+        return F.layer_norm(z, z.shape[-1:])
+
+    def _frame_tokens(self, z: Tensor, actions: Tensor, states: Tensor) -> Tensor:
+        """z [B, T, N, D], actions [B, T, 2], states [B, T, 3] -> tokens [B, T * (N + 2), W]."""
+        b, t = z.shape[:2]
+        a = self.action_in(actions / self.a_scale)[:, :, None]  # [B, T, 1, W]
+        s = self.state_in(states / self.s_scale)[:, :, None]
+        p = self.patch_in(z) + self.pos  # [B, T, N, W]
+        return torch.cat([a, s, p], dim=2).reshape(b, t * (self.n + 2), -1)
+
+    def _positions(self, t0: int, t: int, device) -> Tensor:
+        return torch.arange(t0, t0 + t, device=device).repeat_interleave(self.n + 2)  # frame index per token
+
+    def _readout(self, h: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """Backbone outputs [B, T*(N+2), W] -> next embeddings [B, T, N, D] and next states [B, T, 3]."""
+        h = h.view(h.shape[0], t, self.n + 2, -1)
+        return self.patch_out(h[:, :, 2:]), self.state_out(h[:, :, 1]) * self.s_scale
+
+    def forward(self, z: Tensor, actions: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher-forced pass: frames [B, T, ...] -> predictions of frames 1..T: [B, T, N, D], [B, T, 3]."""
+        t = z.shape[1]
+        x = self._frame_tokens(z, actions, states)
+        h = self.backbone(x, positions=self._positions(0, t, z.device), block_size=self.n + 2)
+        return self._readout(h, t)
+
+    def _check(self, z: Tensor, actions: Tensor) -> None:
+        if z.dim() != 4 or z.shape[2:] != (self.n, self.encoder.cfg.dim):
+            raise ValueError(f"z must be [B, T, {self.n}, {self.encoder.cfg.dim}], got {tuple(z.shape)}")
+        if actions.dim() != 3 or actions.shape[-1] != 2 or actions.shape[0] != z.shape[0]:
+            raise ValueError(f"actions must be [B, T, 2] with B = {z.shape[0]}, got {tuple(actions.shape)}")
+
+    def predict(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
+        """Next-frame embeddings [B, N, D] from history z [B, T, N, D] and its actions [B, T, 2] (+ states [B, T, 3])."""
+        self._check(z, actions)
+        if actions.shape[1] != z.shape[1]:
+            raise ValueError(f"predict needs one action per history frame: z has {z.shape[1]}, actions {actions.shape[1]}")
+        states = states if states is not None else torch.zeros(*z.shape[:2], 3, device=z.device, dtype=z.dtype)
+        return self(z, actions, states)[0][:, -1]
+
+    def rollout(self, z: Tensor, action_seq: Tensor, past_actions: Tensor | None = None,
+                states: Tensor | None = None) -> Tensor:
+        """H autoregressive frames [S, H, N, D] from history z [S, T, N, D] (or [S, N, D]) and action_seq [S, H, 2].
+
+        ``past_actions`` [S, T - 1, 2] are the actions between history frames (needed when T > 1);
+        action_seq[:, 0] is applied at the last history frame. KV-cached: each new frame costs one block.
+        """
+        if z.dim() == 3:
+            z = z[:, None]
+        s, t = z.shape[:2]
+        if past_actions is None:
+            if t > 1:
+                raise ValueError(f"rollout from {t} history frames needs past_actions [S, {t - 1}, 2]")
+            past_actions = action_seq[:, :0]
+        acts = torch.cat([past_actions, action_seq], dim=1)  # [S, T - 1 + H, 2]
+        self._check(z, acts)
+        cur = states if states is not None else torch.zeros(s, t, 3, device=z.device, dtype=z.dtype)
+        cache = self.backbone.init_state(s, device=z.device, dtype=z.dtype)
+        frames, out = [z[:, i] for i in range(t)], []
+        st = [cur[:, i] for i in range(t)]
+        for i in range(t - 1 + action_seq.shape[1]):
+            x = self._frame_tokens(frames[i][:, None], acts[:, i : i + 1], st[i][:, None])
+            h, cache = self.backbone.step(x, cache, positions=self._positions(i, 1, z.device))
+            nz, ns = self._readout(h, 1)
+            if i >= t - 1:
+                frames.append(nz[:, 0])
+                st.append(ns[:, 0])
+                out.append(nz[:, 0])
+        return torch.stack(out, dim=1)
+
+    # ---- training --------------------------------------------------------------------------------
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        occ, actions = batch["occ"], batch["action"].float()
+        b, t = occ.shape[:2]
+        if t < 2 + (self.cfg.rollout_steps > 0):
+            raise ValueError(f"jepa_ac needs windows of >= 3 frames (data.past + data.future), got {t}")
+        states = batch["rel_pose"].float() if "rel_pose" in batch else torch.zeros(b, t, 3, device=occ.device)
+        z = self.encode(occ.flatten(0, 1)).view(b, t, self.n, -1)  # [B, T, N, D], frozen, layer-normed
+        pred, pred_state = self(z[:, :-1], actions[:, :-1], states[:, :-1])
+        tf = (pred - z[:, 1:]).abs().mean()
+        st = (pred_state - states[:, 1:]).abs().mean()
+        total = tf + self.cfg.state_weight * st
+        out = {"tf_loss": tf.detach(), "state_loss": st.detach()}
+        k = min(self.cfg.rollout_steps, t - 1)
+        if k > 0 and self.cfg.rollout_weight > 0:
+            # From frame 0 only, predictions (and predicted states) fed back for k steps; L1 on the last.
+            zs, ss = [z[:, 0]], [states[:, 0]]
+            for i in range(k):
+                pz, ps = self(torch.stack(zs, 1), actions[:, : i + 1], torch.stack(ss, 1))
+                zs.append(pz[:, -1])
+                ss.append(ps[:, -1])
+            ro = (zs[-1] - z[:, k]).abs().mean()
+            total = total + self.cfg.rollout_weight * ro
+            out["rollout_loss"] = ro.detach()
+        out["loss"] = total
+        return out
+
+
+@register_model("jepa_ac", JepaACConfig, kind="jepa")
+def build_jepa_ac(cfg: JepaACConfig) -> JepaAC:
+    return JepaAC(cfg)
