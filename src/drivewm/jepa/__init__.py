@@ -6,3 +6,4 @@ contrastive_bev.
 
 from drivewm.jepa import bev  # noqa: F401  (registers jepa_bev)
 from drivewm.jepa import ac  # noqa: F401  (registers jepa_ac)
+from drivewm.jepa import baselines  # noqa: F401  (registers mae_bev, contrastive_bev)

@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from drivewm.metrics import rankme
 from drivewm.jepa.regularizers import adl_variance, sigreg, vicreg_covariance, vicreg_variance
 
 PRED_LOSSES = ("smooth_l1", "l1", "cosine")
@@ -94,19 +95,13 @@ def collapse_terms(
     return out
 
 
-def rankme(z: Tensor, eps: float = 1e-7) -> Tensor:
-    """RankMe (Garrido et al., 2023, arXiv 2210.02885): exp of the entropy of the normalised singular values of z [N, D]."""
-    s = torch.linalg.svdvals(z.float())
-    p = s / s.sum() + eps
-    return torch.exp(-(p * p.log()).sum())
-
-
 @torch.no_grad()
 def diagnostics(z: Tensor) -> dict[str, Tensor]:
-    """Cheap collapse diagnostics of embeddings [..., D]: RankMe and the mean per-dimension std of L2-normalised rows."""
+    """Cheap collapse diagnostics of embeddings [..., D]: RankMe (arXiv 2210.02885, ``drivewm.metrics``) and the
+    mean per-dimension std of L2-normalised rows (~1/sqrt(D) when spread, 0 when collapsed)."""
     z = z.detach().reshape(-1, z.shape[-1]).float()
     zn = F.normalize(z, dim=-1)
-    return {"rankme": rankme(z), "dim_std": zn.std(dim=0).mean()}
+    return {"rankme": torch.tensor(rankme(z)), "dim_std": zn.std(dim=0).mean()}
 
 
 class StepCounter(nn.Module):

@@ -1,0 +1,199 @@
+"""Baselines with the same patch encoder as ``jepa_bev``: Occupancy-MAE and a contrastive objective.
+
+- ``mae_bev`` (Occupancy-MAE, Min et al., 2023, arXiv 2206.09900; MAE, He et al., 2022,
+  arXiv 2111.06377): a random ``mask_ratio`` of the BEV patches is dropped, the encoder sees the
+  visible ones, a light decoder with mask tokens at every position reconstructs the 3-D occupancy
+  of each masked patch (p x p x Z voxels), binary occupied / free by default (Occupancy-MAE) or the
+  semantic class, with a cross-entropy on the masked patches only.
+- ``contrastive_bev`` (InfoNCE, van den Oord et al., 2018, arXiv 1807.03748; SimCLR projection head,
+  arXiv 2002.05709): two views of each scene, either two consecutive frames of the window or two
+  random token subsets of one frame; mean-pooled embeddings -> MLP projection -> L2-normalised,
+  symmetric InfoNCE with temperature ``tau`` against the other samples of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from drivewm.backbones import TransformerBlock, make_norm
+from drivewm.jepa.bev import frames_of
+from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, gather_tokens, init_weights, sincos_2d
+from drivewm.jepa.masks import RandomCellMasking, step_generator
+from drivewm.jepa.objectives import StepCounter, diagnostics
+from drivewm.registry import register_model
+
+
+@dataclass(kw_only=True)
+class MaeBEVConfig:
+    name: str = "mae_bev"
+    """Registered model name."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The patch encoder (occupancy modality), as in jepa_bev."""
+    decoder_width: int = 32
+    """Decoder width."""
+    decoder_depth: int = 2
+    """Decoder transformer blocks."""
+    decoder_heads: int = 4
+    """Decoder attention heads."""
+    mask_ratio: float = 0.75
+    """Fraction of BEV patches masked (MAE 0.75; Occupancy-MAE 0.7-0.9 by range)."""
+    target: str = "binary"
+    """'binary' (occupied vs free, Occupancy-MAE) or 'semantic' (the class of every voxel)."""
+    diag_every: int = 10
+    """Steps between RankMe / per-dimension-std logs; 0 = never."""
+    seed: int = 0
+    """Seed of the mask generator."""
+
+    def __post_init__(self) -> None:
+        if self.target not in ("binary", "semantic"):
+            raise ValueError(f"mae target {self.target!r} not in ('binary', 'semantic')")
+
+
+class MaeBEV(nn.Module):
+    def __init__(self, cfg: MaeBEVConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        e = cfg.encoder
+        self.encoder = PatchEncoder(e)
+        self.classes = 2 if cfg.target == "binary" else e.num_classes
+        self.voxels = e.patch * e.patch * e.grid_shape[2]
+        w = cfg.decoder_width
+        self.embed = nn.Linear(e.dim, w)
+        self.mask_token = nn.Parameter(torch.zeros(w))
+        self.register_buffer("pos", sincos_2d(*e.token_grid, w), persistent=False)
+        self.blocks = nn.ModuleList(TransformerBlock(w, cfg.decoder_heads, norm="layer") for _ in range(cfg.decoder_depth))
+        self.norm = make_norm("layer", w)
+        self.head = nn.Linear(w, self.voxels * self.classes)
+        init_weights(self)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.masker = RandomCellMasking(ratio=cfg.mask_ratio)
+        self.counter = StepCounter()
+
+    def encode(self, occ: Tensor) -> Tensor:
+        return self.encoder(frames_of(occ))
+
+    def _patch_targets(self, occ: Tensor) -> Tensor:
+        """[B, X, Y, Z] -> voxel labels per patch [B, N, p * p * Z]."""
+        p = self.cfg.encoder.patch
+        b, x, y, z = occ.shape
+        lab = (occ != self.cfg.encoder.num_classes - 1).long() if self.cfg.target == "binary" else occ.long()
+        lab = lab.view(b, x // p, p, y // p, p, z).permute(0, 1, 3, 2, 4, 5)  # [B, h, w, p, p, Z]
+        return lab.reshape(b, (x // p) * (y // p), -1)
+
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        occ = frames_of(batch["occ"])
+        b = occ.shape[0]
+        step = self.counter.value
+        m = self.masker(b, self.cfg.encoder.token_grid, step_generator(self.cfg.seed, step))
+        vis, msk = m.context.to(occ.device), m.targets[:, 0].to(occ.device)
+        lat = self.encoder(occ, keep=vis)  # [B, Nv, D]
+        n = self.encoder.num_tokens
+        x = self.mask_token.expand(b, n, -1).clone()  # [B, N, W]
+        x.scatter_(1, vis[..., None].expand(-1, -1, x.shape[-1]), self.embed(lat))
+        x = x + self.pos
+        for blk in self.blocks:
+            x = blk(x)
+        logits = self.head(self.norm(gather_tokens(x, msk)))  # [B, Nm, V * C]
+        tgt = gather_tokens(self._patch_targets(occ), msk)  # [B, Nm, V]
+        ce = F.cross_entropy(logits.reshape(-1, self.classes), tgt.reshape(-1))
+        out = {"loss": ce, "recon_ce": ce.detach()}
+        if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
+            out.update(diagnostics(lat))
+        return out
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.counter.set(step + 1)
+
+
+@dataclass(kw_only=True)
+class ContrastiveBEVConfig:
+    name: str = "contrastive_bev"
+    """Registered model name."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """The patch encoder (occupancy modality), as in jepa_bev."""
+    views: str = "consecutive"
+    """'consecutive' (frames t and t + 1 of the window) or 'subsets' (two random token subsets of one frame)."""
+    keep_ratio: float = 0.5
+    """Fraction of tokens each view keeps with views='subsets'."""
+    proj_dim: int = 64
+    """Output width of the projection MLP."""
+    tau: float = 0.1
+    """InfoNCE temperature."""
+    diag_every: int = 10
+    """Steps between RankMe / per-dimension-std logs; 0 = never."""
+    seed: int = 0
+    """Seed of the view sampler."""
+
+    def __post_init__(self) -> None:
+        if self.views not in ("consecutive", "subsets"):
+            raise ValueError(f"contrastive views {self.views!r} not in ('consecutive', 'subsets')")
+        if self.tau <= 0:
+            raise ValueError(f"contrastive tau must be > 0, got {self.tau}")
+
+
+def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
+    """Symmetric InfoNCE of paired rows a, b [B, P] (L2-normalised inside); the positives are the diagonal."""
+    if a.shape[0] < 2:
+        raise ValueError(f"InfoNCE needs at least 2 samples for negatives, got a batch of {a.shape[0]}")
+    a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
+    logits = a @ b.T / tau  # [B, B]
+    labels = torch.arange(a.shape[0], device=a.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+class ContrastiveBEV(nn.Module):
+    def __init__(self, cfg: ContrastiveBEVConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.encoder.dim
+        self.encoder = PatchEncoder(cfg.encoder)
+        self.proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d), nn.ReLU(), nn.Linear(d, cfg.proj_dim))
+        init_weights(self)
+        self.counter = StepCounter()
+
+    def encode(self, occ: Tensor) -> Tensor:
+        return self.encoder(frames_of(occ))
+
+    def _subset(self, b: int, g: torch.Generator, device) -> Tensor:
+        n = self.encoder.num_tokens
+        k = max(1, int(round(n * self.cfg.keep_ratio)))
+        return torch.stack([torch.randperm(n, generator=g)[:k].sort().values for _ in range(b)]).to(device)
+
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        occ = batch["occ"]
+        step = self.counter.value
+        if self.cfg.views == "consecutive":
+            if occ.dim() != 5 or occ.shape[1] < 2:
+                raise ValueError(f"views='consecutive' needs windows of >= 2 frames, got occ {tuple(occ.shape)}")
+            t = int(torch.randint(0, occ.shape[1] - 1, (1,), generator=step_generator(self.cfg.seed, step)))
+            h1, h2 = self.encoder(occ[:, t]), self.encoder(occ[:, t + 1])
+        else:
+            occ = frames_of(occ)
+            g = step_generator(self.cfg.seed, step)
+            h1 = self.encoder(occ, keep=self._subset(occ.shape[0], g, occ.device))
+            h2 = self.encoder(occ, keep=self._subset(occ.shape[0], g, occ.device))
+        loss = info_nce(self.proj(h1.mean(1)), self.proj(h2.mean(1)), self.cfg.tau)
+        out = {"loss": loss, "info_nce": loss.detach()}
+        if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
+            out.update(diagnostics(h1))
+        return out
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.counter.set(step + 1)
+
+
+@register_model("mae_bev", MaeBEVConfig, kind="jepa")
+def build_mae_bev(cfg: MaeBEVConfig) -> MaeBEV:
+    return MaeBEV(cfg)
+
+
+@register_model("contrastive_bev", ContrastiveBEVConfig, kind="jepa")
+def build_contrastive_bev(cfg: ContrastiveBEVConfig) -> ContrastiveBEV:
+    return ContrastiveBEV(cfg)
