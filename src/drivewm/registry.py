@@ -28,6 +28,7 @@ _MODELS: dict[str, ModelEntry] = {}
 
 # Modules whose import registers models; imported lazily so `drivewm --help` stays fast.
 _FAMILY_MODULES = (
+    "drivewm.train.toy",
     "drivewm.tokenizers",
     "drivewm.dynamics",
     "drivewm.jepa",
