@@ -28,6 +28,9 @@ def _wire() -> None:
     app.add_typer(eval_app, name="eval")
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
     # --- family commands (each helper adds its own lines below) ---
+    from drivewm.jepa.probe import eval_probe
+
+    eval_app.command("probe")(eval_probe)
 
 
 _wire()

@@ -1,0 +1,131 @@
+"""Linear probes on frozen patch features: BEV semantics of the current frame, future agent occupancy.
+
+The representation test of the JEPA papers (I-JEPA arXiv 2301.08243, LeJEPA arXiv 2511.08544),
+made dense for driving: every patch token [D] of the frozen encoder gets two labels,
+
+- ``seg``: the BEV semantic class of the patch in the current frame (per BEV cell the top-most
+  non-free voxel's class, ``free`` if none; per patch the most frequent cell class), scored by mIoU;
+- ``agents``: whether any dynamic road user (car, bus, truck, trailer, construction vehicle,
+  bicycle, motorcycle, pedestrian) occupies the patch ``offset`` frames ahead, scored by mIoU over
+  {no, yes} (a future the encoder only sees through the current frame).
+
+The probe head is ``drivewm.metrics.linear_probe`` (closed-form ridge on standardised features), fitted
+on the train split's tokens and scored on the validation split's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+import torch.nn.functional as F
+import typer
+from torch import Tensor
+
+from drivewm.data.spec import class_id
+from drivewm.metrics import linear_probe
+
+AGENT_CLASSES = ("bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian", "trailer", "truck")
+
+
+def bev_semantics(occ: Tensor, free_id: int) -> Tensor:
+    """[B, X, Y, Z] -> [B, X, Y]: the class of the top-most non-free voxel of each column, free if none."""
+    z = occ.shape[-1]
+    occupied = occ != free_id
+    height = torch.arange(1, z + 1, device=occ.device).view(1, 1, 1, z)
+    top = (occupied * height).argmax(dim=-1, keepdim=True)  # index of the highest occupied voxel
+    cls = torch.gather(occ, -1, top).squeeze(-1)
+    return torch.where(occupied.any(-1), cls, torch.full_like(cls, free_id))
+
+
+def patch_semantics(occ: Tensor, patch: int, num_classes: int, free_id: int) -> Tensor:
+    """[B, X, Y, Z] -> [B, N] the most frequent BEV class of each patch."""
+    sem = bev_semantics(occ, free_id).long()  # [B, X, Y]
+    hot = F.one_hot(sem, num_classes).permute(0, 3, 1, 2).float()  # [B, C, X, Y]
+    counts = F.avg_pool2d(hot, patch)  # [B, C, X/p, Y/p]
+    return counts.argmax(1).flatten(1)
+
+
+def patch_agents(occ: Tensor, patch: int) -> Tensor:
+    """[B, X, Y, Z] -> [B, N] 1 where a dynamic road user occupies any voxel of the patch."""
+    ids = torch.tensor([class_id(c) for c in AGENT_CLASSES], device=occ.device)
+    agent = torch.isin(occ, ids).any(-1).float()[:, None]  # [B, 1, X, Y]
+    return (F.max_pool2d(agent, patch) > 0).long().flatten(1)
+
+
+@torch.no_grad()
+def probe_features(
+    encode: Callable[[Tensor], Tensor], batches: Iterable[dict[str, Tensor]], *, current: int, offset: int,
+    patch: int, num_classes: int, free_id: int, device: str | torch.device = "cpu",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Token features [M, D], BEV classes [M] and future agent flags [M] of windows' current frames."""
+    feats, seg, agents = [], [], []
+    for batch in batches:
+        occ = batch["occ"].to(device)
+        if occ.dim() != 5 or occ.shape[1] <= current + offset:
+            raise ValueError(f"probe windows need >= {current + offset + 1} frames, got occ {tuple(occ.shape)}")
+        now = occ[:, current]
+        z = encode(now)  # [B, N, D]
+        feats.append(z.reshape(-1, z.shape[-1]).float().cpu())
+        seg.append(patch_semantics(now, patch, num_classes, free_id).flatten().cpu())
+        agents.append(patch_agents(occ[:, current + offset], patch).flatten().cpu())
+    if not feats:
+        raise ValueError("probe_features: no batches")
+    return torch.cat(feats), torch.cat(seg), torch.cat(agents)
+
+
+def run_probes(
+    encode: Callable[[Tensor], Tensor], train_batches: Iterable[dict[str, Tensor]], val_batches: Iterable[dict[str, Tensor]],
+    *, current: int, offset: int, patch: int, num_classes: int = 18, free_id: int = 17, ridge: float = 1e-2,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Both probes fitted on train tokens, scored on val tokens: {'seg_miou', 'agents_miou'}."""
+    kw = dict(current=current, offset=offset, patch=patch, num_classes=num_classes, free_id=free_id, device=device)
+    xtr, str_, atr = probe_features(encode, train_batches, **kw)
+    xte, ste, ate = probe_features(encode, val_batches, **kw)
+    seg = linear_probe(xtr, str_, xte, ste, task="segmentation", num_classes=num_classes, ridge=ridge)
+    ag = linear_probe(xtr, atr, xte, ate, task="segmentation", num_classes=2, ridge=ridge)
+    return {"seg_miou": seg["miou"], "agents_miou": ag["miou"], "train_tokens": int(xtr.shape[0]), "val_tokens": int(xte.shape[0])}
+
+
+def eval_probe(
+    run_dir: str = typer.Argument(..., help="Run directory of a trained JEPA-kind model (jepa_bev, mae_bev, contrastive_bev, jepa_ac)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="data=DIR (episode store to probe on) and other data.KEY=VALUE overrides."),
+    offset: int = typer.Option(2, "--offset", help="Frames ahead for the future agent-occupancy probe."),
+    batches: int = typer.Option(16, "--batches", help="Batches of windows per split to fit / score the probes on."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per batch."),
+    which: str = typer.Option("best", "--which", help="Checkpoint to load: 'best' or 'latest'."),
+    ridge: float = typer.Option(1e-2, "--ridge", help="Ridge penalty of the linear probes (relative to the token count)."),
+) -> None:
+    """Linear probes on frozen features: BEV segmentation mIoU (current frame) and future agent occupancy mIoU."""
+    from drivewm.config import ConfigError, merge_into
+    from drivewm.data.windows import build_dataset
+    from drivewm.train.checkpoint import load_run
+
+    cfg, model = load_run(run_dir, which)
+    if not hasattr(model, "encode"):
+        raise typer.BadParameter(f"{run_dir}: model {cfg.model.name!r} has no encode(); not a JEPA-kind model")
+    dots = [("path=" + o.split("=", 1)[1]) if o.startswith("data=") else o.removeprefix("data.") for o in overrides or []]
+    try:
+        data = merge_into(cfg.data, [("command line", dots)])
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from None
+    data = replace(data, past=1, future=offset, keys=["occ"])
+    enc = model.encoder.cfg
+    train_set, val_set = build_dataset(data, "train"), build_dataset(data, "val")
+    if len(val_set) == 0:
+        raise typer.BadParameter(f"{data.path}: no validation windows (raise data.val_fraction or add episodes)")
+
+    def loader(ds):
+        gen = torch.Generator().manual_seed(0)
+        dl = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, generator=gen)
+        return [b for _, b in zip(range(batches), dl)]
+
+    res = run_probes(model.encode, loader(train_set), loader(val_set), current=0, offset=offset, patch=enc.patch,
+                     num_classes=enc.num_classes, free_id=enc.num_classes - 1, ridge=ridge)
+    res.update(run_dir=str(run_dir), model=cfg.model.name, data=data.path, offset=offset)
+    Path(run_dir, "probe.json").write_text(json.dumps(res, indent=2))
+    typer.echo(json.dumps(res))
