@@ -15,7 +15,7 @@ from drivewm.metrics.image import (
 )
 from drivewm.metrics.occupancy import OccupancyForecastMetric, confusion_counts
 from drivewm.metrics.planning import PlanningMetric
-from drivewm.metrics.pointcloud import ROI_4DOCC, PointCloudForecastMetric, chamfer_distance, crop, nearest_sq_dist
+from drivewm.metrics.pointcloud import ROI_4DOCC, PointCloudForecastMetric, chamfer_distance, clouds_from_padded, crop, nearest_sq_dist
 from drivewm.metrics.representation import EmbeddingStats, linear_probe, rankme
 from drivewm.metrics.tokens import CodebookMetric
 
@@ -32,6 +32,7 @@ __all__ = [
     "PointCloudForecastMetric",
     "RandomConvFeatures",
     "chamfer_distance",
+    "clouds_from_padded",
     "confusion_counts",
     "crop",
     "frechet_distance",

@@ -63,6 +63,13 @@ def crop(points: torch.Tensor, roi: tuple[Sequence[float], Sequence[float]] = RO
     return points[keep]
 
 
+def clouds_from_padded(lidar: torch.Tensor, count: torch.Tensor) -> list[list[torch.Tensor]]:
+    """Nested clouds [B][H] of [n, C] from the padded window layout ``lidar`` [B, H, N, C] + ``lidar_count`` [B, H]."""
+    if lidar.ndim != 4 or count.shape != lidar.shape[:2]:
+        raise ValueError(f"lidar must be [B, H, N, C] with lidar_count [B, H], got {tuple(lidar.shape)} and {tuple(count.shape)}")
+    return [[lidar[b, t, : int(count[b, t])] for t in range(lidar.shape[1])] for b in range(lidar.shape[0])]
+
+
 class PointCloudForecastMetric(StreamingMetric):
     """Streaming CD / NFCD / per-ray L1 and AbsRel over (sample, future frame) pairs, 4D-Occ protocol.
 

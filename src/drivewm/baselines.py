@@ -1,0 +1,167 @@
+"""Forecasters that need no learning, called exactly like a model's forecast so every table shows them.
+
+Each baseline has ``forecast(context, horizon)`` where ``context`` is a window batch cut to its
+past frames plus poses (the data contract of ``drivewm.data.windows``):
+  * ``occ`` uint8 [B, Tp, X, Y, Z] (occupancy baselines), or ``lidar`` float32 [B, Tp, N, 4]
+    with ``lidar_count`` int64 [B, Tp] (point-cloud baseline);
+  * ``rel_pose`` float32 [B, T, 3]: (x, y, yaw) of each frame in the current frame's ego frame
+    (x forward, y left); T >= Tp (+ horizon when the baseline uses the known future motion).
+    Poses are re-expressed relative to frame Tp - 1, so world poses (``ego_pose``) work too.
+
+* ``CopyLast``: the last observed occupancy repeated (OccWorld's "copy & paste" row, arXiv 2311.16038).
+* ``EgoWarpCopyLast``: the last occupancy resampled into each future ego frame by nearest-neighbour
+  lookup of the future voxel centres in the current grid (static-world assumption); voxels seen
+  from outside the current grid become ``free``. ``motion="known"`` uses the recorded future
+  poses (the usual oracle-ego-motion baseline), ``"constant_velocity"`` extrapolates the last step.
+* ``ConstantVelocityLidar``: the last LiDAR sweep re-expressed in the ego frames that constant-
+  velocity extrapolation of the last two poses predicts (ego motion compensated; the world is
+  assumed static, as in the ray-based baselines of 4D-Occ, arXiv 2302.13130).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from drivewm.data.spec import GridSpec
+
+
+def se2_compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pose b (given in a's frame) expressed in a's parent frame: a o b, both [..., 3] (x, y, yaw)."""
+    c, s = torch.cos(a[..., 2]), torch.sin(a[..., 2])
+    x = a[..., 0] + c * b[..., 0] - s * b[..., 1]
+    y = a[..., 1] + s * b[..., 0] + c * b[..., 1]
+    return torch.stack([x, y, a[..., 2] + b[..., 2]], -1)
+
+
+def se2_inverse(a: torch.Tensor) -> torch.Tensor:
+    """Inverse pose of a [..., 3]: the parent frame seen from a."""
+    c, s = torch.cos(a[..., 2]), torch.sin(a[..., 2])
+    x = -(c * a[..., 0] + s * a[..., 1])
+    y = -(-s * a[..., 0] + c * a[..., 1])
+    return torch.stack([x, y, -a[..., 2]], -1)
+
+
+def _poses(context: dict, past: int, name: str = "rel_pose") -> torch.Tensor:
+    """Poses [B, T, 3] of all frames relative to the current frame (index past - 1), float64."""
+    key = name if name in context else "ego_pose"
+    if key not in context:
+        raise KeyError("context needs 'rel_pose' (or 'ego_pose') [B, T, 3] for an ego-motion baseline")
+    pose = context[key].double()
+    if pose.ndim != 3 or pose.shape[-1] != 3:
+        raise ValueError(f"context[{key!r}] must be [B, T, 3], got shape {tuple(pose.shape)}")
+    if pose.shape[1] < past:
+        raise ValueError(f"context[{key!r}] has {pose.shape[1]} frames, fewer than the {past} past frames")
+    ref = se2_inverse(pose[:, past - 1 : past])  # [B, 1, 3]
+    return se2_compose(ref.expand_as(pose), pose)
+
+
+def future_poses(context: dict, past: int, horizon: int, motion: str) -> torch.Tensor:
+    """Poses [B, H, 3] of the future frames in the current frame: recorded ("known") or constant velocity."""
+    pose = _poses(context, past)
+    if motion == "known":
+        if pose.shape[1] < past + horizon:
+            raise ValueError(f"rel_pose has {pose.shape[1]} frames; motion='known' needs past + horizon = {past + horizon}")
+        return pose[:, past : past + horizon]
+    if motion != "constant_velocity":
+        raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
+    if past < 2:
+        raise ValueError("motion='constant_velocity' needs at least 2 past frames")
+    # Last step as seen from the previous frame; repeating it k times gives frame c + k.
+    step = se2_compose(se2_inverse(pose[:, past - 2]), pose[:, past - 1])  # [B, 3]
+    out, cur = [], torch.zeros_like(step)
+    for _ in range(horizon):
+        cur = se2_compose(cur, step)
+        out.append(cur)
+    return torch.stack(out, 1)
+
+
+def _past_occ(context: dict) -> torch.Tensor:
+    if "occ" not in context:
+        raise KeyError("context needs 'occ' [B, Tp, X, Y, Z] for an occupancy baseline")
+    occ = context["occ"]
+    if occ.ndim != 5:
+        raise ValueError(f"context['occ'] must be [B, Tp, X, Y, Z], got shape {tuple(occ.shape)}")
+    return occ
+
+
+def _check_horizon(horizon: int) -> None:
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+
+
+class CopyLast:
+    """Repeat the last observed occupancy frame for every future step."""
+
+    name = "copy_last"
+
+    def forecast(self, context: dict, horizon: int) -> torch.Tensor:
+        _check_horizon(horizon)
+        occ = _past_occ(context)
+        return occ[:, -1:].expand(-1, horizon, -1, -1, -1).clone()  # [B, H, X, Y, Z]
+
+
+class EgoWarpCopyLast:
+    """Last occupancy frame resampled (nearest neighbour) into each future ego frame; outside -> free."""
+
+    def __init__(self, grid: GridSpec, *, motion: str = "known") -> None:
+        if motion not in ("known", "constant_velocity"):
+            raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
+        self.grid, self.motion = grid, motion
+        self.name = "ego_warp_copy_last" if motion == "known" else "ego_warp_copy_last_cv"
+
+    def forecast(self, context: dict, horizon: int) -> torch.Tensor:
+        _check_horizon(horizon)
+        occ = _past_occ(context)
+        b, past, nx, ny, nz = occ.shape
+        if (nx, ny, nz) != self.grid.shape:
+            raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
+        poses = future_poses(context, past, horizon, self.motion).to(occ.device)  # [B, H, 3]
+        g = self.grid
+        xs = torch.as_tensor(g.voxel_centers(0), dtype=torch.float64, device=occ.device)
+        ys = torch.as_tensor(g.voxel_centers(1), dtype=torch.float64, device=occ.device)
+        qx, qy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] centres in the future frame
+        c, s = torch.cos(poses[..., 2])[..., None, None], torch.sin(poses[..., 2])[..., None, None]
+        # Future-frame centre -> current frame: p = R(yaw) q + t.
+        px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
+        py = s * qx + c * qy + poses[..., 1, None, None]
+        ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
+        iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
+        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        src = (ix.clamp(0, nx - 1) * ny + iy.clamp(0, ny - 1)).reshape(b, -1)  # [B, H*X*Y]
+        last = occ[:, -1].reshape(b, nx * ny, nz)
+        out = torch.gather(last, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
+        out = out.view(b, horizon, nx, ny, nz)
+        return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
+
+
+class ConstantVelocityLidar:
+    """Last sweep moved into the constant-velocity-extrapolated future ego frames (static world).
+
+    ``forecast(context, horizon)`` reads ``lidar`` [B, Tp, N, C>=3], ``lidar_count`` [B, Tp] and
+    poses, and returns ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` in the same padded layout.
+    """
+
+    name = "constant_velocity_lidar"
+
+    def forecast(self, context: dict, horizon: int) -> dict[str, torch.Tensor]:
+        _check_horizon(horizon)
+        for key in ("lidar", "lidar_count"):
+            if key not in context:
+                raise KeyError(f"context needs {key!r} for the constant-velocity LiDAR baseline")
+        lidar, count = context["lidar"], context["lidar_count"]
+        if lidar.ndim != 4 or lidar.shape[-1] < 3:
+            raise ValueError(f"context['lidar'] must be [B, Tp, N, >=3], got shape {tuple(lidar.shape)}")
+        past = lidar.shape[1]
+        poses = future_poses(context, past, horizon, "constant_velocity")  # [B, H, 3]
+        inv = se2_inverse(poses).to(lidar.device)  # current frame seen from each future frame
+        c, s = torch.cos(inv[..., 2])[..., None], torch.sin(inv[..., 2])[..., None]  # [B, H, 1]
+        pts = lidar[:, -1:].double()  # [B, 1, N, C]
+        x = c * pts[..., 0] - s * pts[..., 1] + inv[..., 0, None]  # [B, H, N]
+        y = s * pts[..., 0] + c * pts[..., 1] + inv[..., 1, None]
+        out = pts.expand(-1, horizon, -1, -1).clone()
+        out[..., 0], out[..., 1] = x, y
+        n = count[:, -1:].expand(-1, horizon).clone()
+        # Padding rows stay zero so the layout matches the data contract.
+        pad = torch.arange(lidar.shape[2], device=lidar.device)[None, None, :] >= n[..., None]
+        out[pad] = 0
+        return {"lidar": out.to(lidar.dtype), "lidar_count": n}
