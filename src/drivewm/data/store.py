@@ -20,6 +20,7 @@ Reading: ``EpisodeStore(dir)`` checks the manifest against the episode directori
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -28,7 +29,9 @@ from typing import Callable
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous
 from zarr.codecs import ZstdCodec
+from zarr.core.sync import sync
 
 from drivewm.data.episode import KEYS, episode_checksum, validate_episode
 from drivewm.data.manifest import (
@@ -60,6 +63,22 @@ def _expected_chunk_files(shape: tuple[int, ...], chunks: tuple[int, ...]) -> in
     return int(np.prod([-(-s // c) for s, c in zip(shape, chunks)]))
 
 
+async def _write_group(path: str, arrays: dict[str, np.ndarray], chunk_frames: int, record: dict) -> None:
+    # All arrays concurrently on zarr's event loop: one round trip instead of one per array.
+    group = await zarr.api.asynchronous.open_group(store=path, mode="w")
+    await asyncio.gather(*(
+        group.create_array(
+            key,
+            data=np.ascontiguousarray(arr),
+            chunks=_chunks(key, arr.shape, chunk_frames),
+            compressors=[ZstdCodec(level=3, checksum=True)],
+            config={"write_empty_chunks": True},  # every chunk on disk, so a missing file is detectable
+        )
+        for key, arr in sorted(arrays.items())
+    ))
+    await group.update_attributes({ATTR: record})
+
+
 def write_episode_group(
     episodes_dir: Path, index: int, arrays: dict[str, np.ndarray], *, chunk_frames: int = 4, extra: dict | None = None
 ) -> dict:
@@ -81,18 +100,7 @@ def write_episode_group(
     if "lidar_offsets" in arrays:
         record["lidar_max_points"] = int(np.diff(arrays["lidar_offsets"]).max(initial=0))
     try:
-        group = zarr.open_group(str(tmp), mode="w")
-        for key, arr in sorted(arrays.items()):
-            z = group.create_array(
-                key,
-                shape=arr.shape,
-                dtype=arr.dtype,
-                chunks=_chunks(key, arr.shape, chunk_frames),
-                compressors=[ZstdCodec(level=3, checksum=True)],
-                config={"write_empty_chunks": True},
-            )
-            z[...] = arr
-        group.attrs[ATTR] = record
+        sync(_write_group(str(tmp), arrays, chunk_frames, record))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
