@@ -1,0 +1,76 @@
+"""Small 2D geometry helpers shared by the map generator, traffic and sensors (numpy, vectorized)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rot(yaw: float) -> np.ndarray:
+    """2x2 rotation matrix of angle yaw (rad)."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s], [s, c]])
+
+
+def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
+    """Angle(s) wrapped to [-pi, pi)."""
+    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
+
+
+def world_to_ego(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points [..., 2] from the world frame into the frame of pose (x, y, yaw)."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    dx, dy = xy[..., 0] - pose[0], xy[..., 1] - pose[1]
+    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
+
+
+def ego_to_world(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points [..., 2] from the frame of pose (x, y, yaw) into the world frame."""
+    c, s = np.cos(pose[2]), np.sin(pose[2])
+    return np.stack([pose[0] + c * xy[..., 0] - s * xy[..., 1], pose[1] + s * xy[..., 0] + c * xy[..., 1]], axis=-1)
+
+
+def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Points [N, 2] re-sampled at a constant arc-length spacing (first and last point kept)."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    keep = np.concatenate([[True], seg > 1e-9])
+    points = points[keep]
+    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    if s[-1] <= 0:
+        return points[:1].copy()
+    n = max(2, int(np.ceil(s[-1] / spacing)) + 1)
+    t = np.linspace(0.0, s[-1], n)
+    return np.stack([np.interp(t, s, points[:, 0]), np.interp(t, s, points[:, 1])], axis=1)
+
+
+def polyline_headings(points: np.ndarray) -> np.ndarray:
+    """Heading (rad) at each point [N, 2] of a polyline (forward difference, last repeated)."""
+    d = np.diff(points, axis=0)
+    h = np.arctan2(d[:, 1], d[:, 0])
+    return np.concatenate([h, h[-1:]]) if len(h) else np.zeros(len(points))
+
+
+def box_corners(x: float, y: float, yaw: float, length: float, width: float) -> np.ndarray:
+    """Corners [4, 2] of an oriented rectangle, counter-clockwise."""
+    hl, hw = length / 2, width / 2
+    local = np.array([[hl, hw], [-hl, hw], [-hl, -hw], [hl, -hw]])
+    return local @ rot(yaw).T + np.array([x, y])
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Separating-axis test of two convex polygons given as corners [4, 2]."""
+    for poly in (a, b):
+        edges = np.roll(poly, -1, axis=0) - poly
+        normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
+        pa, pb = a @ normals.T, b @ normals.T  # [4, 4] projections
+        if np.any((pa.max(0) < pb.min(0)) | (pb.max(0) < pa.min(0))):
+            return False
+    return True
+
+
+def points_in_box(px: np.ndarray, py: np.ndarray, box: tuple[float, float, float, float, float]) -> np.ndarray:
+    """Mask of points inside the oriented rectangle (x, y, yaw, length, width)."""
+    x, y, yaw, length, width = box
+    c, s = np.cos(yaw), np.sin(yaw)
+    dx, dy = px - x, py - y
+    lx, ly = c * dx + s * dy, -s * dx + c * dy
+    return (np.abs(lx) <= length / 2) & (np.abs(ly) <= width / 2)

@@ -1,0 +1,269 @@
+"""One simulated world: a seeded road map, traffic, pedestrians and the ego, stepped frame by frame.
+
+`Scenario(cfg, seed, frames)` draws everything from `seed` (separate random streams for the map,
+the traffic and the sensors, so that changing a sensor setting does not change the world), and
+`step(action)` advances one frame (1 / hz seconds) in `cfg.substeps` physics steps.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, EGO_HEIGHT, SimConfig
+from drivewm.sim.ego import EgoState, bicycle_step
+from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box, world_to_ego
+from drivewm.sim.maps import PATH_SPACING, generate_map
+from drivewm.sim.rasterize import CAR, DRIVEABLE
+from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
+                                 spawn_pedestrians, spawn_vehicles)
+
+STOP_WAIT = 1.0  # seconds a vehicle stands at an all-way stop before it may enter
+
+
+class Scenario:
+    """The full mutable state of one episode (deep-copyable; the static map is shared read-only)."""
+
+    def __init__(self, cfg: SimConfig, seed: int, frames: int) -> None:
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames!r}")
+        self.cfg = cfg
+        self.grid = cfg.grid_spec
+        self.dt = 1.0 / (cfg.hz * cfg.substeps)
+        map_rng, traffic_rng, self.sensor_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
+        layout = cfg.layouts[int(map_rng.integers(len(cfg.layouts)))]
+        n_arms = {"intersection": 4, "t_junction": 3}.get(layout, 2)
+        a_in, a_out = (0, 1) if n_arms == 2 else tuple(int(a) for a in map_rng.choice(n_arms, 2, replace=False))
+        self.route_len = frames / cfg.hz * cfg.target_speed * 1.1 + 15.0
+        half_extent = max(abs(v) for v in (*self.grid.lower[:2], *self.grid.upper[:2]))
+        margin = half_extent * 1.45 + 5.0
+        self.road = generate_map(layout, map_rng, cfg.raster_resolution, (a_in, a_out), self.route_len, margin)
+        road = self.road
+        self.paths = PathTable(road.paths)
+        self.ped_paths = PathTable(road.ped_paths) if road.ped_paths else None
+        # The ego's path and start: on the inbound lane, some way before the junction (or the road's middle).
+        lane = int(traffic_rng.integers(road.arms[a_in].lanes))
+        self.route_path = road.path_arms.index((a_in, a_out, lane))
+        s_origin = road.arms[a_in].length - road.junction
+        s_start = s_origin - traffic_rng.uniform(0.25, 0.6) * self.route_len
+        xy, yaw = self.paths.pose(np.array([self.route_path]), np.array([s_start]))
+        self.ego = EgoState(x=float(xy[0, 0]), y=float(xy[0, 1]), yaw=float(yaw[0]),
+                            v=float(cfg.target_speed * traffic_rng.uniform(0.3, 0.8)))
+        self.route_s0 = s_start
+        self.route_s1 = min(s_start + self.route_len, self.paths.length[self.route_path])
+        self.ego_s = s_start
+        self.ego_arrived, self.ego_cleared = np.inf, False
+        lane_len = sum(2 * a.lanes * (a.length - road.junction) for a in road.arms)
+        walk_len = sum(2 * (a.length - road.junction) for a in road.arms if "barrier" not in a.sides)
+        n_veh = min(cfg.max_vehicles, int(round(cfg.vehicle_density * lane_len / 100)))
+        n_ped = min(cfg.max_pedestrians, int(round(cfg.pedestrian_density * walk_len / 100))) if road.ped_paths else 0
+        self.vehicles = spawn_vehicles(road, self.paths, traffic_rng, n_veh, cfg.target_speed, xy)
+        self.peds = spawn_pedestrians(road, self.ped_paths, traffic_rng, n_ped)
+        self.traffic_rng = traffic_rng
+        self.idm = IDMParams()
+        self.time = 0.0
+        self.collided = False
+        self.offroad_now = False
+
+    # ----- geometry of the road users -------------------------------------------------------
+    def vehicle_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.paths.pose(self.vehicles.path, self.vehicles.s)
+
+    def ped_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.ped_paths is None or len(self.peds.s) == 0:
+            return np.zeros((0, 2)), np.zeros(0)
+        return self.ped_paths.pose(self.peds.path, self.peds.s)
+
+    def agent_boxes_world(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Boxes [K, 8] (x, y, z, length, width, height, yaw, class) in the world, speeds [K], active [K]."""
+        vxy, vyaw = self.vehicle_poses()
+        pxy, pyaw = self.ped_poses()
+        nv, npd = len(vxy), len(pxy)
+        boxes = np.zeros((nv + npd, 8))
+        boxes[:nv, :2], boxes[:nv, 3:6], boxes[:nv, 6], boxes[:nv, 7] = vxy, self.vehicles.size, vyaw, self.vehicles.cls
+        boxes[nv:, :2], boxes[nv:, 3:6], boxes[nv:, 6], boxes[nv:, 7] = pxy, PED_SIZE, pyaw, PEDESTRIAN
+        boxes[:, 2] = boxes[:, 5] / 2
+        speed = np.concatenate([self.vehicles.v, self.peds.v0 * self._ped_moving()])
+        active = np.concatenate([self.vehicles.active, self.peds.active])
+        return boxes, speed, active
+
+    def agents_ego_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes [K, 8] in the ego frame and a mask of those active and inside the grid's footprint."""
+        boxes, _, active = self.agent_boxes_world()
+        pose = self.ego.pose()
+        out = boxes.copy()
+        out[:, :2] = world_to_ego(boxes[:, :2], pose)
+        out[:, 6] = (boxes[:, 6] - pose[2] + np.pi) % (2 * np.pi) - np.pi
+        lo, hi = self.grid.lower, self.grid.upper
+        inside = (out[:, 0] >= lo[0]) & (out[:, 0] < hi[0]) & (out[:, 1] >= lo[1]) & (out[:, 1] < hi[1])
+        return out.astype(np.float32), active & inside
+
+    def route_points(self, spacing: float = 2.0) -> np.ndarray:
+        s = np.arange(self.route_s0, self.route_s1 + 1e-6, spacing)
+        xy, _ = self.paths.pose(np.full(len(s), self.route_path), s)
+        return xy.astype(np.float32)
+
+    # ----- junction rule ---------------------------------------------------------------------
+    def _in_junction(self, path: np.ndarray, s: np.ndarray, half_len: np.ndarray, cleared: np.ndarray) -> np.ndarray:
+        stop, exit_ = self.road.stop_s[path], self.road.exit_s[path]
+        return cleared & (s - half_len < exit_) & (s + half_len > stop - 5.0)
+
+    def _update_junction(self) -> None:
+        if self.road.junction <= 0:
+            return
+        veh = self.vehicles
+        hl = veh.size[:, 0] / 2
+        stop = self.road.stop_s[veh.path]
+        at_line = ~veh.cleared & veh.active & (stop - (veh.s + hl) < 3.0) & (veh.v < 0.3)
+        veh.arrived = np.where(at_line & np.isinf(veh.arrived), self.time, veh.arrived)
+        ego_hl = EGO_LENGTH / 2
+        ego_front = self.ego_s + EGO_BOX_OFFSET_X
+        ego_stop = self.road.stop_s[self.route_path]
+        if not self.ego_cleared and ego_stop - (ego_front + ego_hl) < 3.0 and self.ego.v < 0.3 and np.isinf(self.ego_arrived):
+            self.ego_arrived = self.time
+        if not self.ego_cleared and ego_front + ego_hl > ego_stop + 0.5:
+            self.ego_cleared = True  # ran the line or was let in: the ego is in the junction
+        occupied = self._in_junction(veh.path, veh.s, hl, veh.cleared & veh.active)
+        ego_in = self.ego_cleared and ego_front - ego_hl < self.road.exit_s[self.route_path]
+        waiting = np.flatnonzero(np.isfinite(veh.arrived) & ~veh.cleared)
+        cands = [(float(veh.arrived[i]), 0, int(i)) for i in waiting]
+        if np.isfinite(self.ego_arrived) and not self.ego_cleared:
+            cands.append((float(self.ego_arrived), 1, -1))
+        conf = self.road.conflicts
+        for t_arr, _, i in sorted(cands):
+            p = self.route_path if i < 0 else veh.path[i]
+            if self.time - t_arr < STOP_WAIT:
+                continue
+            blocked = np.any(occupied & conf[p, veh.path]) or (ego_in and i >= 0 and conf[p, self.route_path])
+            earlier = [c for c in cands if c[0] < t_arr and not (veh.cleared[c[2]] if c[2] >= 0 else self.ego_cleared)]
+            blocked |= any(conf[p, self.route_path if c[2] < 0 else veh.path[c[2]]] for c in earlier)
+            if not blocked:
+                if i < 0:
+                    self.ego_cleared = True
+                    ego_in = True
+                else:
+                    veh.cleared[i] = True
+                    occupied[i] = True
+
+    # ----- stepping --------------------------------------------------------------------------
+    def _ped_moving(self) -> np.ndarray:
+        """1 for pedestrians walking, 0 for those waiting at the kerb for traffic to pass."""
+        if len(self.peds.s) == 0:
+            return np.zeros(0)
+        moving = np.ones(len(self.peds.s))
+        cross0 = np.array([self.road.ped_cross[p][0] for p in self.peds.path])
+        near_kerb = (self.peds.s > cross0 - 1.0) & (self.peds.s < cross0)
+        if near_kerb.any():
+            vxy, _ = self.vehicle_poses()
+            movers = np.concatenate([vxy[(self.vehicles.v > 0.5) & self.vehicles.active], [[self.ego.x, self.ego.y]] if self.ego.v > 0.5 else np.zeros((0, 2))])
+            pxy, _ = self.ped_poses()
+            for k in np.flatnonzero(near_kerb):
+                if len(movers) and np.min(np.linalg.norm(movers - pxy[k], axis=1)) < 18.0:
+                    moving[k] = 0.0
+        return moving
+
+    def _substep(self, accel: float, steer: float) -> None:
+        cfg, veh, dt = self.cfg, self.vehicles, self.dt
+        self._update_junction()
+        boxes, speed, active = self.agent_boxes_world()
+        ego_box = self.ego.box()
+        obs_xy = np.concatenate([boxes[active, :2], [ego_box[:2]]])
+        obs_hl = np.concatenate([boxes[active, 3] / 2, [EGO_LENGTH / 2]])
+        obs_hw = np.concatenate([boxes[active, 4] / 2, [EGO_WIDTH / 2]])
+        obs_v = np.concatenate([speed[active], [self.ego.v]])
+        obs_yaw = np.concatenate([boxes[active, 6], [self.ego.yaw]])
+        idx_map = np.cumsum(active) - 1
+        n = len(veh.s)
+        if n:
+            win, win_s = self.paths.window(veh.path, veh.s, 50.0)
+            self_idx = np.where(veh.active, idx_map[:n], -1)
+            gap, v_lead = corridor_leader(win, win_s, veh.s, veh.size[:, 0] / 2, veh.size[:, 1] / 2, obs_xy, obs_hl,
+                                          obs_hw, obs_v, obs_yaw, boxes[:n, 6], self_idx)
+            stop = self.road.stop_s[veh.path]
+            must_stop = ~veh.cleared & (veh.s < stop)
+            stop_gap = np.where(must_stop, stop - veh.s - veh.size[:, 0] / 2, np.inf)
+            use_stop = stop_gap < gap
+            gap, v_lead = np.where(use_stop, stop_gap, gap), np.where(use_stop, 0.0, v_lead)
+            cap = self.paths.vcap[veh.path, np.clip((veh.s / PATH_SPACING).astype(int), 0, self.paths.vcap.shape[1] - 1)]
+            a = idm_accel(veh.v, np.minimum(veh.v0, cap), gap, veh.v - v_lead, self.idm)
+            a = np.clip(a, -9.0, self.idm.a_max)
+            v_new = np.maximum(veh.v + a * dt, 0.0)
+            veh.s = np.where(veh.active, veh.s + 0.5 * (veh.v + v_new) * dt, veh.s)
+            veh.v = np.where(veh.active, v_new, veh.v)
+            self._respawn_vehicles()
+        if len(self.peds.s):
+            self.peds.s = self.peds.s + self.peds.v0 * self._ped_moving() * dt
+            done = self.peds.s >= self.ped_paths.length[self.peds.path] - 0.5
+            if done.any():
+                self.peds.path[done] = self.traffic_rng.integers(len(self.road.ped_paths), size=int(done.sum()))
+                self.peds.s[done] = 0.0
+        self.ego = bicycle_step(self.ego, accel, steer, dt, cfg.max_speed)
+        self._project_ego()
+        self.time += dt
+        self.collided |= self.in_collision()
+        self.offroad_now |= self.is_offroad()
+
+    def _respawn_vehicles(self) -> None:
+        veh = self.vehicles
+        done = veh.active & (veh.s >= self.paths.length[veh.path] - 3.0)
+        veh.active &= ~done
+        for i in np.flatnonzero(~veh.active):
+            p = int(self.traffic_rng.integers(len(self.road.paths)))
+            start, _ = self.paths.pose(np.array([p]), np.array([0.0]))
+            vxy, _ = self.vehicle_poses()
+            others = np.concatenate([vxy[veh.active], [[self.ego.x, self.ego.y]]])
+            if np.min(np.linalg.norm(others - start[0], axis=1)) > 15.0:
+                veh.path[i], veh.s[i], veh.v[i], veh.active[i] = p, 0.0, veh.v0[i] * 0.6, True
+                veh.arrived[i], veh.cleared[i] = np.inf, False
+
+    def _project_ego(self) -> None:
+        """Track the ego's arc length on its route path (local search around the last value)."""
+        s = self.ego_s + np.arange(-20.0, 30.0, 0.25)
+        s = np.clip(s, 0, self.paths.length[self.route_path])
+        xy, _ = self.paths.pose(np.full(len(s), self.route_path), s)
+        self.ego_s = float(s[np.argmin(np.linalg.norm(xy - [self.ego.x, self.ego.y], axis=1))])
+
+    def step(self, action: np.ndarray) -> None:
+        """Advance one frame with action (accel m/s^2, steer rad), clipped to the configured limits."""
+        accel = float(np.clip(action[0], -self.cfg.max_brake, self.cfg.max_accel))
+        steer = float(np.clip(action[1], -self.cfg.max_steer, self.cfg.max_steer))
+        self.collided, self.offroad_now = False, False
+        for _ in range(self.cfg.substeps):
+            self._substep(accel, steer)
+
+    # ----- events ----------------------------------------------------------------------------
+    def in_collision(self) -> bool:
+        """The ego footprint overlaps another road user or a static obstacle (building, tree, parked car...)."""
+        ego_box = self.ego.box()
+        boxes, _, active = self.agent_boxes_world()
+        corners = box_corners(*ego_box)
+        near = active & (np.linalg.norm(boxes[:, :2] - ego_box[:2], axis=1) < 10.0)
+        for b in boxes[near]:
+            if boxes_overlap(corners, box_corners(b[0], b[1], b[6], b[3], b[4])):
+                return True
+        r = self.road
+        lx, ly = np.meshgrid(np.linspace(-EGO_LENGTH / 2, EGO_LENGTH / 2, 9), np.linspace(-EGO_WIDTH / 2, EGO_WIDTH / 2, 5))
+        c, s = np.cos(ego_box[2]), np.sin(ego_box[2])
+        pts = np.stack([ego_box[0] + c * lx - s * ly, ego_box[1] + s * lx + c * ly], axis=-1)
+        ix, iy = r.cell_index(pts)
+        return bool(np.any(r.height[ix, iy] > 0.3))
+
+    def is_offroad(self) -> bool:
+        """A corner of the ego footprint lies off the driveable surface (road, crosswalk, parking lane)."""
+        corners = box_corners(*self.ego.box())
+        ix, iy = self.road.cell_index(corners)
+        cls = self.road.cls[ix, iy]
+        return bool(np.any(~np.isin(cls, (*DRIVEABLE, CAR))))
+
+    def clone(self) -> "Scenario":
+        """An independent copy of the mutable state; the read-only static map is shared."""
+        memo = {id(self.road): self.road, id(self.paths): self.paths, id(self.ped_paths): self.ped_paths,
+                id(self.cfg): self.cfg, id(self.grid): self.grid}
+        return copy.deepcopy(self, memo)
+
+
+EGO_DIMS = (EGO_LENGTH, EGO_WIDTH, EGO_HEIGHT)
+__all__ = ["Scenario", "points_in_box", "EGO_DIMS"]

@@ -1,0 +1,84 @@
+"""Semantic occupancy in the ego frame: one gather from a precomputed static voxel-column table plus agent boxes.
+
+Each world raster cell is encoded once per (map, grid) as `class * (Z + 1) + n_voxels`, and a
+lookup table turns a code into its full voxel column. A frame is then: transform the grid's
+column centres into the world (one rotation), gather codes, gather columns, stamp agent boxes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from drivewm.data.spec import GridSpec
+from drivewm.sim.geometry import ego_to_world
+from drivewm.sim.maps import RoadMap
+
+
+def ground_voxel(grid: GridSpec) -> int:
+    """Index of the voxel layer holding the ground surface (the one just below z = 0)."""
+    return int(np.clip(np.floor((-0.01 - grid.lower[2]) / grid.voxel_size), 0, grid.shape[2] - 1))
+
+
+def voxels_below(grid: GridSpec, height: np.ndarray) -> np.ndarray:
+    """Number of voxels, from the ground layer up, that an object standing on the ground of `height` fills."""
+    g = ground_voxel(grid)
+    z_lo = grid.lower[2] + np.arange(g, grid.shape[2]) * grid.voxel_size
+    return np.maximum(1, (z_lo[None] < np.asarray(height, dtype=np.float64).reshape(-1, 1)).sum(1)).reshape(np.shape(height))
+
+
+class OccupancyRenderer:
+    """Renders uint8 [X, Y, Z] semantic occupancy of a RoadMap plus agent boxes at an ego pose."""
+
+    def __init__(self, road: RoadMap, grid: GridSpec) -> None:
+        self.road, self.grid = road, grid
+        nx, ny, nz = grid.shape
+        self.g = ground_voxel(grid)
+        counts = voxels_below(grid, road.height.ravel()).reshape(road.height.shape)
+        counts = np.where(road.height > 0, counts, 1)
+        self.codes = (road.cls.astype(np.int32) * (nz + 1) + counts).astype(np.int32)  # [NX_map, NY_map]
+        self.lut = np.full((grid.num_classes * (nz + 1), nz), grid.free_id, np.uint8)
+        for c in range(grid.num_classes):
+            for n in range(1, nz + 1):
+                self.lut[c * (nz + 1) + n, self.g : self.g + n] = c
+        cx, cy = grid.voxel_centers(0), grid.voxel_centers(1)
+        gx, gy = np.meshgrid(cx, cy, indexing="ij")
+        self.centres = np.stack([gx.ravel(), gy.ravel()], axis=1)  # [X*Y, 2] ego frame
+
+    def static(self, pose: np.ndarray) -> np.ndarray:
+        """Occupancy [X, Y, Z] of the static world seen from pose (x, y, yaw)."""
+        nx, ny, nz = self.grid.shape
+        world = ego_to_world(self.centres, pose)
+        ix, iy = self.road.cell_index(world)
+        return self.lut[self.codes[ix, iy]].reshape(nx, ny, nz)  # [X*Y] codes -> [X, Y, Z]
+
+    def stamp(self, occ: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
+        """Write agent boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ in place."""
+        grid, vs = self.grid, self.grid.voxel_size
+        lo = np.asarray(grid.lower[:2])
+        nx, ny, _ = grid.shape
+        for b in boxes[valid]:
+            x, y, _, ln, wd, ht, yaw, cls = (float(v) for v in b)
+            r = 0.5 * np.hypot(ln, wd)
+            i0, j0 = np.floor((np.array([x - r, y - r]) - lo) / vs).astype(int)
+            i1, j1 = np.floor((np.array([x + r, y + r]) - lo) / vs).astype(int)
+            i0, j0, i1, j1 = max(i0, 0), max(j0, 0), min(i1, nx - 1), min(j1, ny - 1)
+            if i0 > i1 or j0 > j1:
+                continue
+            ci = np.arange(i0, i1 + 1)
+            cj = np.arange(j0, j1 + 1)
+            px = lo[0] + (ci[:, None] + 0.5) * vs - x
+            py = lo[1] + (cj[None, :] + 0.5) * vs - y
+            c, s = np.cos(yaw), np.sin(yaw)
+            inside = (np.abs(c * px + s * py) <= ln / 2) & (np.abs(-s * px + c * py) <= wd / 2)
+            # A box smaller than a voxel still marks the voxel holding its centre.
+            ki, kj = int(np.floor((x - lo[0]) / vs)), int(np.floor((y - lo[1]) / vs))
+            if i0 <= ki <= i1 and j0 <= kj <= j1:
+                inside[ki - i0, kj - j0] = True
+            n = int(voxels_below(grid, np.array([ht]))[0])
+            ii, jj = np.nonzero(inside)
+            occ[ci[ii], cj[jj], self.g : self.g + n] = int(cls)
+
+    def render(self, pose: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        occ = self.static(pose)
+        self.stamp(occ, boxes, valid)
+        return occ
