@@ -111,6 +111,8 @@ def _convert(
         except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
             msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
             if not skip_bad:
+                if scene in msg:  # EpisodeError already names the scene
+                    raise
                 raise type(e)(f"scene {scene!r}: {msg}") from None
             writer.skip(None, scene, msg)
             if report:
