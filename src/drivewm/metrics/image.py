@@ -1,9 +1,11 @@
 """Image and video metrics: PSNR, SSIM and the Frechet distance between Gaussian fits of features.
 
 * PSNR = 10 log10(data_range^2 / MSE) per image, averaged over images.
-* SSIM (Wang et al., IEEE TIP 2004): 11 x 11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03,
-  mean over the valid window positions of each image, averaged over images (torchmetrics'
-  implementation).
+* SSIM (Wang et al., IEEE TIP 2004, and its reference ``ssim_index.m``): 11 x 11 Gaussian window,
+  sigma 1.5, K1 = 0.01, K2 = 0.03, per channel, mean over the *valid* window positions
+  (``filter2(..., 'valid')``; also what scikit-image's crop gives), averaged over images.
+  torchmetrics averages over reflect-padded borders instead, which shifts the value, so it is
+  not used here.
 * Frechet distance (Heusel et al., arXiv 1706.08500 for FID; Unterthiner et al., arXiv
   1812.01717 for FVD): ``|mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))`` between Gaussians
   fitted to features of real and generated samples. The trace of the matrix square root is
@@ -24,7 +26,6 @@ from typing import Protocol
 
 import torch
 from torch import nn
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from drivewm.metrics.distributed import StreamingMetric, check_finite
 
@@ -38,6 +39,27 @@ def _check_images(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
     check_finite("pred", pred)
     check_finite("target", target)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    ax = torch.arange(size, dtype=dtype) - (size - 1) / 2
+    g = torch.exp(-(ax**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return torch.outer(g, g)  # [size, size]
+
+
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """SSIM [N] of images [N, C, H, W] (H, W >= 11), Wang et al. 2004 with valid windows."""
+    n, c, h, w = pred.shape
+    if h < 11 or w < 11:
+        raise ValueError(f"pred: SSIM needs images of at least 11 x 11 pixels, got {h} x {w}")
+    win = _gaussian_window(dtype=pred.dtype).to(pred.device).expand(c, 1, 11, 11)
+    stack = torch.cat([pred, target, pred * pred, target * target, pred * target])  # [5N, C, H, W]
+    mu_p, mu_t, e_pp, e_tt, e_pt = torch.nn.functional.conv2d(stack, win, groups=c).split(n)  # valid windows
+    var_p, var_t, cov = e_pp - mu_p**2, e_tt - mu_t**2, e_pt - mu_p * mu_t
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim_map = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return ssim_map.flatten(1).mean(1)
 
 
 class ImageQualityMetric(StreamingMetric):
@@ -60,7 +82,7 @@ class ImageQualityMetric(StreamingMetric):
         # An exact copy has infinite PSNR; it is counted apart so one copy does not make the mean inf.
         exact = mse == 0
         psnr = 10 * torch.log10(self.data_range**2 / mse[~exact])
-        ssim = structural_similarity_index_measure(p, t, data_range=self.data_range, reduction="none")
+        ssim = ssim_per_image(p, t, self.data_range)
         self.psnr_sum += psnr.sum().cpu()
         self.ssim_sum += ssim.sum().cpu()
         self.n += p.shape[0]
