@@ -6,9 +6,10 @@ ego footprint constants (nuScenes / ST-P3 ego box 4.084 m x 1.85 m).
 
 from drivewm.sim.config import (EGO_BOX_OFFSET_X, EGO_HEIGHT, EGO_LENGTH, EGO_WHEELBASE, EGO_WIDTH, LAYOUTS,
                                 CameraSpec, LidarSpec, SimConfig, sim_preset)
+from drivewm.sim.env import DrivingEnv
 from drivewm.sim.episode import simulate_episode
 from drivewm.sim.expert import ExpertDriver
 from drivewm.sim.scenario import Scenario
 
-__all__ = ["SimConfig", "LidarSpec", "CameraSpec", "sim_preset", "simulate_episode", "ExpertDriver", "Scenario",
+__all__ = ["SimConfig", "LidarSpec", "CameraSpec", "sim_preset", "simulate_episode", "DrivingEnv", "ExpertDriver", "Scenario",
            "EGO_LENGTH", "EGO_WIDTH", "EGO_HEIGHT", "EGO_WHEELBASE", "EGO_BOX_OFFSET_X", "LAYOUTS"]

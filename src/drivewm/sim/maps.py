@@ -116,6 +116,15 @@ class RoadMap:
     ped_cross: list[tuple[float, float]] = field(default_factory=list)  # arc length span of the road crossing
     crosswalks: list[np.ndarray] = field(default_factory=list)  # centre points [2] of crosswalks
 
+    def flat_index(self, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
+        """Flat raster index of fractional cell coordinates fx, fy (float arrays, modified in place), clipped."""
+        nx, ny = self.cls.shape
+        ix = np.minimum(np.maximum(fx, 0, out=fx), nx - 1, out=fx).astype(np.int32)
+        iy = np.minimum(np.maximum(fy, 0, out=fy), ny - 1, out=fy).astype(np.int32)
+        ix *= ny
+        ix += iy
+        return ix
+
     def cell_index(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raster indices (clipped to the map) of world points [..., 2]."""
         ix = np.floor((xy[..., 0] - self.origin[0]) / self.res).astype(np.int64)
@@ -216,15 +225,16 @@ def _ped_paths(road: RoadMap, rng: np.random.Generator) -> None:
 
 
 def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: tuple[int, int],
-                 route_len: float, margin: float) -> RoadMap:
-    """A map of `layout` whose route arms are long enough for `route_len` m plus `margin` m of view."""
+                 route_in: float, route_out: float, margin: float) -> RoadMap:
+    """A map of `layout`: the route enters on arm route_arms[0] `route_in` m before the junction and
+    leaves on route_arms[1] for `route_out` m; every arm reaches `margin` m further (the sensors' view)."""
     arms = _arms_for(layout, rng, {}, 0.0)
     max_hw = max(a.hw for a in arms)
     max_sw = max(a.sidewalk for a in arms)
     junction = 0.0 if layout in ("straight", "curve") else max_hw + max_sw + CROSSWALK_WIDTH + 2.0
-    long_len = junction + route_len + margin
     for i, arm in enumerate(arms):
-        arm.length = long_len if i in route_arms else junction + margin + 20.0
+        need = route_in if i == route_arms[0] else route_out if i == route_arms[1] else 20.0
+        arm.length = junction + need + margin
         if arm.arc_len > arm.length:
             arm.arc_len = arm.length
     pts = np.concatenate([a.frame(np.linspace(0, a.length, 64))[0] for a in arms])

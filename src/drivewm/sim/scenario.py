@@ -40,15 +40,16 @@ class Scenario:
         self.route_len = frames / cfg.hz * cfg.target_speed * 1.1 + 15.0
         half_extent = max(abs(v) for v in (*self.grid.lower[:2], *self.grid.upper[:2]))
         margin = half_extent * 1.45 + 5.0
-        self.road = generate_map(layout, map_rng, cfg.raster_resolution, (a_in, a_out), self.route_len, margin)
+        # The ego starts on the inbound lane some way before the junction (or the middle of the road).
+        d_in = float(map_rng.uniform(0.25, 0.6)) * self.route_len
+        self.road = generate_map(layout, map_rng, cfg.raster_resolution, (a_in, a_out), d_in + 10.0,
+                                 self.route_len - d_in + 10.0, margin)
         road = self.road
         self.paths = PathTable(road.paths)
         self.ped_paths = PathTable(road.ped_paths) if road.ped_paths else None
-        # The ego's path and start: on the inbound lane, some way before the junction (or the road's middle).
         lane = int(traffic_rng.integers(road.arms[a_in].lanes))
         self.route_path = road.path_arms.index((a_in, a_out, lane))
-        s_origin = road.arms[a_in].length - road.junction
-        s_start = s_origin - traffic_rng.uniform(0.25, 0.6) * self.route_len
+        s_start = road.arms[a_in].length - road.junction - d_in
         xy, yaw = self.paths.pose(np.array([self.route_path]), np.array([s_start]))
         self.ego = EgoState(x=float(xy[0, 0]), y=float(xy[0, 1]), yaw=float(yaw[0]),
                             v=float(cfg.target_speed * traffic_rng.uniform(0.3, 0.8)))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from drivewm.data.spec import GridSpec
-from drivewm.sim.geometry import ego_to_world
 from drivewm.sim.maps import RoadMap
 
 
@@ -35,21 +34,25 @@ class OccupancyRenderer:
         self.g = ground_voxel(grid)
         counts = voxels_below(grid, road.height.ravel()).reshape(road.height.shape)
         counts = np.where(road.height > 0, counts, 1)
-        self.codes = (road.cls.astype(np.int32) * (nz + 1) + counts).astype(np.int32)  # [NX_map, NY_map]
+        self.codes = (road.cls.astype(np.int32) * (nz + 1) + counts).astype(np.int32).ravel()  # flat map
         self.lut = np.full((grid.num_classes * (nz + 1), nz), grid.free_id, np.uint8)
         for c in range(grid.num_classes):
             for n in range(1, nz + 1):
                 self.lut[c * (nz + 1) + n, self.g : self.g + n] = c
         cx, cy = grid.voxel_centers(0), grid.voxel_centers(1)
         gx, gy = np.meshgrid(cx, cy, indexing="ij")
-        self.centres = np.stack([gx.ravel(), gy.ravel()], axis=1)  # [X*Y, 2] ego frame
+        self.centres = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)  # [X*Y, 2] ego frame
 
     def static(self, pose: np.ndarray) -> np.ndarray:
         """Occupancy [X, Y, Z] of the static world seen from pose (x, y, yaw)."""
         nx, ny, nz = self.grid.shape
-        world = ego_to_world(self.centres, pose)
-        ix, iy = self.road.cell_index(world)
-        return self.lut[self.codes[ix, iy]].reshape(nx, ny, nz)  # [X*Y] codes -> [X, Y, Z]
+        road = self.road
+        c, s = np.cos(pose[2]), np.sin(pose[2])
+        gx, gy = self.centres[:, 0], self.centres[:, 1]  # float32 [X*Y]
+        fx = (c / road.res) * gx - (s / road.res) * gy + np.float32((pose[0] - road.origin[0]) / road.res)
+        fy = (s / road.res) * gx + (c / road.res) * gy + np.float32((pose[1] - road.origin[1]) / road.res)
+        codes = self.codes.take(road.flat_index(fx, fy))  # [X*Y]
+        return self.lut.take(codes, axis=0).reshape(nx, ny, nz)  # [X*Y] codes -> [X, Y, Z]
 
     def stamp(self, occ: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
         """Write agent boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ in place."""

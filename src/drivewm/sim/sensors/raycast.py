@@ -31,14 +31,21 @@ def cast_rays(road: RoadMap, origin: np.ndarray, sensor_z: float, azimuth: np.nd
     n = int(np.ceil(max_s / ds))
     s = (np.arange(n) + 1) * ds  # [n]
     ca, sa = np.cos(azimuth), np.sin(azimuth)
-    ix, iy = road.cell_index(np.stack([origin[0] + ca[:, None] * s[None], origin[1] + sa[:, None] * s[None]], axis=-1))
-    h = road.height[ix, iy]  # [A, n]
-    c = road.cls[ix, iy]
-    need = np.clip((h - sensor_z) / s[None], -SLOPE_CLIP, SLOPE_CLIP)
+    steps = np.arange(1, n + 1, dtype=np.float32)[None]  # samples one cell apart along each azimuth
+    fx = ((origin[0] - road.origin[0]) / ds + ca[:, None].astype(np.float32) * steps)  # [A, n] cell coords
+    fy = ((origin[1] - road.origin[1]) / ds + sa[:, None].astype(np.float32) * steps)
+    flat = road.flat_index(fx, fy)
+    h = road.height.ravel().take(flat)  # [A, n]
+    c = road.cls.ravel().take(flat)
+    inv_s = (1.0 / s).astype(np.float32)[None]
+    need = (h - np.float32(sensor_z)) * inv_s  # slope needed to pass over each sample
     run = np.maximum.accumulate(need, axis=1)  # [A, n] monotone along each azimuth
-    off = np.arange(a_n)[:, None] * (4 * SLOPE_CLIP)
-    t = np.clip(slopes, -SLOPE_CLIP + 1e-3, SLOPE_CLIP - 1e-3)
-    pos = np.searchsorted((run + off).ravel(), (t + off).ravel(), side="left").reshape(t.shape)
+    np.minimum(run, SLOPE_CLIP, out=run)
+    # Rows are made one sorted array by per-azimuth offsets (float64: slopes differ by ~1e-2 per beam).
+    lo = min(float(run[:, 0].min()), -SLOPE_CLIP)
+    offsets = np.arange(a_n, dtype=np.float64)[:, None] * (SLOPE_CLIP - lo + 1.0)
+    t = np.clip(slopes, lo + 1e-3, SLOPE_CLIP - 1e-3)
+    pos = np.searchsorted((run + offsets).ravel(), (t + offsets).ravel(), side="left").reshape(t.shape)
     local = pos - np.arange(a_n)[:, None] * n  # [A, B] sample index of the first hit (n: none)
     hit = local < n
     li = np.minimum(local, n - 1)
