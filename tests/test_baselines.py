@@ -1,0 +1,107 @@
+"""No-learning forecasters: copy-last, ego-motion warp (known box moves by a known motion), constant-velocity LiDAR."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from drivewm.baselines import ConstantVelocityLidar, CopyLast, EgoWarpCopyLast, future_poses, se2_compose, se2_inverse
+from drivewm.data.spec import GridSpec
+from drivewm.metrics import OccupancyForecastMetric
+
+GRID = GridSpec(shape=(40, 40, 2), lower=(-20.0, -20.0, -1.0), voxel_size=1.0)
+FREE, CAR = GRID.free_id, 4
+
+
+def box_scene() -> torch.Tensor:
+    """One frame with a car occupying x in [5, 8) m, y in [-1, 1) m (voxels 25..27, 19..20)."""
+    occ = torch.full((40, 40, 2), FREE, dtype=torch.uint8)
+    occ[25:28, 19:21, 0] = CAR
+    return occ
+
+
+def context(last: torch.Tensor, future_rel: list[tuple[float, float, float]]) -> dict:
+    past = 2
+    occ = last.expand(1, past, *last.shape).clone()
+    rel = torch.zeros(1, past + len(future_rel), 3)
+    rel[0, 0] = torch.tensor([-1.0, 0.0, 0.0])
+    rel[0, past:] = torch.tensor(future_rel)
+    return {"occ": occ, "rel_pose": rel}
+
+
+def test_copy_last_repeats_frame():
+    occ = torch.randint(0, 18, (2, 3, 4, 4, 2), dtype=torch.uint8)
+    out = CopyLast().forecast({"occ": occ}, 4)
+    assert out.shape == (2, 4, 4, 4, 2) and bool((out == occ[:, -1:]).all())
+
+
+def test_ego_warp_translation_moves_box_back():
+    # Ego drives 3 m forward: the static car appears 3 m closer (voxels 22..24).
+    out = EgoWarpCopyLast(GRID).forecast(context(box_scene(), [(3.0, 0.0, 0.0), (6.0, 0.0, 0.0)]), 2)
+    expected = torch.full((40, 40, 2), FREE, dtype=torch.uint8)
+    expected[22:25, 19:21, 0] = CAR
+    assert torch.equal(out[0, 0], expected)
+    expected2 = torch.full((40, 40, 2), FREE, dtype=torch.uint8)
+    expected2[19:22, 19:21, 0] = CAR
+    assert torch.equal(out[0, 1], expected2)
+    # The far rear strip comes from outside the old grid: free, even where the old frame had labels.
+    full = torch.full((40, 40, 2), CAR, dtype=torch.uint8)
+    warped = EgoWarpCopyLast(GRID).forecast(context(full, [(3.0, 0.0, 0.0)]), 1)
+    assert bool((warped[0, 0, -3:] == FREE).all()) and bool((warped[0, 0, :-3] == CAR).all())
+
+
+def test_ego_warp_rotation_moves_box_to_the_side():
+    # Ego turns left by 90 deg in place: a car ahead (+x) now lies to the right (-y).
+    out = EgoWarpCopyLast(GRID).forecast(context(box_scene(), [(0.0, 0.0, math.pi / 2)]), 1)[0, 0]
+    idx = (out[:, :, 0] == CAR).nonzero().float()
+    centre_y = -20 + idx[:, 1].mean() + 0.5
+    centre_x = -20 + idx[:, 0].mean() + 0.5
+    assert idx.shape[0] == 6  # 3 x 2 voxels, transposed
+    assert centre_x == pytest.approx(0.0, abs=0.01) and centre_y == pytest.approx(-6.5, abs=0.01)
+
+
+def test_ego_warp_beats_copy_last_when_ego_moves():
+    scene = box_scene()
+    ctx = context(scene, [(2.0, 0.0, 0.0)])
+    truth = EgoWarpCopyLast(GRID).forecast(ctx, 1)  # the world is static: the warp is the truth
+    scores = {}
+    for model in (CopyLast(), EgoWarpCopyLast(GRID)):
+        m = OccupancyForecastMetric(report_steps=(1,))
+        m.update(model.forecast(ctx, 1), truth)
+        scores[type(model).__name__] = m.compute()["iou"]["avg"]
+    assert scores["EgoWarpCopyLast"] == 100.0 and scores["CopyLast"] < 50.0
+
+
+def test_constant_velocity_poses_and_lidar():
+    # Past frames 1 m apart with a 0.1 rad turn: the future repeats that step.
+    prev = torch.tensor([[-1.0, 0.2, -0.1]], dtype=torch.float64)
+    rel = torch.cat([prev[:, None], torch.zeros(1, 1, 3, dtype=torch.float64)], 1)
+    poses = future_poses({"rel_pose": rel}, 2, 3, "constant_velocity")
+    step = se2_compose(se2_inverse(prev), torch.zeros(1, 3, dtype=torch.float64))
+    assert torch.allclose(poses[:, 0], step) and torch.allclose(poses[:, 1], se2_compose(step, step))
+    assert poses[0, 2, 2].item() == pytest.approx(0.3)
+    # Straight at 2 m per frame: a point 10 m ahead is 8, 6 m ahead in the next frames; padding stays 0.
+    lidar = torch.zeros(1, 2, 3, 4)
+    lidar[0, -1, 0] = torch.tensor([10.0, 1.0, 0.5, 0.7])
+    lidar[0, -1, 1] = torch.tensor([-4.0, 0.0, 0.0, 0.1])
+    ctx = {"lidar": lidar, "lidar_count": torch.tensor([[2, 2]]), "rel_pose": torch.tensor([[[-2.0, 0, 0], [0, 0, 0]]])}
+    out = ConstantVelocityLidar().forecast(ctx, 2)
+    assert out["lidar"].shape == (1, 2, 3, 4) and out["lidar_count"].tolist() == [[2, 2]]
+    assert torch.allclose(out["lidar"][0, 0, 0], torch.tensor([8.0, 1.0, 0.5, 0.7]))
+    assert torch.allclose(out["lidar"][0, 1, 1], torch.tensor([-8.0, 0.0, 0.0, 0.1]))
+    assert bool((out["lidar"][0, :, 2] == 0).all())
+
+
+def test_bad_context_names_key():
+    with pytest.raises(KeyError, match="occ"):
+        CopyLast().forecast({}, 1)
+    with pytest.raises(KeyError, match="rel_pose"):
+        EgoWarpCopyLast(GRID).forecast({"occ": torch.zeros(1, 2, 40, 40, 2, dtype=torch.uint8)}, 1)
+    with pytest.raises(ValueError, match="past \\+ horizon"):
+        EgoWarpCopyLast(GRID).forecast(context(box_scene(), [(1.0, 0, 0)]), 3)
+    with pytest.raises(ValueError, match="grid"):
+        EgoWarpCopyLast(GRID).forecast({"occ": torch.zeros(1, 2, 8, 8, 2, dtype=torch.uint8), "rel_pose": torch.zeros(1, 3, 3)}, 1)
+    with pytest.raises(ValueError, match="horizon"):
+        CopyLast().forecast({"occ": torch.zeros(1, 2, 4, 4, 2)}, 0)
