@@ -1,0 +1,91 @@
+"""simulate_episode: the data contract's keys, dtypes and shapes, determinism, and safe traffic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivewm.sim import EGO_LENGTH, ExpertDriver, Scenario, sim_preset, simulate_episode
+from drivewm.sim.geometry import box_corners, boxes_overlap
+
+
+@pytest.fixture(scope="module")
+def micro_episode():
+    return simulate_episode(sim_preset("micro"), seed=11, frames=6)
+
+
+def test_keys_dtypes_shapes(micro_episode):
+    ep, cfg, t = micro_episode, sim_preset("micro"), 6
+    x, y, z = cfg.grid_spec.shape
+    h, w = cfg.camera_spec.height, cfg.camera_spec.width
+    expect = {"occ": (np.uint8, (t, x, y, z)), "occ_mask": (np.bool_, (t, x, y, z)), "camera": (np.uint8, (t, h, w, 3)),
+              "ego_pose": (np.float32, (t, 3)), "action": (np.float32, (t, 2)), "ego_speed": (np.float32, (t,)),
+              "collision": (np.bool_, (t,)), "offroad": (np.bool_, (t,)), "lidar_offsets": (np.int64, (t + 1,))}
+    for key, (dtype, shape) in expect.items():
+        assert ep[key].dtype == dtype and ep[key].shape == shape, key
+    assert ep["lidar"].dtype == np.float32 and ep["lidar"].shape == (ep["lidar_offsets"][-1], 4)
+    assert ep["lidar_offsets"][0] == 0 and np.all(np.diff(ep["lidar_offsets"]) > 0)
+    assert ep["agents"].ndim == 3 and ep["agents"].shape[2] == 8 and ep["agents_valid"].shape == ep["agents"].shape[:2]
+    assert ep["route"].dtype == np.float32 and ep["route"].shape[1] == 2 and len(ep["route"]) > 5
+    assert ep["occ"].max() <= 17 and np.all(np.abs(ep["action"][:, 1]) <= cfg.max_steer)
+    # Poses advance by what the speeds say (2 Hz): the ego really drives.
+    step = np.linalg.norm(np.diff(ep["ego_pose"][:, :2], axis=0), axis=1)
+    mean_v = 0.5 * (ep["ego_speed"][1:] + ep["ego_speed"][:-1])
+    np.testing.assert_allclose(step, mean_v / cfg.hz, rtol=0.05, atol=0.05)
+    # The route starts at the ego.
+    assert np.linalg.norm(ep["route"][0] - ep["ego_pose"][0, :2]) < 1.0
+
+
+def test_same_seed_same_bytes_other_seed_differs(micro_episode):
+    again = simulate_episode(sim_preset("micro"), seed=11, frames=6)
+    assert again.keys() == micro_episode.keys()
+    for k in again:
+        assert again[k].tobytes() == micro_episode[k].tobytes(), k
+    other = simulate_episode(sim_preset("micro", lidar=False, camera=False, visibility=False), seed=12, frames=6)
+    assert other["occ"].tobytes() != micro_episode["occ"].tobytes()
+    assert "lidar" not in other and "camera" not in other and "occ_mask" not in other
+
+
+def test_expert_noise_perturbs_actions():
+    clean = simulate_episode(sim_preset("micro", lidar=False, camera=False, visibility=False), seed=5, frames=8)
+    noisy = simulate_episode(sim_preset("micro", lidar=False, camera=False, visibility=False, expert_noise=1.0),
+                             seed=5, frames=8)
+    assert np.abs(noisy["action"] - clean["action"]).max() > 0.05
+    assert clean["occ"][0].tobytes() == noisy["occ"][0].tobytes()  # same world, different driving
+
+
+def test_traffic_never_overlaps_at_a_busy_intersection():
+    cfg = sim_preset("micro", layouts=("intersection",), vehicle_density=3.0, lidar=False, camera=False,
+                     visibility=False)
+    for seed in (1, 2):
+        sc, expert = Scenario(cfg, seed, 30), ExpertDriver()
+        for _ in range(30):
+            sc.step(expert.act(sc))
+            boxes, _, active = sc.agent_boxes_world()
+            nv = len(sc.vehicles.s)
+            veh = boxes[:nv][active[:nv]]
+            corners = [box_corners(b[0], b[1], b[6], b[3], b[4]) for b in veh]
+            for i in range(len(veh)):
+                for j in range(i + 1, len(veh)):
+                    if np.linalg.norm(veh[i, :2] - veh[j, :2]) < 15:
+                        assert not boxes_overlap(corners[i], corners[j]), (seed, i, j)
+            assert not sc.collided, seed  # the clean expert does not crash either
+        assert sc.vehicles.active.sum() >= 1 and sc.time == pytest.approx(15.0)
+
+
+def test_collision_and_offroad_are_detected():
+    cfg = sim_preset("micro", lidar=False, camera=False, visibility=False, vehicle_density=0.0, pedestrian_density=0.0)
+    sc = Scenario(cfg, 3, 20)
+    hit_off, hit_col = False, False
+    for _ in range(20):  # full throttle, a wide left turn (17 m radius): leaves any road here
+        sc.step(np.array([cfg.max_accel, 0.15]))
+        hit_off |= sc.offroad_now
+        hit_col |= sc.collided
+    assert hit_off
+    # Put a vehicle right on the ego: a collision, not off-road.
+    sc2 = Scenario(sim_preset("micro", lidar=False, camera=False, visibility=False), 3, 20)
+    if len(sc2.vehicles.s):
+        sc2.vehicles.path[0], sc2.vehicles.s[0] = sc2.route_path, sc2.ego_s + EGO_LENGTH / 2
+        sc2.vehicles.active[0] = True
+        assert sc2.in_collision()
+    assert not sc2.is_offroad()
