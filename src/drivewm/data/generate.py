@@ -16,6 +16,7 @@ grid, hz and generator settings agree and that no index is claimed twice with di
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def generator_settings(preset: str, frames: int, seed: int, episodes: int) -> tu
     from drivewm.sim import sim_preset
 
     sim_cfg = sim_preset(preset)
-    settings = dataclasses.asdict(sim_cfg)
+    settings = json.loads(json.dumps(dataclasses.asdict(sim_cfg)))  # as the manifest holds it (tuples -> lists)
     generator = {"name": "drivewm.sim", "preset": preset, "frames": int(frames), "seed": int(seed),
                  "episodes": int(episodes), "seed_rule": "SeedSequence([seed, index]).generate_state(1)[0]",
                  "settings": settings}

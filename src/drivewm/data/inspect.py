@@ -52,6 +52,7 @@ def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = 
 
 def print_summary(summary: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -64,7 +65,7 @@ def print_summary(summary: dict) -> None:
         ("grid", f"{'x'.join(map(str, summary['grid']))} voxels of {summary['voxel_size']:g} m"),
         ("keys", ", ".join(summary["keys"])),
         ("disk size", f"{summary['disk_bytes'] / 2**20:.2f} MiB"),
-        ("generator", ", ".join(f"{k}={v}" for k, v in summary["generator"].items())),
+        ("generator", escape(", ".join(f"{k}={v}" for k, v in summary["generator"].items()))),
     ]
     if "lidar_points_per_frame" in summary:
         a, b, c = summary["lidar_points_per_frame"]
@@ -81,11 +82,11 @@ def print_summary(summary: dict) -> None:
             ct.add_row(name, f"{100 * share:.3f} %")
         console.print(ct)
     for s in summary["skipped"]:
-        console.print(f"[yellow]skipped at generation: episode {s['index']}: {s['error']}")
+        console.print(f"[yellow]skipped when written: episode {s['index']}: {escape(s['error'])}")
     for p in summary["problems"]:
-        console.print(f"[red]bad episode left out: {p}")
+        console.print(f"[red]bad episode left out: {escape(p)}")
     for p in summary.get("verify_failures", []):
-        console.print(f"[red]checksum failure: {p}")
+        console.print(f"[red]checksum failure: {escape(p)}")
 
 
 def frame_png(store: EpisodeStore, path: str | Path, *, episode: int = 0, frame: int = 0) -> Path:

@@ -11,6 +11,8 @@ A window of episode e starting at frame s covers frames s .. s + T - 1 with T = 
                (cfg.lidar_max_points, or the store's largest frame); frames with more points are
                subsampled at evenly spaced indices (deterministic)
     lidar_count int64 [T]: how many rows of each frame's ``lidar`` are real points
+    agents     float32 [T, K, 8] and agents_valid bool [T, K] with K the store's largest agent count
+               (episodes with fewer slots are padded with invalid zero rows, so batches collate)
 
 Split by episodes: the last ``val_fraction`` of the episodes (in store order; at least one when the
 store has more than one) form 'val', the rest 'train'. Zarr groups are opened lazily in each process,
@@ -75,6 +77,7 @@ class WindowDataset(Dataset):
                 f"{cfg.path}: no training window of {self.window} frames (past {cfg.past} + future {cfg.future}); "
                 f"the longest training episode has {longest} frames"
             )
+        self.agent_slots = max((r["arrays"].get("agents", {"shape": [0, 0]})["shape"][1] for r in self.store.episodes), default=0)
         self.lidar_points = cfg.lidar_max_points or max(
             (r.get("lidar_max_points", 0) for r in self.store.episodes), default=0
         )
@@ -98,7 +101,11 @@ class WindowDataset(Dataset):
                 points, counts = self._lidar(ep, start, stop)
                 out["lidar"], out["lidar_count"] = torch.from_numpy(points), torch.from_numpy(counts)
             else:
-                out[key] = torch.from_numpy(np.ascontiguousarray(self.store.read(ep, key, start, stop)))
+                arr = self.store.read(ep, key, start, stop)
+                if key in ("agents", "agents_valid") and arr.shape[1] < self.agent_slots:  # pad K
+                    pad = [(0, 0), (0, self.agent_slots - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2)
+                    arr = np.pad(arr, pad)
+                out[key] = torch.from_numpy(np.ascontiguousarray(arr))
         pose = self.store.read(ep, "ego_pose", start, stop)
         out["rel_pose"] = torch.from_numpy(relative_poses(pose, self.cfg.past - 1))
         return out
