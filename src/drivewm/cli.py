@@ -27,6 +27,9 @@ def _wire() -> None:
     app.add_typer(data_app, name="data")
     app.add_typer(eval_app, name="eval")
     app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(train)
+    from drivewm.report.cli import report
+
+    app.command("report")(report)
     # --- family commands (each helper adds its own lines below) ---
     from drivewm.jepa.probe import eval_probe
 
