@@ -1,0 +1,19 @@
+"""Tokenizers: quantizers (VQ, FSQ), the occupancy and LiDAR tokenizers, action and pose tokenizers.
+
+Importing this package registers the tokenizer models ("occ_vqvae", "lidar_vqvae").
+"""
+
+from drivewm.tokenizers.fsq import FSQ
+from drivewm.tokenizers.occ import OccTokenizer, OccTokenizerConfig
+from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
+from drivewm.tokenizers.vq import VectorQuantizer
+
+__all__ = [
+    "FSQ",
+    "OccTokenizer",
+    "OccTokenizerConfig",
+    "QuantizeOutput",
+    "QuantizerConfig",
+    "VectorQuantizer",
+    "build_quantizer",
+]

@@ -1,0 +1,27 @@
+"""The tokenizer presets load as RunConfigs, and the Occ3D preset matches OccWorld's tokenizer."""
+
+from pathlib import Path
+
+import pytest
+
+from drivewm.config import load_run_config
+from drivewm.registry import build_model
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "tokenizer").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_preset_loads_as_single_frame_occ_run(path):
+    cfg = load_run_config(path)
+    assert cfg.data.future == 0 and cfg.data.keys == ["occ"]
+    assert cfg.model.name in ("occ_vqvae", "lidar_vqvae")
+
+
+def test_occ3d_preset_is_occworlds_tokenizer():
+    cfg = load_run_config(Path(__file__).parents[2] / "configs/tokenizer/occ_occ3d.yaml")
+    m = build_model(cfg.model)
+    assert m.token_shape == (50, 50) and m.vocab_size == 512
+    assert m.class_embed.weight.shape == (18, 8)
+    assert m.quantizer.dim == 128 and cfg.model.quantizer.beta == 1.0
+    assert (cfg.model.ce_weight, cfg.model.lovasz_weight, cfg.model.vq_weight) == (10.0, 1.0, 1.0)
+    assert cfg.train.lr == 1e-3 and cfg.train.weight_decay == 0.01 and cfg.train.grad_clip == 35.0
