@@ -128,15 +128,16 @@ def generate_store(
     out.mkdir(parents=True, exist_ok=True)
     mine = [i for i in range(episodes) if i % shard[1] == shard[0]]
     _remove_own_tmp(out, set(mine))
-    done = {r["index"] for r in scan_episodes(out)}
-    todo = [i for i in mine if i not in done]
+    records = {r["index"]: r for r in scan_episodes(out)}
+    todo = [i for i in mine if i not in records]
     jobs = [(sim_cfg, str(out), i, episode_seed(seed, i), frames, chunk_frames) for i in todo]
     skipped: list[dict] = []
     finished = len(mine) - len(todo)
     last_write = 0.0
 
-    def flush() -> None:
-        manifest["episodes"] = scan_episodes(out)
+    def flush(rescan: bool = False) -> None:
+        # in-memory records while running; one final rescan also lists episodes of other writers
+        manifest["episodes"] = scan_episodes(out) if rescan else list(records.values())
         manifest["skipped"] = sorted(skipped, key=lambda s: s["index"])
         write_manifest(out, manifest)
 
@@ -147,7 +148,9 @@ def generate_store(
         results = pool.imap_unordered(_make_episode, jobs) if pool else map(_make_episode, jobs)
         for status, index, payload in results:
             finished += 1
-            if status == "bad":
+            if status == "ok":
+                records[index] = payload
+            else:
                 if not skip_bad:
                     raise StoreError(f"{out}: episode {payload} (rerun with --skip-bad to report and skip it)")
                 skipped.append({"index": index, "source": f"seed {episode_seed(seed, index)}", "error": payload})
@@ -162,5 +165,5 @@ def generate_store(
         if pool:
             pool.terminate()
             pool.join()
-        flush()  # the manifest lists every complete episode, also after an error or an interrupt
+        flush(rescan=True)  # the manifest lists every complete episode, also after an error or an interrupt
     return manifest
