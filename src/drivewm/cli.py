@@ -34,6 +34,9 @@ def _wire() -> None:
     from drivewm.jepa.probe import eval_probe
 
     eval_app.command("probe")(eval_probe)
+    from drivewm.dynamics.cli import eval_forecast
+
+    eval_app.command("forecast")(eval_forecast)
 
 
 _wire()

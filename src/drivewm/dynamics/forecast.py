@@ -1,0 +1,39 @@
+"""Roll any token world model out from a window batch and decode the tokens to occupancy.
+
+The one path from occupancy to occupancy that evaluation, benchmarks and the demo share:
+encode the past frames with the model's frozen tokenizer, roll out `horizon` frames conditioned on
+the window's actions (and, with condition="action_motion", its known ego motion), decode.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from drivewm.dynamics.base import TokenWorldModel
+from drivewm.dynamics.conditions import ego_conditions
+
+
+@torch.no_grad()
+def forecast_tokens(
+    model: TokenWorldModel, batch: dict[str, torch.Tensor], past: int, horizon: int, **rollout_kw
+) -> torch.Tensor:
+    """batch of windows (>= past + horizon - 1 frames of conditions) -> future tokens [B, H, h, w]."""
+    if past < 1 or batch["occ"].shape[1] < past:
+        raise ValueError(f"past must be in 1..{batch['occ'].shape[1]} (window frames), got {past}")
+    context = model.encode(batch["occ"][:, :past])  # [B, past, h, w]
+    cond = ego_conditions(batch, model.cfg.condition)  # [B, T, A]
+    return model.rollout(context, cond, horizon, **rollout_kw)
+
+
+@torch.no_grad()
+def forecast_occupancy(
+    model: TokenWorldModel, batch: dict[str, torch.Tensor], past: int, horizon: int, **rollout_kw
+) -> torch.Tensor:
+    """Forecast occupancy class ids [B, H, X, Y, Z] for the `horizon` frames after frame past - 1."""
+    return model.decode(forecast_tokens(model, batch, past, horizon, **rollout_kw))
+
+
+@torch.no_grad()
+def reconstruct_occupancy(model: TokenWorldModel, occ: torch.Tensor) -> torch.Tensor:
+    """The tokenizer's own reconstruction of occ [B, T, X, Y, Z]: the upper bound of any token model."""
+    return model.decode(model.encode(occ))
