@@ -3,12 +3,17 @@
 Importing this package registers the tokenizer models ("occ_vqvae", "lidar_vqvae").
 """
 
+from drivewm.tokenizers.actions import ActionTokenizer, ActionTokenizerConfig, PoseTokenizer, PoseTokenizerConfig
 from drivewm.tokenizers.fsq import FSQ
 from drivewm.tokenizers.occ import OccTokenizer, OccTokenizerConfig
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 from drivewm.tokenizers.vq import VectorQuantizer
 
 __all__ = [
+    "ActionTokenizer",
+    "ActionTokenizerConfig",
+    "PoseTokenizer",
+    "PoseTokenizerConfig",
     "FSQ",
     "OccTokenizer",
     "OccTokenizerConfig",
