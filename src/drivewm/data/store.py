@@ -149,7 +149,7 @@ class EpisodeStore:
         self.grid = GridSpec.from_dict(self.manifest["grid"])
         self.hz = float(self.manifest["hz"])
         self.problems: list[str] = []
-        self._groups: dict[tuple[int, str], zarr.Group] = {}
+        self._arrays: dict[tuple[int, int, str], zarr.Array] = {}
         on_disk = {d.name for d in (self.path / EPISODES_DIR).glob("ep_*")} if (self.path / EPISODES_DIR).is_dir() else set()
         listed = {r["name"] for r in self.manifest["episodes"]}
         for extra in sorted(on_disk - listed):
@@ -204,15 +204,22 @@ class EpisodeStore:
         return len(self.episodes)
 
     def group(self, i: int) -> zarr.Group:
-        """The zarr group of episode i, opened lazily once per process (safe with DataLoader workers)."""
-        key = (os.getpid(), self.episodes[i]["name"])
-        if key not in self._groups:
-            self._groups[key] = zarr.open_group(str(self.path / EPISODES_DIR / self.episodes[i]["name"]), mode="r")
-        return self._groups[key]
+        return zarr.open_group(str(self.path / EPISODES_DIR / self.episodes[i]["name"]), mode="r")
+
+    def array(self, i: int, key: str) -> zarr.Array:
+        """Array ``key`` of episode i, opened lazily once per process (safe with DataLoader workers)."""
+        cache_key = (os.getpid(), i, key)
+        if cache_key not in self._arrays:
+            if key not in self.episodes[i]["arrays"]:
+                raise KeyError(
+                    f"{self.path / EPISODES_DIR / self.episodes[i]['name']}: no key {key!r}; has {sorted(self.episodes[i]['arrays'])}"
+                )
+            self._arrays[cache_key] = self.group(i)[key]
+        return self._arrays[cache_key]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_groups"] = {}  # zarr handles are reopened in each worker process
+        state["_arrays"] = {}  # zarr handles are reopened in each worker process
         return state
 
     def keys(self) -> set[str]:
@@ -222,13 +229,23 @@ class EpisodeStore:
 
     def read(self, i: int, key: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
         """Frames [start, stop) of one key (rows of the points for 'lidar'); a decode failure names the chunk."""
-        if key not in self.episodes[i]["arrays"]:
-            raise KeyError(f"{self.path / EPISODES_DIR / self.episodes[i]['name']}: no key {key!r}; has {sorted(self.episodes[i]['arrays'])}")
-        arr = self.group(i)[key]
+        arr = self.array(i, key)
         try:
             return arr[slice(start, stop)]
         except Exception as e:  # zstd raises RuntimeError; keep the chunk file in the message
             raise self._locate_bad_chunk(i, key, arr, start, stop, e) from None
+
+    def read_window(self, i: int, keys: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
+        """Frames [start, stop) of several per-frame keys, read concurrently (one round trip)."""
+        arrays = {k: self.array(i, k) for k in keys}
+
+        async def read_all() -> list:
+            return await asyncio.gather(*(a.async_array.getitem(slice(start, stop)) for a in arrays.values()))
+
+        try:
+            return dict(zip(arrays, sync(read_all())))
+        except Exception:  # read key by key to name the bad chunk
+            return {k: self.read(i, k, start, stop) for k in keys}
 
     def _locate_bad_chunk(self, i: int, key: str, arr, start, stop, err: Exception) -> StoreError:
         c0 = arr.chunks[0]

@@ -95,19 +95,19 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, start = self.locate(int(index))
         stop = start + self.window
+        frame_keys = [k for k in dict.fromkeys(self.keys + ["ego_pose"]) if k != "lidar"]
+        arrays = self.store.read_window(ep, frame_keys, start, stop)
         out: dict[str, torch.Tensor] = {}
         for key in self.keys:
             if key == "lidar":
                 points, counts = self._lidar(ep, start, stop)
                 out["lidar"], out["lidar_count"] = torch.from_numpy(points), torch.from_numpy(counts)
-            else:
-                arr = self.store.read(ep, key, start, stop)
-                if key in ("agents", "agents_valid") and arr.shape[1] < self.agent_slots:  # pad K
-                    pad = [(0, 0), (0, self.agent_slots - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2)
-                    arr = np.pad(arr, pad)
-                out[key] = torch.from_numpy(np.ascontiguousarray(arr))
-        pose = self.store.read(ep, "ego_pose", start, stop)
-        out["rel_pose"] = torch.from_numpy(relative_poses(pose, self.cfg.past - 1))
+                continue
+            arr = arrays[key]
+            if key in ("agents", "agents_valid") and arr.shape[1] < self.agent_slots:  # pad K
+                arr = np.pad(arr, [(0, 0), (0, self.agent_slots - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2))
+            out[key] = torch.from_numpy(np.ascontiguousarray(arr))
+        out["rel_pose"] = torch.from_numpy(relative_poses(arrays["ego_pose"], self.cfg.past - 1))
         return out
 
     def _lidar(self, ep: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
