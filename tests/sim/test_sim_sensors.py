@@ -103,3 +103,18 @@ def test_small_box_still_marks_its_voxel(preset, flat_map):
     occ = OccupancyRenderer(flat_map(res=0.4), grid).render(np.zeros(3), ped, np.array([True]))
     i, j = (np.floor((ped[0, :2] - np.array(grid.lower[:2])) / grid.voxel_size)).astype(int)
     assert occ[i, j, ground_voxel(grid)] == class_id("pedestrian")
+
+
+def test_rotated_boxes_match_a_point_in_box_reference(flat_map):
+    from drivewm.sim.geometry import points_in_box
+
+    grid = grid_preset("occ3d")
+    rng = np.random.default_rng(3)
+    boxes = np.array([[*rng.uniform(-30, 30, 2), 0.0, *rng.uniform([3, 1.5], [11, 2.6]), 2.0, rng.uniform(-3, 3), CAR]
+                      for _ in range(6)], np.float32)
+    occ = OccupancyRenderer(flat_map(), grid).render(np.zeros(3), boxes, np.ones(6, bool))
+    gx, gy = np.meshgrid(grid.voxel_centers(0), grid.voxel_centers(1), indexing="ij")
+    ref = np.zeros(gx.shape, bool)
+    for b in boxes.astype(np.float64):
+        ref |= points_in_box(gx, gy, (b[0], b[1], b[6], b[3], b[4]))
+    np.testing.assert_array_equal(occ[..., ground_voxel(grid)] == CAR, ref)

@@ -6,7 +6,7 @@ message naming the field (``ValueError``), not deep inside a rollout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from drivewm.data.spec import GRID_PRESETS, GridSpec, grid_preset
 
@@ -189,4 +189,7 @@ def sim_preset(name: str, **overrides: object) -> SimConfig:
         raise KeyError(f"unknown sim preset {name!r}; valid: {', '.join(SIM_PRESETS)}")
     base = SIM_PRESETS[name]
     cfg = replace(base, lidar_spec=replace(base.lidar_spec), camera_spec=replace(base.camera_spec))
+    unknown = sorted(set(overrides) - {f.name for f in fields(SimConfig)})
+    if unknown:
+        raise KeyError(f"unknown SimConfig field(s) {unknown}; valid: {', '.join(f.name for f in fields(SimConfig))}")
     return replace(cfg, **overrides) if overrides else cfg

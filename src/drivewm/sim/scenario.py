@@ -11,9 +11,9 @@ import copy
 
 import numpy as np
 
-from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, EGO_HEIGHT, SimConfig
+from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, SimConfig
 from drivewm.sim.ego import EgoState, bicycle_step
-from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box, world_to_ego
+from drivewm.sim.geometry import box_corners, boxes_overlap, world_to_ego
 from drivewm.sim.maps import PATH_SPACING, generate_map
 from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
@@ -265,6 +265,3 @@ class Scenario:
                 id(self.cfg): self.cfg, id(self.grid): self.grid}
         return copy.deepcopy(self, memo)
 
-
-EGO_DIMS = (EGO_LENGTH, EGO_WIDTH, EGO_HEIGHT)
-__all__ = ["Scenario", "points_in_box", "EGO_DIMS"]

@@ -55,31 +55,36 @@ class OccupancyRenderer:
         return self.lut.take(codes, axis=0).reshape(nx, ny, nz)  # [X*Y] codes -> [X, Y, Z]
 
     def stamp(self, occ: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
-        """Write agent boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ in place."""
+        """Write agent boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ in place, all at once."""
+        b = boxes[valid].astype(np.float64)
+        if len(b) == 0:
+            return
         grid, vs = self.grid, self.grid.voxel_size
-        lo = np.asarray(grid.lower[:2])
-        nx, ny, _ = grid.shape
-        for b in boxes[valid]:
-            x, y, _, ln, wd, ht, yaw, cls = (float(v) for v in b)
-            r = 0.5 * np.hypot(ln, wd)
-            i0, j0 = np.floor((np.array([x - r, y - r]) - lo) / vs).astype(int)
-            i1, j1 = np.floor((np.array([x + r, y + r]) - lo) / vs).astype(int)
-            i0, j0, i1, j1 = max(i0, 0), max(j0, 0), min(i1, nx - 1), min(j1, ny - 1)
-            if i0 > i1 or j0 > j1:
-                continue
-            ci = np.arange(i0, i1 + 1)
-            cj = np.arange(j0, j1 + 1)
-            px = lo[0] + (ci[:, None] + 0.5) * vs - x
-            py = lo[1] + (cj[None, :] + 0.5) * vs - y
-            c, s = np.cos(yaw), np.sin(yaw)
-            inside = (np.abs(c * px + s * py) <= ln / 2) & (np.abs(-s * px + c * py) <= wd / 2)
-            # A box smaller than a voxel still marks the voxel holding its centre.
-            ki, kj = int(np.floor((x - lo[0]) / vs)), int(np.floor((y - lo[1]) / vs))
-            if i0 <= ki <= i1 and j0 <= kj <= j1:
-                inside[ki - i0, kj - j0] = True
-            n = int(voxels_below(grid, np.array([ht]))[0])
-            ii, jj = np.nonzero(inside)
-            occ[ci[ii], cj[jj], self.g : self.g + n] = int(cls)
+        nx, ny, nz = grid.shape
+        x, y, ln, wd, yaw = b[:, 0], b[:, 1], b[:, 3], b[:, 4], b[:, 6]
+        r = 0.5 * np.hypot(ln, wd)
+        m = int(np.ceil(2 * r.max() / vs)) + 2  # candidate cells per side of each box's square
+        i0 = np.floor((x - r - grid.lower[0]) / vs).astype(np.int64)
+        j0 = np.floor((y - r - grid.lower[1]) / vs).astype(np.int64)
+        ci = i0[:, None] + np.arange(m)[None]  # [K, m]
+        cj = j0[:, None] + np.arange(m)[None]
+        px = grid.lower[0] + (ci + 0.5) * vs - x[:, None]
+        py = grid.lower[1] + (cj + 0.5) * vs - y[:, None]
+        c, s = np.cos(yaw)[:, None, None], np.sin(yaw)[:, None, None]
+        lx = c * px[:, :, None] + s * py[:, None, :]  # [K, m, m] cell centres in each box frame
+        ly = -s * px[:, :, None] + c * py[:, None, :]
+        inside = (np.abs(lx) <= ln[:, None, None] / 2) & (np.abs(ly) <= wd[:, None, None] / 2)
+        # A box smaller than a voxel still marks the voxel holding its centre.
+        ki = np.floor((x - grid.lower[0]) / vs).astype(np.int64) - i0
+        kj = np.floor((y - grid.lower[1]) / vs).astype(np.int64) - j0
+        inside[np.arange(len(b)), ki, kj] = True
+        inside &= ((ci >= 0) & (ci < nx))[:, :, None] & ((cj >= 0) & (cj < ny))[:, None, :]
+        k, a, bb = np.nonzero(inside)
+        n = voxels_below(grid, b[:, 5])  # [K] voxels each box fills from the ground layer up
+        z = np.arange(nz)[None]
+        fill = (z >= self.g) & (z < self.g + n[k][:, None])  # [P, Z]
+        ii, jj = ci[k, a], cj[k, bb]
+        occ[ii, jj] = np.where(fill, b[k, 7].astype(np.uint8)[:, None], occ[ii, jj])
 
     def render(self, pose: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
         occ = self.static(pose)
