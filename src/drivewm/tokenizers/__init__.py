@@ -5,6 +5,7 @@ Importing this package registers the tokenizer models ("occ_vqvae", "lidar_vqvae
 
 from drivewm.tokenizers.actions import ActionTokenizer, ActionTokenizerConfig, PoseTokenizer, PoseTokenizerConfig
 from drivewm.tokenizers.fsq import FSQ
+from drivewm.tokenizers.lidar import LidarField, LidarTokenizer, LidarTokenizerConfig
 from drivewm.tokenizers.occ import OccTokenizer, OccTokenizerConfig
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 from drivewm.tokenizers.vq import VectorQuantizer
@@ -15,6 +16,9 @@ __all__ = [
     "PoseTokenizer",
     "PoseTokenizerConfig",
     "FSQ",
+    "LidarField",
+    "LidarTokenizer",
+    "LidarTokenizerConfig",
     "OccTokenizer",
     "OccTokenizerConfig",
     "QuantizeOutput",

@@ -1,0 +1,252 @@
+"""Copilot4D's LiDAR tokenizer (Zhang et al., "Copilot4D: Learning Unsupervised World Models for
+Autonomous Driving via Discrete Diffusion", arXiv 2311.01017), at the scale of our grids.
+
+points [B, P, >=3] -> voxelized on the grid -> per-voxel PointNet (shared MLP on each point's
+offset to its voxel centre, position and intensity; max-pooled per voxel) -> height folded into
+channels [B, Z * C, X, Y] -> 2D CNN encoder -> quantizer -> BEV tokens [B, X/f, Y/f] -> decoder with
+two heads: a neural feature grid [B, F, X, Y, Z] (a small MLP turns a trilinearly sampled feature
+into a density) rendered along each LiDAR ray by differentiable volume rendering to a depth, and a
+binary occupancy grid [B, 1, X, Y, Z] (logits) trained with BCE on the voxels each ray passes through
+(free) and ends in (occupied); at evaluation it skips empty space (density zeroed where the
+occupancy probability is below ``skip_threshold``), Copilot4D's spatial skipping.
+Loss: depth L1 + bce_weight * BCE + vq_weight * quantizer loss.
+
+Inputs: ``points`` [B, P, 3 or 4] in the ego frame and ``count`` [B] real rows per sweep (the
+window datasets' zero-padded ``lidar`` / ``lidar_count``). Rays start at the sensor
+(0, 0, sensor_height); only returns inside the grid are encoded and rendered. NaN/inf points raise
+ValueError. An empty sweep (count 0 or no return inside the grid) encodes to the tokens of an empty
+scene and contributes no rays to the loss; a batch of empty sweeps has only the quantizer loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from drivewm.data.spec import GridSpec, grid_preset
+from drivewm.registry import register_model
+from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d
+from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
+from drivewm.tokenizers.render import ray_samples, sample_volume, volume_render
+
+
+@dataclass(kw_only=True)
+class LidarTokenizerConfig:
+    name: str = "lidar_vqvae"
+    """Registered model name."""
+    grid: str = "tiny"
+    """Grid preset fixing the voxelization and the rendered volume (range, voxel size, shape)."""
+    sensor_height: float = 1.84
+    """Height (m) of the LiDAR above the ego origin: every ray starts at (0, 0, sensor_height)."""
+    point_channels: int = 32
+    """Width C of the per-voxel PointNet features."""
+    cnn: BevCnnConfig = field(default_factory=lambda: BevCnnConfig(channels=32, channel_mult=[1, 2, 2], num_res_blocks=1, attention=False))
+    """BEV encoder/decoder (downsampling factor = 2 ** (levels - 1))."""
+    z_channels: int = 64
+    """Width of the quantized latent vectors."""
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    """The quantizer (VQ with 512 codes by default; Copilot4D uses 1024)."""
+    feature_dim: int = 8
+    """Channels F per voxel of the neural feature grid."""
+    rays_per_sweep: int = 512
+    """LiDAR rays rendered per sweep in training (a random subset of the returns)."""
+    samples_per_ray: int = 48
+    """Depth samples per ray (stratified, jittered in training)."""
+    near: float = 0.5
+    """Closest rendered depth (m)."""
+    bce_weight: float = 1.0
+    """Weight of the occupancy BCE term."""
+    vq_weight: float = 1.0
+    """Weight of the quantizer loss."""
+    skip_threshold: float = 0.05
+    """At evaluation, density is zeroed where the occupancy grid's probability is below this (0 disables)."""
+
+
+@dataclass
+class LidarField:
+    features: torch.Tensor
+    """[B, F, X, Y, Z] neural feature grid."""
+    occupancy: torch.Tensor
+    """[B, 1, X, Y, Z] occupancy logits."""
+
+
+class LidarTokenizer(nn.Module):
+    def __init__(self, cfg: LidarTokenizerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.grid: GridSpec = grid_preset(cfg.grid)
+        x, y, z = self.grid.shape
+        f = cfg.cnn.downsample
+        if x % f or y % f:
+            raise ValueError(f"grid {cfg.grid} {self.grid.shape}: X and Y must be divisible by the downsampling factor {f}")
+        c = cfg.point_channels
+        self.pointnet = nn.Sequential(nn.Linear(7, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
+        self.encoder = Encoder2d(cfg.cnn, z * c, cfg.z_channels)
+        self.quantizer = build_quantizer(cfg.quantizer, cfg.z_channels)
+        self.decoder = Decoder2d(cfg.cnn, cfg.z_channels, z * (cfg.feature_dim + 1))
+        self.density_mlp = nn.Sequential(nn.Linear(cfg.feature_dim, 32), nn.ReLU(), nn.Linear(32, 1))
+        # Far end of every ray: the grid's horizontal half-diagonal bounds the depth of any return inside it.
+        lo, hi = self.grid.lower, self.grid.upper
+        self.far = float(max(abs(lo[0]), hi[0]) ** 2 + max(abs(lo[1]), hi[1]) ** 2) ** 0.5
+
+    @property
+    def vocab_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        f = self.cfg.cnn.downsample
+        return (self.grid.shape[0] // f, self.grid.shape[1] // f)
+
+    @property
+    def origin(self) -> torch.Tensor:
+        return torch.tensor([0.0, 0.0, self.cfg.sensor_height])
+
+    def _valid_points(self, points: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
+        """Mask [B, P] of real returns inside the grid; validates shapes and finiteness."""
+        if points.dim() != 3 or points.shape[-1] < 3:
+            raise ValueError(f"lidar points must be [B, P, 3 or 4], got {tuple(points.shape)}")
+        b, p = points.shape[:2]
+        real = torch.ones(b, p, dtype=torch.bool, device=points.device)
+        if count is not None:
+            if count.shape != (b,):
+                raise ValueError(f"lidar_count must be [B] = [{b}], got {tuple(count.shape)}")
+            real = torch.arange(p, device=points.device)[None] < count[:, None].to(points.device)
+        if not torch.isfinite(points[real]).all():
+            raise ValueError("lidar points contain NaN or inf values")
+        lower = torch.tensor(self.grid.lower, device=points.device)
+        upper = torch.tensor(self.grid.upper, device=points.device)
+        xyz = points[..., :3]
+        inside = ((xyz >= lower) & (xyz < upper)).all(-1)
+        return real & inside
+
+    def voxel_features(self, points: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """PointNet per voxel, max-pooled: [B, P, >=3] -> BEV features [B, Z * C, X, Y] (zeros where empty)."""
+        b = points.shape[0]
+        x, y, z = self.grid.shape
+        c = self.cfg.point_channels
+        vs = self.grid.voxel_size
+        lower = torch.tensor(self.grid.lower, device=points.device)
+        xyz = points[..., :3]
+        idx = torch.floor((xyz - lower) / vs).long().clamp_min(0)  # [B, P, 3]
+        idx = torch.minimum(idx, torch.tensor(self.grid.shape, device=points.device) - 1)
+        centre = lower + (idx.float() + 0.5) * vs
+        inten = points[..., 3:4] if points.shape[-1] > 3 else torch.zeros_like(xyz[..., :1])
+        upper = torch.tensor(self.grid.upper, device=points.device)
+        feats_in = torch.cat([(xyz - centre) / vs, (xyz - lower) / (upper - lower) * 2 - 1, inten], -1)  # [B, P, 7]
+        feats = self.pointnet(feats_in[valid])  # [N, C]
+        bi = torch.nonzero(valid, as_tuple=True)[0]
+        vi = idx[valid]
+        flat = ((bi * x + vi[:, 0]) * y + vi[:, 1]) * z + vi[:, 2]  # voxel id per point
+        pooled = torch.full((b * x * y * z, c), float("-inf"), device=points.device, dtype=feats.dtype)
+        pooled = pooled.scatter_reduce(0, flat[:, None].expand(-1, c), feats, reduce="amax", include_self=True)
+        pooled = torch.where(torch.isinf(pooled), torch.zeros_like(pooled), pooled)
+        bev = pooled.reshape(b, x, y, z * c).permute(0, 3, 1, 2)  # [B, Z*C, X, Y]
+        return bev
+
+    def quantize_points(self, points: torch.Tensor, count: torch.Tensor | None = None) -> tuple[QuantizeOutput, torch.Tensor]:
+        valid = self._valid_points(points, count)
+        latent = self.encoder(self.voxel_features(points.float(), valid))  # [B, D, h, w]
+        return self.quantizer(latent.permute(0, 2, 3, 1)), valid
+
+    @torch.no_grad()
+    def encode(self, points: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
+        """points [B, P, 3|4] (+ count [B]) -> token ids [B, h, w]."""
+        return self.quantize_points(points, count)[0].indices
+
+    def decode_latent(self, zq: torch.Tensor) -> LidarField:
+        """Quantized latent [B, h, w, D] -> feature grid and occupancy logits."""
+        b = zq.shape[0]
+        x, y, z = self.grid.shape
+        out = self.decoder(zq.permute(0, 3, 1, 2))  # [B, Z*(F+1), X, Y]
+        out = out.reshape(b, z, self.cfg.feature_dim + 1, x, y).permute(0, 2, 3, 4, 1)  # [B, F+1, X, Y, Z]
+        return LidarField(features=out[:, 1:], occupancy=out[:, :1])
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> LidarField:
+        """Token ids [B, h, w] -> LidarField."""
+        if codes.dim() != 3 or tuple(codes.shape[1:]) != self.token_shape:
+            raise ValueError(f"codes must be [B, {self.token_shape[0]}, {self.token_shape[1]}], got {tuple(codes.shape)}")
+        return self.decode_latent(self.quantizer.indices_to_codes(codes.long()))
+
+    def render(self, fld: LidarField, dirs: torch.Tensor, jitter: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unit ray directions [B, R, 3] -> (depth [B, R], sample depths [B, R, S], weights [B, R, S])."""
+        t = ray_samples(dirs.shape[:2], self.cfg.samples_per_ray, self.cfg.near, self.far, jitter, dirs.device)
+        pts = self.origin.to(dirs.device) + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
+        feat = sample_volume(fld.features, pts, self.grid)  # [B, F, R, S]
+        sigma = F.softplus(self.density_mlp(feat.movedim(1, -1)).squeeze(-1))  # [B, R, S]
+        if not self.training and self.cfg.skip_threshold > 0:
+            occ_p = torch.sigmoid(sample_volume(fld.occupancy, pts, self.grid, mode="nearest")[:, 0])
+            sigma = torch.where(occ_p < self.cfg.skip_threshold, torch.zeros_like(sigma), sigma)
+        depth, weights = volume_render(sigma, t, self.far)
+        return depth, t, weights
+
+    def rays(self, points: torch.Tensor, valid: torch.Tensor, per_sweep: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rays to the valid returns: (unit dirs [B, R, 3], true depth [B, R], ray mask [B, R]); a random subset of ``per_sweep``."""
+        b, p = valid.shape
+        rel = points[..., :3] - self.origin.to(points.device)  # [B, P, 3]
+        depth = rel.norm(dim=-1)
+        valid = valid & (depth > self.cfg.near)
+        r = p if per_sweep is None else min(per_sweep, p)
+        # random ranks put valid returns first; the top r per sweep are rendered
+        score = torch.rand(b, p, device=points.device) if per_sweep is not None else torch.zeros(b, p, device=points.device)
+        score = torch.where(valid, score + 1.0, score - 2.0)
+        pick = score.topk(r, dim=1).indices  # [B, R]
+        mask = valid.gather(1, pick)
+        d = depth.gather(1, pick)
+        dirs = rel.gather(1, pick[..., None].expand(-1, -1, 3)) / d.clamp_min(1e-6)[..., None]
+        return dirs, d, mask
+
+    def occupancy_targets(self, fld: LidarField, dirs: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor,
+                          t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """BCE logits and 0/1 targets: voxels of the returns are occupied; voxels sampled a voxel or more before them are free."""
+        origin = self.origin.to(dirs.device)
+        hit = origin + depth[..., None] * dirs  # [B, R, 3]
+        free_t = t < (depth[..., None] - self.grid.voxel_size)  # [B, R, S]
+        free_pts = origin + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
+        hit_logit = sample_volume(fld.occupancy, hit[:, :, None], self.grid, mode="nearest")[:, 0, :, 0]  # [B, R]
+        free_logit = sample_volume(fld.occupancy, free_pts, self.grid, mode="nearest")[:, 0]  # [B, R, S]
+        free_mask = free_t & mask[..., None]
+        logits = torch.cat([hit_logit[mask], free_logit[free_mask]])
+        targets = torch.cat([torch.ones_like(hit_logit[mask]), torch.zeros_like(free_logit[free_mask])])
+        return logits, targets
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """batch['lidar'] [B, T, P, 4] (or [B, P, 4]) with batch['lidar_count'] [B, T] (or [B])."""
+        if "lidar" not in batch:
+            raise KeyError(f"the LiDAR tokenizer needs batch['lidar']; got keys {sorted(batch)}")
+        points, count = batch["lidar"], batch.get("lidar_count")
+        if points.dim() == 4:
+            points = points.flatten(0, 1)  # [B*T, P, 4]
+            count = count.flatten(0, 1) if count is not None else None
+        q, valid = self.quantize_points(points, count)
+        fld = self.decode_latent(q.quantized)
+        dirs, depth_gt, mask = self.rays(points.float(), valid, self.cfg.rays_per_sweep)
+        depth, t, _ = self.render(fld, dirs, jitter=self.training)
+        n_rays = mask.sum()
+        zero = q.loss * 0.0
+        depth_l1 = (depth - depth_gt).abs()[mask].mean() if n_rays > 0 else zero
+        logits, targets = self.occupancy_targets(fld, dirs, depth_gt, mask, t)
+        bce = F.binary_cross_entropy_with_logits(logits, targets) if targets.numel() else zero
+        total = depth_l1 + self.cfg.bce_weight * bce + self.cfg.vq_weight * q.loss
+        return {"loss": total, "depth_l1": depth_l1.detach(), "bce": bce.detach(), "vq": q.loss.detach(),
+                "rays": n_rays.float(), **{k: v.detach() for k, v in q.logs.items()}}
+
+    @torch.no_grad()
+    def reconstruct(self, points: torch.Tensor, count: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Re-render every valid return's ray through the tokens. Returns ``points`` [B, R, 3] (predicted returns),
+        ``depth`` and ``depth_gt`` [B, R] and ``mask`` [B, R] (False rows are padding)."""
+        q, valid = self.quantize_points(points, count)
+        fld = self.decode_latent(q.quantized)
+        dirs, depth_gt, mask = self.rays(points.float(), valid, None)
+        depth, _, _ = self.render(fld, dirs)
+        pts = self.origin.to(points.device) + depth[..., None] * dirs
+        return {"points": pts, "depth": depth, "depth_gt": depth_gt, "mask": mask}
+
+
+@register_model("lidar_vqvae", LidarTokenizerConfig, kind="tokenizer")
+def build_lidar_tokenizer(cfg: LidarTokenizerConfig) -> LidarTokenizer:
+    return LidarTokenizer(cfg)

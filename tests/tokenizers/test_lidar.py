@@ -1,0 +1,113 @@
+"""LiDAR tokenizer (Copilot4D): volume rendering known answers, shapes, empty/NaN sweeps, overfitting one batch."""
+
+import math
+
+import pytest
+import torch
+
+from drivewm.data.spec import grid_preset
+from drivewm.registry import build_model, model_entry
+from drivewm.tokenizers.bev_cnn import BevCnnConfig
+from drivewm.tokenizers.lidar import LidarTokenizer, LidarTokenizerConfig
+from drivewm.tokenizers.quantizer import QuantizerConfig
+from drivewm.tokenizers.render import render_grid_depth, volume_render
+
+
+def _cfg(**kw) -> LidarTokenizerConfig:
+    base = dict(grid="micro", point_channels=16, z_channels=16, feature_dim=8, rays_per_sweep=256,
+                samples_per_ray=32, cnn=BevCnnConfig(channels=16, channel_mult=[1, 2, 2], num_res_blocks=1, attention=False),
+                quantizer=QuantizerConfig(codebook_size=64))
+    base.update(kw)
+    return LidarTokenizerConfig(**base)
+
+
+def _sweep(radius: float, n: int = 256) -> torch.Tensor:
+    """Returns from a wavy cylindrical wall around the sensor at (0, 0, 1.84): [n, 4]."""
+    az = torch.linspace(-math.pi, math.pi, n + 1)[:-1]
+    el = torch.tensor([-0.05, 0.05]).repeat_interleave(n // 2)
+    d = torch.stack([torch.cos(az) * torch.cos(el), torch.sin(az) * torch.cos(el), torch.sin(el)], -1)
+    r = radius + 2 * torch.cos(3 * az)
+    return torch.cat([torch.tensor([0.0, 0.0, 1.84]) + r[:, None] * d, torch.zeros(n, 1)], -1)
+
+
+def test_volume_render_constant_density_matches_closed_form():
+    sigma, near, far, s = 0.2, 1.0, 11.0, 4000
+    t = torch.linspace(near, far, s + 1)[:-1]
+    depth, w = volume_render(torch.full((s,), sigma), t, far)
+    # E[t] for an exponential stop with rate sigma on [near, far], leftover mass at far
+    expected = near + (1 - math.exp(-sigma * (far - near))) / sigma
+    assert abs(float(depth) - expected) < 0.01
+    assert abs(float(w.sum()) - (1 - math.exp(-sigma * (far - near)))) < 1e-3
+
+
+def test_render_known_occupancy_grid_gives_wall_depth():
+    grid = grid_preset("micro")  # 1.6 m voxels, x in [-25.6, 25.6]
+    x_wall_idx = 22  # wall from x = -25.6 + 22 * 1.6 = 9.6 m onwards
+    density = torch.zeros(1, 1, *grid.shape)
+    density[:, :, x_wall_idx:] = 1e3
+    origin = torch.tensor([[0.0, 0.0, 1.84]])
+    c = math.cos(math.radians(30))
+    dirs = torch.tensor([[[1.0, 0.0, 0.0], [c, 0.5, 0.0], [-1.0, 0.0, 0.0]]])
+    depth = render_grid_depth(density, origin, dirs, grid, n_samples=2000, near=0.5, far=30.0)[0]
+    x_wall = -25.6 + x_wall_idx * grid.voxel_size
+    # trilinear density rises from the centre of the last empty voxel: the stop is within half a voxel before the wall
+    for got, cos in ((depth[0], 1.0), (depth[1], c)):
+        want, slack = x_wall / cos, grid.voxel_size / 2 / cos
+        assert want - slack - 0.05 <= float(got) <= want + 0.05, (float(got), want)
+    assert abs(float(depth[2]) - 30.0) < 1e-3  # nothing behind the sensor: the ray runs to the far end
+
+
+def test_shapes_registry_and_gradients():
+    assert model_entry("lidar_vqvae").kind == "tokenizer"
+    torch.manual_seed(0)
+    m = build_model(_cfg())
+    pts = torch.stack([_sweep(12.0), _sweep(16.0)])  # [B, P, 4]
+    assert m.encode(pts).shape == (2, 8, 8) and m.token_shape == (8, 8) and m.vocab_size == 64
+    fld = m.decode(m.encode(pts))
+    assert fld.features.shape == (2, 8, *grid_preset("micro").shape) and fld.occupancy.shape == (2, 1, 32, 32, 4)
+    out = m.loss({"lidar": pts[:, None], "lidar_count": torch.tensor([[256], [100]])})
+    assert float(out["rays"]) == 256 + 100
+    out["loss"].backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_empty_and_nan_sweeps():
+    torch.manual_seed(0)
+    m = LidarTokenizer(_cfg())
+    pts = torch.stack([_sweep(12.0), _sweep(12.0)])
+    # an empty sweep (count 0) encodes to the empty scene's tokens and adds no rays
+    empty_tokens = m.eval().encode(pts, torch.tensor([0, 0]))
+    assert torch.equal(empty_tokens, m.encode(torch.zeros(2, 5, 4), torch.tensor([0, 0])))
+    out = m.train().loss({"lidar": pts, "lidar_count": torch.tensor([256, 0])})
+    assert float(out["rays"]) == 256
+    out = m.loss({"lidar": pts, "lidar_count": torch.tensor([0, 0])})
+    assert float(out["rays"]) == 0 and float(out["depth_l1"]) == 0 and torch.isfinite(out["loss"])
+    bad = pts.clone()
+    bad[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        m.encode(bad)
+    bad_padding = pts.clone()
+    bad_padding[0, 200:] = float("nan")  # NaN in padding rows beyond the count is ignored
+    m.encode(bad_padding, torch.tensor([200, 256]))
+    with pytest.raises(ValueError, match=r"\[B, P, 3 or 4\]"):
+        m.encode(torch.zeros(2, 5))
+    with pytest.raises(KeyError, match="lidar"):
+        m.loss({"occ": torch.zeros(1)})
+
+
+def test_overfits_one_batch_depth():
+    torch.manual_seed(0)
+    m = LidarTokenizer(_cfg())
+    pts = torch.stack([_sweep(12.0), _sweep(18.0)])
+    r0 = m.eval().reconstruct(pts)
+    before = float((r0["depth"] - r0["depth_gt"]).abs()[r0["mask"]].mean())
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(35):
+        opt.zero_grad()
+        m.train().loss({"lidar": pts})["loss"].backward()
+        opt.step()
+    r = m.eval().reconstruct(pts)
+    after = float((r["depth"] - r["depth_gt"]).abs()[r["mask"]].mean())
+    assert after < 1.5 and after < 0.15 * before, (before, after)
+    assert torch.allclose((r["points"] - torch.tensor([0, 0, 1.84])).norm(dim=-1)[r["mask"]], r["depth"][r["mask"]], atol=1e-4)
