@@ -1,0 +1,197 @@
+"""JEPA collapse-control variants vs Occupancy-MAE vs contrastive: same encoder, same data, same batch.
+
+Measures, in one run on simulated micro-grid episodes (``drivewm.sim``):
+- wall time and peak activation memory per training step (CUDA: max allocated; CPU: bytes of the
+  tensors autograd saves for backward, the part of training memory that differs between objectives);
+- steps and wall time to reach MAE's final linear-probe score (BEV semantics mIoU), final probe score,
+  RankMe of the frozen patch features;
+- SIGReg (no teacher) vs EMA probe gap; collapse control off -> RankMe collapse detected.
+
+Targets from the report (AD-L-JEPA, arXiv 2501.04969): JEPA reaches MAE's probe score with <= 1/1.9
+the compute and <= 1/2.8 the peak memory; LeJEPA (arXiv 2511.08544): SIGReg within 2 points of EMA.
+Each comparison prints one JSON line; ratio > 1 means ours (the JEPA side) is better.
+
+    python benchmarks/bench_pretrain.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from drivewm.jepa.baselines import ContrastiveBEVConfig, MaeBEVConfig
+from drivewm.jepa.bev import JepaBEVConfig
+from drivewm.jepa.encoders import EncoderConfig
+from drivewm.jepa.objectives import CollapseConfig
+from drivewm.jepa.probe import run_probes
+from drivewm.metrics import rankme
+from drivewm.registry import build_model
+from drivewm.sim import sim_preset, simulate_episode
+
+BENCH = "pretrain"
+
+
+def variants(enc: EncoderConfig) -> dict[str, object]:
+    jepa = dict(encoder=enc, predictor_width=32, predictor_depth=2, diag_every=0)
+    return {
+        "jepa_ema": JepaBEVConfig(**jepa, collapse=CollapseConfig()),
+        "jepa_vicreg": JepaBEVConfig(**jepa, collapse=CollapseConfig(target="shared", stop_grad=False, vicreg_sim=25.0)),
+        "jepa_adl": JepaBEVConfig(**jepa, masking="bev", pred_loss="cosine", norm_targets=False,
+                                  collapse=CollapseConfig(adl_variance=1.0)),
+        "jepa_sigreg": JepaBEVConfig(**jepa, collapse=CollapseConfig(target="shared", stop_grad=False, sigreg_lambda=0.05)),
+        "jepa_off": JepaBEVConfig(**jepa, collapse=CollapseConfig(target="shared", stop_grad=False)),
+        "mae": MaeBEVConfig(encoder=enc, decoder_width=32, decoder_depth=2, diag_every=0),
+        "contrastive": ContrastiveBEVConfig(encoder=enc, diag_every=0),
+    }
+
+
+def simulate(episodes: int, frames: int, seed: int) -> torch.Tensor:
+    """uint8 [E, F, X, Y, Z] micro-grid occupancy episodes."""
+    occ = [simulate_episode(sim_preset("micro"), seed + i, frames)["occ"] for i in range(episodes)]
+    return torch.from_numpy(np.stack(occ))
+
+
+class SavedBytes:
+    """Bytes of the tensors autograd saves for backward during a forward pass (CPU peak-memory proxy)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def __enter__(self):
+        def pack(t):
+            self.total += t.numel() * t.element_size()
+            return t
+
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+
+
+def sample_batch(train: torch.Tensor, batch: int, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
+    """Windows of 2 consecutive frames [B, 2, X, Y, Z] (the contrastive views; the others read them as frames)."""
+    e = torch.randint(0, train.shape[0], (batch,), generator=gen)
+    f = torch.randint(0, train.shape[1] - 1, (batch,), generator=gen)
+    occ = torch.stack([train[i, j : j + 2] for i, j in zip(e.tolist(), f.tolist())])
+    return {"occ": occ.to(device)}
+
+
+def probe_score(model, train: torch.Tensor, val: torch.Tensor, device) -> tuple[float, float]:
+    """(BEV-semantics probe mIoU, RankMe of val patch features) of the frozen encoder."""
+    model.eval()
+    enc = model.encoder.cfg
+
+    def windows(occ):
+        return [{"occ": occ[i : i + 1, :3]} for i in range(occ.shape[0])]
+
+    res = run_probes(model.encode, windows(train), windows(val), current=0, offset=2, patch=enc.patch, device=device)
+    with torch.no_grad():
+        z = model.encode(val[:, 0].to(device)).reshape(-1, enc.dim)
+    model.train()
+    return res["seg_miou"], rankme(z.float().cpu())
+
+
+def train_variant(name, cfg, data, args, device) -> dict:
+    torch.manual_seed(args.seed)
+    model = build_model(cfg).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.05)
+    gen = torch.Generator().manual_seed(args.seed)
+    train, probe_train, probe_val = data
+    curve, step_times, mems, elapsed = [], [], [], 0.0
+    for step in range(args.steps):
+        batch = sample_batch(train, args.batch, gen, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        with SavedBytes() as saved:
+            out = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        opt.step()
+        model.on_step_end(step, args.steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            mems.append(torch.cuda.max_memory_allocated())
+        else:
+            mems.append(saved.total)
+        dt = time.perf_counter() - t0
+        elapsed += dt
+        step_times.append(dt)
+        if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
+            score, rm = probe_score(model, probe_train, probe_val, device)
+            curve.append((step + 1, elapsed, score, rm))
+    warm = step_times[min(2, len(step_times) - 1):]  # first steps include one-off allocation
+    return {"name": name, "step_s": float(np.median(warm)), "mem_bytes": float(np.max(mems)), "curve": curve,
+            "final_probe": curve[-1][2], "rankme": curve[-1][3]}
+
+
+def reach(curve, score: float) -> tuple[float, float]:
+    """(steps, wall seconds) at the first probe evaluation reaching score; inf if never."""
+    for steps, secs, s, _ in curve:
+        if s >= score - 1e-9:
+            return float(steps), float(secs)
+    return float("inf"), float("inf")
+
+
+def line(case, unit, ours, reference, target, lower_is_better=False, **extra) -> None:
+    """One JSON line; ratio > 1 means ours is better (reference / ours for costs)."""
+    num, den = (reference, ours) if lower_is_better else (ours, reference)
+    ratio = num / den if 0 < den < float("inf") and num < float("inf") else 0.0
+    print(json.dumps({"bench": BENCH, "case": case, "unit": unit, "ours": ours, "reference": reference,
+                      "ratio": round(ratio, 4), "target": target, **extra}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="Small run (< 1 min on an idle CPU).")
+    ap.add_argument("--steps", type=int, default=None, help="Training steps per variant.")
+    ap.add_argument("--batch", type=int, default=16, help="Frames per batch (each window holds 2).")
+    ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate.")
+    ap.add_argument("--seed", type=int, default=0, help="Seed of data, init and batches.")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
+    args = ap.parse_args()
+    args.steps = args.steps or (12 if args.quick else 150)
+    args.probe_every = max(1, args.steps // (3 if args.quick else 10))
+    if args.quick:
+        args.batch = min(args.batch, 8)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    device = torch.device(args.device)
+    eps, frames = (3, 8) if args.quick else (10, 24)
+    occ = simulate(eps, frames, seed=1000 + args.seed)
+    probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed)
+    data = (occ, probe[: len(probe) // 2].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1),
+            probe[len(probe) // 2 :].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1))
+    enc = EncoderConfig(grid_shape=[32, 32, 4], patch=4, dim=64, depth=2 if args.quick else 4, heads=4)
+    res = {name: train_variant(name, cfg, data, args, device) for name, cfg in variants(enc).items()}
+    mae = res["mae"]
+    for name, r in res.items():
+        steps, secs = reach(r["curve"], mae["final_probe"])
+        print(json.dumps({"bench": BENCH, "case": f"{name}_summary", "step_s": round(r["step_s"], 5),
+                          "mem_bytes": r["mem_bytes"], "final_probe": round(r["final_probe"], 4),
+                          "rankme": round(r["rankme"], 2), "steps_to_mae_probe": steps, "secs_to_mae_probe": secs,
+                          "device": device.type}), flush=True)
+    m_steps, m_secs = reach(mae["curve"], mae["final_probe"])
+    for name in ("jepa_ema", "jepa_vicreg", "jepa_adl", "jepa_sigreg", "contrastive"):
+        r = res[name]
+        steps, secs = reach(r["curve"], mae["final_probe"])
+        # compute to reach MAE's score: MAE seconds / ours (> 1 = ours cheaper); inf when never reached
+        line(f"{name}_vs_mae_time_to_probe", "s", secs, m_secs, 1.9, lower_is_better=True, reached=steps != float("inf"))
+        line(f"{name}_vs_mae_step_time", "s/step", r["step_s"], mae["step_s"], 1.9, lower_is_better=True)
+        line(f"{name}_vs_mae_peak_memory", "bytes", r["mem_bytes"], mae["mem_bytes"], 2.8, lower_is_better=True)
+        line(f"{name}_vs_mae_final_probe", "miou", r["final_probe"], mae["final_probe"], 1.0)
+    ema, sig, off = res["jepa_ema"], res["jepa_sigreg"], res["jepa_off"]
+    line("sigreg_vs_ema_probe", "miou", sig["final_probe"], ema["final_probe"],
+         round((ema["final_probe"] - 0.02) / max(ema["final_probe"], 1e-9), 4), gap_points=round(100 * (sig["final_probe"] - ema["final_probe"]), 2))
+    detected = off["rankme"] < 0.5 * ema["rankme"]
+    line("collapse_off_rankme_vs_ema", "rankme", ema["rankme"], off["rankme"], 2.0, collapse_detected=bool(detected))
+
+
+if __name__ == "__main__":
+    main()
