@@ -25,7 +25,10 @@ def test_keys_dtypes_shapes(micro_episode):
         assert ep[key].dtype == dtype and ep[key].shape == shape, key
     assert ep["lidar"].dtype == np.float32 and ep["lidar"].shape == (ep["lidar_offsets"][-1], 4)
     assert ep["lidar_offsets"][0] == 0 and np.all(np.diff(ep["lidar_offsets"]) > 0)
-    assert ep["agents"].ndim == 3 and ep["agents"].shape[2] == 8 and ep["agents_valid"].shape == ep["agents"].shape[:2]
+    k = cfg.max_vehicles + cfg.max_pedestrians  # fixed per config, so episodes batch together
+    assert ep["agents"].shape == (t, k, 8) and ep["agents_valid"].shape == (t, k) and ep["agents_valid"].any()
+    boxes = ep["agents"][ep["agents_valid"]]
+    assert np.all(boxes[:, 3:6] > 0) and np.all(np.isin(boxes[:, 7], [3, 4, 6, 7, 10]))
     assert ep["route"].dtype == np.float32 and ep["route"].shape[1] == 2 and len(ep["route"]) > 5
     assert ep["occ"].max() <= 17 and np.all(np.abs(ep["action"][:, 1]) <= cfg.max_steer)
     # Poses advance by what the speeds say (2 Hz): the ego really drives.

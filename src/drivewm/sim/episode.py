@@ -16,7 +16,8 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
     Keys: occ uint8 [T, X, Y, Z]; occ_mask bool [T, X, Y, Z] (cfg.visibility); lidar float32 [P, 4]
     with lidar_offsets int64 [T + 1] (cfg.lidar); camera uint8 [T, H, W, 3] (cfg.camera);
     ego_pose float32 [T, 3] (x, y, yaw, world); action float32 [T, 2] (accel, steer applied from
-    t to t + 1); agents float32 [T, K, 8] + agents_valid bool [T, K] (ego frame); ego_speed float32
+    t to t + 1); agents float32 [T, K, 8] (x, y, z, length, width, height, yaw, class; ego frame) +
+    agents_valid bool [T, K], K = max_vehicles + max_pedestrians (padding is invalid); ego_speed float32
     [T]; collision bool [T]; offroad bool [T]; route float32 [R, 2] (world waypoints, 2 m apart).
     """
     if not isinstance(cfg, SimConfig):
@@ -41,12 +42,13 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
         if t < frames - 1:
             sc.step(action)
             collided, offroad = sc.collided, sc.offroad_now
+    k_max = cfg.max_vehicles + cfg.max_pedestrians  # the same K for every episode of a config
     out = {
         "occ": np.stack(rec["occ"]).astype(np.uint8),
         "ego_pose": np.asarray(rec["ego_pose"], np.float32),
         "action": np.asarray(rec["action"], np.float32),
-        "agents": np.stack(rec["agents"]).astype(np.float32),
-        "agents_valid": np.stack(rec["agents_valid"]).astype(bool),
+        "agents": _pad(np.stack(rec["agents"]).astype(np.float32), k_max),
+        "agents_valid": _pad(np.stack(rec["agents_valid"]).astype(bool), k_max),
         "ego_speed": np.asarray(rec["ego_speed"], np.float32),
         "collision": np.asarray(rec["collision"], bool),
         "offroad": np.asarray(rec["offroad"], bool),
@@ -61,3 +63,11 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
     if cfg.camera:
         out["camera"] = np.stack(rec["camera"]).astype(np.uint8)
     return out
+
+
+def _pad(a: np.ndarray, k: int) -> np.ndarray:
+    """Pad axis 1 (agents) with zeros / False up to k slots."""
+    if a.shape[1] >= k:
+        return a
+    pad = np.zeros((a.shape[0], k - a.shape[1], *a.shape[2:]), a.dtype)
+    return np.concatenate([a, pad], axis=1)
