@@ -120,3 +120,22 @@ def test_pcd_bin_bad_input(tmp_path):
     (tmp_path / "p.json").write_text(json.dumps({"scenes": {"scene-9": [{"lidar": "n.pcd.bin", "ego_pose": [0, 0]}]}}))
     with pytest.raises(ValueError, match="p.json: scene 'scene-9' frame 0: 'ego_pose' must be"):
         convert_nuscenes_lidar(tmp_path / "p.json", tmp_path / "out")
+
+
+def test_cli_convert_and_merge(occ3d_layout, tmp_path):
+    from typer.testing import CliRunner
+
+    from drivewm.cli import app
+
+    root, _ = occ3d_layout
+    (root / "gts/scene-0001/scene-0001-tok2/labels.npz").write_bytes(b"truncated")
+    runner = CliRunner()
+    args = ["data", "convert", "occ3d", "--gts", str(root / "gts"), "--poses", str(root / "poses.json"), "--out"]
+    r = runner.invoke(app, args + [str(root / "c1")])
+    assert r.exit_code == 2 and "scene-0001-tok2/labels.npz: not a readable .npz" in r.output
+    r = runner.invoke(app, args + [str(root / "c2"), "--skip-bad", "--mask", "lidar"])
+    assert r.exit_code == 0 and "1 episodes, 1 skipped" in r.output and "skipped scene 'scene-0001'" in r.output
+    r = runner.invoke(app, ["data", "convert", "nuscenes-lidar", "--samples", str(tmp_path / "none.json"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "none.json: scene file not found" in r.output
+    r = runner.invoke(app, ["data", "merge", str(root / "m"), str(root / "c2")])
+    assert r.exit_code == 0 and "1 episodes" in r.output
