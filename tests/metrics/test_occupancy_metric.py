@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from drivewm.metrics import OccupancyForecastMetric
+from drivewm.metrics.occupancy import _confusion_numpy, _confusion_torch
 
 C, FREE = 18, 17
 
@@ -126,3 +127,11 @@ def test_bad_input_names_argument():
     m.update(gt, gt)
     with pytest.raises(ValueError, match="forecast steps"):
         m.update(gt[:, :1], gt[:, :1])
+
+
+def test_numpy_and_torch_count_paths_agree():
+    pred, gt, mask = random_pair(3)
+    for m in (None, mask):
+        assert torch.equal(_confusion_numpy(pred, gt, C, m), _confusion_torch(pred, gt, C, m))
+    # A non-contiguous view counts the same as its copy.
+    assert torch.equal(_confusion_numpy(pred[:, ::2], gt[:, ::2], C, None), _confusion_numpy(pred[:, ::2].clone(), gt[:, ::2].clone(), C, None))
