@@ -29,12 +29,16 @@ from typing import Callable
 
 import numpy as np
 import zarr
-import zarr.api.asynchronous
-from zarr.codecs import ZstdCodec
-from zarr.core.sync import sync
 
-from drivewm.data.episode import KEYS, episode_checksum, validate_episode
-from drivewm.data.manifest import (
+if int(zarr.__version__.split(".")[0]) < 3:  # the store uses the zarr v3 format and async API
+    raise ImportError(f"drivewm.data needs zarr >= 3 (found {zarr.__version__}): pip install 'zarr>=3'")
+
+import zarr.api.asynchronous  # noqa: E402
+from zarr.codecs import ZstdCodec  # noqa: E402
+from zarr.core.sync import sync  # noqa: E402
+
+from drivewm.data.episode import KEYS, episode_checksum, validate_episode  # noqa: E402
+from drivewm.data.manifest import (  # noqa: E402
     EPISODES_DIR,
     StoreError,
     episode_name,
@@ -43,7 +47,7 @@ from drivewm.data.manifest import (
     same_layout,
     write_manifest,
 )
-from drivewm.data.spec import GridSpec
+from drivewm.data.spec import GridSpec  # noqa: E402
 
 LIDAR_CHUNK_POINTS = 65536
 SMALL_CHUNK_FRAMES = 1024
