@@ -4,10 +4,12 @@ Recurrence per channel e and state n (zero-order hold on A, Euler on B, as in Ma
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * x_t,    y_t = C_t . h_t + D * x_t
 Shapes: x, delta [B, L, E]; A [E, N] (negative); B, C [B, L, N]; D [E]; state h [B, E, N].
 
-The parallel form is a first-order linear recurrence h_t = a_t h_{t-1} + u_t, solved per chunk with
-a log-depth (Hillis-Steele) scan over the pair (a, u) -- only products of decays in (0, 1] and sums,
-so it never exponentiates a positive number and stays stable in float32 -- then the state is carried
-across chunks with a second scan over the chunk ends. Work is O(L log chunk). A custom backward runs
+The parallel form is a first-order linear recurrence h_t = a_t h_{t-1} + u_t solved in chunks: all
+chunks advance together from a zero state (chunk steps over [B, L / chunk, E, N] slices), the state
+entering each chunk is carried across chunk ends (L / chunk small steps), and each chunk adds its
+entering state times the cumulative product of its decays. Only products of decays in (0, 1] and sums
+appear -- nothing exponentiates a positive number -- so float32 stays stable at any length, and the
+work is O(L) with chunk + L / chunk sequential launches (chunk ~ sqrt(L) balances them). A custom backward runs
 the same scan in reverse time (dL/dh_t = g_t + a_{t+1} dL/dh_{t+1}), so autograd stores only the
 decays and the states instead of every scan level. Computation happens in float32 (float64 stays
 float64); outputs return in the input dtype. With `mamba_ssm` installed and CUDA inputs, its fused
@@ -32,46 +34,56 @@ def fused_available() -> bool:
     return _fused_scan is not None
 
 
-def _hillis_steele(a: Tensor, u: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-    """Inclusive scan of h_t = a_t h_{t-1} + u_t (h_{-1} = 0) along dim -> (prod of a up to t, h_t)."""
-    a, u = a.clone(), u.clone()
-    n = a.shape[dim]
-    offset = 1
-    while offset < n:
-        a_hi, a_lo = a.narrow(dim, offset, n - offset), a.narrow(dim, 0, n - offset)
-        u_hi, u_lo = u.narrow(dim, offset, n - offset), u.narrow(dim, 0, n - offset)
-        new_u = u_hi + a_hi * u_lo  # compose (a_lo, u_lo) then (a_hi, u_hi); both read before writing
-        new_a = a_hi * a_lo
-        u_hi.copy_(new_u)
-        a_hi.copy_(new_a)
-        offset *= 2
-    return a, u
+def _linear_scan(a: Tensor, u: Tensor, h0: Tensor | None, chunk: int, reverse: bool = False) -> Tensor:
+    """All states h [B, L, ...] of h_t = a_t h_{t-1} + u_t from h0 [B, ...] (None = zeros); a, u [B, L, ...].
 
-
-def _linear_scan(a: Tensor, u: Tensor, h0: Tensor, chunk: int) -> Tensor:
-    """All states h [B, L, ...] of h_t = a_t h_{t-1} + u_t from h0 [B, ...]; a, u [B, L, ...]."""
+    reverse=True runs time backwards: h_t = a_t h_{t+1} + u_t, h0 entering after the last step.
+    """
     b, length = a.shape[:2]
     rest = a.shape[2:]
     t = min(chunk, length)
     n_chunks = math.ceil(length / t)
     pad = n_chunks * t - length
-    if pad:  # identity steps (a = 1, u = 0) fill the last chunk
+    if pad:  # identity steps (a = 1, u = 0) fill the last chunk; they add nothing in either direction
         a = torch.cat([a, a.new_ones(b, pad, *rest)], 1)
         u = torch.cat([u, u.new_zeros(b, pad, *rest)], 1)
     a = a.reshape(b, n_chunks, t, *rest)
     u = u.reshape(b, n_chunks, t, *rest)
-    a_cum, h = _hillis_steele(a, u, dim=2)  # within each chunk, from a zero state
-    # carry: state entering chunk c is S_c, S_0 = h0, S_{c+1} = a_end_c S_c + h_end_c
-    a_end, h_end = _hillis_steele(a_cum[:, :, -1], h[:, :, -1], dim=1)  # [B, n_chunks, ...]
-    h0 = h0[:, None]
-    entering = torch.cat([h0, h_end[:, :-1] + a_end[:, :-1] * h0], 1)  # [B, n_chunks, ...]
-    h = h + a_cum * entering[:, :, None]
+    carry = n_chunks > 1 or h0 is not None
+    order = range(t - 1, -1, -1) if reverse else range(t)
+    # 1) every chunk from a zero state, all chunks at once: t steps over [B, n_chunks, ...] slices, and
+    #    (when a state must be carried in) the product of decays since the chunk start, all in (0, 1]
+    h = torch.empty_like(u)
+    a_cum = torch.empty_like(a) if carry else None
+    prev = None
+    for i in order:
+        if prev is None:
+            h[:, :, i] = u[:, :, i]
+            if carry:
+                a_cum[:, :, i] = a[:, :, i]
+        else:
+            torch.addcmul(u[:, :, i], a[:, :, i], h[:, :, prev], out=h[:, :, i])
+            if carry:
+                torch.mul(a[:, :, i], a_cum[:, :, prev], out=a_cum[:, :, i])
+        prev = i
+    if carry:
+        # 2) entering state of each chunk: S_first = h0, S_next = (decay product of chunk) S + chunk's own end state
+        last = 0 if reverse else t - 1
+        state = h0 if h0 is not None else torch.zeros_like(h[:, 0, 0])
+        entering = [state]
+        for c in (range(n_chunks - 1, 0, -1) if reverse else range(n_chunks - 1)):
+            state = torch.addcmul(h[:, c, last], a_cum[:, c, last], state)
+            entering.append(state)
+        if reverse:
+            entering.reverse()
+        # 3) h_t += (decay product from the chunk start to t) * S_chunk
+        h.addcmul_(a_cum, torch.stack(entering, 1)[:, :, None])
     return h.reshape(b, n_chunks * t, *rest)[:, :length]
 
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, u: Tensor, h0: Tensor, chunk: int) -> Tensor:
+    def forward(ctx, a: Tensor, u: Tensor, h0: Tensor | None, chunk: int) -> Tensor:
         h = _linear_scan(a, u, h0, chunk)
         ctx.save_for_backward(a, h, h0)
         ctx.chunk = chunk
@@ -83,17 +95,19 @@ class _LinearScan(torch.autograd.Function):
         a, h, h0 = ctx.saved_tensors
         # total gradient g_t = grad_h_t + a_{t+1} g_{t+1}: the same recurrence in reverse time
         a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
-        g = _linear_scan(a_next.flip(1), grad_h.flip(1), torch.zeros_like(h0), ctx.chunk).flip(1)
-        h_prev = torch.cat([h0[:, None], h[:, :-1]], 1)
-        return g * h_prev, g, a[:, 0] * g[:, 0], None
+        g = _linear_scan(a_next, grad_h, None, ctx.chunk, reverse=True)
+        first = torch.zeros_like(h[:, :1]) if h0 is None else h0[:, None]
+        h_prev = torch.cat([first, h[:, :-1]], 1)
+        grad_h0 = None if h0 is None else a[:, 0] * g[:, 0]
+        return g * h_prev, g, grad_h0, None
 
 
 def linear_scan(a: Tensor, u: Tensor, h0: Tensor | None = None, *, chunk: int = 64) -> Tensor:
-    """Differentiable states h [B, L, ...] of h_t = a_t h_{t-1} + u_t (a, u [B, L, ...], h0 [B, ...] or zeros)."""
+    """Differentiable states h [B, L, ...] of h_t = a_t h_{t-1} + u_t (a, u [B, L, ...], h0 [B, ...] or None = zeros)."""
     if chunk < 1:
         raise ValueError(f"scan chunk must be >= 1, got {chunk}")
-    if h0 is None:
-        h0 = a.new_zeros(a.shape[:1] + a.shape[2:])
+    if a.shape != u.shape or a.dim() < 2:
+        raise ValueError(f"linear_scan needs a and u of one shape [B, L, ...], got {tuple(a.shape)} and {tuple(u.shape)}")
     return _LinearScan.apply(a, u, h0, chunk)
 
 
