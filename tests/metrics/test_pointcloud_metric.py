@@ -31,6 +31,8 @@ def test_chamfer_matches_kdtree_and_brute_force():
     d_tree = nearest_sq_dist(a[:, :3].double(), b[:, :3].double())
     full = torch.cdist(a[:, :3].double(), b[:, :3].double()).min(1).values ** 2
     assert torch.allclose(d_tree, full)
+    d_chunked = nearest_sq_dist(a[:, :3].double(), b[:, :3].double(), chunk=64, method="chunked")
+    assert torch.allclose(d_chunked, full)
 
 
 def test_known_answer_and_identity():

@@ -29,16 +29,22 @@ from drivewm.metrics.distributed import StreamingMetric, check_finite
 ROI_4DOCC: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-70.0, -70.0, -4.5), (70.0, 70.0, 4.5))
 
 
-def nearest_sq_dist(src: torch.Tensor, dst: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Squared distance [N] from each point of ``src`` [N, 3] to its exact nearest neighbour in ``dst`` [M, 3]."""
+def nearest_sq_dist(src: torch.Tensor, dst: torch.Tensor, chunk: int = 4096, method: str = "auto") -> torch.Tensor:
+    """Squared distance [N] from each point of ``src`` [N, 3] to its exact nearest neighbour in ``dst`` [M, 3].
+
+    ``method``: "kdtree" (scipy, CPU), "chunked" (cdist over ``chunk`` rows at a time, any device)
+    or "auto" (KD-tree for CPU tensors, chunked otherwise).
+    """
+    if method not in ("auto", "kdtree", "chunked"):
+        raise ValueError(f"method must be 'auto', 'kdtree' or 'chunked', got {method!r}")
     if dst.shape[0] == 0:
         raise ValueError("dst: nearest neighbours need a non-empty cloud")
     if src.shape[0] == 0:
         return src.new_zeros(0)
-    if src.device.type == "cpu":
-        tree = cKDTree(dst.detach().double().numpy())
-        d, _ = tree.query(src.detach().double().numpy(), k=1, workers=-1)
-        return torch.from_numpy(d * d).to(src.dtype)
+    if method == "kdtree" or (method == "auto" and src.device.type == "cpu"):
+        tree = cKDTree(dst.detach().double().cpu().numpy())
+        d, _ = tree.query(src.detach().double().cpu().numpy(), k=1, workers=-1)
+        return torch.from_numpy(d * d).to(device=src.device, dtype=src.dtype)
     out = []
     for start in range(0, src.shape[0], chunk):
         # [chunk, M] at a time; the direct difference form keeps the distances exact to fp32.
@@ -51,8 +57,10 @@ def chamfer_distance(pred: torch.Tensor, gt: torch.Tensor) -> float:
     """4D-Occ Chamfer (m^2) of two non-empty clouds [N, >=3] and [M, >=3] (only xyz used)."""
     if pred.shape[0] == 0 or gt.shape[0] == 0:
         raise ValueError(f"chamfer_distance needs non-empty clouds, got pred {pred.shape[0]} and gt {gt.shape[0]} points")
-    p, g = pred[:, :3].double(), gt[:, :3].double()
-    return float((nearest_sq_dist(p, g).mean() + nearest_sq_dist(g, p).mean()) / 2)
+    p, g = pred[:, :3], gt[:, :3]
+    if p.device.type == "cpu":
+        p, g = p.double(), g.double()  # the KD-tree works in float64 anyway
+    return float((nearest_sq_dist(p, g).double().mean() + nearest_sq_dist(g, p).double().mean()) / 2)
 
 
 def crop(points: torch.Tensor, roi: tuple[Sequence[float], Sequence[float]] = ROI_4DOCC) -> torch.Tensor:
