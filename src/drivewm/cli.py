@@ -31,6 +31,9 @@ def _wire() -> None:
 
     app.command("report")(report)
     # --- family commands (each helper adds its own lines below) ---
+    from drivewm.sim.cli import app as sim_app
+
+    app.add_typer(sim_app, name="sim")
     from drivewm.jepa.probe import eval_probe
 
     eval_app.command("probe")(eval_probe)
