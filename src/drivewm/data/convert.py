@@ -102,6 +102,8 @@ def _convert(
     base = Path(scene_file).parent
     writer = EpisodeWriter(out, grid=grid, hz=hz, generator=generator)
     done = {r.get("source") for r in writer.manifest["episodes"]}
+    # a resumed conversion retries the scenes it skipped before; they are reported again if still bad
+    writer.manifest["skipped"] = [s for s in writer.manifest["skipped"] if s["source"] not in scenes]
     for scene, frames in scenes.items():
         if scene in done:
             continue

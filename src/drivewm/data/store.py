@@ -319,7 +319,12 @@ class EpisodeWriter:
         return max(taken, default=-1) + 1
 
     def write(self, arrays: dict[str, np.ndarray], *, index: int | None = None, source: str | None = None, **extra) -> dict:
-        """Validate and write one episode; return its manifest record."""
+        """Validate and write one episode; return its manifest record.
+
+        ``index`` defaults to the next free one; ``source`` (default the episode name) says where
+        the data came from (a file, a scene); other keyword values (e.g. ``seed=3``) are stored in
+        the episode's record.
+        """
         index = self.next_index() if index is None else int(index)
         source = source or episode_name(index)
         validate_episode(arrays, self.grid, source)
