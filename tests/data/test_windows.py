@@ -48,6 +48,8 @@ def test_stride_and_val_split(store):
     assert list(split_episodes(4, 0.25, "val")) == [3] and list(split_episodes(1, 0.5, "val")) == []
     assert list(split_episodes(2, 0.01, "val")) == [1]
     assert len(WindowDataset(cfg(path, stride=2), "train")) == 1 + 2
+    every = WindowDataset(cfg(path, val_fraction=0.0), "train")  # the 3-frame episode 2 has no window
+    assert len(every) == 2 + 4 + 0 + 3 and every.locate(6) == (3, 0) and every.locate(5) == (1, 3)
     val = build_dataset(cfg(path), "val")
     assert val.episode_ids == [3] and len(val) == 3
     assert dataset_grid(cfg(path)).shape == grid_preset("micro").shape
