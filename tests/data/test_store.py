@@ -140,3 +140,34 @@ def test_merge_rebuilds_manifest_and_refuses_conflicts(store, tmp_path, grid, ma
     write_episode(other, make_episode(4, grid, seed=9), grid=grid)  # also index 0, different data
     with pytest.raises(StoreError, match="already holds this episode index with other data"):
         merge_stores(path, [other])
+
+
+def test_summary_counts(store, tmp_path):
+    from drivewm.data.inspect import frame_png, summarize
+    from drivewm.data.render import bev_classes
+
+    path, eps = store
+    s = summarize(EpisodeStore(path), verify=True)
+    assert s["episodes"] == 2 and s["frames"] == 15 and s["frames_per_episode"] == [6, 7.5, 9]
+    counts = np.bincount(np.concatenate([e["occ"].ravel() for e in eps]), minlength=18)
+    np.testing.assert_allclose(list(s["class_frequency"].values()), counts / counts.sum())
+    per_frame = np.concatenate([np.diff(e["lidar_offsets"]) for e in eps])
+    assert s["lidar_points_per_frame"] == [per_frame.min(), per_frame.mean(), per_frame.max()]
+    assert s["verify_failures"] == [] and s["disk_bytes"] > 0
+    with pytest.raises(IndexError, match="--frame 6: episode 1 .* has 6 frames"):
+        frame_png(EpisodeStore(path), tmp_path / "x.png", episode=1, frame=6)
+    column = np.full((1, 1, 4), 17, np.uint8)
+    column[0, 0, [0, 2]] = [11, 4]  # road below a car: the top-down view shows the car
+    assert bev_classes(column, 17)[0, 0] == 4 and bev_classes(np.full((1, 1, 4), 17, np.uint8), 17)[0, 0] == 17
+
+
+def test_bev_image_orientation(grid):
+    from drivewm.data.render import OCC3D_PALETTE, bev_image
+
+    occ = np.full(grid.shape, grid.free_id, np.uint8)
+    occ[-1, -1, 0] = 4  # front-left corner of the grid (largest x, largest y): top-left of the picture
+    occ[0, -1, 1] = 7  # rear-left: bottom-left
+    img = bev_image(occ, grid)
+    assert img.shape == (32, 32, 3)
+    assert (img[0, 0] == OCC3D_PALETTE[4]).all() and (img[-1, 0] == OCC3D_PALETTE[7]).all()
+    assert (img[5, 5] == OCC3D_PALETTE[17]).all()
