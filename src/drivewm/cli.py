@@ -40,6 +40,10 @@ def _wire() -> None:
     from drivewm.dynamics.cli import eval_forecast
 
     eval_app.command("forecast")(eval_forecast)
+    from drivewm.planning.cli import drive, eval_plan
+
+    eval_app.command("plan", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(eval_plan)
+    app.command("drive")(drive)
 
 
 _wire()

@@ -41,9 +41,9 @@ class CostWeights:
     """Minus metres of progress along the route by the horizon."""
     lateral: float = 0.5
     """Squared lateral distance (m^2) of the final position from the route."""
-    jerk: float = 0.05
+    jerk: float = 0.1
     """Squared jerk (m/s^3)^2, mean over steps."""
-    steer_rate: float = 0.5
+    steer_rate: float = 1.0
     """Squared steering rate (rad/s)^2, mean over steps."""
     goal_l1: float = 1.0
     """Embedding space: weight of the L1 energy at the horizon."""
@@ -53,8 +53,13 @@ class CostWeights:
     """Width (m) of the safety ring around the ego footprint."""
 
 
-def comfort(actions: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean squared jerk and steering rate [S] of actions [S, H, 2] (accel, steer) at step dt."""
+def comfort(actions: torch.Tensor, dt: float, prev: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean squared jerk and steering rate [S] of actions [S, H, 2] (accel, steer) at step dt.
+
+    With `prev` [2], the action executed before the plan, the first change counts too.
+    """
+    if prev is not None:
+        actions = torch.cat([prev.to(actions)[None, None].expand(actions.shape[0], 1, -1), actions], 1)
     if actions.shape[1] < 2:
         z = actions.new_zeros(actions.shape[0])
         return z, z
@@ -107,11 +112,13 @@ class SimulatorCost:
                 raise PlanningError(f"SimulatorCost needs rollout.events[{key!r}] (the simulator's outcomes)")
         cost = w.collision * ev["collision"].float().sum(1) + w.offroad * ev["offroad"].float().sum(1)
         cost = cost - w.progress * ev["progress"][:, -1]
+        if "lateral" in ev:  # keep to the route's lane
+            cost = cost + w.lateral * (ev["lateral"] ** 2).sum(1)
         if goal is not None:
             route = check_route(goal, actions.device)
             _, lat = route_progress(rollout.ego[:, -1, :2], route)
             cost = cost + w.lateral * lat**2
-        jerk, steer = comfort(actions, self.dt)
+        jerk, steer = comfort(actions, self.dt, rollout.prev_action)
         return cost + w.jerk * jerk + w.steer_rate * steer
 
 
@@ -159,7 +166,7 @@ class OccupancyCost:
         t = self.terms(rollout.occupancy)
         cost = (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
         cost = cost + _route_terms(rollout, goal, w)
-        jerk, steer = comfort(actions, self.dt)
+        jerk, steer = comfort(actions, self.dt, rollout.prev_action)
         return cost + w.jerk * jerk + w.steer_rate * steer
 
 
@@ -207,6 +214,6 @@ class EmbeddingGoalCost:
             cost = cost + self.w.goal_l1_intermediate * energy[:, :-1].sum(1)
         if self.shaping:
             cost = cost + _route_terms(rollout, goal.route, self.w)
-            jerk, steer = comfort(actions, self.dt)
+            jerk, steer = comfort(actions, self.dt, rollout.prev_action)
             cost = cost + self.w.jerk * jerk + self.w.steer_rate * steer
         return cost

@@ -35,6 +35,8 @@ class Rollout:
     """[S, H, X, Y, Z] predicted class ids, each frame in its own ego frame (token models, simulator)."""
     events: dict[str, torch.Tensor] = field(default_factory=dict)
     """[S, H] exact per-step outcomes where the model knows them (the simulator): collision, offroad, progress."""
+    prev_action: torch.Tensor | None = None
+    """[A] the action executed just before the plan (set by the planner), so comfort covers the junction."""
 
 
 class PlanningModel(Protocol):
@@ -66,6 +68,7 @@ class RecedingHorizonPlanner:
             )
         self.model, self.optimizer, self.cost, self.name = model, optimizer, cost, name
         self.warm: torch.Tensor | None = None
+        self._executed: torch.Tensor | None = None
         self.last: PlanResult | None = None
         self.last_rollout: Rollout | None = None
 
@@ -79,23 +82,34 @@ class RecedingHorizonPlanner:
 
     def reset(self, seed: int | None = None) -> None:
         """Forget the warm start and reseed the sampler (the same seed replays the same plans)."""
-        self.warm, self.last, self.last_rollout = None, None, None
+        self.warm, self.last, self.last_rollout, self._executed = None, None, None, None
         self.optimizer.reseed(seed)
 
     def plan(self, observation: Any, goal: Any = None) -> torch.Tensor:
         """[H, A] the optimised action sequence from this observation, inside the action limits."""
         self.model.observe(observation)
+        prev = self.prev_action(observation)
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
-            return self.cost(self.model.rollout(actions), actions, goal)
+            rollout = self.model.rollout(actions)
+            rollout.prev_action = prev
+            return self.cost(rollout, actions, goal)
 
         with torch.no_grad():
             self.last = self.optimizer.optimize(objective, self.warm)
             self.last_rollout = self.model.rollout(self.last.actions[None])
         return self.last.actions.detach().cpu()
 
+    def prev_action(self, observation: Any) -> torch.Tensor | None:
+        """The last executed action: from the observation's history, else the one this planner chose last."""
+        hist = getattr(observation, "action", None)
+        if isinstance(hist, np.ndarray) and hist.ndim == 2 and hist.shape[-1] == self.bounds.dim:
+            return torch.as_tensor(hist[-1], dtype=torch.float32, device=self.optimizer.device)
+        return self._executed
+
     def act(self, observation: Any, goal: Any = None) -> np.ndarray:
         """[A] the first action of a fresh plan; the rest, shifted by one step, warm-starts the next plan."""
         plan = self.plan(observation, goal).to(self.optimizer.device)
         self.warm = torch.cat([plan[1:], plan[-1:]], dim=0)  # [H, A] shifted; the last action repeated
-        return plan[0].numpy().astype(np.float32)
+        self._executed = plan[0]
+        return plan[0].cpu().numpy().astype(np.float32)

@@ -45,7 +45,7 @@ def _check_costs(costs: torch.Tensor, n: int) -> torch.Tensor:
         raise PlanningError(f"the cost must return one value per sample, shape ({n},), got {tuple(costs.shape)}")
     if not torch.isfinite(costs).all():
         raise PlanningError("the cost returned non-finite values; check the world model and the goal")
-    return costs
+    return costs.float()
 
 
 class _SamplingOptimizer:
