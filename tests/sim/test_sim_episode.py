@@ -7,6 +7,7 @@ import pytest
 
 from drivewm.sim import EGO_LENGTH, ExpertDriver, Scenario, sim_preset, simulate_episode
 from drivewm.sim.geometry import box_corners, boxes_overlap
+from drivewm.sim.rasterize import CROSSWALK, ROAD
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +59,27 @@ def test_expert_noise_perturbs_actions():
 
 
 def test_traffic_never_overlaps_at_a_busy_intersection():
-    cfg = sim_preset("micro", layouts=("intersection",), vehicle_density=3.0, lidar=False, camera=False,
-                     visibility=False)
+    cfg = sim_preset("micro", layouts=("intersection",), vehicle_density=3.0, pedestrian_density=4.0, lidar=False,
+                     camera=False, visibility=False)
+    crossings = 0
     for seed in (1, 2):
         sc, expert = Scenario(cfg, seed, 30), ExpertDriver()
         for _ in range(30):
             sc.step(expert.act(sc))
             boxes, _, active = sc.agent_boxes_world()
             nv = len(sc.vehicles.s)
-            veh = boxes[:nv][active[:nv]]
-            corners = [box_corners(b[0], b[1], b[6], b[3], b[4]) for b in veh]
-            for i in range(len(veh)):
-                for j in range(i + 1, len(veh)):
-                    if np.linalg.norm(veh[i, :2] - veh[j, :2]) < 15:
+            corners = [box_corners(b[0], b[1], b[6], b[3], b[4]) for b in boxes]
+            for i in np.flatnonzero(active[:nv]):  # vehicle vs vehicle and vehicle vs pedestrian
+                for j in np.flatnonzero(active):
+                    if j > i and np.linalg.norm(boxes[i, :2] - boxes[j, :2]) < 15:
                         assert not boxes_overlap(corners[i], corners[j]), (seed, i, j)
             assert not sc.collided, seed  # the clean expert does not crash either
+            # Pedestrians are on the road only on crosswalks.
+            ix, iy = sc.road.cell_index(boxes[nv:, :2])
+            assert not np.any(sc.road.cls[ix, iy] == ROAD)
+            crossings += int(np.sum(sc.road.cls[ix, iy] == CROSSWALK))
         assert sc.vehicles.active.sum() >= 1 and sc.time == pytest.approx(15.0)
+    assert crossings > 0
 
 
 def test_collision_and_offroad_are_detected():

@@ -64,6 +64,7 @@ class Scenario:
         self.vehicles = spawn_vehicles(road, self.paths, traffic_rng, n_veh, cfg.target_speed, xy)
         self.peds = spawn_pedestrians(road, self.ped_paths, traffic_rng, n_ped)
         self.traffic_rng = traffic_rng
+        self.ped_walking = np.ones(len(self.peds.s))  # 0 while waiting at the kerb
         self.idm = IDMParams()
         self.time = 0.0
         self.collided = False
@@ -87,7 +88,7 @@ class Scenario:
         boxes[:nv, :2], boxes[:nv, 3:6], boxes[:nv, 6], boxes[:nv, 7] = vxy, self.vehicles.size, vyaw, self.vehicles.cls
         boxes[nv:, :2], boxes[nv:, 3:6], boxes[nv:, 6], boxes[nv:, 7] = pxy, PED_SIZE, pyaw, PEDESTRIAN
         boxes[:, 2] = boxes[:, 5] / 2
-        speed = np.concatenate([self.vehicles.v, self.peds.v0 * self._ped_moving()])
+        speed = np.concatenate([self.vehicles.v, self.peds.v0 * self.ped_walking])
         active = np.concatenate([self.vehicles.active, self.peds.active])
         return boxes, speed, active
 
@@ -151,19 +152,29 @@ class Scenario:
 
     # ----- stepping --------------------------------------------------------------------------
     def _ped_moving(self) -> np.ndarray:
-        """1 for pedestrians walking, 0 for those waiting at the kerb for traffic to pass."""
+        """1 for pedestrians walking, 0 for those waiting at the kerb: a vehicle is near the crossing
+        (on it, or approaching within 18 m at more than 0.5 m/s). Once on the road they keep walking."""
         if len(self.peds.s) == 0:
             return np.zeros(0)
         moving = np.ones(len(self.peds.s))
-        cross0 = np.array([self.road.ped_cross[p][0] for p in self.peds.path])
-        near_kerb = (self.peds.s > cross0 - 1.0) & (self.peds.s < cross0)
-        if near_kerb.any():
-            vxy, _ = self.vehicle_poses()
-            movers = np.concatenate([vxy[(self.vehicles.v > 0.5) & self.vehicles.active], [[self.ego.x, self.ego.y]] if self.ego.v > 0.5 else np.zeros((0, 2))])
-            pxy, _ = self.ped_poses()
-            for k in np.flatnonzero(near_kerb):
-                if len(movers) and np.min(np.linalg.norm(movers - pxy[k], axis=1)) < 18.0:
-                    moving[k] = 0.0
+        cross = np.array([self.road.ped_cross[p] for p in self.peds.path])  # [N, 2] arc lengths
+        near_kerb = (self.peds.s > cross[:, 0] - 1.0) & (self.peds.s < cross[:, 0])
+        if not near_kerb.any():
+            return moving
+        veh = self.vehicles
+        vxy, _ = self.vehicle_poses()
+        ego_box = self.ego.box()
+        xy = np.concatenate([vxy[veh.active], [ego_box[:2]]])
+        v = np.concatenate([veh.v[veh.active], [self.ego.v]])
+        hl = np.concatenate([veh.size[veh.active, 0] / 2, [ego_box[3] / 2]])
+        k = np.flatnonzero(near_kerb)
+        a, _ = self.ped_paths.pose(self.peds.path[k], cross[k, 0])
+        b, _ = self.ped_paths.pose(self.peds.path[k], cross[k, 1])
+        ab = b - a  # [n, 2] the crossing segment
+        t = np.clip(np.einsum("nmk,nk->nm", xy[None] - a[:, None], ab) / np.maximum((ab**2).sum(-1), 1e-6)[:, None], 0, 1)
+        d = np.linalg.norm(xy[None] - (a[:, None] + t[..., None] * ab[:, None]), axis=-1)  # [n, M]
+        wait = ((d < 18.0) & (v[None] > 0.5)) | (d < hl[None] + 1.5)
+        moving[k[wait.any(1)]] = 0.0
         return moving
 
     def _substep(self, accel: float, steer: float) -> None:
@@ -196,7 +207,8 @@ class Scenario:
             veh.v = np.where(veh.active, v_new, veh.v)
             self._respawn_vehicles()
         if len(self.peds.s):
-            self.peds.s = self.peds.s + self.peds.v0 * self._ped_moving() * dt
+            self.ped_walking = self._ped_moving()
+            self.peds.s = self.peds.s + self.peds.v0 * self.ped_walking * dt
             done = self.peds.s >= self.ped_paths.length[self.peds.path] - 0.5
             if done.any():
                 self.peds.path[done] = self.traffic_rng.integers(len(self.road.ped_paths), size=int(done.sum()))
