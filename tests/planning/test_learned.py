@@ -1,0 +1,81 @@
+"""Learned models behind the planning protocol and the gymnasium interface (untrained micro models)."""
+
+import numpy as np
+import pytest
+import torch
+
+from drivewm.planning.config import ActionBounds, CEMConfig, PlanningError
+from drivewm.planning.costs import EmbeddingGoal, EmbeddingGoalCost, OccupancyCost
+from drivewm.planning.env import WorldModelEnv
+from drivewm.planning.learned import JepaPlanningModel, TokenPlanningModel
+from drivewm.planning.mpc import RecedingHorizonPlanner
+from drivewm.planning.optimizers import CEM
+from drivewm.data.spec import grid_preset
+
+BOUNDS = ActionBounds()
+
+
+def test_jepa_rollout_is_batched_and_env_steps_agree(micro_jepa, micro_obs):
+    m = JepaPlanningModel(micro_jepa, context_frames=2)
+    m.observe(micro_obs)
+    g = torch.Generator().manual_seed(0)
+    acts = (torch.rand(3, 4, 2, generator=g) * 2 - 1) * torch.tensor([1.0, 0.5])  # inside the limits
+    r = m.rollout(acts)
+    assert r.embeddings.shape == (3, 4, 16, 16) and r.ego.shape == (3, 4, 3)
+    alone = m.rollout(acts[1:2])
+    torch.testing.assert_close(alone.embeddings[0], r.embeddings[1], atol=1e-5, rtol=1e-5)
+    env = WorldModelEnv(m, BOUNDS, max_steps=4)
+    env.reset(options={"observation": micro_obs})
+    for k in range(4):
+        obs, _, _, trunc, info = env.step(acts[1, k].numpy())
+        np.testing.assert_allclose(obs, r.embeddings[1, k].numpy(), atol=1e-5)
+        np.testing.assert_allclose(info["ego"], r.ego[1, k].numpy(), atol=1e-5)
+    assert trunc
+    twin = env.clone()
+    assert twin.actions == env.actions and twin.actions is not env.actions
+
+
+def test_cem_through_jepa_reaches_a_reachable_goal_embedding(micro_jepa, micro_obs):
+    m = JepaPlanningModel(micro_jepa, context_frames=2)
+    m.observe(micro_obs)
+    target = torch.tensor([[2.0, 0.3], [1.0, 0.3], [-1.0, -0.2]])
+    goal = EmbeddingGoal(embedding=m.rollout(target[None]).embeddings[0, -1])
+    cost = EmbeddingGoalCost()
+    planner = RecedingHorizonPlanner(m, CEM(CEMConfig(horizon=3, samples=64, elites=6, iterations=6), BOUNDS), cost)
+    plan = planner.plan(micro_obs, goal)
+    best = float(cost(m.rollout(plan[None]), plan[None], goal)[0])
+    g = torch.Generator().manual_seed(1)
+    low, high = BOUNDS.tensors()
+    rand = low + torch.rand(64, 3, 2, generator=g) * (high - low)
+    rand_e = cost(m.rollout(rand), rand, goal)
+    assert best < float(rand_e.quantile(0.1)), (best, rand_e.min())
+    with pytest.raises(PlanningError, match="does not match"):
+        planner.plan(micro_obs, EmbeddingGoal(embedding=torch.zeros(3, 3)))
+
+
+def test_token_model_plans_on_decoded_occupancy(micro_token_world, micro_obs):
+    m = TokenPlanningModel(micro_token_world, context_frames=2, seed=0)
+    m.observe(micro_obs)
+    acts = torch.zeros(2, 2, 2)
+    r1 = m.rollout(acts)
+    assert r1.occupancy.shape == (2, 2, 32, 32, 4) and r1.occupancy.dtype in (torch.int64, torch.uint8)
+    cost = OccupancyCost(grid_preset("micro"))
+    c = cost(r1, acts, micro_obs.route)
+    assert c.shape == (2,) and torch.isfinite(c).all()
+    env = WorldModelEnv(m, BOUNDS, max_steps=2, cost=cost, goal=micro_obs.route)
+    env.reset(options={"observation": micro_obs})
+    obs, reward, *_ = env.step(np.zeros(2, np.float32))
+    assert obs.shape == (32, 32, 4) and np.isfinite(reward)
+
+
+def test_bad_observation_and_model_errors(micro_jepa, micro_obs):
+    m = JepaPlanningModel(micro_jepa, context_frames=3)
+    with pytest.raises(PlanningError, match="needs 3 context frames"):
+        m.observe(micro_obs)
+    with pytest.raises(PlanningError, match="needs .encode"):
+        JepaPlanningModel(torch.nn.Linear(2, 2))
+    env = WorldModelEnv(JepaPlanningModel(micro_jepa, context_frames=2), BOUNDS)
+    with pytest.raises(PlanningError, match="observation"):
+        env.reset(options={})
+    with pytest.raises(PlanningError, match="action dim"):
+        WorldModelEnv(JepaPlanningModel(micro_jepa), ActionBounds(low=(0.0,), high=(1.0,)))
