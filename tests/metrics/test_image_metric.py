@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -92,10 +94,13 @@ def test_extractor_naming_and_file(tmp_path):
     assert torch.equal(ext(imgs), RandomConvFeatures(dim=16, seed=3)(imgs))  # seeded ruler
     video = RandomConvFeatures(dim=16, video=True)
     assert video(torch.rand(2, 4, 3, 16, 16)).shape == (2, 16)
-    # A local exported network declared as Inception is reported as FID; the same file undeclared is not.
+    # A local TorchScript network (the published Inception / I3D files are TorchScript) declared as
+    # Inception is reported as FID; the same file undeclared is not.
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5))
-    path = tmp_path / "feat.pt2"
-    torch.export.save(torch.export.export(net, (imgs,)), str(path))
+    path = tmp_path / "feat.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is the files' format
+        torch.jit.save(torch.jit.script(net), str(path))
     fid = FrechetDistance(ExportedFeatures(path, standard="inception"))
     fid.update(real=imgs, fake=imgs.flip(0))
     assert fid.compute()["name"] == "FID"

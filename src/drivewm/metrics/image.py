@@ -21,6 +21,7 @@ weight-free ``RandomConvFeatures``, reports ``frechet_<extractor name>``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -159,7 +160,10 @@ class ExportedFeatures(nn.Module):
         if path.suffix == ".pt2":
             self.net = torch.export.load(str(path)).module()
         else:
-            self.net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():
+                # torch.jit is deprecated, but the published FID / FVD networks ship in its format.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.net = torch.jit.load(str(path), map_location="cpu")
         self.standard = standard
         self.call_kwargs = dict(call_kwargs or {})
         self.name = name or (standard or path.stem)
