@@ -40,10 +40,15 @@ def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int 
         flat_p, flat_y = flat_p[keep], flat_y[keep]
     if flat_y.numel() == 0:
         return probs.sum() * 0.0
-    losses = []
-    for cls in torch.unique(flat_y).tolist():
-        fg = (flat_y == cls).to(flat_p.dtype)  # [P]
-        errors = (fg - flat_p[:, cls]).abs()
-        errors_sorted, perm = torch.sort(errors, descending=True)
-        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
-    return torch.stack(losses).mean()
+    present = torch.unique(flat_y)  # [C'] classes='present'
+    fg = (flat_y[None, :] == present[:, None]).to(flat_p.dtype)  # [C', P]
+    errors = (fg - flat_p.t()[present]).abs()  # [C', P]
+    errors_sorted, perm = torch.sort(errors, dim=1, descending=True)
+    fg_sorted = fg.gather(1, perm)
+    # all classes at once: lovasz_grad row by row, vectorised
+    gts = fg_sorted.sum(1, keepdim=True)
+    intersection = gts - fg_sorted.cumsum(1)
+    union = gts + (1.0 - fg_sorted).cumsum(1)
+    jaccard = 1.0 - intersection / union
+    grad = torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+    return (errors_sorted * grad).sum(1).mean()

@@ -1,0 +1,131 @@
+"""Quantizer forward + backward: our VQ and FSQ against a straightforward VQ (torch.cdist + argmin).
+
+Input: 16 x 1024 vectors of dim 64 (requires grad), codebooks of 512, 4096 and 16384 codes. Every
+method computes its quantized output with straight-through gradients and its loss, then backward.
+Ours: ``VectorQuantizer`` with the codebook learned by the loss (the same losses as the reference;
+no k-means, no restarts) and ``FSQ`` with levels of about the same codebook size
+(Mentzer et al.'s recommendations: [8, 8, 8] = 512, [7, 5, 5, 5, 5] = 4375, [8, 8, 8, 6, 5] = 15360).
+Time: process CPU seconds with one thread on CPU (other load on the machine does not count), CUDA
+events on a GPU. Peak memory: the peak resident set size added by the case, in a fresh subprocess
+(CPU), or torch.cuda.max_memory_allocated (GPU).
+Prints one JSON line per comparison; ratio = reference / ours (> 1: ours faster or smaller).
+
+    python benchmarks/bench_quantize.py [--quick] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from drivewm.tokenizers.fsq import FSQ  # noqa: E402
+from drivewm.tokenizers.quantizer import QuantizerConfig  # noqa: E402
+from drivewm.tokenizers.vq import VectorQuantizer  # noqa: E402
+
+N, DIM = 16 * 1024, 64
+SIZES = (512, 4096, 16384)
+FSQ_LEVELS = {512: [8, 8, 8], 4096: [7, 5, 5, 5, 5], 16384: [8, 8, 8, 6, 5]}
+
+
+class ReferenceVQ(torch.nn.Module):
+    """The textbook VQ-VAE layer: cdist to every code, argmin, codebook + commitment loss, straight-through."""
+
+    def __init__(self, k: int, dim: int, beta: float = 0.25):
+        super().__init__()
+        self.embed = torch.nn.Parameter(torch.randn(k, dim) / dim**0.5)
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.cdist(x, self.embed).argmin(1)
+        q = self.embed[idx]
+        loss = F.mse_loss(q, x.detach()) + self.beta * F.mse_loss(x, q.detach())
+        return x + (q - x).detach(), loss
+
+
+def make(method: str, k: int) -> torch.nn.Module:
+    if method == "reference":
+        return ReferenceVQ(k, DIM)
+    if method == "vq":
+        return VectorQuantizer(QuantizerConfig(codebook_size=k, ema=False, kmeans_init=False, dead_threshold=0.0), DIM)
+    return FSQ(QuantizerConfig(kind="fsq", fsq_levels=FSQ_LEVELS[k]), DIM)
+
+
+def step(module: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> None:
+    out = module(x)
+    q, loss = (out.quantized, out.loss) if hasattr(out, "quantized") else out
+    ((q * w).mean() + loss).backward()
+
+
+def run_case(method: str, k: int, repeats: int, device: str) -> dict:
+    """Time per forward+backward (ms) and peak extra memory (MiB) of one method at one codebook size."""
+    torch.manual_seed(0)
+    module = make(method, k).to(device).train()
+    x = torch.randn(N, DIM, device=device, requires_grad=True)
+    w = torch.randn(N, DIM, device=device)
+    if device == "cuda":
+        step(module, x, w)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            step(module, x, w)
+        end.record()
+        torch.cuda.synchronize()
+        return {"ms": start.elapsed_time(end) / repeats, "mib": (torch.cuda.max_memory_allocated() - base) / 2**20}
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(module, x, w)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024  # KiB -> MiB (Linux)
+    t0 = time.process_time()
+    for _ in range(repeats):
+        step(module, x, w)
+    return {"ms": (time.process_time() - t0) / repeats * 1e3, "mib": peak}
+
+
+def measure(method: str, k: int, repeats: int, device: str) -> dict:
+    if device == "cuda":
+        return run_case(method, k, repeats, device)
+    # A fresh process per case, so the resident-set peak belongs to this case alone.
+    out = subprocess.run([sys.executable, __file__, "--child", method, str(k), str(repeats)],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="One timed repeat per case (under a minute on CPU).")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        torch.set_num_threads(1)
+        method, k, repeats = args.child[0], int(args.child[1]), int(args.child[2])
+        print(json.dumps(run_case(method, k, repeats, "cpu")))
+        return
+    repeats = 1 if args.quick else 5
+    for k in SIZES:
+        ref = measure("reference", k, repeats, args.device)
+        for method in ("vq", "fsq"):
+            ours = measure(method, k, repeats, args.device)
+            for metric, unit in (("ms", "ms"), ("mib", "MiB")):
+                o, r = ours[metric], ref[metric]
+                print(json.dumps({
+                    "bench": "quantize", "case": f"{method}_K{k}_{'time' if metric == 'ms' else 'peak_mem'}_{args.device}",
+                    "unit": unit, "ours": round(o, 3), "reference": round(r, 3),
+                    "ratio": round(r / o, 3) if o > 0 else None, "target": 1.0,
+                }), flush=True)
+
+
+if __name__ == "__main__":
+    main()
