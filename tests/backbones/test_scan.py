@@ -22,12 +22,13 @@ def _inputs(b, length, e, n, *, dtype=torch.float32, seed=0, delta_scale=1.0):
     return x, delta, A, B, C, D, h0
 
 
-@pytest.mark.parametrize("length,chunk", [(1, 8), (5, 8), (16, 16), (17, 16), (63, 8), (200, 64), (2049, 64)])
+@pytest.mark.parametrize("length,chunk,segment", [(1, 8, None), (5, 8, 2), (16, 16, None), (17, 16, 5), (63, 8, 64),
+                                                  (200, 64, 37), (2049, 64, None), (2049, 64, 300)])
 @pytest.mark.parametrize("with_h0", [False, True])
-def test_parallel_scan_equals_sequential_recurrence(length, chunk, with_h0):
+def test_parallel_scan_equals_sequential_recurrence(length, chunk, segment, with_h0):
     x, delta, A, B, C, D, h0 = _inputs(2, length, 6, 4)
     h0 = h0 if with_h0 else None
-    y, h = selective_scan(x, delta, A, B, C, D, h0=h0, chunk=chunk)
+    y, h = selective_scan(x, delta, A, B, C, D, h0=h0, chunk=chunk, segment=segment)
     y_ref, h_ref = selective_scan_reference(x, delta, A, B, C, D, h0=h0)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
@@ -65,11 +66,12 @@ def test_gradients_match_finite_differences():
     x, delta, A, B, C, D, h0 = _inputs(1, 7, 2, 3, dtype=torch.float64)
     args = [t.clone().requires_grad_() for t in (x, delta, A, B, C, D, h0)]
 
-    def fn(x, delta, A, B, C, D, h0):
-        y, h = selective_scan(x, delta, A, B, C, D, h0=h0, chunk=3)  # 7 = 3 + 3 + 1: crosses chunk ends
-        return y, h
+    for segment in (None, 3):  # one segment keeps its states; 3 + 3 + 1 recomputes them in backward
+        def fn(x, delta, A, B, C, D, h0):
+            return selective_scan(x, delta, A, B, C, D, h0=h0, chunk=2, segment=segment)  # chunks cross segment ends
 
-    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5)
+        assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-5)
+        assert torch.autograd.gradcheck(lambda *a: fn(*a, None), args[:-1], eps=1e-6, atol=1e-5)
     a = torch.rand(2, 9, 3, dtype=torch.float64, requires_grad=True)
     u = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, u: linear_scan(a, u, chunk=4), (a, u), eps=1e-6, atol=1e-5)
@@ -79,7 +81,7 @@ def test_custom_backward_matches_autograd_through_the_recurrence():
     x, delta, A, B, C, D, h0 = _inputs(2, 100, 4, 4)
     w = torch.randn(2, 100, 4)
     grads = []
-    for scan in (lambda *a: selective_scan(*a, chunk=16), selective_scan_reference):
+    for scan in (lambda *a: selective_scan(*a, chunk=16, segment=30), selective_scan_reference):
         args = [t.clone().requires_grad_() for t in (x, delta, A, B, C, D)]
         y, _ = scan(*args)
         (y * w).sum().backward()

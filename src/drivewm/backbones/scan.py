@@ -41,7 +41,7 @@ def _linear_scan(a: Tensor, u: Tensor, h0: Tensor | None, chunk: int, reverse: b
     """
     b, length = a.shape[:2]
     rest = a.shape[2:]
-    t = min(chunk, length)
+    t = min(chunk, math.ceil(math.sqrt(length)))  # balances t in-chunk steps against L / t carry steps
     n_chunks = math.ceil(length / t)
     pad = n_chunks * t - length
     if pad:  # identity steps (a = 1, u = 0) fill the last chunk; they add nothing in either direction
@@ -111,19 +111,109 @@ def linear_scan(a: Tensor, u: Tensor, h0: Tensor | None = None, *, chunk: int = 
     return _LinearScan.apply(a, u, h0, chunk)
 
 
+def _segment_states(x, delta, A, B, h0, chunk):
+    """States h [B, l, E, N] and decays of one segment entered with state h0 (None = zeros)."""
+    decay = torch.exp(delta[..., None] * A)  # [B, l, E, N], in (0, 1] since A < 0, delta > 0
+    u = (delta * x)[..., None] * B[:, :, None, :]  # [B, l, E, N]
+    return _linear_scan(decay, u, h0, chunk), decay
+
+
+def _segment_backward(x, delta, A, B, C, D, h0, h, decay, grad_y, grad_last, chunk):
+    """Gradients of one segment given dL/dy and dL/d(last state); returns them plus dL/dh0."""
+    grad_h = grad_y[..., None] * C[:, :, None, :]  # direct dL/dh_t from y_t = C_t . h_t
+    grad_h[:, -1] += grad_last
+    # total dL/dh_t = grad_h_t + a_{t+1} dL/dh_{t+1}: the recurrence in reverse time; it is also dL/du_t
+    a_next = torch.cat([decay[:, 1:], torch.zeros_like(decay[:, :1])], 1)
+    g = _linear_scan(a_next, grad_h, None, chunk, reverse=True)
+    del grad_h, a_next
+    g_log = torch.empty_like(g)  # dL/d(delta A)_t = g_t * h_{t-1} * a_t
+    if h0 is None:
+        g_log[:, 0] = 0
+    else:
+        torch.mul(g[:, 0], h0, out=g_log[:, 0])
+    torch.mul(g[:, 1:], h[:, :-1], out=g_log[:, 1:])
+    g_log.mul_(decay)
+    grad_h0 = None if h0 is None else decay[:, 0] * g[:, 0]
+    grad_A = torch.einsum("blen,ble->en", g_log, delta)
+    grad_delta = (g_log * A).sum(-1)  # [B, l, E]
+    del g_log
+    g_b = torch.matmul(g, B[..., None]).squeeze(-1)  # sum_n g * B_t = dL/d(delta x): [B, l, E]
+    grad_delta += g_b * x
+    grad_x = g_b * delta
+    grad_B = torch.einsum("blen,ble->bln", g, delta * x)
+    grad_C = torch.einsum("blen,ble->bln", h, grad_y)
+    grad_D = None
+    if D is not None:
+        grad_x += grad_y * D
+        grad_D = (grad_y * x).sum((0, 1))
+    return grad_x, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_h0
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """Selective scan over time segments, like the fused kernel's SRAM chunks: each segment's [l, E, N]
+    states stay cache-sized; one segment keeps its states for backward, several keep only the states at
+    segment starts and recompute the rest in backward (memory O(L E) instead of O(L E N))."""
+
+    @staticmethod
+    def forward(ctx, x, delta, A, B, C, D, h0, chunk, segment):
+        length = x.shape[1]
+        bounds = [(s, min(s + segment, length)) for s in range(0, length, segment)]
+        ys, starts, state, kept = [], [], h0, None
+        for s, e in bounds:
+            starts.append(state)
+            h, _ = _segment_states(x[:, s:e], delta[:, s:e], A, B[:, s:e], state, chunk)
+            ys.append(torch.matmul(h, C[:, s:e, :, None]).squeeze(-1))  # C_t . h_t: [B, l, E]
+            state = h[:, -1].clone()  # a view would pin the whole segment's states
+            kept = h if len(bounds) == 1 else None
+        y = torch.cat(ys, 1)
+        if D is not None:
+            y = y + D * x
+        ctx.save_for_backward(x, delta, A, B, C, D, kept)
+        ctx.starts, ctx.bounds, ctx.chunk = starts, bounds, chunk
+        return y, state
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y, grad_last):
+        x, delta, A, B, C, D, kept = ctx.saved_tensors
+        grad_x, grad_delta = torch.empty_like(x), torch.empty_like(delta)
+        grad_B, grad_C = torch.empty_like(B), torch.empty_like(C)
+        grad_A = torch.zeros_like(A)
+        grad_D = None if D is None else torch.zeros_like(D)
+        carry = grad_last  # dL/d(state leaving the segment)
+        for (s, e), h0 in zip(reversed(ctx.bounds), reversed(ctx.starts)):
+            if kept is not None:
+                h, decay = kept, torch.exp(delta[..., None] * A)
+            else:
+                h, decay = _segment_states(x[:, s:e], delta[:, s:e], A, B[:, s:e], h0, ctx.chunk)
+            gx, gdelta, gA, gB, gC, gD, carry = _segment_backward(
+                x[:, s:e], delta[:, s:e], A, B[:, s:e], C[:, s:e], D, h0, h, decay, grad_y[:, s:e], carry, ctx.chunk)
+            grad_x[:, s:e], grad_delta[:, s:e], grad_B[:, s:e], grad_C[:, s:e] = gx, gdelta, gB, gC
+            grad_A += gA
+            if D is not None:
+                grad_D += gD
+        return grad_x, grad_delta, grad_A, grad_B, grad_C, grad_D, carry, None, None
+
+
 def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
 
 def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None, *,
-                   h0: Tensor | None = None, chunk: int = 64, fused: bool | None = None) -> tuple[Tensor, Tensor]:
+                   h0: Tensor | None = None, chunk: int = 64, segment: int | None = None,
+                   fused: bool | None = None) -> tuple[Tensor, Tensor]:
     """Parallel selective scan -> (y [B, L, E] in x's dtype, last state [B, E, N] in float32 or wider).
 
+    segment: time steps whose [B, l, E, N] states are materialised at once; None = the whole sequence
+    on GPU, about 2 MiB of states per segment on CPU (cache-sized; longer sequences recompute states
+    in backward instead of storing them).
     fused: None = the mamba_ssm kernel when installed, on CUDA and starting from a zero state;
     False = always the PyTorch path; True = require the kernel.
     """
     if x.shape[1] == 0:
         raise ValueError("selective_scan needs at least one time step")
+    if chunk < 1:
+        raise ValueError(f"scan chunk must be >= 1, got {chunk}")
     use_fused = fused if fused is not None else (_fused_scan is not None and x.is_cuda and h0 is None)
     if use_fused:
         if _fused_scan is None or h0 is not None:
@@ -135,14 +225,14 @@ def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
         )  # [B, E, L], [B, E, N]
         return y.transpose(1, 2).to(x.dtype), last
     cd = _compute_dtype(x)
-    xf, df, Bf, Cf = x.to(cd), delta.to(cd), B.to(cd), C.to(cd)
-    decay = torch.exp(df[..., None] * A.to(cd))  # [B, L, E, N], in (0, 1] since A < 0, delta > 0
-    u = (df * xf)[..., None] * Bf[:, :, None, :]  # [B, L, E, N]
-    h = linear_scan(decay, u, None if h0 is None else h0.to(cd), chunk=chunk)  # [B, L, E, N]
-    y = torch.matmul(h, Cf[..., None]).squeeze(-1)  # C_t . h_t: [B, L, E]
-    if D is not None:
-        y = y + D.to(cd) * xf
-    return y.to(x.dtype), h[:, -1]
+    if segment is None:
+        per_step = x.shape[0] * x.shape[2] * A.shape[1]
+        segment = x.shape[1] if x.is_cuda else max(chunk, 2**19 // per_step)
+    if segment < 1:
+        raise ValueError(f"scan segment must be >= 1, got {segment}")
+    y, last = _SelectiveScan.apply(x.to(cd), delta.to(cd), A.to(cd), B.to(cd), C.to(cd),
+                                   None if D is None else D.to(cd), None if h0 is None else h0.to(cd), chunk, segment)
+    return y.to(x.dtype), last
 
 
 def selective_scan_step(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None,
