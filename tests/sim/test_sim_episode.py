@@ -93,8 +93,7 @@ def test_collision_and_offroad_are_detected():
     assert hit_off
     # Put a vehicle right on the ego: a collision, not off-road.
     sc2 = Scenario(sim_preset("micro", lidar=False, camera=False, visibility=False), 3, 20)
-    if len(sc2.vehicles.s):
-        sc2.vehicles.path[0], sc2.vehicles.s[0] = sc2.route_path, sc2.ego_s + EGO_LENGTH / 2
-        sc2.vehicles.active[0] = True
-        assert sc2.in_collision()
-    assert not sc2.is_offroad()
+    assert len(sc2.vehicles.s) > 0 and not sc2.in_collision() and not sc2.is_offroad()
+    sc2.vehicles.path[0], sc2.vehicles.s[0] = sc2.route_path, sc2.ego_s + EGO_LENGTH / 2
+    sc2.vehicles.active[0] = True
+    assert sc2.in_collision() and not sc2.is_offroad()

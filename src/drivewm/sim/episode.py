@@ -11,7 +11,11 @@ from drivewm.sim.sensors.suite import SensorSuite
 
 
 def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.ndarray]:
-    """Arrays of one episode (deterministic per seed: the same seed gives byte-identical arrays).
+    """Arrays of one episode (deterministic: the same cfg, seed and frames give byte-identical arrays).
+
+    The world (layout, map, traffic, ego start) is drawn from `seed`; its size follows `frames`
+    (the route is as long as the expert can drive in that time), so a longer episode of the same
+    seed is a different world.
 
     Keys: occ uint8 [T, X, Y, Z]; occ_mask bool [T, X, Y, Z] (cfg.visibility); lidar float32 [P, 4]
     with lidar_offsets int64 [T + 1] (cfg.lidar); camera uint8 [T, H, W, 3] (cfg.camera);
