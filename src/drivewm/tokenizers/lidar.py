@@ -238,13 +238,15 @@ class LidarTokenizer(nn.Module):
     @torch.no_grad()
     def reconstruct(self, points: torch.Tensor, count: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Re-render every valid return's ray through the tokens. Returns ``points`` [B, R, 3] (predicted returns),
-        ``depth`` and ``depth_gt`` [B, R] and ``mask`` [B, R] (False rows are padding)."""
+        ``points_gt`` [B, R, 3] (the true returns, same order), ``depth`` and ``depth_gt`` [B, R] and ``mask`` [B, R]
+        (False rows are padding)."""
         q, valid = self.quantize_points(points, count)
         fld = self.decode_latent(q.quantized)
         dirs, depth_gt, mask = self.rays(points.float(), valid, None)
         depth, _, _ = self.render(fld, dirs)
-        pts = self.origin.to(points.device) + depth[..., None] * dirs
-        return {"points": pts, "depth": depth, "depth_gt": depth_gt, "mask": mask}
+        origin = self.origin.to(points.device)
+        return {"points": origin + depth[..., None] * dirs, "points_gt": origin + depth_gt[..., None] * dirs,
+                "depth": depth, "depth_gt": depth_gt, "mask": mask}
 
 
 @register_model("lidar_vqvae", LidarTokenizerConfig, kind="tokenizer")
