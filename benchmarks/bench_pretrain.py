@@ -103,7 +103,8 @@ def train_variant(name, cfg, data, args, device) -> dict:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(args.seed)
     train, probe_train, probe_val = data
-    curve, step_times, mems, elapsed = [], [], [], 0.0
+    score0, rm0 = probe_score(model, probe_train, probe_val, device)  # the random-encoder probe
+    curve, step_times, mems, elapsed = [(0, 0.0, score0, rm0)], [], [], 0.0
     for step in range(args.steps):
         batch = sample_batch(train, args.batch, gen, device)
         if device.type == "cuda":
@@ -129,12 +130,12 @@ def train_variant(name, cfg, data, args, device) -> dict:
             curve.append((step + 1, elapsed, score, rm))
     warm = step_times[min(2, len(step_times) - 1):]  # first steps include one-off allocation
     return {"name": name, "step_s": float(np.median(warm)), "mem_bytes": float(np.max(mems)), "curve": curve,
-            "final_probe": curve[-1][2], "rankme": curve[-1][3]}
+            "final_probe": curve[-1][2], "rankme": curve[-1][3], "random_probe": score0, "random_rankme": rm0}
 
 
 def reach(curve, score: float) -> tuple[float, float]:
     """(steps, wall seconds) at the first probe evaluation reaching score; inf if never."""
-    for steps, secs, s, _ in curve:
+    for steps, secs, s, _ in curve[1:]:
         if s >= score - 1e-9:
             return float(steps), float(secs)
     return float("inf"), float("inf")
@@ -155,13 +156,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="Frames per batch (each window holds 2).")
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of data, init and batches.")
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     args = ap.parse_args()
-    args.steps = args.steps or (12 if args.quick else 150)
-    args.probe_every = max(1, args.steps // (3 if args.quick else 10))
+    args.steps = args.steps or (10 if args.quick else 150)
+    args.probe_every = max(1, args.steps // (2 if args.quick else 10))
     if args.quick:
         args.batch = min(args.batch, 8)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     eps, frames = (3, 8) if args.quick else (10, 24)
     occ = simulate(eps, frames, seed=1000 + args.seed)
@@ -174,8 +176,8 @@ def main() -> None:
     for name, r in res.items():
         steps, secs = reach(r["curve"], mae["final_probe"])
         print(json.dumps({"bench": BENCH, "case": f"{name}_summary", "step_s": round(r["step_s"], 5),
-                          "mem_bytes": r["mem_bytes"], "final_probe": round(r["final_probe"], 4),
-                          "rankme": round(r["rankme"], 2), "steps_to_mae_probe": steps, "secs_to_mae_probe": secs,
+                          "mem_bytes": r["mem_bytes"], "final_probe": round(r["final_probe"], 4), "random_probe": round(r["random_probe"], 4),
+                          "rankme": round(r["rankme"], 2), "random_rankme": round(r["random_rankme"], 2), "steps_to_mae_probe": steps, "secs_to_mae_probe": secs,
                           "device": device.type}), flush=True)
     m_steps, m_secs = reach(mae["curve"], mae["final_probe"])
     for name in ("jepa_ema", "jepa_vicreg", "jepa_adl", "jepa_sigreg", "contrastive"):
@@ -186,6 +188,7 @@ def main() -> None:
         line(f"{name}_vs_mae_step_time", "s/step", r["step_s"], mae["step_s"], 1.9, lower_is_better=True)
         line(f"{name}_vs_mae_peak_memory", "bytes", r["mem_bytes"], mae["mem_bytes"], 2.8, lower_is_better=True)
         line(f"{name}_vs_mae_final_probe", "miou", r["final_probe"], mae["final_probe"], 1.0)
+        line(f"{name}_vs_random_encoder_probe", "miou", r["final_probe"], r["random_probe"], 1.0)
     ema, sig, off = res["jepa_ema"], res["jepa_sigreg"], res["jepa_off"]
     line("sigreg_vs_ema_probe", "miou", sig["final_probe"], ema["final_probe"],
          round((ema["final_probe"] - 0.02) / max(ema["final_probe"], 1e-9), 4), gap_points=round(100 * (sig["final_probe"] - ema["final_probe"]), 2))

@@ -90,10 +90,10 @@ def test_sigreg_slices_step_synchronised():
 
 def test_sigreg_gradient_reduces_statistic():
     torch.manual_seed(0)
-    z = (torch.rand(256, 8) * 3).requires_grad_()
+    z = (torch.rand(128, 8) * 3).requires_grad_()
     opt = torch.optim.Adam([z], lr=0.05)
     first = None
-    for step in range(60):
+    for step in range(40):
         loss = sigreg(z, step=step, num_slices=32)
         first = first if first is not None else float(loss.detach())
         opt.zero_grad()
