@@ -105,3 +105,46 @@ def test_bad_context_names_key():
         EgoWarpCopyLast(GRID).forecast({"occ": torch.zeros(1, 2, 8, 8, 2, dtype=torch.uint8), "rel_pose": torch.zeros(1, 3, 3)}, 1)
     with pytest.raises(ValueError, match="horizon"):
         CopyLast().forecast({"occ": torch.zeros(1, 2, 4, 4, 2)}, 0)
+
+
+def test_split_window_and_eval_cli_end_to_end(tmp_path):
+    """A static box seen by an ego driving 1 voxel per frame: the ego-motion warp is exact, copy-last is not."""
+    import json
+
+    import numpy as np
+    import typer
+    from typer.testing import CliRunner
+
+    from drivewm.baselines import split_window
+    from drivewm.baselines.cli import baselines
+    from drivewm.data.spec import grid_preset
+    from drivewm.data.store import EpisodeWriter
+
+    grid = grid_preset("micro")  # 32 x 32 x 4 voxels of 1.6 m
+    frames, speed = 8, grid.voxel_size
+    xs = grid.voxel_centers(0)
+    occ = np.full((frames, *grid.shape), grid.free_id, np.uint8)
+    for t in range(frames):
+        world_x = xs + speed * t  # voxel centres in the world frame
+        occ[t, (world_x >= 8.0) & (world_x < 12.8), 14:18, 0] = CAR
+    pose = np.stack([speed * np.arange(frames), np.zeros(frames), np.zeros(frames)], 1).astype(np.float32)
+    with EpisodeWriter(tmp_path / "store", grid=grid, hz=2.0) as w:
+        w.write({"occ": occ, "ego_pose": pose, "action": np.zeros((frames, 2), np.float32)})
+
+    batch = {"occ": torch.from_numpy(occ)[None], "rel_pose": torch.zeros(1, frames, 3)}
+    context, future = split_window(batch, 2)
+    assert context["occ"].shape[1] == 2 and future["occ"].shape[1] == 6 and context["rel_pose"].shape[1] == frames
+
+    cli = typer.Typer()
+    cli.command()(baselines)
+    out = tmp_path / "res.json"
+    args = ["--data", str(tmp_path / "store"), "--split", "train", "--past", "2", "--horizon", "6", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    rows = {r["forecaster"]: r for r in json.loads(out.read_text())}
+    assert rows["ego_warp_copy_last"]["iou"]["avg"] == 100.0 and rows["ego_warp_copy_last"]["miou"]["avg"] == 100.0
+    assert rows["ego_warp_copy_last_cv"]["iou"]["avg"] == 100.0  # constant speed: extrapolation is exact too
+    assert rows["copy_last"]["iou"]["3s"] == 0.0  # the box has moved 6 voxels, beyond its own length
+    assert "copy_last" in res.output and rows["copy_last"]["protocol"] == "occworld"
+    bad = CliRunner().invoke(cli, ["--data", str(tmp_path / "nothing")])
+    assert bad.exit_code != 0 and "nothing" in bad.output

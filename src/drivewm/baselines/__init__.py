@@ -1,0 +1,25 @@
+"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity LiDAR) and the evaluation
+loop that scores them, or any model with the same ``forecast(context, horizon)``, under a named protocol.
+"""
+
+from drivewm.baselines.evaluate import evaluate_occupancy_forecast, occupancy_baselines, split_window
+from drivewm.baselines.forecasters import (
+    ConstantVelocityLidar,
+    CopyLast,
+    EgoWarpCopyLast,
+    future_poses,
+    se2_compose,
+    se2_inverse,
+)
+
+__all__ = [
+    "ConstantVelocityLidar",
+    "CopyLast",
+    "EgoWarpCopyLast",
+    "evaluate_occupancy_forecast",
+    "future_poses",
+    "occupancy_baselines",
+    "se2_compose",
+    "se2_inverse",
+    "split_window",
+]

@@ -1,0 +1,61 @@
+"""`drivewm eval baselines`: the no-learning rows of an occupancy forecasting table, on any store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def baselines(
+    data: Path = typer.Option(..., "--data", "-d", help="Episode store directory (from `drivewm data generate` or a converter)."),
+    split: str = typer.Option("val", "--split", help="Episode split to score: train or val."),
+    past: int = typer.Option(5, "--past", help="Observed frames per window (OccWorld: 5 = -2 s .. 0 s at 2 Hz)."),
+    horizon: int = typer.Option(6, "--horizon", help="Forecast frames scored (OccWorld: 6 = 0.5 .. 3 s at 2 Hz)."),
+    protocol: str = typer.Option("occworld", "--protocol", help="occworld (no mask, empty class = 1) or occ3d (mask_camera, nan-mean)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
+    max_batches: int = typer.Option(0, "--max-batches", help="Stop after this many batches (0 = all windows)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
+) -> None:
+    """Score copy-last and ego-motion-warped copy-last forecasts with the named occupancy protocol."""
+    from torch.utils.data import DataLoader
+
+    from drivewm.baselines.evaluate import evaluate_occupancy_forecast, occupancy_baselines
+    from drivewm.data.config import DataConfig
+    from drivewm.data.windows import WindowDataset
+
+    if protocol not in ("occworld", "occ3d"):
+        raise typer.BadParameter(f"must be occworld or occ3d, got {protocol!r}", param_hint="--protocol")
+    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else [])
+    try:
+        dataset = WindowDataset(DataConfig(path=str(data), past=past, future=horizon, keys=keys), split)
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if len(dataset) == 0:
+        typer.echo(f"error: {data} has no {split} window of {past + horizon} frames", err=True)
+        raise typer.Exit(2)
+    hz = dataset.store.hz
+    report_steps = tuple(max(1, round(sec * hz)) for sec in (1.0, 2.0, 3.0))  # the 1 s / 2 s / 3 s frames
+    results = []
+    for forecaster in occupancy_baselines(dataset.grid):
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        results.append(
+            evaluate_occupancy_forecast(
+                forecaster, loader, past=past, horizon=horizon, protocol=protocol, grid=dataset.grid, hz=hz, report_steps=report_steps,
+                max_batches=max_batches or None,
+            )
+        )
+    names = list(results[0]["miou"])
+    typer.echo(f"protocol {protocol}, {results[0]['windows']} windows, values in %")
+    typer.echo(f"{'forecaster':<24}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names))
+    for r in results:
+        row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
+        typer.echo(f"{r['forecaster']:<24}{row}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(out)
+        typer.echo(f"wrote {out}")
