@@ -100,25 +100,35 @@ def corridor_leader(window: np.ndarray, window_s: np.ndarray, s: np.ndarray, hal
 
     window [N, W, 2] points ahead on each follower's path, obstacles [M]; self_index [N] is the
     follower's own index among the obstacles (or -1). Returns gap [N] (inf if none) and speed [N].
+    Only (follower, obstacle) pairs ahead and within the window's reach are tested.
     """
-    if len(obs_xy) == 0:
-        return np.full(len(s), np.inf), np.zeros(len(s))
-    d = np.linalg.norm(window[:, :, None, :] - obs_xy[None, None], axis=-1)  # [N, W, M]
-    radius = half_wid[:, None, None] + obs_half_wid[None, None, :] + 0.3
-    inside = d < radius
-    # Only obstacles ahead of the follower's centre count (never oneself, never those behind).
+    n = len(s)
+    gap, v_lead = np.full(n, np.inf), np.zeros(n)
+    if len(obs_xy) == 0 or n == 0:
+        return gap, v_lead
+    start = window[:, 0]  # [N, 2]
+    rel = obs_xy[None] - start[:, None]  # [N, M, 2]
     fwd = np.stack([np.cos(heading), np.sin(heading)], axis=-1)  # [N, 2]
-    ahead = np.einsum("nmk,nk->nm", obs_xy[None] - window[:, :1], fwd) > 0  # [N, M]
-    ahead[np.arange(len(s))[self_index >= 0], self_index[self_index >= 0]] = False
-    inside &= ahead[:, None, :]
-    first = np.where(inside.any(1), inside.argmax(1), -1)  # [N, M] first window index in corridor
-    s_hit = np.take_along_axis(window_s, np.maximum(first, 0), axis=1)
-    gap_m = s_hit - s[:, None] - half_len[:, None] - obs_half_len[None] + radius[:, 0, :]
-    gap_m = np.where(first >= 0, np.maximum(gap_m, 0.0), np.inf)
-    k = gap_m.argmin(1)
-    gap = gap_m[np.arange(len(s)), k]
-    v_lead = obs_speed[k] * np.cos(obs_heading[k] - heading)
-    return gap, np.maximum(v_lead, 0.0)
+    reach = window_s[:, -1] - window_s[:, 0] + 5.0
+    near = (np.einsum("nmk,nk->nm", rel, fwd) > 0) & ((rel**2).sum(-1) < (reach[:, None] + obs_half_len[None]) ** 2)
+    rows = np.flatnonzero(self_index >= 0)
+    near[rows, self_index[rows]] = False  # never follow oneself
+    fi, oi = np.nonzero(near)  # candidate pairs [P]
+    if len(fi) == 0:
+        return gap, v_lead
+    d2 = ((window[fi] - obs_xy[oi][:, None]) ** 2).sum(-1)  # [P, W]
+    radius = half_wid[fi] + obs_half_wid[oi] + 0.3
+    inside = d2 < (radius**2)[:, None]
+    hit = inside.any(1)
+    fi, oi, radius = fi[hit], oi[hit], radius[hit]
+    if len(fi) == 0:
+        return gap, v_lead
+    first = inside[hit].argmax(1)  # first window point inside each obstacle's disc
+    g = np.maximum(window_s[fi, first] - s[fi] - half_len[fi] - obs_half_len[oi] + radius, 0.0)
+    np.minimum.at(gap, fi, g)
+    best = g == gap[fi]  # the pair giving each follower's smallest gap
+    v_lead[fi[best]] = np.maximum(obs_speed[oi[best]] * np.cos(obs_heading[oi[best]] - heading[fi[best]]), 0.0)
+    return gap, v_lead
 
 
 @dataclass
