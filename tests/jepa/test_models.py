@@ -31,6 +31,9 @@ def _jepa_models():
         out.append(pytest.param(entry.config_cls(**kw), id=name))
     out += [pytest.param(JepaBEVConfig(encoder=ENC, collapse=c, diag_every=1), id=f"jepa_bev-{k}") for k, c in VARIANTS.items()]
     out.append(pytest.param(JepaBEVConfig(encoder=ENC, masking="bev", pred_loss="cosine", diag_every=1), id="jepa_bev-adl-masking"))
+    tubes_enc = EncoderConfig(grid_shape=[16, 16, 4], patch=2, dim=32, depth=1, heads=2)
+    out.append(pytest.param(JepaBEVConfig(encoder=tubes_enc, masking="tubes", pred_loss="l1", diag_every=1,
+                                          collapse=CollapseConfig(sigreg_lambda=0.05, sigreg_slices=8)), id="jepa_bev-vjepa-tubes"))
     return out
 
 
@@ -48,7 +51,8 @@ def test_forward_backward_all_params_get_grads(cfg):
     if hasattr(model, "on_step_end"):
         model.on_step_end(0, 10)
     z = model.encode(batch["occ"][:, 0])
-    assert z.shape == (3, 16, 32)
+    n = (16 // cfg.encoder.patch) ** 2
+    assert z.shape == (3, n, 32)
 
 
 def test_ema_teacher_follows_schedule_and_gets_no_grad():
@@ -67,8 +71,11 @@ def test_ema_teacher_follows_schedule_and_gets_no_grad():
 
 def test_masks_reproducible_per_step():
     m = JepaBEV(JepaBEVConfig(encoder=ENC, seed=3))
-    a, b = m.masks(4, 7), m.masks(4, 7)
+    (a,), (b,) = m.masks(4, 7), m.masks(4, 7)
     assert torch.equal(a.context, b.context) and torch.equal(a.targets, b.targets)
+    tubes = JepaBEV(JepaBEVConfig(encoder=EncoderConfig(grid_shape=[16, 16, 4], patch=2, dim=32, depth=1, heads=2), masking="tubes"))
+    short, long = tubes.masks(2, 0, frames=3)
+    assert short.context.max() < 3 * 64 and long.targets.shape[-1] % 3 == 0
 
 
 def test_ac_block_causal_and_cached_rollout():

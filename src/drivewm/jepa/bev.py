@@ -5,6 +5,9 @@ Two maskings, one code path:
 - 'multiblock' (I-JEPA, Assran et al., 2023, arXiv 2301.08243): the context encoder sees only the
   context tokens; a narrow predictor fills 4 target blocks from them with mask tokens at the target
   positions; the targets are the layer-normed patch embeddings of the full view; smooth-L1 loss.
+- 'tubes' (V-JEPA, Bardes et al., 2024, arXiv 2404.08471): the window's T frames form one clip of
+  T * N space-time tokens; two mask groups per step (8 tubes at spatial scale 0.15, 2 at 0.7, each
+  repeated over every frame), the prediction loss averaged over both; L1 in the paper (``pred_loss``).
 - 'bev' (AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969): 50 % of the BEV cells are masked; the
   context encoder sees every cell, masked cells replaced by a learnable mask token and empty cells
   (no occupied voxel) by a learnable empty token; predictions and targets are L2-normalised and the
@@ -13,7 +16,7 @@ Two maskings, one code path:
 Collapse control (``CollapseConfig``): EMA teacher with stop-gradient (momentum 0.996 -> 1.0 linear,
 updated in ``on_step_end``), VICReg (arXiv 2105.04906), AD-L-JEPA's variance term, LeJEPA SIGReg
 (arXiv 2511.08544, no teacher and no stop-gradient), or none (the collapse baseline).
-A window [B, T, X, Y, Z] is read as B * T independent frames.
+With 'multiblock' / 'bev' a window [B, T, X, Y, Z] is read as B * T independent frames.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, gather_tokens, init_weights, patch_labels
-from drivewm.jepa.masks import Masks, MultiBlockMasking, RandomCellMasking, step_generator
+from drivewm.jepa.masks import Masks, MultiBlockMasking, RandomCellMasking, step_generator, vjepa_short_long
 from drivewm.jepa.objectives import PRED_LOSSES, CollapseConfig, StepCounter, collapse_terms, diagnostics, prediction_loss
 from drivewm.jepa.predictor import Predictor
 from drivewm.jepa.regularizers import ema_momentum, ema_update
 from drivewm.registry import register_model
 
-MASKINGS = ("multiblock", "bev")
+MASKINGS = ("multiblock", "bev", "tubes")
 
 
 @dataclass(kw_only=True)
@@ -49,7 +52,8 @@ class JepaBEVConfig:
     predictor_heads: int = 4
     """Predictor attention heads."""
     masking: str = "multiblock"
-    """'multiblock' (I-JEPA: 4 targets of 0.15-0.2, context 0.85-1.0) or 'bev' (AD-L-JEPA: 50 % random cells)."""
+    """'multiblock' (I-JEPA: 4 targets of 0.15-0.2, context 0.85-1.0), 'bev' (AD-L-JEPA: 50 % random cells) or
+    'tubes' (V-JEPA: the window's frames as one clip, 8 tubes at 0.15 + 2 at 0.7 across all frames)."""
     mask_ratio: float = 0.5
     """Fraction of cells masked with masking='bev'."""
     min_keep: int = 4
@@ -104,9 +108,8 @@ class JepaBEV(nn.Module):
         if cfg.collapse.target == "ema":
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.counter = StepCounter()
-        self.masker = (
-            MultiBlockMasking(min_keep=cfg.min_keep) if cfg.masking == "multiblock" else RandomCellMasking(ratio=cfg.mask_ratio)
-        )
+        self.masker = {"multiblock": MultiBlockMasking(min_keep=cfg.min_keep), "bev": RandomCellMasking(ratio=cfg.mask_ratio),
+                       "tubes": None}[cfg.masking]
 
     # ---- the protocol ----------------------------------------------------------------------------
     def encode(self, occ: Tensor) -> Tensor:
@@ -114,13 +117,19 @@ class JepaBEV(nn.Module):
         enc = self.target_encoder if self.target_encoder is not None else self.encoder
         return enc(frames_of(occ))
 
-    def masks(self, batch_size: int, step: int) -> Masks:
-        return self.masker(batch_size, self.cfg.encoder.token_grid, step_generator(self.cfg.seed, step))
+    def masks(self, batch_size: int, step: int, frames: int = 1) -> list[Masks]:
+        """The step's mask groups (one; two for V-JEPA tubes), from the (seed, step) generator."""
+        g = step_generator(self.cfg.seed, step)
+        if self.cfg.masking == "tubes":
+            return vjepa_short_long(batch_size, self.cfg.encoder.token_grid, frames, g)
+        return [self.masker(batch_size, self.cfg.encoder.token_grid, g)]
 
     def _context(self, occ: Tensor, m: Masks) -> Tensor:
         """Online context embeddings at m.context: [B, Nc, D]."""
         if self.cfg.masking == "multiblock":
             return self.encoder(occ, keep=m.context)
+        if self.cfg.masking == "tubes":
+            return self.encoder.run(gather_tokens(self.encoder.video_tokens(occ), m.context))
         tokens = self.encoder.tokens(occ)  # [B, N, D]
         b, n, d = tokens.shape
         masked = torch.zeros(b, n, dtype=torch.bool, device=occ.device).scatter_(1, m.targets.flatten(1), True)
@@ -136,38 +145,52 @@ class JepaBEV(nn.Module):
     def _targets(self, occ: Tensor) -> Tensor:
         """Target embeddings of the full view [B, N, D] (EMA or online, stop-grad per config)."""
         c = self.cfg.collapse
-        if self.target_encoder is not None or c.stop_grad:
-            with torch.no_grad():
-                h = (self.target_encoder or self.encoder)(occ)
-        else:
-            h = self.encoder(occ)
-        return h
+        enc = self.target_encoder or self.encoder
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.target_encoder is None and not c.stop_grad):
+            return enc.run(enc.video_tokens(occ)) if self.cfg.masking == "tubes" else enc(occ)
+
+    def _clip(self, occ: Tensor) -> Tensor:
+        """The model's input view of batch['occ']: a clip [B, T, ...] for tubes, else frames [B * T, ...]."""
+        if self.cfg.masking != "tubes":
+            return frames_of(occ)
+        if occ.dim() != 5 or occ.shape[1] < 2:
+            raise ValueError(f"masking='tubes' needs windows [B, T >= 2, X, Y, Z], got occ {tuple(occ.shape)}")
+        return occ
+
+    def _weights(self, occ: Tensor, targets: Tensor) -> Tensor | None:
+        """AD-L-JEPA token weights [B, K, Nt]: 0.75 / 0.25 split between masked occupied and empty cells."""
+        if self.cfg.pred_loss != "cosine" or self.cfg.masking == "tubes":
+            return None
+        b, k, nt = targets.shape
+        labels = patch_labels(occ, self.cfg.encoder.patch, self._free_id)[..., None].float()
+        occupied = gather_tokens(labels, targets.flatten(1)).view(b, k, nt)
+        weights = self.cfg.occupied_weight * occupied + self.cfg.empty_weight * (1.0 - occupied)
+        # Normalise each group to its own mean so the weights split the loss 0.75 / 0.25 as in AD-L-JEPA.
+        n_occ, n_emp = occupied.sum().clamp_min(1.0), (1.0 - occupied).sum().clamp_min(1.0)
+        return weights * torch.where(occupied > 0, occupied.numel() / n_occ, occupied.numel() / n_emp)
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        occ = frames_of(batch["occ"])
-        b = occ.shape[0]
+        occ = self._clip(batch["occ"])
+        b, frames = occ.shape[0], (occ.shape[1] if self.cfg.masking == "tubes" else 1)
         step = self.counter.value
-        m = self.masks(b, step)
-        m = Masks(context=m.context.to(occ.device), targets=m.targets.to(occ.device))
-        h = self._targets(occ)  # [B, N, D]
+        h = self._targets(occ)  # [B, (T *) N, D]
         online = h
-        tgt = F.layer_norm(h, h.shape[-1:]) if self.cfg.norm_targets else h
-        ctx = self._context(occ, m)  # [B, Nc, D]
-        pred = self.predictor(ctx, m.context, m.targets)  # [B, K, Nt, D]
-        k, nt = m.targets.shape[1:]
-        tgt = gather_tokens(tgt, m.targets.flatten(1)).view(b, k, nt, -1)
-        weights = None
-        if self.cfg.pred_loss == "cosine":
-            occupied = gather_tokens(patch_labels(occ, self.cfg.encoder.patch, self._free_id)[..., None].float(),
-                                     m.targets.flatten(1)).view(b, k, nt)
-            weights = self.cfg.occupied_weight * occupied + self.cfg.empty_weight * (1.0 - occupied)
-            # Normalise each group to its own mean so the weights split the loss 0.75 / 0.25 as in AD-L-JEPA.
-            n_occ, n_emp = occupied.sum().clamp_min(1.0), (1.0 - occupied).sum().clamp_min(1.0)
-            weights = weights * torch.where(occupied > 0, occupied.numel() / n_occ, occupied.numel() / n_emp)
-        pl = prediction_loss(pred, tgt, self.cfg.pred_loss, weights)
+        tgt_all = F.layer_norm(h, h.shape[-1:]) if self.cfg.norm_targets else h
+        losses, ctxs, preds = [], [], []
+        for m in self.masks(b, step, frames):
+            m = Masks(context=m.context.to(occ.device), targets=m.targets.to(occ.device))
+            ctx = self._context(occ, m)  # [B, Nc, D]
+            pred = self.predictor(ctx, m.context, m.targets, frames)  # [B, K, Nt, D]
+            k, nt = m.targets.shape[1:]
+            tgt = gather_tokens(tgt_all, m.targets.flatten(1)).view(b, k, nt, -1)
+            losses.append(prediction_loss(pred, tgt, self.cfg.pred_loss, self._weights(occ, m.targets)))
+            ctxs.append(ctx.reshape(-1, ctx.shape[-1]))
+            preds.append(pred.reshape(-1, pred.shape[-1]))
+        pl = torch.stack(losses).mean()
         if self.cfg.collapse.sigreg_lambda > 0 and not h.requires_grad:
-            online = self.encoder(occ)  # SIGReg acts on the online encoder's full view, with gradient
-        out = collapse_terms(self.cfg.collapse, pl, ctx, pred, online, step, self.cfg.seed)
+            # SIGReg acts on the online encoder's full view, with gradient
+            online = self.encoder.run(self.encoder.video_tokens(occ)) if frames > 1 else self.encoder(occ)
+        out = collapse_terms(self.cfg.collapse, pl, torch.cat(ctxs), torch.cat(preds), online, step, self.cfg.seed)
         if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
             out.update(diagnostics(h))  # over all patch tokens [B * N, D]
         return out

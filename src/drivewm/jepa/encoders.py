@@ -81,6 +81,21 @@ def sincos_2d(h: int, w: int, dim: int) -> Tensor:
     return torch.cat(out, dim=1).float()
 
 
+def sincos_1d(n: int, dim: int) -> Tensor:
+    """Fixed 1-D sin-cos embedding [n, dim] (Transformer positions), e.g. the frame index of a tube token."""
+    half = dim // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
+    ang = torch.arange(n, dtype=torch.float64)[:, None] * omega[None]
+    out = torch.cat([torch.sin(ang), torch.cos(ang)], dim=1).float()
+    return torch.nn.functional.pad(out, (0, dim - out.shape[1]))
+
+
+def spacetime_pos(spatial: Tensor, frames: int) -> Tensor:
+    """[N, D] spatial positions -> [T * N, D] (frame-major) with the frame's 1-D sin-cos added (V-JEPA tubes)."""
+    n, d = spatial.shape
+    return spatial.repeat(frames, 1) + sincos_1d(frames, d).to(spatial).repeat_interleave(n, dim=0)
+
+
 def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
     """x [B, N, D], idx [B, K] -> [B, K, D]."""
     return torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
@@ -190,6 +205,12 @@ class PatchEncoder(nn.Module):
             t = blk(t)
         return self.norm(t)
 
+    def video_tokens(self, x: Tensor) -> Tensor:
+        """Frames [B, T, ...] -> tokens [B, T * N, D] with space-time positions (V-JEPA)."""
+        b, t = x.shape[:2]
+        tok = self.tokens(x.flatten(0, 1)) - self.pos  # [B*T, N, D], re-positioned below
+        return tok.reshape(b, t * self.num_tokens, -1) + spacetime_pos(self.pos, t)
+
     def forward(self, x: Tensor, keep: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
         t = self.tokens(x, valid)
         if keep is not None:
@@ -226,6 +247,8 @@ __all__ = [
     "gather_tokens",
     "init_weights",
     "patch_labels",
+    "sincos_1d",
     "sincos_2d",
+    "spacetime_pos",
     "param_count",
 ]

@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from drivewm.backbones import TransformerBlock, make_norm
-from drivewm.jepa.encoders import gather_tokens, sincos_2d
+from drivewm.jepa.encoders import gather_tokens, sincos_2d, spacetime_pos
 
 
 class Predictor(nn.Module):
@@ -27,10 +27,12 @@ class Predictor(nn.Module):
         self.norm = make_norm("layer", width)
         self.out = nn.Linear(width, dim)
 
-    def forward(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
+    def forward(self, ctx: Tensor, ctx_idx: Tensor, tgt_idx: Tensor, frames: int = 1) -> Tensor:
+        """``frames`` > 1: indices run over T * N space-time tokens (V-JEPA tubes)."""
         b, k, nt = tgt_idx.shape
         nc = ctx.shape[1]
-        pos = self.pos.unsqueeze(0).expand(b, -1, -1)  # [B, N, W]
+        pos = self.pos if frames == 1 else spacetime_pos(self.pos, frames)
+        pos = pos.unsqueeze(0).expand(b, -1, -1)  # [B, T*N, W]
         c = self.embed(ctx) + gather_tokens(pos, ctx_idx)  # [B, Nc, W]
         c = c.unsqueeze(1).expand(-1, k, -1, -1).reshape(b * k, nc, -1)  # one pass per target block
         m = self.mask_token + gather_tokens(pos, tgt_idx.reshape(b, k * nt)).reshape(b * k, nt, -1)
