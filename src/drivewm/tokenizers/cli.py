@@ -20,7 +20,8 @@ def _print_table(title: str, result: dict, lidar: bool) -> None:
         rows = [("depth L1 (m)", result["l1"]), ("depth AbsRel", result["absrel"]), ("Chamfer (m^2)", result["cd"]),
                 ("near-field Chamfer (m^2)", result["nfcd"])]
     else:
-        rows = [("IoU (%)", result["iou"]), ("mIoU (%)", result["miou"])]
+        rows = [("IoU (%)", result["iou"]), ("mIoU (%, OccWorld: absent class = 100)", result["miou"]),
+                (f"mIoU over the {result['classes_present']} classes present (%)", result["miou_present"])]
         rows += [(f"  IoU {name} (%)", v) for name, v in result["per_class_iou"].items()]
     rows += [
         ("codebook usage", result["usage"]),

@@ -45,8 +45,10 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
                                          report_steps=(1,), class_names=grid.classes)
     code_metric = CodebookMetric(vocab_size=model.vocab_size)
     shown_in, shown_out = [], []
+    gt_counts = torch.zeros(grid.num_classes, dtype=torch.long)
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
         occ = batch["occ"][:, 0].to(device)  # [B, X, Y, Z]
+        gt_counts += torch.bincount(occ.reshape(-1).long().cpu(), minlength=grid.num_classes)
         codes = model.encode(occ)
         rec = model.decode(codes).argmax(1)  # [B, X, Y, Z]
         occ_metric.update(rec[:, None].cpu(), occ[:, None].long().cpu())
@@ -56,10 +58,16 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
             shown_out.append(rec[0].cpu().numpy())
     o, c = occ_metric.compute(), code_metric.compute()
     raw_bits = math.prod(grid.shape) * math.log2(grid.num_classes)
+    per_class = next(iter(o["per_class_iou"].values()))
+    # OccWorld's mIoU scores a class absent from the ground truth as 100; also report the mean over present classes.
+    present = [v for c, (name, v) in zip((c for c in range(grid.num_classes) if c != grid.free_id), per_class.items())
+               if gt_counts[c] > 0]
     result = {
         "iou": o["iou_per_step"][0],
         "miou": o["miou_per_step"][0],
-        "per_class_iou": next(iter(o["per_class_iou"].values())),
+        "miou_present": sum(present) / len(present) if present else float("nan"),
+        "classes_present": len(present),
+        "per_class_iou": per_class,
         **{k: c[k] for k in ("usage", "codes_used", "vocab_size", "perplexity", "tokens_per_frame", "bits_per_frame",
                              "entropy_bits_per_frame", "frames")},
         "compression_ratio": raw_bits / c["bits_per_frame"],
