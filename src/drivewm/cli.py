@@ -44,6 +44,9 @@ def _wire() -> None:
 
     eval_app.command("plan", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(eval_plan)
     app.command("drive")(drive)
+    from drivewm.tokenizers.cli import eval_tokenizer
+
+    eval_app.command("tokenizer")(eval_tokenizer)
     from drivewm.baselines.cli import baselines
 
     eval_app.command("baselines")(baselines)
