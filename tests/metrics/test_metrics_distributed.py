@@ -50,7 +50,13 @@ def run_metrics(d: dict, rows: list[int]) -> dict:
 def _worker(rank: int, port: int, out_path: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        result = run_metrics(make_data(), [rank, rank + 2])  # rank 0: samples 0, 2; rank 1: 1, 3
+        data = make_data()
+        result = run_metrics(data, [rank, rank + 2])  # rank 0: samples 0, 2; rank 1: 1, 3
+        # A rank that sees no batch at all still joins the reduction (its state was never sized).
+        lonely = OccupancyForecastMetric(report_steps=(1, 2, 3))
+        if rank == 0:
+            lonely.update(data["pred"], data["gt"])
+        result["lonely"] = lonely.compute()
         if rank == 0:
             with open(out_path, "w") as f:
                 json.dump(result, f)
@@ -78,6 +84,7 @@ def test_two_process_gloo_equals_one_process(tmp_path):
     out = tmp_path / "rank0.json"
     mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=2, join=True)
     two = json.loads(out.read_text())
+    assert _close(two.pop("lonely"), two["occ"])
     one = json.loads(json.dumps(run_metrics(make_data(), [0, 1, 2, 3])))
     assert _close(two, one), (two, one)
     assert one["occ"]["voxels_per_step"][0] == 4 * 6 * 6 * 2

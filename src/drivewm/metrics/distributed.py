@@ -9,6 +9,7 @@ process group; a group that exists but is not initialised is never started here 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -38,6 +39,34 @@ def all_reduce_sum(tensors: Iterable[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
+def _agree_on_shapes(states: list[torch.Tensor], max_dims: int = 4) -> list[torch.Tensor]:
+    """States sized on first update (e.g. [H, C, C]) may still be empty on a rank that saw no data;
+    give those zeros of the shape the other ranks have, so the all-reduce matches everywhere."""
+    shapes = torch.zeros(len(states), max_dims, dtype=torch.int64)
+    for i, t in enumerate(states):
+        if t.ndim > max_dims:
+            raise ValueError(f"metric state with {t.ndim} dims; at most {max_dims} are supported")
+        shapes[i, : t.ndim] = torch.tensor(t.shape, dtype=torch.int64)
+    agreed = all_reduce_max(shapes)
+    out = []
+    for t, row in zip(states, agreed):
+        target = tuple(int(v) for v in row[: t.ndim])
+        if t.numel() == 0 and math.prod(target) > 0:
+            t = torch.zeros(target, dtype=t.dtype, device=t.device)
+        elif tuple(t.shape) != target:
+            raise ValueError(f"metric state shape {tuple(t.shape)} differs across processes (largest {target})")
+        out.append(t)
+    return out
+
+
+def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise maximum of a CPU int64 tensor over processes (device chosen as in all_reduce_sum)."""
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    moved = t.to(device)
+    dist.all_reduce(moved, op=dist.ReduceOp.MAX)
+    return moved.cpu()
+
+
 class StreamingMetric:
     """Base class: `update(...)` adds to additive state tensors, `compute()` reduces and reports.
 
@@ -58,7 +87,10 @@ class StreamingMetric:
             getattr(self, name).zero_()
 
     def _reduced(self) -> dict[str, torch.Tensor]:
-        values = all_reduce_sum(getattr(self, n) for n in self._state_names)
+        states = [getattr(self, n) for n in self._state_names]
+        if is_distributed():
+            states = _agree_on_shapes(states)
+        values = all_reduce_sum(states)
         return dict(zip(self._state_names, values))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -71,8 +103,3 @@ def check_finite(name: str, x: torch.Tensor) -> None:
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf values")
 
-
-def check_shape(name: str, x: torch.Tensor, ndim: int, what: str) -> None:
-    """Raise a ValueError naming the argument when `x` does not have `ndim` dimensions."""
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {what} ({ndim} dims), got shape {tuple(x.shape)}")
