@@ -159,27 +159,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     args = ap.parse_args()
-    args.steps = args.steps or (10 if args.quick else 150)
-    args.probe_every = max(1, args.steps // (2 if args.quick else 10))
+    args.steps = args.steps or (10 if args.quick else 60)
+    args.probe_every = max(1, args.steps // (2 if args.quick else 6))
     if args.quick:
         args.batch = min(args.batch, 8)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    eps, frames = (3, 8) if args.quick else (10, 24)
+    eps, frames = (3, 8) if args.quick else (6, 16)
     occ = simulate(eps, frames, seed=1000 + args.seed)
     probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed)
     data = (occ, probe[: len(probe) // 2].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1),
             probe[len(probe) // 2 :].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1))
-    enc = EncoderConfig(grid_shape=[32, 32, 4], patch=4, dim=64, depth=2 if args.quick else 4, heads=4)
-    res = {name: train_variant(name, cfg, data, args, device) for name, cfg in variants(enc).items()}
-    mae = res["mae"]
-    for name, r in res.items():
-        steps, secs = reach(r["curve"], mae["final_probe"])
+    enc = EncoderConfig(grid_shape=[32, 32, 4], patch=4, dim=64, depth=2, heads=4)
+    res = {}
+    for name, cfg in variants(enc).items():
+        r = res[name] = train_variant(name, cfg, data, args, device)
         print(json.dumps({"bench": BENCH, "case": f"{name}_summary", "step_s": round(r["step_s"], 5),
-                          "mem_bytes": r["mem_bytes"], "final_probe": round(r["final_probe"], 4), "random_probe": round(r["random_probe"], 4),
-                          "rankme": round(r["rankme"], 2), "random_rankme": round(r["random_rankme"], 2), "steps_to_mae_probe": steps, "secs_to_mae_probe": secs,
-                          "device": device.type}), flush=True)
+                          "mem_bytes": r["mem_bytes"], "final_probe": round(r["final_probe"], 4),
+                          "random_probe": round(r["random_probe"], 4), "rankme": round(r["rankme"], 2),
+                          "random_rankme": round(r["random_rankme"], 2), "device": device.type,
+                          "curve": [(s, round(t, 2), round(p, 4), round(k, 1)) for s, t, p, k in r["curve"]]}), flush=True)
+    mae = res["mae"]
     m_steps, m_secs = reach(mae["curve"], mae["final_probe"])
+    print(json.dumps({"bench": BENCH, "case": "mae_reaches_own_final", "steps": m_steps, "secs": m_secs}), flush=True)
     for name in ("jepa_ema", "jepa_vicreg", "jepa_adl", "jepa_sigreg", "contrastive"):
         r = res[name]
         steps, secs = reach(r["curve"], mae["final_probe"])
