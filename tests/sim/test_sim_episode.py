@@ -1,13 +1,16 @@
-"""simulate_episode: the data contract's keys, dtypes and shapes, determinism, and safe traffic."""
+"""simulate_episode: the data contract's keys, dtypes and shapes, determinism, safe traffic, lane paint."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
 from drivewm.sim import EGO_LENGTH, ExpertDriver, Scenario, sim_preset, simulate_episode
 from drivewm.sim.geometry import box_corners, boxes_overlap
-from drivewm.sim.rasterize import CROSSWALK, ROAD
+from drivewm.sim.rasterize import CAR, CROSSWALK, ROAD
+from drivewm.sim.sensors.camera import Camera
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +100,17 @@ def test_collision_and_offroad_are_detected():
     sc2.vehicles.path[0], sc2.vehicles.s[0] = sc2.route_path, sc2.ego_s + EGO_LENGTH / 2
     sc2.vehicles.active[0] = True
     assert sc2.in_collision() and not sc2.is_offroad()
+
+
+def test_lane_paint_lies_on_the_road_and_shows_in_the_camera():
+    cfg = sim_preset("tiny", layouts=("straight",), lidar=False, visibility=False)
+    sc = Scenario(cfg, 0, 8)
+    paint = sc.road.paint
+    assert (paint == 2).any() and (paint == 1).any()  # a yellow centre line and white lines
+    assert np.all(np.isin(sc.road.cls[paint > 0], [ROAD, CAR]))  # on the road (or under a parked car)
+    cam = Camera(cfg.camera_spec)
+    pose, boxes = sc.ego.pose(), np.zeros((0, 8))
+    painted = cam.render(sc.road, pose, boxes).astype(int)
+    bare = cam.render(dataclasses.replace(sc.road, paint=None), pose, boxes).astype(int)
+    changed = np.any(painted != bare, axis=-1)
+    assert changed.any() and np.all(painted[changed].sum(-1) > bare[changed].sum(-1))  # bright lines on asphalt

@@ -107,6 +107,7 @@ class RoadMap:
     origin: np.ndarray  # world (x, y) of the corner of raster cell [0, 0]
     cls: np.ndarray  # uint8 [NX, NY] class id of the static world (ground or object)
     height: np.ndarray  # float32 [NX, NY] top of the static object (0 for ground)
+    paint: np.ndarray | None = None  # uint8 [NX, NY] lane paint on the road: 0 none, 1 white, 2 yellow
     paths: list[np.ndarray] = field(default_factory=list)  # vehicle paths [N, 2], 0.5 m spacing
     path_arms: list[tuple[int, int, int]] = field(default_factory=list)  # (arm in, arm out, lane)
     stop_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # stop line arc length per path
@@ -242,10 +243,10 @@ def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: 
     hi = pts.max(0) + margin
     shape = tuple(np.ceil((hi - lo) / res).astype(int))
     road = RoadMap(layout=layout, arms=arms, junction=junction, res=res, origin=lo,
-                   cls=np.zeros(shape, np.uint8), height=np.zeros(shape, np.float32))
+                   cls=np.zeros(shape, np.uint8), height=np.zeros(shape, np.float32), paint=np.zeros(shape, np.uint8))
     _ped_paths(road, rng)
     rasterize_static(road, rng)
     _lane_paths(road)
-    road.cls.setflags(write=False)
-    road.height.setflags(write=False)
+    for raster in (road.cls, road.height, road.paint):
+        raster.setflags(write=False)
     return road

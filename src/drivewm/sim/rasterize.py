@@ -43,7 +43,21 @@ def _lots(rng: np.random.Generator, kind: str, s0: float, s1: float) -> np.ndarr
     return np.asarray(rows if rows else [[s0, s1, 0, 0, 0, 0]], dtype=np.float64)
 
 
-def _classify_chunk(road: "RoadMap", lots: dict, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _lane_paint(arm, s: np.ndarray, d: np.ndarray, half: float) -> np.ndarray:
+    """Road paint of one arm: 2 = yellow centre line, 1 = white lane dividers (dashed) and edge lines."""
+    from drivewm.sim.maps import LANE_WIDTH
+
+    paint = np.where(np.abs(d) < half, 2, 0).astype(np.uint8)
+    dash = (s % 9.0) < 3.0
+    for k in range(1, arm.lanes + 1):
+        line = np.abs(np.abs(d) - k * LANE_WIDTH) < half
+        paint[line & (dash | (k == arm.lanes))] = 1
+    return paint
+
+
+def _classify_chunk(road: "RoadMap", lots: dict, x: np.ndarray,
+                    y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    paint = np.zeros(x.shape, np.uint8)
     cls = np.full(x.shape, TERRAIN, np.uint8)
     h = np.zeros(x.shape, np.float32)
     is_road = np.zeros(x.shape, bool)
@@ -59,6 +73,8 @@ def _classify_chunk(road: "RoadMap", lots: dict, x: np.ndarray, y: np.ndarray) -
         on_road = dist <= arm.hw
         is_road |= on_road
         is_cross |= on_road & (np.abs(s - arm.crosswalk_s) <= 1.5)
+        own = on_road & (s >= road.junction) & (dist <= arm.drive_hw + road.res)  # this arm's lanes
+        np.maximum(paint, np.where(own, _lane_paint(arm, s, d, max(0.08, road.res / 2)), 0), out=paint)
         left = d > 0
         barrier_side = np.where(left, arm.sides[0] == "barrier", arm.sides[1] == "barrier")
         edge = (dist > arm.hw) & (s >= road.junction)
@@ -92,7 +108,8 @@ def _classify_chunk(road: "RoadMap", lots: dict, x: np.ndarray, y: np.ndarray) -
     cls[is_road] = ROAD
     h[is_road] = 0
     cls[is_cross] = CROSSWALK
-    return cls, h
+    paint[is_cross | ~is_road] = 0
+    return cls, h, paint
 
 
 def _stamp_disc(road: "RoadMap", cx: float, cy: float, r: float, height: float, cls: int) -> None:
@@ -132,9 +149,10 @@ def rasterize_static(road: "RoadMap", rng: np.random.Generator) -> None:
     for r0 in range(0, nx, CHUNK_ROWS):
         xs = road.origin[0] + (np.arange(r0, min(nx, r0 + CHUNK_ROWS)) + 0.5) * road.res
         gx, gy = np.meshgrid(xs, ys, indexing="ij")
-        c, h = _classify_chunk(road, lots, gx, gy)
+        c, h, paint = _classify_chunk(road, lots, gx, gy)
         road.cls[r0 : r0 + len(xs)] = c
         road.height[r0 : r0 + len(xs)] = h
+        road.paint[r0 : r0 + len(xs)] = paint
     # Trees and bushes beside the road, parked cars in the parking lanes.
     for arm in road.arms:
         for side, sign in ((0, 1.0), (1, -1.0)):

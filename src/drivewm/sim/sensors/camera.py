@@ -7,8 +7,9 @@ import numpy as np
 from drivewm.data.spec import class_id
 from drivewm.sim.config import CameraSpec
 from drivewm.sim.maps import RoadMap
-from drivewm.sim.sensors.raycast import NO_HIT, cast_rays
+from drivewm.sim.sensors.raycast import NO_HIT, cast_rays, paint_at
 
+ROAD = class_id("driveable_surface")
 CAMERA_X = 1.5  # metres ahead of the rear axle (windscreen)
 _COLOURS = {"driveable_surface": (70, 70, 75), "other_flat": (220, 220, 220), "sidewalk": (160, 150, 140),
             "terrain": (110, 150, 70), "manmade": (180, 120, 90), "vegetation": (40, 110, 40),
@@ -17,6 +18,7 @@ _COLOURS = {"driveable_surface": (70, 70, 75), "other_flat": (220, 220, 220), "s
 PALETTE = np.full((256, 3), 128.0, np.float32)
 for _name, _rgb in _COLOURS.items():
     PALETTE[class_id(_name)] = _rgb
+PAINT_RGB = np.array([[0, 0, 0], [235, 235, 235], [235, 200, 40]], np.float32)  # none, white, yellow
 SKY_TOP, SKY_HORIZON = np.array([90.0, 140.0, 220.0]), np.array([200.0, 215.0, 235.0])
 
 
@@ -39,6 +41,9 @@ class Camera:
         fog = np.clip(rng3 / sp.max_range, 0, 1)[..., None] ** 0.8
         elev = np.clip(self.slopes, 0, 0.6)[..., None] / 0.6
         sky = SKY_HORIZON * (1 - elev) + SKY_TOP * elev
-        base = PALETTE[cls] * (1 - 0.35 * fog) + SKY_HORIZON * 0.35 * fog
+        surface = PALETTE[cls]
+        paint = np.where(cls == ROAD, paint_at(road, origin, self.az + pose[2], dist), 0)
+        surface = np.where(paint[..., None] > 0, PAINT_RGB[paint], surface)  # lane lines on the road
+        base = surface * (1 - 0.35 * fog) + SKY_HORIZON * 0.35 * fog
         img = np.where(hit[..., None], base, sky)  # [W, H, 3]
         return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 0, 2)  # -> [H, W, 3]

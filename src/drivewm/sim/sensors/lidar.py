@@ -7,7 +7,7 @@ import numpy as np
 from drivewm.data.spec import NUM_CLASSES, class_id
 from drivewm.sim.config import LidarSpec
 from drivewm.sim.maps import RoadMap
-from drivewm.sim.sensors.raycast import cast_rays
+from drivewm.sim.sensors.raycast import cast_rays, paint_at
 
 # Reflectivity by class (0..1): paint and metal are bright, vegetation and asphalt dark.
 _INTENSITY = {"driveable_surface": 0.08, "other_flat": 0.55, "sidewalk": 0.15, "terrain": 0.2, "manmade": 0.3,
@@ -17,6 +17,8 @@ INTENSITY = np.full(256, 0.0, np.float32)
 for _name, _val in _INTENSITY.items():
     INTENSITY[class_id(_name)] = _val
 INTENSITY[NUM_CLASSES:] = 0.0
+PAINT_INTENSITY = 0.55
+ROAD = class_id("driveable_surface")
 
 
 class Lidar:
@@ -41,6 +43,9 @@ class Lidar:
             noisy = np.maximum(rng3 + rng.normal(0.0, sp.range_noise, rng3.shape), 0.05)
             with np.errstate(invalid="ignore", divide="ignore"):
                 scale = np.where(keep, noisy / rng3, 1.0)
+        intensity = INTENSITY[cls]
+        painted = paint_at(road, pose[:2], self.az + pose[2], np.where(cls == ROAD, dist, np.inf)) > 0
+        intensity = np.where(painted, PAINT_INTENSITY, intensity)  # retro-reflective lane paint
         a, b = np.nonzero(keep)  # azimuth-major order, like a spinning sensor
         s = dist[a, b] * scale[a, b]
         az = self.az[a]
@@ -48,5 +53,5 @@ class Lidar:
         pts[:, 0] = s * np.cos(az)
         pts[:, 1] = s * np.sin(az)
         pts[:, 2] = sp.height + self.slopes[a, b] * s
-        pts[:, 3] = INTENSITY[cls[a, b]] * (1.0 - 0.3 * rng3[a, b] / sp.max_range)
+        pts[:, 3] = intensity[a, b] * (1.0 - 0.3 * rng3[a, b] / sp.max_range)
         return pts

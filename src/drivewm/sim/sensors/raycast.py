@@ -105,3 +105,14 @@ def _cast_boxes(origin: np.ndarray, sz: float, ca: np.ndarray, sa: np.ndarray, t
     closer = best < dist
     dist[closer] = best[closer]
     cls[closer] = box_cls[closer]
+
+
+def paint_at(road: RoadMap, origin: np.ndarray, azimuth: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """Lane paint (0 none, 1 white, 2 yellow) under each ray's hit [A, B]; 0 where nothing was hit."""
+    if road.paint is None:
+        return np.zeros(dist.shape, np.uint8)
+    d = np.where(np.isfinite(dist), dist, 0.0)
+    fx = (origin[0] - road.origin[0] + np.cos(azimuth)[:, None] * d) / road.res
+    fy = (origin[1] - road.origin[1] + np.sin(azimuth)[:, None] * d) / road.res
+    out = road.paint.ravel().take(road.flat_index(fx, fy))
+    return np.where(np.isfinite(dist), out, 0).astype(np.uint8)
