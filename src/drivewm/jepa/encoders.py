@@ -237,10 +237,6 @@ def init_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def param_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 __all__ = [
     "EncoderConfig",
     "PatchEncoder",
@@ -250,5 +246,4 @@ __all__ = [
     "sincos_1d",
     "sincos_2d",
     "spacetime_pos",
-    "param_count",
 ]
