@@ -87,21 +87,24 @@ def fit_exponent(lengths: list[int], values: list[float]) -> tuple[float, float]
     return float(slope), float(intercept)
 
 
-def crossover(lengths, t_ssm, t_att, fit_ssm, fit_att) -> tuple[float | None, str]:
-    """Length where the SSM becomes cheaper than attention (log-log interpolation, else extrapolated fits)."""
+def crossover(lengths, t_ssm, t_att) -> tuple[float | None, str]:
+    """Length where the SSM becomes cheaper than attention: measured (log-log interpolation), else
+    extrapolated from least-squares cost models, attention a + b L + c L^2 and the SSM a + b L."""
     faster = [s < a for s, a in zip(t_ssm, t_att)]
     for i, f in enumerate(faster):
         if f and all(faster[i:]):
             if i == 0:
                 return float(lengths[0]), "ssm cheaper at every measured length"
-            # log-linear interpolation of log(t_att / t_ssm) between lengths[i-1] and lengths[i]
             r0, r1 = math.log(t_att[i - 1] / t_ssm[i - 1]), math.log(t_att[i] / t_ssm[i])
             w = r0 / (r0 - r1)
             return float(math.exp(math.log(lengths[i - 1]) + w * (math.log(lengths[i]) - math.log(lengths[i - 1])))), "interpolated"
-    (e_s, a_s), (e_a, a_a) = fit_ssm, fit_att
-    if e_a > e_s:
-        return float(math.exp((a_s - a_a) / (e_a - e_s))), "extrapolated from the fitted power laws"
-    return None, "no crossover: attention scales no worse in this range"
+    length = np.asarray(lengths, dtype=float)
+    att = np.polyfit(length, t_att, 2)
+    ssm = np.polyfit(length, t_ssm, 1)
+    roots = [r.real for r in np.roots(att - np.concatenate([[0.0], ssm])) if abs(r.imag) < 1e-9 and r.real > length[-1]]
+    if att[0] > 0 and roots:
+        return float(min(roots)), "extrapolated: attention a + bL + cL^2 vs ssm a + bL, least squares"
+    return None, "no crossover: no quadratic attention term in the measured range"
 
 
 def rollout_step_ms(model: SequenceBackbone, past: int, device: torch.device, reps: int) -> float:
@@ -203,19 +206,19 @@ def main() -> None:
          round(e_att / e_ssm, 3), "ssm <= 1.15", lengths=lengths[len(lengths) // 2:])
     m_ssm, m_att = (fit_exponent(lengths, mems[k])[0] for k in KINDS)
     emit("train_memory_exponent", "exponent of L (peak memory, longer half)", round(m_ssm, 3), round(m_att, 3),
-         round(m_att / m_ssm, 3), "ssm ~ 1", method=mem_method)
+         round(m_att / m_ssm, 3), "report", method=mem_method)
     lmax = lengths[-1]
     emit(f"train_time_L{lmax}", "s per fwd+bwd", round(times["ssm"][-1], 5), round(times["attention"][-1], 5),
          round(times["attention"][-1] / times["ssm"][-1], 3), "report", batch=batch, dim=dim, depth=depth)
     emit(f"train_peak_memory_L{lmax}", "MiB", round(mems["ssm"][-1] / 2**20, 2), round(mems["attention"][-1] / 2**20, 2),
          round(mems["attention"][-1] / mems["ssm"][-1], 3), "report", method=mem_method)
-    cross, how = crossover(lengths, times["ssm"], times["attention"], fits["ssm"], fits["attention"])
+    cross, how = crossover(lengths, times["ssm"], times["attention"])
     emit("train_time_crossover", "tokens (L where ssm becomes faster)", None if cross is None else round(cross, 1),
          None, None, "printed", method=how)
 
     for m in models.values():
         m.eval()
-    steps = {k: [rollout_step_ms(models[k], past, device, reps=10) for past in (16, 1024)] for k in KINDS}
+    steps = {k: [rollout_step_ms(models[k], past, device, reps=40) for past in (16, 1024)] for k in KINDS}
     log(f"rollout ms/step at 16 and 1024: ssm {steps['ssm']}, attention {steps['attention']}")
     growth = {k: steps[k][1] / steps[k][0] for k in KINDS}
     emit("rollout_step_growth_1024_vs_16", "x (step time at 1024 / at 16)", round(growth["ssm"], 3),

@@ -38,7 +38,7 @@ class BackboneConfig:
     dt_rank: int | str = "auto"
     """Rank of the input-dependent step-size projection; 'auto' = ceil(dim / 16) as in Mamba (ssm only)."""
     chunk: int = 64
-    """Chunk length of the parallel scan: log-depth scan inside a chunk, state carried across chunks (ssm only)."""
+    """Longest chunk of the parallel scan (capped at ceil(sqrt(L))): chunks advance together, the state is carried across chunk ends (ssm only)."""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -4,16 +4,19 @@ Recurrence per channel e and state n (zero-order hold on A, Euler on B, as in Ma
     h_t = exp(delta_t * A) * h_{t-1} + delta_t * B_t * x_t,    y_t = C_t . h_t + D * x_t
 Shapes: x, delta [B, L, E]; A [E, N] (negative); B, C [B, L, N]; D [E]; state h [B, E, N].
 
-The parallel form is a first-order linear recurrence h_t = a_t h_{t-1} + u_t solved in chunks: all
+The parallel form solves the first-order linear recurrence h_t = a_t h_{t-1} + u_t in chunks: all
 chunks advance together from a zero state (chunk steps over [B, L / chunk, E, N] slices), the state
 entering each chunk is carried across chunk ends (L / chunk small steps), and each chunk adds its
-entering state times the cumulative product of its decays. Only products of decays in (0, 1] and sums
-appear -- nothing exponentiates a positive number -- so float32 stays stable at any length, and the
-work is O(L) with chunk + L / chunk sequential launches (chunk ~ sqrt(L) balances them). A custom backward runs
-the same scan in reverse time (dL/dh_t = g_t + a_{t+1} dL/dh_{t+1}), so autograd stores only the
-decays and the states instead of every scan level. Computation happens in float32 (float64 stays
-float64); outputs return in the input dtype. With `mamba_ssm` installed and CUDA inputs, its fused
-`selective_scan_fn` runs instead (same results within tolerance).
+entering state times the running product of its decays. Only products of decays in (0, 1] and sums
+appear -- nothing exponentiates a positive number -- so float32 stays stable at any length; work is
+O(L) with chunk + L / chunk sequential launches (the chunk is capped at ceil(sqrt(L)) to balance them).
+
+Like the fused kernel, the sequence is processed in time segments whose [l, E, N] states fit the
+cache; a custom backward runs the same scan in reverse time (dL/dh_t = dL/dy_t C_t + a_{t+1} dL/dh_{t+1}),
+recomputing a segment's states from the state saved at its start, so once a sequence spans several
+segments training memory grows as O(L E), not O(L E N). Computation happens in float32 (float64 stays float64); outputs return in the input dtype.
+With `mamba_ssm` installed and CUDA inputs starting from a zero state, its fused `selective_scan_fn`
+runs instead (same recurrence; not exercised by the CPU test suite).
 """
 
 from __future__ import annotations
@@ -204,9 +207,9 @@ def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
                    fused: bool | None = None) -> tuple[Tensor, Tensor]:
     """Parallel selective scan -> (y [B, L, E] in x's dtype, last state [B, E, N] in float32 or wider).
 
-    segment: time steps whose [B, l, E, N] states are materialised at once; None = the whole sequence
-    on GPU, about 2 MiB of states per segment on CPU (cache-sized; longer sequences recompute states
-    in backward instead of storing them).
+    segment: time steps whose [B, l, E, N] states are materialised at once; None = about 2 MiB of
+    states on CPU (cache-sized), 128 MiB on GPU. Sequences longer than one segment recompute states
+    in backward instead of storing them.
     fused: None = the mamba_ssm kernel when installed, on CUDA and starting from a zero state;
     False = always the PyTorch path; True = require the kernel.
     """
@@ -227,7 +230,7 @@ def selective_scan(x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D:
     cd = _compute_dtype(x)
     if segment is None:
         per_step = x.shape[0] * x.shape[2] * A.shape[1]
-        segment = x.shape[1] if x.is_cuda else max(chunk, 2**19 // per_step)
+        segment = max(chunk, (2**25 if x.is_cuda else 2**19) // per_step)  # float32 elements per state tensor
     if segment < 1:
         raise ValueError(f"scan segment must be >= 1, got {segment}")
     y, last = _SelectiveScan.apply(x.to(cd), delta.to(cd), A.to(cd), B.to(cd), C.to(cd),
