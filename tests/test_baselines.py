@@ -148,3 +148,24 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     assert "copy_last" in res.output and rows["copy_last"]["protocol"] == "occworld"
     bad = CliRunner().invoke(cli, ["--data", str(tmp_path / "nothing")])
     assert bad.exit_code != 0 and "nothing" in bad.output
+
+
+def test_lidar_evaluation_static_world_constant_speed():
+    """Static points seen by an ego at constant speed: the constant-velocity forecast has zero Chamfer."""
+    from drivewm.baselines import evaluate_lidar_forecast
+
+    g = torch.Generator().manual_seed(0)
+    world = torch.randn(50, 3, generator=g) * 10  # static points, world frame
+    frames, speed, n = 6, 1.5, 64
+    lidar = torch.zeros(1, frames, n, 4)
+    for t in range(frames):
+        lidar[0, t, :50, :3] = world - torch.tensor([speed * t, 0.0, 0.0])
+    batch = {
+        "lidar": lidar,
+        "lidar_count": torch.full((1, frames), 50),
+        "rel_pose": torch.tensor([[[speed * (t - 1), 0.0, 0.0] for t in range(frames)]]),
+    }
+    r = evaluate_lidar_forecast(ConstantVelocityLidar(), [batch, batch], past=2, horizon=4)
+    assert r["cd"] < 1e-10 and r["windows"] == 2 and r["pairs"] == 8
+    with pytest.raises(KeyError, match="lidar"):
+        evaluate_lidar_forecast(ConstantVelocityLidar(), [{"occ": torch.zeros(1, 6, 2, 2, 2)}], past=2, horizon=4)

@@ -2,7 +2,7 @@
 loop that scores them, or any model with the same ``forecast(context, horizon)``, under a named protocol.
 """
 
-from drivewm.baselines.evaluate import evaluate_occupancy_forecast, occupancy_baselines, split_window
+from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupancy_forecast, occupancy_baselines, split_window
 from drivewm.baselines.forecasters import (
     ConstantVelocityLidar,
     CopyLast,
@@ -16,6 +16,7 @@ __all__ = [
     "ConstantVelocityLidar",
     "CopyLast",
     "EgoWarpCopyLast",
+    "evaluate_lidar_forecast",
     "evaluate_occupancy_forecast",
     "future_poses",
     "occupancy_baselines",

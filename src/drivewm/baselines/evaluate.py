@@ -16,7 +16,7 @@ import torch
 
 from drivewm.baselines.forecasters import CopyLast, EgoWarpCopyLast
 from drivewm.data.spec import GridSpec
-from drivewm.metrics import OccupancyForecastMetric
+from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric, clouds_from_padded
 
 # Keys a forecaster may see for every frame (past and future): the ego's own recorded motion.
 POSE_KEYS = ("rel_pose", "ego_pose")
@@ -77,6 +77,40 @@ def evaluate_occupancy_forecast(
                 raise KeyError("protocol 'occ3d' needs 'occ_mask' in the batches (add it to data.keys)")
             metric.update(pred, gt, mask)
             seen += gt.shape[0]
+    if seen == 0:
+        raise ValueError("no batches to evaluate")
+    result = metric.compute()
+    result["forecaster"] = forecaster.name
+    result["windows"] = seen
+    return result
+
+
+def evaluate_lidar_forecast(
+    forecaster,
+    batches: Iterable[dict[str, torch.Tensor]],
+    *,
+    past: int,
+    horizon: int,
+    max_batches: int | None = None,
+) -> dict:
+    """Chamfer / NFCD (4D-Occ protocol) of a point-cloud forecaster whose ``forecast(context, horizon)``
+    returns ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` (the window layout), on window batches."""
+    metric = PointCloudForecastMetric()
+    seen = 0
+    with torch.no_grad():
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            if "lidar" not in batch or "lidar_count" not in batch:
+                raise KeyError("batches need 'lidar' and 'lidar_count' (add 'lidar' to data.keys)")
+            context, future = split_window(batch, past)
+            if future["lidar"].shape[1] < horizon:
+                raise ValueError(f"windows have {future['lidar'].shape[1]} future frames, fewer than horizon = {horizon}")
+            out = forecaster.forecast(context, horizon)
+            pred = clouds_from_padded(out["lidar"], out["lidar_count"])
+            gt = clouds_from_padded(future["lidar"][:, :horizon], future["lidar_count"][:, :horizon])
+            metric.update(pred, gt)
+            seen += len(gt)
     if seen == 0:
         raise ValueError("no batches to evaluate")
     result = metric.compute()
