@@ -86,3 +86,20 @@ def test_mamba_init_follows_the_paper():
     dt = torch.nn.functional.softplus(mixer.dt_proj.bias)
     assert dt.min() >= 1e-4 and dt.max() <= 0.1 + 1e-6
     assert mixer.dt_proj.in_features == 2  # dt_rank 'auto' = ceil(32 / 16)
+
+
+def test_config_nests_in_a_model_config_and_one_override_swaps_the_backbone():
+    from dataclasses import dataclass, field
+
+    from drivewm.config import merge_into
+
+    @dataclass(kw_only=True)
+    class WorldConfig:
+        name: str = "world"
+        backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    cfg = merge_into(WorldConfig(), [("command line", ["backbone.kind=ssm", "backbone.dt_rank=8", "backbone.dim=32"])])
+    model = build_backbone(cfg.backbone)
+    assert isinstance(model, SSMBackbone) and model.mixers[0].dt_proj.in_features == 8
+    with pytest.raises(ValueError, match="kind"):
+        merge_into(WorldConfig(), [("command line", ["backbone.kind=lstm"])])

@@ -34,7 +34,13 @@ from drivewm.backbones.base import SequenceBackbone
 from drivewm.backbones.build import build_backbone
 from drivewm.backbones.config import BackboneConfig
 from drivewm.backbones.rotary import RotaryEmbedding, apply_rotary
-from drivewm.backbones.scan import linear_scan, selective_scan, selective_scan_reference, selective_scan_step
+from drivewm.backbones.scan import (
+    fused_available,
+    linear_scan,
+    selective_scan,
+    selective_scan_reference,
+    selective_scan_step,
+)
 from drivewm.backbones.ssm import MambaBlock, SSMBackbone, SSMState
 
 __all__ = [
@@ -52,6 +58,7 @@ __all__ = [
     "apply_rotary",
     "block_causal_mask",
     "build_backbone",
+    "fused_available",
     "linear_scan",
     "make_norm",
     "selective_scan",
