@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from drivewm.data.spec import GridSpec, grid_preset
+
 
 @dataclass(kw_only=True)
 class BevCnnConfig:
@@ -28,6 +30,16 @@ class BevCnnConfig:
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.channel_mult) - 1)
+
+
+def token_grid(grid_name: str, cfg: BevCnnConfig) -> tuple[GridSpec, tuple[int, int]]:
+    """The grid preset of a BEV tokenizer and its token grid (h, w) = (X / f, Y / f); X and Y must divide by f."""
+    grid = grid_preset(grid_name)
+    x, y, _ = grid.shape
+    f = cfg.downsample
+    if x % f or y % f:
+        raise ValueError(f"grid {grid_name} {grid.shape}: X and Y must be divisible by the downsampling factor {f}")
+    return grid, (x // f, y // f)
 
 
 def _norm(ch: int) -> nn.GroupNorm:

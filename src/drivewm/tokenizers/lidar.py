@@ -26,9 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drivewm.data.spec import GridSpec, grid_preset
 from drivewm.registry import register_model
-from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d
+from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d, token_grid
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 from drivewm.tokenizers.render import ray_samples, sample_volume, volume_render
 
@@ -77,11 +76,8 @@ class LidarTokenizer(nn.Module):
     def __init__(self, cfg: LidarTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.grid: GridSpec = grid_preset(cfg.grid)
-        x, y, z = self.grid.shape
-        f = cfg.cnn.downsample
-        if x % f or y % f:
-            raise ValueError(f"grid {cfg.grid} {self.grid.shape}: X and Y must be divisible by the downsampling factor {f}")
+        self.grid, self._token_shape = token_grid(cfg.grid, cfg.cnn)
+        z = self.grid.shape[2]
         c = cfg.point_channels
         self.pointnet = nn.Sequential(nn.Linear(7, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
         self.encoder = Encoder2d(cfg.cnn, z * c, cfg.z_channels)
@@ -98,8 +94,7 @@ class LidarTokenizer(nn.Module):
 
     @property
     def token_shape(self) -> tuple[int, int]:
-        f = self.cfg.cnn.downsample
-        return (self.grid.shape[0] // f, self.grid.shape[1] // f)
+        return self._token_shape
 
     @property
     def origin(self) -> torch.Tensor:

@@ -17,9 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drivewm.data.spec import GridSpec, grid_preset
 from drivewm.registry import register_model
-from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d
+from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d, token_grid
 from drivewm.tokenizers.lovasz import lovasz_softmax
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 
@@ -56,11 +55,8 @@ class OccTokenizer(nn.Module):
     def __init__(self, cfg: OccTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.grid: GridSpec = grid_preset(cfg.grid)
-        x, y, z = self.grid.shape
-        f = cfg.cnn.downsample
-        if x % f or y % f:
-            raise ValueError(f"grid {cfg.grid} {self.grid.shape}: X and Y must be divisible by the downsampling factor {f}")
+        self.grid, self._token_shape = token_grid(cfg.grid, cfg.cnn)
+        z = self.grid.shape[2]
         self.num_classes = self.grid.num_classes
         if cfg.class_weights and len(cfg.class_weights) != self.num_classes:
             raise ValueError(f"class_weights has {len(cfg.class_weights)} entries, the class table {self.num_classes}")
@@ -80,8 +76,7 @@ class OccTokenizer(nn.Module):
 
     @property
     def token_shape(self) -> tuple[int, int]:
-        f = self.cfg.cnn.downsample
-        return (self.grid.shape[0] // f, self.grid.shape[1] // f)
+        return self._token_shape
 
     def check_occ(self, occ: torch.Tensor) -> torch.Tensor:
         """Validate occ [B, X, Y, Z] class ids against the grid and class table; return it as long."""
