@@ -16,18 +16,20 @@ def baselines(
     protocol: str = typer.Option("occworld", "--protocol", help="occworld (no mask, empty class = 1) or occ3d (mask_camera, nan-mean)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
     max_batches: int = typer.Option(0, "--max-batches", help="Stop after this many batches (0 = all windows)."),
+    lidar: bool = typer.Option(False, "--lidar", help="Also score the constant-velocity LiDAR baseline (4D-Occ CD / NFCD); needs lidar in the store."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
 ) -> None:
     """Score copy-last and ego-motion-warped copy-last forecasts with the named occupancy protocol."""
     from torch.utils.data import DataLoader
 
-    from drivewm.baselines.evaluate import evaluate_occupancy_forecast, occupancy_baselines
+    from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupancy_forecast, occupancy_baselines
+    from drivewm.baselines.forecasters import ConstantVelocityLidar
     from drivewm.data.config import DataConfig
     from drivewm.data.windows import WindowDataset
 
     if protocol not in ("occworld", "occ3d"):
         raise typer.BadParameter(f"must be occworld or occ3d, got {protocol!r}", param_hint="--protocol")
-    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else [])
+    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
     try:
         dataset = WindowDataset(DataConfig(path=str(data), past=past, future=horizon, keys=keys), split)
     except (FileNotFoundError, KeyError, ValueError) as e:
@@ -53,6 +55,11 @@ def baselines(
     for r in results:
         row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
         typer.echo(f"{r['forecaster']:<24}{row}")
+    if lidar:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+        r = evaluate_lidar_forecast(ConstantVelocityLidar(), loader, past=past, horizon=horizon, max_batches=max_batches or None)
+        typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")
+        results.append(r)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".tmp")
