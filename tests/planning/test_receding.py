@@ -104,12 +104,12 @@ def test_same_seed_same_drive_and_always_within_limits(opt):
 
     def drive(seed):
         sc = Scenario(cfg, 5, 20)
-        o = (CEM(CEMConfig(horizon=3, samples=16, iterations=2, init_std=2.0), bounds) if opt == "cem"
-             else MPPI(MPPIConfig(horizon=3, samples=16, iterations=2, noise_std=2.0), bounds))
+        o = (CEM(CEMConfig(horizon=3, samples=8, elites=2, iterations=2, init_std=2.0), bounds) if opt == "cem"
+             else MPPI(MPPIConfig(horizon=3, samples=8, iterations=2, noise_std=2.0), bounds))
         planner = RecedingHorizonPlanner(SimulatorModel("replay"), o, SimulatorCost())
         planner.reset(seed)
         acts = []
-        for _ in range(4):
+        for _ in range(3):
             a = planner.act(sc, None)
             assert np.all(a >= low) and np.all(a <= high)
             acts.append(a)
