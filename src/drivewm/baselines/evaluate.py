@@ -77,12 +77,7 @@ def evaluate_occupancy_forecast(
                 raise KeyError("protocol 'occ3d' needs 'occ_mask' in the batches (add it to data.keys)")
             metric.update(pred, gt, mask)
             seen += gt.shape[0]
-    if seen == 0:
-        raise ValueError("no batches to evaluate")
-    result = metric.compute()
-    result["forecaster"] = forecaster.name
-    result["windows"] = seen
-    return result
+    return _report(metric, forecaster.name, seen)
 
 
 def evaluate_lidar_forecast(
@@ -111,12 +106,14 @@ def evaluate_lidar_forecast(
             gt = clouds_from_padded(future["lidar"][:, :horizon], future["lidar_count"][:, :horizon])
             metric.update(pred, gt)
             seen += len(gt)
-    if seen == 0:
+    return _report(metric, forecaster.name, seen)
+
+
+def _report(metric, name: str, windows: int) -> dict:
+    """The metric's report with who was scored on how many windows."""
+    if windows == 0:
         raise ValueError("no batches to evaluate")
-    result = metric.compute()
-    result["forecaster"] = forecaster.name
-    result["windows"] = seen
-    return result
+    return {**metric.compute(), "forecaster": name, "windows": windows}
 
 
 def occupancy_baselines(grid: GridSpec) -> list[OccupancyForecaster]:
