@@ -7,7 +7,7 @@ top-k 10, 10 iterations, momentum 0.15 on mean and std); a GPU user raises `samp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -111,13 +111,3 @@ class MPPIConfig:
     """Seed of the sampling generator; the same seed gives the same plans."""
     device: str = "cpu"
     """Device on which samples are drawn and scored (the model's device)."""
-
-
-@dataclass(kw_only=True)
-class PlanConfig:
-    """What a YAML preset under configs/planning/ holds: the planners' settings and the cost weights."""
-
-    cem: CEMConfig = field(default_factory=CEMConfig)
-    """CEM settings."""
-    mppi: MPPIConfig = field(default_factory=MPPIConfig)
-    """MPPI settings."""
