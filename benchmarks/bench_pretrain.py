@@ -25,7 +25,7 @@ import torch
 
 from drivewm.jepa.baselines import ContrastiveBEVConfig, MaeBEVConfig
 from drivewm.jepa.bev import JepaBEVConfig
-from drivewm.jepa.encoders import EncoderConfig
+from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, init_weights
 from drivewm.jepa.objectives import CollapseConfig
 from drivewm.jepa.probe import run_probes
 from drivewm.metrics import rankme
@@ -97,9 +97,21 @@ def probe_score(model, train: torch.Tensor, val: torch.Tensor, device) -> tuple[
     return res["seg_miou"], rankme(z.float().cpu())
 
 
+def same_encoder_init(model, enc: EncoderConfig, seed: int) -> None:
+    """Give every objective the same initial encoder (and EMA teacher), so they start from one random-encoder probe."""
+    torch.manual_seed(seed)
+    ref = PatchEncoder(enc)
+    init_weights(ref)
+    for name in ("encoder", "target_encoder"):
+        if getattr(model, name, None) is not None:
+            getattr(model, name).load_state_dict(ref.state_dict())
+
+
 def train_variant(name, cfg, data, args, device) -> dict:
     torch.manual_seed(args.seed)
-    model = build_model(cfg).to(device)
+    model = build_model(cfg)
+    same_encoder_init(model, cfg.encoder, args.seed)
+    model = model.to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.05)
     gen = torch.Generator().manual_seed(args.seed)
     train, probe_train, probe_val = data
