@@ -119,3 +119,13 @@ def test_large_codebook_trains_without_error():
     q = VectorQuantizer(QuantizerConfig(codebook_size=16384, kmeans_iters=2), dim=16).train()
     out = q(torch.randn(2048, 16))
     assert out.indices.max() < 16384 and torch.isfinite(out.loss)
+
+
+def test_codes_chosen_in_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    q = VectorQuantizer(QuantizerConfig(codebook_size=512, kmeans_init=False, dead_threshold=0.0), dim=64).eval()
+    x = torch.randn(1024, 64) / 8  # bf16 distances pick a different code for ~1% of these
+    plain = q(x).indices
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        auto = q(x).indices
+    assert torch.equal(plain, auto)

@@ -169,14 +169,17 @@ class LidarTokenizer(nn.Module):
 
     def render(self, fld: LidarField, dirs: torch.Tensor, jitter: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unit ray directions [B, R, 3] -> (depth [B, R], sample depths [B, R, S], weights [B, R, S])."""
-        t = ray_samples(dirs.shape[:2], self.cfg.samples_per_ray, self.cfg.near, self.far, jitter, dirs.device)
-        pts = self.origin.to(dirs.device) + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
-        feat = sample_volume(fld.features, pts, self.grid)  # [B, F, R, S]
-        sigma = F.softplus(self.density_mlp(feat.movedim(1, -1)).squeeze(-1))  # [B, R, S]
-        if not self.training and self.cfg.skip_threshold > 0:
-            occ_p = torch.sigmoid(sample_volume(fld.occupancy, pts, self.grid, mode="nearest")[:, 0])
-            sigma = torch.where(occ_p < self.cfg.skip_threshold, torch.zeros_like(sigma), sigma)
-        depth, weights = volume_render(sigma, t, self.far)
+        # Sampling and transmittance products in fp32 even under bf16 autocast (long cumulative sums).
+        with torch.autocast(device_type=dirs.device.type, enabled=False):
+            dirs = dirs.float()
+            t = ray_samples(dirs.shape[:2], self.cfg.samples_per_ray, self.cfg.near, self.far, jitter, dirs.device)
+            pts = self.origin.to(dirs.device) + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
+            feat = sample_volume(fld.features.float(), pts, self.grid)  # [B, F, R, S]
+            sigma = F.softplus(self.density_mlp(feat.movedim(1, -1)).squeeze(-1))  # [B, R, S]
+            if not self.training and self.cfg.skip_threshold > 0:
+                occ_p = torch.sigmoid(sample_volume(fld.occupancy.float(), pts, self.grid, mode="nearest")[:, 0])
+                sigma = torch.where(occ_p < self.cfg.skip_threshold, torch.zeros_like(sigma), sigma)
+            depth, weights = volume_render(sigma, t, self.far)
         return depth, t, weights
 
     def rays(self, points: torch.Tensor, valid: torch.Tensor, per_sweep: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

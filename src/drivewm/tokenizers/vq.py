@@ -121,6 +121,11 @@ class VectorQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> QuantizeOutput:
         if x.shape[-1] != self.dim:
             raise ValueError(f"quantizer expects last dim {self.dim}, got shape {tuple(x.shape)}")
+        # Distances and codebook statistics in fp32 even under bf16 autocast: near-ties decide the code.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> QuantizeOutput:
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.dim).float()  # [N, D]
         if self.cfg.l2_normalize:
