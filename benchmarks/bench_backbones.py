@@ -41,18 +41,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step_cost(model: SequenceBackbone, length: int, batch: int, device: torch.device, reps: int) -> tuple[float, float]:
-    """(best seconds of forward+backward, peak bytes) for one [batch, length, dim] sequence."""
+def train_step_cost(model: SequenceBackbone, length: int, batch: int, device: torch.device, reps: int,
+                    min_total_s: float) -> tuple[float, float]:
+    """(best seconds of forward+backward, peak bytes) for one [batch, length, dim] sequence.
+
+    Best of at least `reps` runs, repeated until `min_total_s` was spent (at most 20): on a shared
+    machine the minimum is the stable statistic."""
     x = torch.randn(batch, length, model.cfg.dim, device=device, requires_grad=True)
     model(x).square().mean().backward()  # warm-up (allocator, kernels)
-    best = math.inf
-    for _ in range(reps):
+    best, spent, runs = math.inf, 0.0, 0
+    while runs < reps or (spent < min_total_s and runs < 20):
         model.zero_grad(set_to_none=True)
         sync(device)
         t0 = time.perf_counter()
         model(x).square().mean().backward()
         sync(device)
-        best = min(best, time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
     return best, peak_bytes(model, x)
 
 
@@ -194,7 +199,7 @@ def main() -> None:
     log(f"{'L':>6} {'ssm s':>9} {'attn s':>9} {'ssm MiB':>9} {'attn MiB':>9}   (memory: {mem_method})")
     for length in lengths:
         for k in KINDS:
-            t, mem = train_step_cost(models[k], length, batch, device, reps)
+            t, mem = train_step_cost(models[k], length, batch, device, reps, 0.5 if args.quick else 2.0)
             times[k].append(t)
             mems[k].append(mem)
         log(f"{length:>6} {times['ssm'][-1]:9.4f} {times['attention'][-1]:9.4f} "

@@ -114,21 +114,31 @@ def linear_scan(a: Tensor, u: Tensor, h0: Tensor | None = None, *, chunk: int = 
     return _LinearScan.apply(a, u, h0, chunk)
 
 
+def _decays(delta, A):
+    """exp(delta A) in a [B, l + 1, E, N] buffer whose last step is 0: [:, :-1] are the decays a_t,
+    [:, 1:] the shifted a_{t+1} of the reverse scan, with no copy."""
+    b, length, e = delta.shape
+    buf = delta.new_empty(b, length + 1, e, A.shape[1])
+    torch.mul(delta[..., None], A, out=buf[:, :length]).exp_()  # in (0, 1] since A < 0, delta > 0
+    buf[:, length] = 0
+    return buf
+
+
 def _segment_states(x, delta, A, B, h0, chunk):
-    """States h [B, l, E, N] and decays of one segment entered with state h0 (None = zeros)."""
-    decay = torch.exp(delta[..., None] * A)  # [B, l, E, N], in (0, 1] since A < 0, delta > 0
+    """States h [B, l, E, N] and the decay buffer (see _decays) of one segment entered with state h0."""
+    decays = _decays(delta, A)
     u = (delta * x)[..., None] * B[:, :, None, :]  # [B, l, E, N]
-    return _linear_scan(decay, u, h0, chunk), decay
+    return _linear_scan(decays[:, :-1], u, h0, chunk), decays
 
 
-def _segment_backward(x, delta, A, B, C, D, h0, h, decay, grad_y, grad_last, chunk):
+def _segment_backward(x, delta, A, B, C, D, h0, h, decays, grad_y, grad_last, chunk):
     """Gradients of one segment given dL/dy and dL/d(last state); returns them plus dL/dh0."""
     grad_h = grad_y[..., None] * C[:, :, None, :]  # direct dL/dh_t from y_t = C_t . h_t
     grad_h[:, -1] += grad_last
     # total dL/dh_t = grad_h_t + a_{t+1} dL/dh_{t+1}: the recurrence in reverse time; it is also dL/du_t
-    a_next = torch.cat([decay[:, 1:], torch.zeros_like(decay[:, :1])], 1)
-    g = _linear_scan(a_next, grad_h, None, chunk, reverse=True)
-    del grad_h, a_next
+    g = _linear_scan(decays[:, 1:], grad_h, None, chunk, reverse=True)
+    del grad_h
+    decay = decays[:, :-1]
     g_log = torch.empty_like(g)  # dL/d(delta A)_t = g_t * h_{t-1} * a_t
     if h0 is None:
         g_log[:, 0] = 0
@@ -186,11 +196,11 @@ class _SelectiveScan(torch.autograd.Function):
         carry = grad_last  # dL/d(state leaving the segment)
         for (s, e), h0 in zip(reversed(ctx.bounds), reversed(ctx.starts)):
             if kept is not None:
-                h, decay = kept, torch.exp(delta[..., None] * A)
+                h, decays = kept, _decays(delta, A)
             else:
-                h, decay = _segment_states(x[:, s:e], delta[:, s:e], A, B[:, s:e], h0, ctx.chunk)
+                h, decays = _segment_states(x[:, s:e], delta[:, s:e], A, B[:, s:e], h0, ctx.chunk)
             gx, gdelta, gA, gB, gC, gD, carry = _segment_backward(
-                x[:, s:e], delta[:, s:e], A, B[:, s:e], C[:, s:e], D, h0, h, decay, grad_y[:, s:e], carry, ctx.chunk)
+                x[:, s:e], delta[:, s:e], A, B[:, s:e], C[:, s:e], D, h0, h, decays, grad_y[:, s:e], carry, ctx.chunk)
             grad_x[:, s:e], grad_delta[:, s:e], grad_B[:, s:e], grad_C[:, s:e] = gx, gdelta, gB, gC
             grad_A += gA
             if D is not None:
