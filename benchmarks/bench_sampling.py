@@ -77,7 +77,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="Episode store for the forecast IoU of each sampler (needs the runs).")
     ap.add_argument("--context", type=int, default=4, help="Context frames before the sampled frame.")
     ap.add_argument("--batch", type=int, default=1, help="Windows sampled at once.")
-    XX
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides of each comparison (0: torch's default).")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

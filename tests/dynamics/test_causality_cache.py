@@ -52,6 +52,21 @@ def test_kv_cache_sampling_equals_uncached(make_model, tokens, cond, backbone, s
     assert not torch.equal(outs[0], other)
 
 
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("guidance", [1.0, 2.0])
+def test_maskgit_context_cache_equals_full_passes(make_model, tokens, cond, backbone, guidance):
+    model = make_model("maskgit", backbone).eval()
+    window = torch.cat([tokens[:, :3], torch.full_like(tokens[:, :1], model.mask_id)], 1)
+    caches = [model.context_cache(window, cond, False), model.context_cache(window, cond, True)]
+    full = model.frame_logits(window, cond, guidance)
+    assert torch.allclose(model.frame_logits(window, cond, guidance, caches), full, atol=1e-4)
+    outs = [
+        model.rollout(tokens[:, :3], cond, 2, guidance=guidance, generator=torch.Generator().manual_seed(3), use_cache=c)
+        for c in (True, False)
+    ]
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_guidance_formula_exact_at_0_and_1():
     c, u = torch.randn(3, 7, 11), torch.randn(3, 7, 11)
     assert torch.equal(guided_logits(c, u, 1.0), c)
@@ -69,11 +84,11 @@ def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_mo
     guided0, guided1 = run(0.0), run(1.0)
     original = model.frame_logits
     # The plain conditional model: conditional logits only.
-    model.frame_logits = lambda w, c, g: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, caches=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
     plain_cond = run(1.0)
     # The plain unconditional model: past frames and actions dropped.
     drop = torch.ones(ctx.shape[0], dtype=torch.bool)
-    model.frame_logits = lambda w, c, g: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, caches=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
     plain_uncond = run(0.0)
     model.frame_logits = original
     assert torch.equal(guided1, plain_cond)

@@ -39,9 +39,9 @@ def test_maskgit_decoder_masks_the_stated_counts(make_model, tokens, cond):
     seen = []
     original = model.frame_logits
 
-    def recording(window, c, guidance):
+    def recording(window, c, guidance, caches=None):
         seen.append(int((window[:, -1] == model.mask_id).sum(dim=(1, 2))[0]))
-        return original(window, c, guidance)
+        return original(window, c, guidance, caches)
 
     model.frame_logits = recording
     steps, n = 5, 16

@@ -28,7 +28,7 @@ from torch import Tensor
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits
 from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step
-from drivewm.dynamics.st_net import SpatioTemporalNet
+from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache
 from drivewm.registry import register_model
 
 
@@ -76,11 +76,10 @@ class MaskGITWorldModel(TokenWorldModel):
             dropout=cfg.dropout,
         )
 
-    def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None) -> Tensor:
-        """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, T, A] (frame t: transition t -> t+1),
-        uncond [B] bool (drop conditioning) -> logits [B, T, h, w, V] of each frame's clean tokens."""
+    def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Network inputs (token ids, ego tokens [B, T, D]) of a window, with conditioning dropped where uncond."""
         b, t = tokens.shape[:2]
-        ego = self.ego_emb(cond[:, :-1])  # [B, T-1, D]: transition t-1 -> t enters frame t
+        ego = self.ego_emb(cond[:, : t - 1])  # [B, T-1, D]: transition t-1 -> t enters frame t
         ego = torch.cat([self.null_ego.expand(b, 1, -1), ego], 1)  # [B, T, D]
         if uncond is not None and bool(uncond.any()):
             # Unconditional: the past frames become [MASK] and every ego token the null token.
@@ -88,7 +87,12 @@ class MaskGITWorldModel(TokenWorldModel):
             past[:, :-1] = True
             tokens = torch.where(uncond[:, None, None, None] & past, self.mask_id, tokens)
             ego = torch.where(uncond[:, None, None], self.null_ego.expand(b, t, -1), ego)
-        return self.net(tokens, ego)
+        return tokens, ego
+
+    def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None) -> Tensor:
+        """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, >=T-1, A] (frame t: transition t -> t+1),
+        uncond [B] bool (drop conditioning) -> logits [B, T, h, w, V] of each frame's clean tokens."""
+        return self.net(*self._condition(tokens, cond, uncond))
 
     def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
@@ -125,25 +129,49 @@ class MaskGITWorldModel(TokenWorldModel):
         return result
 
     # --- decoding ---------------------------------------------------------------------------------
-    def frame_logits(self, window: Tensor, cond: Tensor, guidance: float) -> Tensor:
-        """Guided logits [B, N, V] of the last frame of window [B, T, h, w]."""
-        b = window.shape[0]
-        cond_logits = self.denoise_logits(window, cond)[:, -1].flatten(1, 2)
+    def context_cache(self, window: Tensor, cond: Tensor, uncond: bool) -> tuple[TemporalCache, Tensor]:
+        """Run the context frames of window [B, T, h, w] (its last frame is the one being decoded) once.
+
+        Returns the temporal states (TemporalCache in step mode) and the new frame's ego token [B, 1, D]."""
+        drop = torch.full((window.shape[0],), uncond, dtype=torch.bool, device=window.device)
+        tokens, ego = self._condition(window, cond, drop)
+        cache = TemporalCache()
+        self.net(tokens[:, :-1], ego[:, :-1], cache)
+        cache.mode = "step"
+        return cache, ego[:, -1:]
+
+    def frame_logits(self, window: Tensor, cond: Tensor, guidance: float,
+                     caches: list[tuple[TemporalCache, Tensor]] | None = None) -> Tensor:
+        """Guided logits [B, N, V] of the last frame of window [B, T, h, w]; with `caches` (from
+        context_cache: conditional, then unconditional) only the last frame runs through the network."""
+        if caches is None:
+            cond_logits = self.denoise_logits(window, cond)[:, -1].flatten(1, 2)
+        else:
+            cond_logits = self.net(window[:, -1:], caches[0][1], caches[0][0])[:, -1].flatten(1, 2)
         if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
             return cond_logits
-        drop = torch.ones(b, dtype=torch.bool, device=window.device)
-        uncond_logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
+        if caches is None:
+            drop = torch.ones(window.shape[0], dtype=torch.bool, device=window.device)
+            uncond_logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
+        else:
+            uncond_logits = self.net(window[:, -1:], caches[1][1], caches[1][0])[:, -1].flatten(1, 2)
         return guided_logits(cond_logits, uncond_logits, guidance)
 
     def decode_frame(self, context: Tensor, cond: Tensor, *, steps: int, guidance: float,
-                     sampling: SamplingConfig, generator: torch.Generator | None) -> Tensor:
+                     sampling: SamplingConfig, generator: torch.Generator | None, use_cache: bool = True) -> Tensor:
         """context [B, Tc, h, w], cond [B, Tc+1, A] -> the next frame's tokens [B, h, w] in `steps` passes."""
         b, n = context.shape[0], self.tokens_per_frame
         x = torch.full((b, n), self.mask_id, dtype=torch.long, device=context.device)
+        caches = None
+        if use_cache:  # the context runs once; each decoding step then costs one frame
+            window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
+            caches = [self.context_cache(window, cond, False)]
+            if guidance != 1.0:
+                caches.append(self.context_cache(window, cond, True))
         for s in range(steps):
             masked = x == self.mask_id
             window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
-            logits = self.frame_logits(window, cond, guidance)  # [B, N, V]
+            logits = self.frame_logits(window, cond, guidance, caches)  # [B, N, V]
             sampled = sample_logits(logits, sampling, generator)  # [B, N]
             temp = sampling.temperature if sampling.temperature > 0 else 1.0
             logp = filter_logits(logits.float() / temp, sampling.top_k, sampling.top_p).log_softmax(-1)
@@ -171,6 +199,7 @@ class MaskGITWorldModel(TokenWorldModel):
         guidance: float | None = None,
         sampling: SamplingConfig | None = None,
         generator: torch.Generator | None = None,
+        use_cache: bool = True,
     ) -> Tensor:
         """context [B, Tc, h, w], actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w]."""
         self.check_rollout_inputs(context, actions, horizon)
@@ -184,7 +213,7 @@ class MaskGITWorldModel(TokenWorldModel):
             if cond.shape[1] < ctx.shape[1] + 1:  # the last frame's own transition is never used
                 cond = torch.cat([cond, torch.zeros_like(cond[:, :1])], 1)
             new = self.decode_frame(ctx, cond, steps=steps, guidance=guidance,
-                                    sampling=sampling or self.sampling, generator=generator)
+                                    sampling=sampling or self.sampling, generator=generator, use_cache=use_cache)
             frames = torch.cat([frames, new[:, None]], 1)
         return frames[:, context.shape[1] :]
 

@@ -15,12 +15,30 @@ Output: logits [B, T, h, w, V] at every frame; what frame t's logits predict is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, TransformerBlock, build_backbone, make_norm
+from drivewm.dynamics.prefill import causal_prefill
+
+
+@dataclass
+class TemporalCache:
+    """Temporal states of every STBlock after a run of context frames, so a new frame costs one frame.
+
+    Temporal mixing is causal, so the context frames' activations never depend on a later frame:
+    `record` runs the context once and keeps each temporal mixer's step state (KV cache / SSM state);
+    `step` runs only the new frame through the network, each temporal mixer stepping from its state
+    (the states stay unchanged, so MaskGIT's decoding steps can all reuse them).
+    """
+
+    mode: str = "record"
+    states: list = field(default_factory=list)
+    index: int = 0
 
 
 class STBlock(nn.Module):
@@ -33,13 +51,22 @@ class STBlock(nn.Module):
             BackboneConfig(kind=backbone, dim=dim, depth=1, heads=heads, dropout=dropout, max_len=max_frames)
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: TemporalCache | None = None) -> Tensor:
         """x [B, T, S, D] (S = grid tokens + 1 ego token) -> [B, T, S, D]."""
         b, t, s, d = x.shape
         x = self.spatial(x.reshape(b * t, s, d)).reshape(b, t, s, d)
         xt = x.permute(0, 2, 1, 3).reshape(b * s, t, d)  # one temporal sequence per location
         # The backbone ends in a norm; adding it back keeps the stage residual.
-        xt = xt + self.temporal(xt)
+        if cache is None:
+            xt = xt + self.temporal(xt)
+        elif cache.mode == "record":
+            y, state = causal_prefill(self.temporal, xt, torch.arange(t, device=xt.device))
+            cache.states.append(state)
+            xt = xt + y
+        else:  # step: the new frame(s) after the recorded context
+            y, _ = self.temporal.step(xt, cache.states[cache.index])
+            cache.index += 1
+            xt = xt + y
         return xt.reshape(b, s, t, d).permute(0, 2, 1, 3)
 
 
@@ -50,10 +77,10 @@ class Stage(nn.Module):
         self.pos = nn.Parameter(torch.randn(grid[0] * grid[1] + 1, dim) * 0.02)  # grid tokens + ego token
         self.blocks = nn.ModuleList(STBlock(dim, heads, backbone, max_frames, dropout) for _ in range(depth))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cache: TemporalCache | None = None) -> Tensor:
         x = x + self.pos
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x, cache)
         return x
 
 
@@ -96,13 +123,17 @@ class SpatioTemporalNet(nn.Module):
         img = conv(img)[..., : out_grid[0], : out_grid[1]]
         return img.flatten(2).transpose(1, 2).reshape(b, t, out_grid[0] * out_grid[1], -1)
 
-    def forward(self, tokens: Tensor, ego: Tensor) -> Tensor:
+    def forward(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None) -> Tensor:
+        """With `cache` in record mode the tokens are context frames whose temporal states are kept; in
+        step mode the tokens are the frame(s) right after that context."""
+        if cache is not None:
+            cache.index = 0
         b, t = tokens.shape[:2]
         x = self.tok_emb(tokens.flatten(2))  # [B, T, N, D0]
         x = torch.cat([x, ego[:, :, None]], 2)  # [B, T, N+1, D0]
         skips = []
         for i, stage in enumerate(self.down_stages):
-            x = stage(x)
+            x = stage(x, cache)
             if i < len(self.down):
                 skips.append(x)
                 grid_tokens = self._resample(x[:, :, :-1], self.down[i], self.grids[i], self.grids[i + 1])
@@ -110,6 +141,6 @@ class SpatioTemporalNet(nn.Module):
         for i in reversed(range(len(self.up))):
             grid_tokens = self._resample(x[:, :, :-1], self.up[i], self.grids[i + 1], self.grids[i])
             x = torch.cat([grid_tokens, self.ego_up[i](x[:, :, -1:])], 2)
-            x = self.up_stages[i](self.fuse[i](torch.cat([x, skips[i]], -1)))
+            x = self.up_stages[i](self.fuse[i](torch.cat([x, skips[i]], -1)), cache)
         logits = self.head(self.norm(x[:, :, :-1]))  # [B, T, N, V]
         return logits.reshape(b, t, *tokens.shape[2:], -1)
