@@ -10,6 +10,11 @@ events on a GPU. Peak memory: the peak resident set size added by the case, in a
 (CPU), or torch.cuda.max_memory_allocated (GPU).
 Prints one JSON line per comparison; ratio = reference / ours (> 1: ours faster or smaller).
 
+When lucidrains' vector-quantize-pytorch is importable (never a drivewm dependency: install it into a
+folder of its own, e.g. ``pip install --target /tmp/vqp --no-deps vector-quantize-pytorch einx
+frozendict loguru torch_einops_utils`` and run with ``PYTHONPATH=/tmp/vqp``), it adds lines against
+its ``VectorQuantize`` (EMA codebook, ours with EMA too) and its ``FSQ`` at the same sizes.
+
     python benchmarks/bench_quantize.py [--quick] [--device cpu|cuda]
 """
 
@@ -52,12 +57,53 @@ class ReferenceVQ(torch.nn.Module):
         return x + (q - x).detach(), loss
 
 
+class _LucidrainsVQ(torch.nn.Module):
+    """vector-quantize-pytorch's layers behind the (quantized, loss) interface."""
+
+    def __init__(self, kind: str, k: int):
+        super().__init__()
+        import vector_quantize_pytorch as vqp
+
+        self.kind = kind
+        self.inner = (vqp.VectorQuantize(dim=DIM, codebook_size=k, decay=0.99, commitment_weight=0.25) if kind == "vq"
+                      else vqp.FSQ(levels=FSQ_LEVELS[k], dim=DIM))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kind == "vq":
+            q, _, loss = self.inner(x[None])
+            return q[0], loss.sum()
+        q, _ = self.inner(x[None])
+        return q[0], q.new_zeros(())
+
+
+def lucidrains_available() -> bool:
+    try:
+        import vector_quantize_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def make(method: str, k: int) -> torch.nn.Module:
     if method == "reference":
         return ReferenceVQ(k, DIM)
     if method == "vq":
         return VectorQuantizer(QuantizerConfig(codebook_size=k, ema=False, kmeans_init=False, dead_threshold=0.0), DIM)
+    if method == "vq_ema":
+        return VectorQuantizer(QuantizerConfig(codebook_size=k, ema=True, kmeans_init=False, dead_threshold=0.0), DIM)
+    if method in ("lucidrains_vq", "lucidrains_fsq"):
+        return _LucidrainsVQ(method.split("_")[1], k)
     return FSQ(QuantizerConfig(kind="fsq", fsq_levels=FSQ_LEVELS[k]), DIM)
+
+
+def report(case: str, ours: dict, ref: dict, device: str) -> None:
+    for metric, unit in (("ms", "ms"), ("mib", "MiB")):
+        o, r = ours[metric], ref[metric]
+        print(json.dumps({
+            "bench": "quantize", "case": f"{case}_{'time' if metric == 'ms' else 'peak_mem'}_{device}",
+            "unit": unit, "ours": round(o, 3), "reference": round(r, 3),
+            "ratio": round(r / o, 3) if o > 0 else None, "target": 1.0,
+        }), flush=True)
 
 
 def step(module: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> None:
@@ -114,17 +160,16 @@ def main() -> None:
         print(json.dumps(run_case(method, k, repeats, "cpu")))
         return
     repeats = 1 if args.quick else 5
+    lucidrains = lucidrains_available()
     for k in SIZES:
         ref = measure("reference", k, repeats, args.device)
         for method in ("vq", "fsq"):
-            ours = measure(method, k, repeats, args.device)
-            for metric, unit in (("ms", "ms"), ("mib", "MiB")):
-                o, r = ours[metric], ref[metric]
-                print(json.dumps({
-                    "bench": "quantize", "case": f"{method}_K{k}_{'time' if metric == 'ms' else 'peak_mem'}_{args.device}",
-                    "unit": unit, "ours": round(o, 3), "reference": round(r, 3),
-                    "ratio": round(r / o, 3) if o > 0 else None, "target": 1.0,
-                }), flush=True)
+            report(f"{method}_K{k}_vs_cdist", measure(method, k, repeats, args.device), ref, args.device)
+        if lucidrains:
+            report(f"vq_ema_K{k}_vs_lucidrains", measure("vq_ema", k, repeats, args.device),
+                   measure("lucidrains_vq", k, repeats, args.device), args.device)
+            report(f"fsq_K{k}_vs_lucidrains", measure("fsq", k, repeats, args.device),
+                   measure("lucidrains_fsq", k, repeats, args.device), args.device)
 
 
 if __name__ == "__main__":
