@@ -126,3 +126,26 @@ def test_bad_inputs():
 
     with pytest.raises(RegularizerError, match="batch of 1"):
         vicreg_variance(torch.randn(1, 1, 32))
+
+
+def test_ac_loads_frozen_encoder_from_run_dir(tmp_path):
+    from drivewm.config import RunConfig, to_yaml
+    from drivewm.train.checkpoint import CheckpointManager
+
+    torch.manual_seed(0)
+    src = JepaBEV(JepaBEVConfig(encoder=ENC))
+    with torch.no_grad():
+        for p in src.target_encoder.parameters():
+            p.add_(0.5)  # the EMA teacher differs from the online encoder; AC must freeze the teacher
+    CheckpointManager(tmp_path).save(
+        1, config_yaml=to_yaml(RunConfig(model=src.cfg)), model_state=src.state_dict(), optim_state=None, state={"step": 1}
+    )
+    ac = build_model(JepaACConfig(encoder_run=str(tmp_path), width=32, depth=1, heads=2))
+    for a, b in zip(ac.encoder.state_dict().values(), src.target_encoder.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert all(not p.requires_grad for p in ac.encoder.parameters())
+    before = [p.clone() for p in ac.encoder.parameters()]
+    out = ac.loss(scene_batch(2, 3, seed=0, grid=(16, 16, 4)))
+    out["loss"].backward()
+    assert all(p.grad is None for p in ac.encoder.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, ac.encoder.parameters()))
