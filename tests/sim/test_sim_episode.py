@@ -61,8 +61,9 @@ def test_expert_noise_perturbs_actions():
     assert clean["occ"][0].tobytes() == noisy["occ"][0].tobytes()  # same world, different driving
 
 
-def test_traffic_never_overlaps_at_a_busy_intersection():
-    cfg = sim_preset("micro", layouts=("intersection",), vehicle_density=3.0, pedestrian_density=4.0, lidar=False,
+@pytest.mark.parametrize("layout", ["intersection", "roundabout"])
+def test_traffic_never_overlaps_at_a_busy_junction(layout):
+    cfg = sim_preset("micro", layouts=(layout,), vehicle_density=3.0, pedestrian_density=4.0, lidar=False,
                      camera=False, visibility=False)
     crossings = 0
     for seed in (1, 2):

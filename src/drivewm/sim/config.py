@@ -19,7 +19,7 @@ EGO_HEIGHT = 1.56
 EGO_WHEELBASE = 2.588
 EGO_BOX_OFFSET_X = 1.342
 
-LAYOUTS = ("straight", "curve", "intersection", "t_junction")
+LAYOUTS = ("straight", "curve", "intersection", "t_junction", "roundabout")
 
 
 def _check(cond: bool, name: str, msg: str, value: object) -> None:
@@ -76,7 +76,7 @@ class SimConfig:
     physics_dt: float = 0.1
     """Largest integration step (s) of ego and traffic between frames."""
     layouts: tuple[str, ...] = LAYOUTS
-    """Road layouts drawn from (uniformly, per seed): straight, curve, intersection, t_junction."""
+    """Road layouts drawn from (uniformly, per seed): straight, curve, intersection, t_junction, roundabout."""
     map_resolution: float = 0.0
     """Cell size (m) of the world raster; 0 picks half the grid's voxel size (clipped to 0.1..0.4)."""
     vehicle_density: float = 1.0

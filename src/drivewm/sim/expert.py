@@ -56,6 +56,12 @@ class ExpertDriver:
             stop_gap = stop - sc.ego_s - EGO_BOX_OFFSET_X - EGO_LENGTH / 2
             if stop_gap < gap:
                 gap, v_lead = stop_gap, 0.0
+        if sc.road.ring is not None:  # merge into the roundabout only into a gap
+            centre_s = sc.ego_s + EGO_BOX_OFFSET_X
+            ring_gap = float(sc.ring_yield_gap(np.array([sc.route_path]), np.array([centre_s]),
+                                               np.array([EGO_LENGTH / 2]), include_ego=False)[0])
+            if ring_gap < gap:
+                gap, v_lead = ring_gap, 0.0
         i = int(np.clip(sc.ego_s / PATH_SPACING, 0, sc.paths.vcap.shape[1] - 1))
         v0 = min(cfg.target_speed, float(sc.paths.vcap[sc.route_path, i]))
         remaining = sc.route_s1 - sc.ego_s

@@ -1,7 +1,7 @@
 """Procedural road maps: arms from a junction, lanes, sidewalks, crosswalks and roadside objects.
 
 A map is a set of *arms* leaving the origin (two for a straight road or a curve, three for a
-T-junction, four for a four-way intersection). Everything static is rasterized once into a world
+T-junction, four for a four-way intersection or a roundabout, whose ring road circles an island). Everything static is rasterized once into a world
 frame semantic layer (class id + object height per cell) so that occupancy, collision checks and
 ray casting are array lookups. Lanes are polylines (right-hand traffic); vehicle paths chain an
 inbound lane, a Bezier connector through the junction and an outbound lane.
@@ -108,6 +108,9 @@ class RoadMap:
     cls: np.ndarray  # uint8 [NX, NY] class id of the static world (ground or object)
     height: np.ndarray  # float32 [NX, NY] top of the static object (0 for ground)
     paint: np.ndarray | None = None  # uint8 [NX, NY] lane paint on the road: 0 none, 1 white, 2 yellow
+    ring: tuple[float, float] | None = None  # roundabout: inner (island) and outer radius of the ring road
+    ring_entry: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # per path: where it joins the ring
+    ring_entry_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per path: arc length of that point
     paths: list[np.ndarray] = field(default_factory=list)  # vehicle paths [N, 2], 0.5 m spacing
     path_arms: list[tuple[int, int, int]] = field(default_factory=list)  # (arm in, arm out, lane)
     stop_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # stop line arc length per path
@@ -135,7 +138,7 @@ class RoadMap:
 
 def _arms_for(layout: str, rng: np.random.Generator, lengths: dict[int, float], default_len: float) -> list[Arm]:
     base = rng.uniform(-np.pi, np.pi)
-    if layout == "intersection":
+    if layout in ("intersection", "roundabout"):
         angles = [base + k * np.pi / 2 + rng.uniform(-0.12, 0.12) for k in range(4)]
     elif layout == "t_junction":
         angles = [base, base + np.pi, base + np.pi / 2 + rng.uniform(-0.15, 0.15)]
@@ -163,6 +166,19 @@ def _bezier(p0: np.ndarray, d0: np.ndarray, p3: np.ndarray, d3: np.ndarray) -> n
     return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
 
 
+def _ring_connector(ring: tuple[float, float], p0: np.ndarray, d0: np.ndarray, angle_in: float, p3: np.ndarray,
+                    d3: np.ndarray, angle_out: float) -> np.ndarray:
+    """Enter the roundabout right of arm angle_in, circulate counter-clockwise, leave left of angle_out."""
+    r_mid = 0.5 * (ring[0] + ring[1])
+    th_in, th_out = angle_in + 0.45, angle_out - 0.45
+    sweep = (th_out - th_in) % (2 * np.pi)
+    th = th_in + np.linspace(0.0, sweep, max(8, int(sweep * r_mid / 1.0)))
+    arc = r_mid * np.stack([np.cos(th), np.sin(th)], axis=1)
+    t_in = np.array([-np.sin(th[0]), np.cos(th[0])])
+    t_out = np.array([-np.sin(th[-1]), np.cos(th[-1])])
+    return np.concatenate([_bezier(p0, d0, arc[0], t_in)[:-1], arc, _bezier(arc[-1], t_out, p3, d3)[1:]])
+
+
 def _lane_paths(road: RoadMap) -> None:
     """Vehicle paths: inbound lane of arm a -> connector -> outbound lane of arm b, for all a != b."""
     j = road.junction
@@ -181,7 +197,16 @@ def _lane_paths(road: RoadMap) -> None:
                     _, th_b = arm_b.frame(np.array([j]))
                     d0 = -np.array([np.cos(th_a[0]), np.sin(th_a[0])])
                     d3 = np.array([np.cos(th_b[0]), np.sin(th_b[0])])
-                    conn = _bezier(inbound[-1], d0, outbound[0], d3)
+                    if road.ring is not None:
+                        conn = _ring_connector(road.ring, inbound[-1], d0, arm_a.angle, outbound[0], d3, arm_b.angle)
+                        th = arm_a.angle + 0.45
+                        entry = 0.5 * (road.ring[0] + road.ring[1]) * np.array([np.cos(th), np.sin(th)])
+                        road.ring_entry = np.concatenate([road.ring_entry, entry[None]])
+                        k = int(np.argmin(np.linalg.norm(conn - entry, axis=1)))
+                        l_entry = float(np.linalg.norm(np.diff(conn[: k + 1], axis=0), axis=1).sum())
+                        road.ring_entry_s = np.append(road.ring_entry_s, arm_a.length - j + l_entry)
+                    else:
+                        conn = _bezier(inbound[-1], d0, outbound[0], d3)
                 else:
                     conn = inbound[-1:]
                 pts = resample_polyline(np.concatenate([inbound, conn, outbound]), PATH_SPACING)
@@ -233,6 +258,11 @@ def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: 
     max_hw = max(a.hw for a in arms)
     max_sw = max(a.sidewalk for a in arms)
     junction = 0.0 if layout in ("straight", "curve") else max_hw + max_sw + CROSSWALK_WIDTH + 2.0
+    ring = None
+    if layout == "roundabout":
+        island = float(rng.uniform(7.0, 11.0))
+        ring = (island, island + 6.5)
+        junction = ring[1] + max_sw + CROSSWALK_WIDTH + 8.0  # room to wait between crosswalk and ring
     for i, arm in enumerate(arms):
         need = route_in if i == route_arms[0] else route_out if i == route_arms[1] else 20.0
         arm.length = junction + need + margin
@@ -242,7 +272,7 @@ def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: 
     lo = pts.min(0) - margin
     hi = pts.max(0) + margin
     shape = tuple(np.ceil((hi - lo) / res).astype(int))
-    road = RoadMap(layout=layout, arms=arms, junction=junction, res=res, origin=lo,
+    road = RoadMap(layout=layout, arms=arms, junction=junction, res=res, origin=lo, ring=ring,
                    cls=np.zeros(shape, np.uint8), height=np.zeros(shape, np.float32), paint=np.zeros(shape, np.uint8))
     _ped_paths(road, rng)
     rasterize_static(road, rng)

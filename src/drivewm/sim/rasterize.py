@@ -85,6 +85,14 @@ def _classify_chunk(road: "RoadMap", lots: dict, x: np.ndarray,
         best_arm = np.where(closer, i, best_arm)
         best_s = np.where(closer, s, best_s)
         best_d = np.where(closer, d, best_d)
+    if road.ring is not None:  # roundabout: a ring road around a grass island, a sidewalk outside it
+        r = np.hypot(x, y)
+        island = r < road.ring[0]
+        ring = (r >= road.ring[0]) & (r <= road.ring[1])
+        is_road = (is_road & ~island) | ring
+        is_cross &= ~island
+        is_walk = (is_walk & ~island) | ((r > road.ring[1]) & (r <= road.ring[1] + road.arms[0].sidewalk))
+        paint[island | ring] = 0
     # Roadside lots of the nearest arm: buildings behind the sidewalk, terrain elsewhere.
     for i, arm in enumerate(road.arms):
         for side, sign in ((0, 1.0), (1, -1.0)):
@@ -153,6 +161,11 @@ def rasterize_static(road: "RoadMap", rng: np.random.Generator) -> None:
         road.cls[r0 : r0 + len(xs)] = c
         road.height[r0 : r0 + len(xs)] = h
         road.paint[r0 : r0 + len(xs)] = paint
+    if road.ring is not None:  # a tree and bushes on the roundabout's island
+        _stamp_disc(road, 0.0, 0.0, float(rng.uniform(1.5, 2.5)), float(rng.uniform(5, 9)), VEGETATION)
+        for a in rng.uniform(-np.pi, np.pi, 3):
+            rr = 0.6 * road.ring[0]
+            _stamp_disc(road, rr * np.cos(a), rr * np.sin(a), 1.0, 1.2, VEGETATION)
     # Trees and bushes beside the road, parked cars in the parking lanes.
     for arm in road.arms:
         for side, sign in ((0, 1.0), (1, -1.0)):

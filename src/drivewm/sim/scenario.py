@@ -13,13 +13,14 @@ import numpy as np
 
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, SimConfig
 from drivewm.sim.ego import EgoState, bicycle_step
-from drivewm.sim.geometry import box_corners, boxes_overlap, world_to_ego
+from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box, world_to_ego
 from drivewm.sim.maps import PATH_SPACING, generate_map
 from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
                                  spawn_pedestrians, spawn_vehicles)
 
 STOP_WAIT = 1.0  # seconds a vehicle stands at an all-way stop before it may enter
+RING_CLEARANCE = 14.0  # m: a roundabout entry waits while a vehicle in the ring is this close to it
 
 
 class Scenario:
@@ -35,7 +36,7 @@ class Scenario:
         self.dt = 1.0 / (cfg.hz * cfg.substeps)
         map_rng, traffic_rng, self.sensor_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(3))
         layout = cfg.layouts[int(map_rng.integers(len(cfg.layouts)))]
-        n_arms = {"intersection": 4, "t_junction": 3}.get(layout, 2)
+        n_arms = {"intersection": 4, "roundabout": 4, "t_junction": 3}.get(layout, 2)
         a_in, a_out = (0, 1) if n_arms == 2 else tuple(int(a) for a in map_rng.choice(n_arms, 2, replace=False))
         self.route_len = frames / cfg.hz * cfg.target_speed * 1.1 + 15.0
         half_extent = max(abs(v) for v in (*self.grid.lower[:2], *self.grid.upper[:2]))
@@ -135,11 +136,24 @@ class Scenario:
         if np.isfinite(self.ego_arrived) and not self.ego_cleared:
             cands.append((float(self.ego_arrived), 1, -1))
         conf = self.road.conflicts
+        ring = self.road.ring is not None
+        if ring:  # roundabout entries yield to circulating traffic near the entry point
+            arm_in = np.array([a for a, _, _ in self.road.path_arms])
+            vxy, _ = self.vehicle_poses()
+            inside_xy = np.concatenate([vxy[occupied], [self.ego.box()[:2]] if ego_in else np.zeros((0, 2))])
         for t_arr, _, i in sorted(cands):
             p = self.route_path if i < 0 else veh.path[i]
             if self.time - t_arr < STOP_WAIT:
                 continue
-            blocked = np.any(occupied & conf[p, veh.path]) or (ego_in and i >= 0 and conf[p, self.route_path])
+            if ring:
+                near = np.linalg.norm(inside_xy - self.road.ring_entry[p], axis=1) < RING_CLEARANCE
+                # Lanes of one arm merge into the single ring lane: one entering vehicle at a time per arm.
+                merging = occupied & (arm_in[veh.path] == arm_in[p]) & (veh.s < self.road.ring_entry_s[veh.path] + 5.0)
+                ego_merging = ego_in and arm_in[self.route_path] == arm_in[p] and i >= 0 and \
+                    self.ego_s < self.road.ring_entry_s[self.route_path] + 5.0
+                blocked = bool(near.any() or merging.any() or ego_merging)
+            else:
+                blocked = np.any(occupied & conf[p, veh.path]) or (ego_in and i >= 0 and conf[p, self.route_path])
             earlier = [c for c in cands if c[0] < t_arr and not (veh.cleared[c[2]] if c[2] >= 0 else self.ego_cleared)]
             blocked |= any(conf[p, self.route_path if c[2] < 0 else veh.path[c[2]]] for c in earlier)
             if not blocked:
@@ -149,21 +163,30 @@ class Scenario:
                 else:
                     veh.cleared[i] = True
                     occupied[i] = True
+                if ring:
+                    inside_xy = np.concatenate([inside_xy, self.road.ring_entry[p][None]])
 
     # ----- stepping --------------------------------------------------------------------------
     def _ped_moving(self) -> np.ndarray:
-        """1 for pedestrians walking, 0 for those waiting at the kerb: a vehicle is near the crossing
-        (on it, or approaching within 18 m at more than 0.5 m/s). Once on the road they keep walking."""
+        """1 for pedestrians walking, 0 for those waiting: at the kerb while a vehicle is near the crossing
+        (on it, or approaching within 18 m at more than 0.5 m/s), anywhere while a vehicle is in the way."""
         if len(self.peds.s) == 0:
             return np.zeros(0)
         moving = np.ones(len(self.peds.s))
+        veh = self.vehicles
+        vxy, vyaw = self.vehicle_poses()
+        ego_box = self.ego.box()
+        # Never walk into a vehicle: stop when the next step would enter a (slightly inflated) box.
+        ahead, _ = self.ped_paths.pose(self.peds.path, self.peds.s + 0.8)
+        boxes = [(x, y, h, ln + 0.8, w + 0.8) for (x, y), h, (ln, w) in
+                 zip(vxy[veh.active], vyaw[veh.active], veh.size[veh.active, :2])]
+        for b in [*boxes, (ego_box[0], ego_box[1], ego_box[2], ego_box[3] + 0.8, ego_box[4] + 0.8)]:
+            if abs(b[0] - ahead[:, 0]).min() < 8 and abs(b[1] - ahead[:, 1]).min() < 8:
+                moving[points_in_box(ahead[:, 0], ahead[:, 1], b)] = 0.0
         cross = np.array([self.road.ped_cross[p] for p in self.peds.path])  # [N, 2] arc lengths
         near_kerb = (self.peds.s > cross[:, 0] - 1.0) & (self.peds.s < cross[:, 0])
         if not near_kerb.any():
             return moving
-        veh = self.vehicles
-        vxy, _ = self.vehicle_poses()
-        ego_box = self.ego.box()
         xy = np.concatenate([vxy[veh.active], [ego_box[:2]]])
         v = np.concatenate([veh.v[veh.active], [self.ego.v]])
         hl = np.concatenate([veh.size[veh.active, 0] / 2, [ego_box[3] / 2]])
@@ -197,6 +220,8 @@ class Scenario:
             stop = self.road.stop_s[veh.path]
             must_stop = ~veh.cleared & (veh.s < stop)
             stop_gap = np.where(must_stop, stop - veh.s - veh.size[:, 0] / 2, np.inf)
+            if self.road.ring is not None:  # merge into the roundabout only into a gap in the ring
+                stop_gap = np.minimum(stop_gap, self.ring_yield_gap(veh.path, veh.s, veh.size[:, 0] / 2))
             use_stop = stop_gap < gap
             gap, v_lead = np.where(use_stop, stop_gap, gap), np.where(use_stop, 0.0, v_lead)
             cap = self.paths.vcap[veh.path, np.clip((veh.s / PATH_SPACING).astype(int), 0, self.paths.vcap.shape[1] - 1)]
@@ -218,6 +243,22 @@ class Scenario:
         self.time += dt
         self.collided |= self.in_collision()
         self.offroad_now |= self.is_offroad()
+
+    def ring_yield_gap(self, path: np.ndarray, s: np.ndarray, half_len: np.ndarray, include_ego: bool = True) -> np.ndarray:
+        """Gap to a yield line before the ring for road users whose entry has ring traffic within clearance."""
+        road = self.road
+        entry_s = road.ring_entry_s[path]
+        vxy, _ = self.vehicle_poses()
+        xy = np.concatenate([vxy[self.vehicles.active], [self.ego.box()[:2]] if include_ego else np.zeros((0, 2))])
+        r = np.hypot(xy[:, 0], xy[:, 1])
+        circ = xy[(r > road.ring[0] - 1.0) & (r < road.ring[1] + 0.5)]  # road users in the ring
+        gap = np.full(len(s), np.inf)
+        if len(circ) == 0:
+            return gap
+        near = np.linalg.norm(circ[None] - road.ring_entry[path][:, None], axis=-1) < RING_CLEARANCE  # [N, C]
+        line = entry_s - (road.ring[1] - road.ring[0]) - 1.5  # just outside the ring
+        before = s + half_len < line + 0.5
+        return np.where(near.any(1) & before, line - s - half_len, gap)
 
     def _respawn_vehicles(self) -> None:
         veh = self.vehicles

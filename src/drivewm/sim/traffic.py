@@ -106,13 +106,22 @@ def corridor_leader(window: np.ndarray, window_s: np.ndarray, s: np.ndarray, hal
     gap, v_lead = np.full(n, np.inf), np.zeros(n)
     if len(obs_xy) == 0 or n == 0:
         return gap, v_lead
+    # Long obstacles (buses, trucks) also count by their front and rear discs, so that one crossing the
+    # corridor at an angle is seen before its centre gets there; each disc's half length is its radius.
+    long_ = np.flatnonzero(obs_half_len > 2 * obs_half_wid)
+    owner = np.concatenate([np.arange(len(obs_xy)), long_, long_])
+    off = np.concatenate([np.zeros(len(obs_xy)), obs_half_len[long_] - obs_half_wid[long_],
+                          -(obs_half_len[long_] - obs_half_wid[long_])])
+    hd = obs_heading[owner]
+    obs_xy = obs_xy[owner] + off[:, None] * np.stack([np.cos(hd), np.sin(hd)], axis=-1)
+    obs_half_len = np.where(off != 0, obs_half_wid[owner], obs_half_len[owner])
+    obs_half_wid, obs_speed, obs_heading = obs_half_wid[owner], obs_speed[owner], hd
     start = window[:, 0]  # [N, 2]
     rel = obs_xy[None] - start[:, None]  # [N, M, 2]
     fwd = np.stack([np.cos(heading), np.sin(heading)], axis=-1)  # [N, 2]
     reach = window_s[:, -1] - window_s[:, 0] + 5.0
     near = (np.einsum("nmk,nk->nm", rel, fwd) > 0) & ((rel**2).sum(-1) < (reach[:, None] + obs_half_len[None]) ** 2)
-    rows = np.flatnonzero(self_index >= 0)
-    near[rows, self_index[rows]] = False  # never follow oneself
+    near &= owner[None] != self_index[:, None]  # never follow oneself
     fi, oi = np.nonzero(near)  # candidate pairs [P]
     if len(fi) == 0:
         return gap, v_lead
