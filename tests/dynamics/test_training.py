@@ -27,7 +27,8 @@ def test_overfits_a_few_sequences(make_model, kind):
     batch = {"tokens": tokens, "action": torch.randn(2, 4, 2, generator=g), "ego_pose": torch.zeros(2, 4, 3)}
     model = make_model(kind, dim=48, cond_drop_prob=0.0) if kind == "maskgit" else make_model(kind, dim=48)
     torch.manual_seed(0)
-    first = float(model.loss(batch)["loss"])
+    with torch.no_grad():
+        first = float(model.loss(batch)["loss"])
     _train(model, batch, 80 if kind != "maskgit" else 120)
     with torch.no_grad():
         out = model.loss(batch)
