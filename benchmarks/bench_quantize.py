@@ -6,8 +6,10 @@ Ours: ``VectorQuantizer`` with the codebook learned by the loss (the same losses
 no k-means, no restarts) and ``FSQ`` with levels of about the same codebook size
 (Mentzer et al.'s recommendations: [8, 8, 8] = 512, [7, 5, 5, 5, 5] = 4375, [8, 8, 8, 6, 5] = 15360).
 Time: process CPU seconds with one thread on CPU (other load on the machine does not count), CUDA
-events on a GPU. Peak memory: the peak resident set size added by the case, in a fresh subprocess
-(CPU), or torch.cuda.max_memory_allocated (GPU).
+events on a GPU. Peak memory: on CPU the resident set size sampled every 0.2 ms during one step,
+minus the size before it (glibc's mmap threshold is pinned at 128 KiB, so every tensor buffer is
+mmap'd and freed memory leaves the RSS); on a GPU
+torch.cuda.max_memory_allocated minus the memory held before the step.
 Prints one JSON line per comparison; ratio = reference / ours (> 1: ours faster or smaller).
 
 When lucidrains' vector-quantize-pytorch is importable (never a drivewm dependency: install it into a
@@ -23,12 +25,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
-import sys
+import threading
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _pin_mmap_threshold() -> None:
+    """mallopt(M_MMAP_THRESHOLD, 128 KiB): buffers above it are mmap'd and unmapped on free (no dynamic raise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)
+    except OSError:
+        pass
+
+
+_pin_mmap_threshold()
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -130,46 +143,57 @@ def run_case(method: str, k: int, repeats: int, device: str) -> dict:
         end.record()
         torch.cuda.synchronize()
         return {"ms": start.elapsed_time(end) / repeats, "mib": (torch.cuda.max_memory_allocated() - base) / 2**20}
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step(module, x, w)
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024  # KiB -> MiB (Linux)
+    step(module, x, w)  # warm-up: gradients and caches exist before the measured step
+    peak = peak_rss_mib(lambda: step(module, x, w))
     t0 = time.process_time()
     for _ in range(repeats):
         step(module, x, w)
     return {"ms": (time.process_time() - t0) / repeats * 1e3, "mib": peak}
 
 
-def measure(method: str, k: int, repeats: int, device: str) -> dict:
-    if device == "cuda":
-        return run_case(method, k, repeats, device)
-    # A fresh process per case, so the resident-set peak belongs to this case alone.
-    out = subprocess.run([sys.executable, __file__, "--child", method, str(k), str(repeats)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_rss_mib(fn) -> float:
+    """Peak resident memory added while ``fn`` runs (MiB), sampled by a background thread."""
+    base = _rss_bytes()
+    peak, done = [base], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.0002)
+
+    t = threading.Thread(target=sample)
+    t.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        t.join()
+    return max(0, peak[0] - base) / 2**20
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="One timed repeat per case (under a minute on CPU).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
+    if args.device == "cpu":
         torch.set_num_threads(1)
-        method, k, repeats = args.child[0], int(args.child[1]), int(args.child[2])
-        print(json.dumps(run_case(method, k, repeats, "cpu")))
-        return
     repeats = 1 if args.quick else 5
     lucidrains = lucidrains_available()
     for k in SIZES:
-        ref = measure("reference", k, repeats, args.device)
+        ref = run_case("reference", k, repeats, args.device)
         for method in ("vq", "fsq"):
-            report(f"{method}_K{k}_vs_cdist", measure(method, k, repeats, args.device), ref, args.device)
+            report(f"{method}_K{k}_vs_cdist", run_case(method, k, repeats, args.device), ref, args.device)
         if lucidrains:
-            report(f"vq_ema_K{k}_vs_lucidrains", measure("vq_ema", k, repeats, args.device),
-                   measure("lucidrains_vq", k, repeats, args.device), args.device)
-            report(f"fsq_K{k}_vs_lucidrains", measure("fsq", k, repeats, args.device),
-                   measure("lucidrains_fsq", k, repeats, args.device), args.device)
+            report(f"vq_ema_K{k}_vs_lucidrains", run_case("vq_ema", k, repeats, args.device),
+                   run_case("lucidrains_vq", k, repeats, args.device), args.device)
+            report(f"fsq_K{k}_vs_lucidrains", run_case("fsq", k, repeats, args.device),
+                   run_case("lucidrains_fsq", k, repeats, args.device), args.device)
 
 
 if __name__ == "__main__":
