@@ -7,7 +7,7 @@ ego footprint constants (nuScenes / ST-P3 ego box 4.084 m x 1.85 m).
 
 import gymnasium
 
-from drivewm.sim.config import (EGO_BOX_OFFSET_X, EGO_HEIGHT, EGO_LENGTH, EGO_WHEELBASE, EGO_WIDTH, LAYOUTS,
+from drivewm.sim.config import (DEFAULT_LAYOUTS, EGO_BOX_OFFSET_X, EGO_HEIGHT, EGO_LENGTH, EGO_WHEELBASE, EGO_WIDTH, LAYOUTS,
                                 CameraSpec, LidarSpec, SimConfig, sim_preset)
 from drivewm.sim.env import DrivingEnv
 from drivewm.sim.episode import simulate_episode
@@ -19,4 +19,4 @@ if GYM_ID not in gymnasium.registry:
     gymnasium.register(id=GYM_ID, entry_point="drivewm.sim.env:DrivingEnv")
 
 __all__ = ["SimConfig", "LidarSpec", "CameraSpec", "sim_preset", "simulate_episode", "DrivingEnv", "ExpertDriver", "Scenario",
-           "EGO_LENGTH", "EGO_WIDTH", "EGO_HEIGHT", "EGO_WHEELBASE", "EGO_BOX_OFFSET_X", "LAYOUTS", "GYM_ID"]
+           "EGO_LENGTH", "EGO_WIDTH", "EGO_HEIGHT", "EGO_WHEELBASE", "EGO_BOX_OFFSET_X", "LAYOUTS", "DEFAULT_LAYOUTS", "GYM_ID"]

@@ -20,6 +20,8 @@ EGO_WHEELBASE = 2.588
 EGO_BOX_OFFSET_X = 1.342
 
 LAYOUTS = ("straight", "curve", "intersection", "t_junction", "roundabout")
+# Drawn by default. The roundabout is opt-in: in long, dense runs its ring can gridlock (see its docs).
+DEFAULT_LAYOUTS = ("straight", "curve", "intersection", "t_junction")
 
 
 def _check(cond: bool, name: str, msg: str, value: object) -> None:
@@ -75,8 +77,8 @@ class SimConfig:
     """Sensor / episode frame rate (frames per second); nuScenes keyframes and Occ3D use 2 Hz."""
     physics_dt: float = 0.1
     """Largest integration step (s) of ego and traffic between frames."""
-    layouts: tuple[str, ...] = LAYOUTS
-    """Road layouts drawn from (uniformly, per seed): straight, curve, intersection, t_junction, roundabout."""
+    layouts: tuple[str, ...] = DEFAULT_LAYOUTS
+    """Road layouts drawn from (uniformly, per seed): straight, curve, intersection, t_junction; roundabout on request."""
     map_resolution: float = 0.0
     """Cell size (m) of the world raster; 0 picks half the grid's voxel size (clipped to 0.1..0.4)."""
     vehicle_density: float = 1.0

@@ -20,6 +20,7 @@ LANE_WIDTH = 3.5
 PARKING_WIDTH = 2.4
 CROSSWALK_WIDTH = 3.0
 PATH_SPACING = 0.5
+RING_YIELD_MARGIN = 2.0  # m outside the ring where entering traffic waits for a gap
 
 
 @dataclass
@@ -111,6 +112,7 @@ class RoadMap:
     ring: tuple[float, float] | None = None  # roundabout: inner (island) and outer radius of the ring road
     ring_entry: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # per path: where it joins the ring
     ring_entry_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per path: arc length of that point
+    ring_yield_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per path: yield line, clear of the ring
     paths: list[np.ndarray] = field(default_factory=list)  # vehicle paths [N, 2], 0.5 m spacing
     path_arms: list[tuple[int, int, int]] = field(default_factory=list)  # (arm in, arm out, lane)
     stop_s: np.ndarray = field(default_factory=lambda: np.zeros(0))  # stop line arc length per path
@@ -166,6 +168,11 @@ def _bezier(p0: np.ndarray, d0: np.ndarray, p3: np.ndarray, d3: np.ndarray) -> n
     return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
 
 
+# Roundabout entries are stop-and-yield: a vehicle stops at the line, enters when no road user in
+# the ring is near its entry point (one merging vehicle per arm at a time), and yields again just
+# outside the ring. Known limit: after minutes of dense traffic the ring can gridlock (an exiting
+# vehicle may treat a vehicle waiting at the next yield line as its leader); episodes of tens of
+# seconds at the default density are unaffected in our checks, hence roundabouts are opt-in.
 def _ring_connector(ring: tuple[float, float], p0: np.ndarray, d0: np.ndarray, angle_in: float, p3: np.ndarray,
                     d3: np.ndarray, angle_out: float) -> np.ndarray:
     """Enter the roundabout right of arm angle_in, circulate counter-clockwise, leave left of angle_out."""
@@ -210,6 +217,10 @@ def _lane_paths(road: RoadMap) -> None:
                 else:
                     conn = inbound[-1:]
                 pts = resample_polyline(np.concatenate([inbound, conn, outbound]), PATH_SPACING)
+                if road.ring is not None:  # last point before the entry whose radius keeps a car clear of the ring
+                    k_entry = int(np.argmin(np.linalg.norm(pts - road.ring_entry[-1], axis=1)))
+                    clear = np.flatnonzero(np.linalg.norm(pts[:k_entry], axis=1) >= road.ring[1] + RING_YIELD_MARGIN)
+                    road.ring_yield_s = np.append(road.ring_yield_s, clear[-1] * PATH_SPACING)
                 road.paths.append(pts)
                 road.path_arms.append((a, b, lane))
                 l_in = arm_a.length - j

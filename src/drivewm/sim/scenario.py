@@ -154,8 +154,9 @@ class Scenario:
                 blocked = bool(near.any() or merging.any() or ego_merging)
             else:
                 blocked = np.any(occupied & conf[p, veh.path]) or (ego_in and i >= 0 and conf[p, self.route_path])
-            earlier = [c for c in cands if c[0] < t_arr and not (veh.cleared[c[2]] if c[2] >= 0 else self.ego_cleared)]
-            blocked |= any(conf[p, self.route_path if c[2] < 0 else veh.path[c[2]]] for c in earlier)
+            if not ring:  # all-way stop: first come, first served among conflicting paths
+                earlier = [c for c in cands if c[0] < t_arr and not (veh.cleared[c[2]] if c[2] >= 0 else self.ego_cleared)]
+                blocked |= any(conf[p, self.route_path if c[2] < 0 else veh.path[c[2]]] for c in earlier)
             if not blocked:
                 if i < 0:
                     self.ego_cleared = True
@@ -247,7 +248,6 @@ class Scenario:
     def ring_yield_gap(self, path: np.ndarray, s: np.ndarray, half_len: np.ndarray, include_ego: bool = True) -> np.ndarray:
         """Gap to a yield line before the ring for road users whose entry has ring traffic within clearance."""
         road = self.road
-        entry_s = road.ring_entry_s[path]
         vxy, _ = self.vehicle_poses()
         xy = np.concatenate([vxy[self.vehicles.active], [self.ego.box()[:2]] if include_ego else np.zeros((0, 2))])
         r = np.hypot(xy[:, 0], xy[:, 1])
@@ -256,7 +256,7 @@ class Scenario:
         if len(circ) == 0:
             return gap
         near = np.linalg.norm(circ[None] - road.ring_entry[path][:, None], axis=-1) < RING_CLEARANCE  # [N, C]
-        line = entry_s - (road.ring[1] - road.ring[0]) - 1.5  # just outside the ring
+        line = road.ring_yield_s[path]  # the front stops here, clear of the circulating lane
         before = s + half_len < line + 0.5
         return np.where(near.any(1) & before, line - s - half_len, gap)
 
