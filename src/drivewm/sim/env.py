@@ -43,9 +43,9 @@ class DrivingEnv(gym.Env):
         grid = self.cfg.grid_spec
         spaces: dict[str, gym.Space] = {
             "occ": gym.spaces.Box(0, grid.num_classes - 1, grid.shape, np.uint8),
-            "ego_state": gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
-            "route": gym.spaces.Box(-np.inf, np.inf, (ROUTE_POINTS, 2), np.float32),
-            "goal": gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+            "ego_state": gym.spaces.Box(-1e3, 1e3, (4,), np.float32),
+            "route": gym.spaces.Box(-1e5, 1e5, (ROUTE_POINTS, 2), np.float32),  # metres, ego frame
+            "goal": gym.spaces.Box(-1e5, 1e5, (2,), np.float32),
         }
         if self.cfg.visibility:
             spaces["occ_mask"] = gym.spaces.MultiBinary(list(grid.shape))
