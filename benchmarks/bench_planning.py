@@ -7,8 +7,9 @@ through its tokenizer (`gpt_world`, cost on the decoded occupancy). V-JEPA 2-AC 
 reports 16 s vs ~4 min per action against Cosmos (~15x); target here >= 15x. Planning quality of
 each (open-loop L2 / collision to the expert on held-out simulated episodes) is printed with the
 timing so speed is never bought silently with quality. Trained runs are used when given
-(--jepa-run, --world-run); otherwise small untrained models of the tiny configs, and the JSON
-`case` says so.
+(--jepa-run, --world-run); otherwise small untrained models of the tiny (--quick: micro) configs,
+and the JSON `case` says so. The full run (tiny grid, 32 x 3 x 6) needs a free machine: token-by-token
+generation of 256 tokens per frame for every candidate is exactly the cost being measured.
 
     python benchmarks/bench_planning.py [--quick] [--jepa-run runs/jepa_ac] [--world-run runs/gpt_tiny]
 """
@@ -46,15 +47,20 @@ def _models(args, sim):
         from drivewm.jepa.ac import JepaAC, JepaACConfig
         from drivewm.jepa.encoders import EncoderConfig
 
-        enc = EncoderConfig(grid_shape=list(sim.grid_spec.shape), grid_lower=list(sim.grid_spec.lower),
-                            voxel_size=sim.grid_spec.voxel_size, patch=4, dim=64, depth=4, heads=4)
+        g = sim.grid_spec
+        enc = EncoderConfig(grid_shape=list(g.shape), grid_lower=list(g.lower), voxel_size=g.voxel_size,
+                            patch=4, dim=64, depth=4, heads=4)
         jepa = JepaPlanningModel(JepaAC(JepaACConfig(encoder=enc, width=64, depth=4, heads=4)).eval(), 2, sim.hz, sim.max_speed)
     if args.world_run:
         _, world = load_planning_model(args.world_run, pc, sim)
         trained.append("world")
     else:
-        tok = _untrained("configs/tokenizer/occ_tiny.yaml")
-        w = _untrained("configs/world/gpt_tiny.yaml", tokenizer_run="")
+        if sim.grid == "micro":  # the micro tokenizer: 8 x 8 tokens of a 64-code book
+            tok = _untrained("configs/tokenizer/occ_micro.yaml")
+            w = _untrained("configs/world/gpt_tiny.yaml", tokenizer_run="", vocab_size=64, token_shape=[8, 8])
+        else:
+            tok = _untrained("configs/tokenizer/occ_tiny.yaml")
+            w = _untrained("configs/world/gpt_tiny.yaml", tokenizer_run="")
         w.tokenizer = tok.requires_grad_(False)
         world = TokenPlanningModel(w, 2, sim.hz, sim.max_speed)
     return jepa, world, trained
@@ -73,9 +79,9 @@ def main() -> None:
     from drivewm.planning.open_loop import evaluate_open_loop, observation_at, simulated_episodes
     from drivewm.sim import sim_preset
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    sim = sim_preset("tiny", lidar=False, camera=False, visibility=False)
-    s, it, h, reps = (8, 2, 2, 1) if args.quick else (32, 3, 6, 2)
+    # --quick: the micro grid (8 x 8 tokens per frame) and a small budget; full: the tiny grid (16 x 16).
+    sim = sim_preset("micro" if args.quick else "tiny", lidar=False, camera=False, visibility=False)
+    s, it, h, reps = (4, 1, 2, 1) if args.quick else (32, 3, 6, 2)
     pc = PlanConfig(cem=CEMConfig(horizon=h, samples=s, elites=max(2, s // 8), iterations=it))
     jepa, world, trained = _models(args, sim)
     episodes = simulated_episodes(sim, [9101], 2 + h + (0 if args.quick else 6))
@@ -103,7 +109,7 @@ def main() -> None:
              ("trained " if "world" in trained else "untrained ") + "gpt_world+decode"
     ratio = times["cem-token"] / times["cem-jepa"]
     print(json.dumps({
-        "bench": "planning", "case": f"CEM {s} samples x {it} iters x horizon {h}, tiny grid, {models}, CPU",
+        "bench": "planning", "case": f"CEM {s} samples x {it} iters x horizon {h}, {sim.grid} grid, {models}, CPU",
         "unit": "s per replanning step", "ours": round(times["cem-jepa"], 4), "reference": round(times["cem-token"], 4),
         "ratio": round(ratio, 2), "target": 15, "quality_open_loop": q,
     }))
