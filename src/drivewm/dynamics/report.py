@@ -39,7 +39,10 @@ def print_table(results: dict[str, dict], title: str) -> None:
         table.add_column(c, justify="left" if c == "forecaster" else "right")
     for r in rows:
         table.add_row(*(str(v) for v in r))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
+        console = Console(width=220)
+    console.print(table)
 
 
 def write_forecast_result(results: dict[str, dict], out_dir: str | Path, *, images: list[str], **extra) -> Path:
