@@ -89,7 +89,7 @@ def save_forecast_pictures(example: dict[str, torch.Tensor], grid: GridSpec, out
                 if i == 0:
                     ax.set_title(f"+{(j - past + 1) / 2:g} s", fontsize=7)
         axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=6)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.1, 0, 1, 1))  # room for the row names on the left
     fig.savefig(out / "forecast.png", dpi=110)
     plt.close(fig)
     frames = []
