@@ -30,6 +30,10 @@ def _wire() -> None:
     from drivewm.report.cli import report
 
     app.command("report")(report)
+    from drivewm.demo.cli import demo, scaling
+
+    app.command("demo")(demo)
+    app.command("scaling")(scaling)
     # --- family commands (each helper adds its own lines below) ---
     from drivewm.sim.cli import app as sim_app
 

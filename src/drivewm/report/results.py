@@ -54,9 +54,11 @@ def write_result(
 
 
 def read_results(directory: str | Path) -> list[dict]:
-    """All result documents of a directory, each with its `_dir` (the results folder) and `_name`."""
+    """All result documents of a directory and of its stage subdirectories (`DIR/results/*.json`,
+    `DIR/*/results/*.json`), each with its `_dir` (the results folder) and `_name`."""
     out = []
-    for p in sorted(Path(directory).glob("results/*.json")):
+    root = Path(directory)
+    for p in sorted(root.glob("results/*.json")) + sorted(root.glob("*/results/*.json")):
         try:
             doc = json.loads(p.read_text())
         except json.JSONDecodeError as e:

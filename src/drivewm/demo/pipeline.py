@@ -1,0 +1,184 @@
+"""`drivewm demo`: the whole pipeline at one preset, each stage cached, ending in an HTML report.
+
+simulate data -> train the occupancy tokenizer -> train the GPT, OccWorld and MaskGIT world models
+and the JEPA encoder + V-JEPA 2-AC predictor -> forecast against the baselines -> plan open and
+closed loop with JEPA-CEM beside the expert and simple planners -> write the report. Every stage
+writes into its own directory under the output; `stages.json` caches them by config hash.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable
+
+import drivewm
+from drivewm.demo.presets import DemoPreset, demo_preset
+from drivewm.demo.stages import StageRunner
+
+
+def default_configs_dir() -> Path:
+    """The repository's configs/ (the demo reads the same presets a user trains with)."""
+    here = Path(drivewm.__file__).resolve().parents[2] / "configs"
+    if not here.is_dir():
+        raise FileNotFoundError(f"configs directory not found at {here}; pass --configs DIR")
+    return here
+
+
+def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], dict]:
+    def run(stage_dir: Path, resume: bool) -> dict:
+        from drivewm.config import load_run_config
+        from drivewm.train.checkpoint import CheckpointManager
+        from drivewm.train.run import run_training
+
+        cfg = load_run_config(config, [*overrides, f"run_dir={stage_dir}"])
+        result = run_training(cfg, resume=CheckpointManager(stage_dir).latest() is not None)
+        return {"steps": result.steps, "last_loss": result.last_loss, "best_val": result.best_val}
+
+    return run
+
+
+def _data_stage(p: DemoPreset, seed: int) -> Callable[[Path, bool], dict]:
+    def run(stage_dir: Path, resume: bool) -> dict:
+        from drivewm.data.generate import generate_store
+        from drivewm.data.inspect import frame_png, summarize
+        from drivewm.data.store import EpisodeStore
+        from drivewm.report.results import write_result
+
+        store_dir = stage_dir / "store"
+        generate_store(store_dir, preset=p.sim, episodes=p.episodes, frames=p.frames, seed=seed, workers=2)
+        store = EpisodeStore(store_dir)
+        s = summarize(store)
+        frame_png(store, stage_dir / "results" / "frame.png", episode=0, frame=min(4, p.frames - 1))
+        rows = [["episodes", s["episodes"]], ["frames", s["frames"]], ["grid", "x".join(map(str, s["grid"]))],
+                ["voxel size (m)", s["voxel_size"]], ["disk (MB)", s["disk_bytes"] / 1e6]]
+        if "lidar_points_per_frame" in s:
+            rows.append(["LiDAR points / frame (mean)", s["lidar_points_per_frame"][1]])
+        rows += [[f"share of {c}", v] for c, v in s.get("class_frequency", {}).items() if v > 0]
+        write_result(stage_dir, "data", title="Simulated data", columns=["quantity", "value"], rows=rows,
+                     images=["frame.png"], notes="BEV occupancy, LiDAR and front camera of one frame.", extra={"order": 1})
+        return {"episodes": s["episodes"], "frames": s["frames"]}
+
+    return run
+
+
+def _tokenizer_eval_stage(tok_dir: Path, store: Path) -> Callable[[Path, bool], dict]:
+    def run(stage_dir: Path, resume: bool) -> dict:
+        from drivewm.tokenizers.cli import eval_tokenizer
+
+        eval_tokenizer(targets=[str(tok_dir), f"data={store}"], split="val", batch_size=8, max_frames=64,
+                       which="best", device="cpu", out=str(stage_dir))
+        doc = json.loads((stage_dir / "results" / "tokenizer.json").read_text())
+        return {row[0]: row[1] for row in doc["rows"] if row[0] in ("iou", "miou", "usage", "perplexity")}
+
+    return run
+
+
+def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int) -> Callable[[Path, bool], dict]:
+    def run(stage_dir: Path, resume: bool) -> dict:
+        from drivewm.dynamics.evaluate import evaluate_forecast
+        from drivewm.report.results import write_result
+
+        res = evaluate_forecast([str(d) for d in world_dirs], store, past=5, horizon=6, max_windows=windows,
+                                seed=seed, out_dir=stage_dir)
+        base = {n: r["miou"]["3s"] for n, r in res.items() if n in ("copy_last", "ego_warp_copy_last")}
+        models = {n: r["miou"]["3s"] for n, r in res.items() if n not in base and not n.startswith("tokenizer_recon")}
+        best_base = max(base.values())
+        beat = [n for n, v in models.items() if v > best_base]
+        if len(beat) == len(models):
+            headline = f"every world model beats the copy baselines on mIoU at 3 s ({best_base:.1f})"
+        elif beat:
+            headline = f"only {', '.join(beat)} beat the copy baselines on mIoU at 3 s ({best_base:.1f}); the others did not within this budget"
+        else:
+            headline = f"no world model beats the copy baselines on mIoU at 3 s ({best_base:.1f}) within this budget: train longer (--minutes)"
+        write_result(stage_dir, "headline", title="Do the world models beat the copy baselines?",
+                     columns=["forecaster", "mIoU at 3 s (%)", "beats best baseline"],
+                     rows=[[n, v, (n in beat) if n in models else "-"] for n, v in {**base, **models}.items()],
+                     protocol="OccWorld mIoU (classes 0..16, no visibility mask)", extra={"headline": headline, "order": 2})
+        return {"headline": headline, "miou_3s": {**base, **models}}
+
+    return run
+
+
+def _planning_stage(ac_dir: Path, p: DemoPreset, plan_config: Path) -> Callable[[Path, bool], dict]:
+    def run(stage_dir: Path, resume: bool) -> dict:
+        from drivewm.planning.cli import drive, eval_plan
+
+        eval_plan(SimpleNamespace(args=[]), args=[str(ac_dir)], preset=p.sim, config=str(plan_config),
+                  seeds=[9001], frames=16, stride=4, planners="cem", sim=False, out=str(stage_dir))
+        gif = stage_dir / "results" / "drive.gif"
+        drive(planner="cem", model=str(ac_dir), seeds=list(p.plan_seeds), seconds=p.drive_seconds, gif=str(gif),
+              preset=p.sim, config=str(plan_config), compare=True, out=str(stage_dir))
+        doc = json.loads((stage_dir / "results" / "drive.json").read_text())
+        return {row[0]: {"route_completion": row[1], "collision_rate": row[4]} for row in doc["rows"]}
+
+    return run
+
+
+def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fresh: bool = False, seed: int = 0,
+             configs: str | Path | None = None, echo: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the demo into `out`; returns the report's path."""
+    from drivewm.report.html import build_report
+    from drivewm.report.results import environment_info
+
+    if minutes <= 0:
+        raise ValueError(f"--minutes must be > 0, got {minutes}")
+    p = demo_preset(preset)
+    cfg_dir = Path(configs) if configs else default_configs_dir()
+    out = Path(out)
+    runner = StageRunner(out, fresh=fresh, echo=echo)
+    steps = {k: max(2, round(v * minutes / 10.0)) for k, v in p.steps.items()}
+    store = out / "data" / "store"
+    t0 = time.perf_counter()
+
+    def cfg_key(path: Path, overrides: list[str]) -> dict:
+        return {"yaml": path.read_text(), "overrides": overrides}
+
+    def train(name: str, config: str, group: str, extra: list[str]) -> Path:
+        path = cfg_dir / config
+        if not path.is_file():
+            raise FileNotFoundError(f"demo config {path} is missing")
+        overrides = [f"data.path={store}", f"train.steps={steps[name]}", f"train.seed={seed}", "train.progress=true",
+                     f"train.ckpt_every={max(10, steps[name] // 4)}", f"train.log_every={max(1, steps[name] // 20)}",
+                     *p.overrides.get(group, []), *extra]
+        runner.run(name, cfg_key(path, overrides), _train_stage(path, overrides))
+        return out / name
+
+    plan = [
+        "data", "tokenizer", "tokenizer_eval", *p.worlds, "jepa", "jepa_ac", "forecast", "planning", "report",
+    ]
+    total = len(plan)
+
+    def banner(i: int, name: str) -> None:
+        echo(f"[demo] stage {i}/{total}: {name}  (elapsed {time.perf_counter() - t0:.0f} s)")
+
+    (out / "environment.json").write_text(json.dumps(environment_info(seed=seed, preset=preset, minutes=minutes,
+                                                                      steps=steps), indent=1))
+    banner(1, "simulate data")
+    runner.run("data", {"preset": p.sim, "episodes": p.episodes, "frames": p.frames, "seed": seed}, _data_stage(p, seed))
+    banner(2, "train the occupancy tokenizer")
+    tok = train("tokenizer", p.tokenizer, "tokenizer", [])
+    banner(3, "evaluate the tokenizer")
+    runner.run("tokenizer_eval", {"tok": steps["tokenizer"]}, _tokenizer_eval_stage(tok, store))
+    worlds = []
+    for i, (name, config) in enumerate(p.worlds.items()):
+        banner(4 + i, f"train {name}")
+        worlds.append(train(name, config, "world", [f"model.tokenizer_run={tok}"]))
+    banner(4 + len(worlds), "train the JEPA encoder")
+    jepa = train("jepa", p.jepa, "jepa", [])
+    banner(5 + len(worlds), "train the V-JEPA 2-AC predictor")
+    ac = train("jepa_ac", p.jepa_ac, "jepa_ac", [f"model.encoder_run={jepa}"])
+    banner(6 + len(worlds), "forecast against the baselines")
+    fc = runner.run("forecast", {"worlds": {w.name: steps[w.name] for w in worlds}, "windows": p.eval_windows},
+                    _forecast_stage(worlds, store, p.eval_windows, seed))
+    banner(7 + len(worlds), "plan: open and closed loop")
+    plan_cfg = cfg_dir / "planning" / "tiny.yaml"
+    runner.run("planning", {"ac": steps["jepa_ac"], "plan": plan_cfg.read_text(), "seeds": p.plan_seeds,
+                            "seconds": p.drive_seconds}, _planning_stage(ac, p, plan_cfg))
+    banner(total, "write the report")
+    report = build_report([out], out / "report.html", title=f"drivewm demo ({preset}, {minutes:g} min budget)")
+    echo(f"[demo] {fc.get('headline', '')}")
+    echo(f"[demo] finished in {time.perf_counter() - t0:.0f} s; report: {report}")
+    return report

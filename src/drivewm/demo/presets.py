@@ -1,0 +1,72 @@
+"""Demo presets: how much data, which configs and how many steps, for a 10-minute budget.
+
+Step counts are for the default budget (`--minutes 10`) on the 2-core reference machine; a
+different budget scales every training stage's steps in proportion (at least 2 steps each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(kw_only=True)
+class DemoPreset:
+    sim: str
+    """Simulator / grid preset of the generated data."""
+    episodes: int
+    frames: int
+    tokenizer: str
+    """Tokenizer config (relative to the configs directory)."""
+    worlds: dict[str, str]
+    """Stage name -> world-model config."""
+    jepa: str
+    jepa_ac: str
+    steps: dict[str, int]
+    """Training steps per stage at the 10-minute budget."""
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    """Extra config overrides per stage (e.g. the micro grid's token shape)."""
+    eval_windows: int = 24
+    """Validation windows scored in the forecast table."""
+    plan_seeds: list[int] = field(default_factory=lambda: [101, 102])
+    drive_seconds: float = 12.0
+
+
+PRESETS: dict[str, DemoPreset] = {
+    "tiny": DemoPreset(
+        sim="tiny",
+        episodes=16,
+        frames=32,
+        tokenizer="tokenizer/occ_tiny.yaml",
+        worlds={"world_gpt": "world/gpt_tiny.yaml", "world_occworld": "world/occworld_tiny.yaml",
+                "world_maskgit": "world/maskgit_tiny.yaml"},
+        jepa="jepa/jepa_bev_ema.yaml",
+        jepa_ac="jepa/jepa_ac.yaml",
+        steps={"tokenizer": 300, "world_gpt": 150, "world_occworld": 150, "world_maskgit": 150,
+               "jepa": 100, "jepa_ac": 100},
+    ),
+    "micro": DemoPreset(
+        sim="micro",
+        episodes=4,
+        frames=16,
+        tokenizer="tokenizer/occ_micro.yaml",
+        worlds={"world_gpt": "world/gpt_tiny.yaml", "world_occworld": "world/occworld_tiny.yaml",
+                "world_maskgit": "world/maskgit_tiny.yaml"},
+        jepa="jepa/jepa_bev_ema.yaml",
+        jepa_ac="jepa/jepa_ac.yaml",
+        steps={"tokenizer": 20, "world_gpt": 10, "world_occworld": 10, "world_maskgit": 10, "jepa": 10, "jepa_ac": 10},
+        overrides={
+            "world": ["model.vocab_size=64", "model.token_shape=[8,8]", "model.dim=32", "train.batch_size=4"],
+            "jepa": ["model.encoder.grid_shape=[32,32,4]", "model.encoder.dim=32", "train.batch_size=4"],
+            "jepa_ac": ["model.width=32", "train.batch_size=4"],
+        },
+        eval_windows=4,
+        plan_seeds=[101],
+        drive_seconds=3.0,
+    ),
+}
+
+
+def demo_preset(name: str) -> DemoPreset:
+    if name not in PRESETS:
+        raise KeyError(f"unknown demo preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]
