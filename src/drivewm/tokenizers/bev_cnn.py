@@ -42,6 +42,24 @@ def token_grid(grid_name: str, cfg: BevCnnConfig) -> tuple[GridSpec, tuple[int, 
     return grid, (x // f, y // f)
 
 
+class BevTokenizer(nn.Module):
+    """What every BEV tokenizer shares: its grid preset, its token grid and the ``vocab_size`` of its quantizer."""
+
+    quantizer: nn.Module
+
+    def __init__(self, grid_name: str, cnn: BevCnnConfig):
+        super().__init__()
+        self.grid, self._token_shape = token_grid(grid_name, cnn)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        return self._token_shape
+
+
 def _norm(ch: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, ch), ch, eps=1e-6)
 

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from drivewm.registry import register_model
-from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d, token_grid
+from drivewm.tokenizers.bev_cnn import BevCnnConfig, BevTokenizer, Decoder2d, Encoder2d
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 from drivewm.tokenizers.render import ray_samples, sample_volume, volume_render
 
@@ -72,11 +72,10 @@ class LidarField:
     """[B, 1, X, Y, Z] occupancy logits."""
 
 
-class LidarTokenizer(nn.Module):
+class LidarTokenizer(BevTokenizer):
     def __init__(self, cfg: LidarTokenizerConfig):
-        super().__init__()
+        super().__init__(cfg.grid, cfg.cnn)
         self.cfg = cfg
-        self.grid, self._token_shape = token_grid(cfg.grid, cfg.cnn)
         z = self.grid.shape[2]
         c = cfg.point_channels
         self.pointnet = nn.Sequential(nn.Linear(7, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
@@ -87,14 +86,6 @@ class LidarTokenizer(nn.Module):
         # Far end of every ray: the grid's horizontal half-diagonal bounds the depth of any return inside it.
         lo, hi = self.grid.lower, self.grid.upper
         self.far = float(max(abs(lo[0]), hi[0]) ** 2 + max(abs(lo[1]), hi[1]) ** 2) ** 0.5
-
-    @property
-    def vocab_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
-    def token_shape(self) -> tuple[int, int]:
-        return self._token_shape
 
     @property
     def origin(self) -> torch.Tensor:

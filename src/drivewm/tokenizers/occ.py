@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from drivewm.registry import register_model
-from drivewm.tokenizers.bev_cnn import BevCnnConfig, Decoder2d, Encoder2d, token_grid
+from drivewm.tokenizers.bev_cnn import BevCnnConfig, BevTokenizer, Decoder2d, Encoder2d
 from drivewm.tokenizers.lovasz import lovasz_softmax
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 
@@ -49,13 +49,12 @@ class OccTokenizerConfig:
     """Cross-entropy weight per class id (empty: uniform)."""
 
 
-class OccTokenizer(nn.Module):
+class OccTokenizer(BevTokenizer):
     """VQ-VAE from semantic occupancy to a BEV grid of discrete tokens and back."""
 
     def __init__(self, cfg: OccTokenizerConfig):
-        super().__init__()
+        super().__init__(cfg.grid, cfg.cnn)
         self.cfg = cfg
-        self.grid, self._token_shape = token_grid(cfg.grid, cfg.cnn)
         z = self.grid.shape[2]
         self.num_classes = self.grid.num_classes
         if cfg.class_weights and len(cfg.class_weights) != self.num_classes:
@@ -69,14 +68,6 @@ class OccTokenizer(nn.Module):
             self.register_buffer("ce_class_weights", torch.tensor(cfg.class_weights, dtype=torch.float32))
         else:
             self.ce_class_weights = None
-
-    @property
-    def vocab_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
-    def token_shape(self) -> tuple[int, int]:
-        return self._token_shape
 
     def check_occ(self, occ: torch.Tensor) -> torch.Tensor:
         """Validate occ [B, X, Y, Z] class ids against the grid and class table; return it as long."""
