@@ -23,12 +23,3 @@ def toy_occ():
         return torch.stack([_toy_scene(shape, seed * 1000 + i) for i in range(batch)])
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is faster than oversubscribing the shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

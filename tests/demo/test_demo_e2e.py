@@ -1,0 +1,69 @@
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drivewm.report.browser import check_in_browser, find_chromium
+from drivewm.report.results import read_results
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVEWM = str(Path(sys.executable).parent / "drivewm")
+
+
+def _finite_numbers(rows):
+    for row in rows:
+        for v in row:
+            if isinstance(v, float):
+                yield v
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--minutes", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def test_demo_writes_report_with_finite_numbers(demo_out):
+    out, stdout = demo_out
+    assert (out / "report.html").stat().st_size > 10_000
+    docs = {d["_name"]: d for d in read_results(out)}
+    for name in ("data", "tokenizer", "forecast", "headline", "plan_open_loop", "drive"):
+        assert name in docs, f"missing result {name}"
+    for name in ("forecast", "tokenizer", "drive"):
+        nums = list(_finite_numbers(docs[name]["rows"]))
+        assert nums and all(math.isfinite(v) for v in nums), name
+    forecast_rows = {r[0] for r in docs["forecast"]["rows"]}
+    assert {"copy_last", "ego_warp_copy_last"} <= forecast_rows
+    assert "baselines on mIoU at 3 s" in stdout  # the demo says plainly whether the models beat the baselines
+    stages = json.loads((out / "stages.json").read_text())
+    assert all(s["status"] == "done" for s in stages.values())
+
+
+def test_demo_rerun_reuses_stages(demo_out):
+    out, _ = demo_out
+    proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--minutes", "1", "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0
+    assert proc.stdout.count("cached") >= 9
+
+
+def test_demo_report_in_browser(demo_out, tmp_path):
+    if find_chromium() is None:
+        pytest.skip("Chromium is not installed (the report tests say whether it should be)")
+    out, _ = demo_out
+    check = check_in_browser(out / "report.html", tmp_path / "demo.png")
+    assert check.broken_images == 0 and check.images >= 8 and check.console == []
+
+
+def test_demo_unwritable_output_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--out", str(blocker / "out")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "not writable" in proc.stderr
