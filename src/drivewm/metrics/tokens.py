@@ -67,4 +67,5 @@ class CodebookMetric(StreamingMetric):
             "bits_per_frame": tokens_per_frame * math.log2(self.vocab_size),
             "entropy_bits_per_frame": tokens_per_frame * entropy / math.log(2),
             "frames": frames,
+            "counts": counts.tolist(),
         }

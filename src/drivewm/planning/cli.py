@@ -155,5 +155,9 @@ def drive(
     if out:
         from drivewm.report.results import write_result
 
-        write_result(out, "drive", title="Closed-loop driving", columns=cols, rows=rows,
+        from pathlib import Path
+
+        results = Path(out) / "results"
+        images = [Path(gif).name] if gif and Path(gif).resolve().parent == results.resolve() and Path(gif).is_file() else []
+        write_result(out, "drive", title="Closed-loop driving", columns=cols, rows=rows, images=images,
                      protocol="score = NC*DAC*(5*EP+5*TTC+2*C)/12 (drivewm.planning.score)")

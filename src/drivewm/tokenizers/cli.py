@@ -75,6 +75,11 @@ def eval_tokenizer(
         ds = frame_dataset(cfg, data[-1], split, "occ", max_frames)
         result, inputs, recs = evaluate_occ(model, ds, batch_size, device)
         png = save_occ_comparison(out_dir / "results" / "tokenizer.png", model, inputs, recs)
+        from drivewm.report.figures import bar_chart
+
+        counts = sorted(result.pop("code_counts"), reverse=True)
+        hist = bar_chart(counts, out_dir / "results" / "codebook_usage.png", log=True, xlabel="code (sorted by use)",
+                         ylabel="tokens", title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
         lidar = False
     elif isinstance(model, LidarTokenizer):
         ds = frame_dataset(cfg, data[-1], split, "lidar", max_frames)
@@ -88,6 +93,7 @@ def eval_tokenizer(
     scalar = {k: v for k, v in result.items() if not isinstance(v, dict)}
     write_result(out_dir, "tokenizer", title=title, columns=["metric", "value"],
                  rows=[[k, v] for k, v in scalar.items()], protocol="4d-occ" if lidar else "occworld",
-                 images=[png.name], extra={"per_class_iou": result.get("per_class_iou", {})})
+                 images=[png.name] + ([] if lidar else [hist.name]),
+                 extra={"per_class_iou": result.get("per_class_iou", {})})
     typer.echo(f"picture: {png}")
     typer.echo(json.dumps(scalar))

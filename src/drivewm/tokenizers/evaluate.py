@@ -71,6 +71,7 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
         **{k: c[k] for k in ("usage", "codes_used", "vocab_size", "perplexity", "tokens_per_frame", "bits_per_frame",
                              "entropy_bits_per_frame", "frames")},
         "compression_ratio": raw_bits / c["bits_per_frame"],
+        "code_counts": c["counts"],
     }
     return result, np.stack(shown_in), np.stack(shown_out)
 
