@@ -31,6 +31,7 @@ def table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
 
 def print_table(results: dict[str, dict], title: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     columns, rows = table_rows(results)
@@ -38,7 +39,7 @@ def print_table(results: dict[str, dict], title: str) -> None:
     for c in columns:
         table.add_column(c, justify="left" if c == "forecaster" else "right")
     for r in rows:
-        table.add_row(*(str(v) for v in r))
+        table.add_row(*(escape(str(v)) for v in r))  # names hold "[attention]", not rich markup
     console = Console()
     if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
         console = Console(width=220)
