@@ -142,7 +142,7 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
             raise FileNotFoundError(f"demo config {path} is missing")
         overrides = [f"data.path={store}", f"train.steps={steps[name]}", f"train.seed={seed}", "train.progress=true",
                      f"train.ckpt_every={max(10, steps[name] // 4)}", f"train.log_every={max(1, steps[name] // 20)}",
-                     *p.overrides.get(group, []), *extra]
+                     *p.overrides.get(group, []), *p.overrides.get(name, []), *extra]
         runner.run(name, cfg_key(path, overrides), _train_stage(path, overrides))
         return out / name
 

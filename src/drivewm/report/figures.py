@@ -34,12 +34,7 @@ def training_curves(run_dir: str | Path, out_png: str | Path, title: str | None 
         if keys[0] == "loss":
             ax.set_yscale("log")
     fig.suptitle(title or Path(run_dir).name, fontsize=10)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out_png)
 
 
 def bar_chart(values: list[float], out_png: str | Path, *, title: str, xlabel: str, ylabel: str, log: bool = False) -> Path:
@@ -51,6 +46,10 @@ def bar_chart(values: list[float], out_png: str | Path, *, title: str, xlabel: s
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
+    return _save(fig, out_png)
+
+
+def _save(fig, out_png: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
