@@ -73,7 +73,8 @@ def plot_fit(params, losses, fit: PowerLawFit, out_png: Path) -> Path:
 
 
 def run_sweep(
-    *, config: str, data: str, tokenizer: str, out: Path, widths: list[int], steps: int, seed: int = 0
+    *, config: str, data: str, tokenizer: str, out: Path, widths: list[int], steps: int, seed: int = 0,
+    overrides: list[str] | None = None,
 ) -> tuple[list[dict], PowerLawFit]:
     """Train the world model config at each width; returns per-run rows and the fit."""
     from drivewm.config import load_run_config
@@ -84,9 +85,10 @@ def run_sweep(
     rows = []
     for w in widths:
         run_dir = out / f"dim{w}"
-        overrides = [f"model.dim={w}", f"data.path={data}", f"model.tokenizer_run={tokenizer}",
-                     f"train.steps={steps}", f"train.seed={seed}", f"run_dir={run_dir}", "train.eval_every=0"]
-        cfg = load_run_config(config, overrides)
+        # The user's overrides first: the sweep's own keys (width, run directory) must win.
+        run_overrides = [*(overrides or []), f"model.dim={w}", f"data.path={data}", f"model.tokenizer_run={tokenizer}",
+                         f"train.steps={steps}", f"train.seed={seed}", f"run_dir={run_dir}", "train.eval_every=0"]
+        cfg = load_run_config(config, run_overrides)
         model = build_model(cfg.model)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         done = CheckpointManager(run_dir).latest()

@@ -67,3 +67,19 @@ def test_demo_unwritable_output_is_a_clear_error(tmp_path):
     proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--out", str(blocker / "out")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "not writable" in proc.stderr
+
+
+def test_scaling_sweep_on_the_demo_output(demo_out, tmp_path):
+    out, _ = demo_out
+    res = tmp_path / "scaling"
+    proc = subprocess.run(
+        [DRIVEWM, "scaling", "--from-demo", str(out), "--out", str(res), "--widths", "8,16,32,64", "--steps", "4",
+         "model.vocab_size=64", "model.token_shape=[8,8]", "model.depth=1", "model.heads=2", "train.batch_size=4"],
+        capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "exponent b =" in proc.stdout
+    (doc,) = [d for d in read_results(res) if d["_name"] == "scaling"]
+    params = [r[1] for r in doc["rows"]]
+    assert params == sorted(params) and len(set(params)) == 4  # four distinct sizes, growing with width
+    assert all(math.isfinite(r[2]) for r in doc["rows"])
+    assert (res / "results" / "scaling.png").stat().st_size > 1000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -27,6 +27,7 @@ def demo(
 
 
 def scaling(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Config overrides applied to every run (model.depth=2 train.batch_size=4)."),
     out: Path = typer.Option(Path("scaling_out"), "--out", help="Output directory of the sweep (one run per size, results, plot)."),
     demo_dir: Path = typer.Option(Path("demo_out"), "--from-demo", help="Reuse the data and tokenizer of this demo output."),
     data: Optional[Path] = typer.Option(None, "--data", help="Episode store (default: the demo's)."),
@@ -48,7 +49,11 @@ def scaling(
             raise typer.Exit(2)
     ws = [int(w) for w in widths.split(",") if w.strip()]
     out.mkdir(parents=True, exist_ok=True)
-    rows, fit = run_sweep(config=str(config), data=str(store), tokenizer=str(tok), out=out, widths=ws, steps=steps, seed=seed)
+    if len(ws) < 3:
+        typer.secho(f"scaling error: --widths needs at least 3 sizes (4 for an uncertainty), got {ws}", fg="red", err=True)
+        raise typer.Exit(2)
+    rows, fit = run_sweep(config=str(config), data=str(store), tokenizer=str(tok), out=out, widths=ws, steps=steps,
+                          seed=seed, overrides=list(overrides or []))
     (out / "results").mkdir(parents=True, exist_ok=True)
     png = plot_fit([r["params"] for r in rows], [r["val_ce"] for r in rows], fit, out / "results" / "scaling.png")
     write_result(out, "scaling", title="Scaling: validation cross-entropy vs world-model size",
