@@ -33,7 +33,7 @@ def scaling(
     data: Optional[Path] = typer.Option(None, "--data", help="Episode store (default: the demo's)."),
     tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer run directory (default: the demo's)."),
     config: Path = typer.Option(Path("configs/world/gpt_tiny.yaml"), "--config", help="World-model config swept over widths."),
-    widths: str = typer.Option("16,32,64,128", "--widths", help="Comma list of model widths (>= 4 for an uncertainty)."),
+    widths: str = typer.Option("16,32,48,64", "--widths", help="Comma list of model widths (>= 4 for an uncertainty)."),
     steps: int = typer.Option(150, "--steps", help="Training steps per size."),
     seed: int = typer.Option(0, "--seed", help="Seed of every run."),
 ) -> None:
