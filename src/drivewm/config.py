@@ -7,7 +7,6 @@ is the dataclass registered under ``model.name``. An unknown key or a wrongly ty
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -105,10 +104,6 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def to_container(cfg: Any) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
-
-
 def run_config_from_dict(d: dict) -> RunConfig:
     """Rebuild a RunConfig from the dict stored in a checkpoint's config.yaml."""
     from drivewm.registry import config_class
@@ -116,7 +111,3 @@ def run_config_from_dict(d: dict) -> RunConfig:
     model_cls = config_class(d["model"]["name"])
     return merge_into(RunConfig(model=model_cls()), [("checkpoint config", d)])
 
-
-def dataclass_fields_doc(cls: type) -> dict[str, str]:
-    """Field names of a config dataclass with their types, for help texts."""
-    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
