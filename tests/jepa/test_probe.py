@@ -1,4 +1,4 @@
-"""Probe labels by hand, and a short seeded JEPA training on simulated data lifts the probe above a random encoder."""
+"""Probe labels by hand; a short seeded JEPA training on simulated data lifts the probe above a random encoder."""
 
 import numpy as np
 import torch
@@ -21,16 +21,16 @@ def test_probe_labels_hand_made():
     assert sem[0, 0, 0] == 15 and sem[0, 1, 0] == 4 and sem[0, 3, 3] == 14 and sem[0, 0, 3] == 17
     seg = patch_semantics(occ, 2, 18, 17)  # 2x2 patches: [free/15/4 mix, free, free, terrain]
     assert seg.tolist() == [[17, 17, 17, 14]]
-    assert patch_agents(occ, 2).tolist() == [[1, 0, 0, 0]]
+    assert patch_agents(occ, 2).tolist() == [[0.25, 0, 0, 0]]  # one car cell of four
 
 
-def _train(cfg: JepaBEVConfig, frames: torch.Tensor, steps: int) -> JepaBEV:
+def _train(cfg: JepaBEVConfig, frames: torch.Tensor, steps: int, batch: int = 8) -> JepaBEV:
     torch.manual_seed(0)
     model = JepaBEV(cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3, weight_decay=0.05)
     g = torch.Generator().manual_seed(0)
     for step in range(steps):
-        out = model.loss({"occ": frames[torch.randint(0, frames.shape[0], (8,), generator=g)]})
+        out = model.loss({"occ": frames[torch.randint(0, frames.shape[0], (batch,), generator=g)]})
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
@@ -38,29 +38,49 @@ def _train(cfg: JepaBEVConfig, frames: torch.Tensor, steps: int) -> JepaBEV:
     return model.eval()
 
 
-def test_short_training_sigreg_spreads_features_collapse_off_collapses():
-    """Seeded simulated data: SIGReg keeps the probe of a random encoder and raises RankMe; no control collapses.
+def _windows(occ: torch.Tensor, offset: int, stride: int) -> list[dict]:
+    return [{"occ": occ[i : i + 1, j : j + offset + 1]} for i in range(occ.shape[0])
+            for j in range(0, occ.shape[1] - offset, stride)]
 
-    (A probe *lift* over the random encoder does not show at this budget: the one-hot occupancy of a
-    patch is already linearly decodable through a random patch embedding; see bench_pretrain.)
-    """
+
+ENC = EncoderConfig(dim=32, depth=2, heads=2)
+
+
+def test_short_training_lifts_probe_above_random_encoder():
+    """Seeded simulated data: 100 steps of I-JEPA (EMA teacher) and of LeJEPA (SIGReg) each lift the
+    BEV-segmentation probe above the same encoder at initialisation (measured: 0.727 -> 0.737)."""
+    occ = torch.from_numpy(np.stack([simulate_episode(sim_preset("micro"), s, 24)["occ"] for s in range(8)]))
+    train, val = occ[:6], occ[6:]
+
+    def probe(model):
+        return run_probes(model.encode, _windows(train, 2, 2), _windows(val, 2, 2), current=0, offset=2, patch=4)
+
+    ema = JepaBEVConfig(encoder=ENC, predictor_width=32, predictor_depth=1, diag_every=0)
+    sig = JepaBEVConfig(encoder=ENC, predictor_width=32, predictor_depth=1, diag_every=0,
+                        collapse=CollapseConfig(target="shared", stop_grad=False, sigreg_lambda=0.05, sigreg_slices=64))
+    frames = train.flatten(0, 1)
+    random_probe = probe(_train(ema, frames, 0))
+    for cfg in (ema, sig):
+        trained = probe(_train(cfg, frames, 100, batch=16))
+        assert trained["seg_miou"] > random_probe["seg_miou"] + 0.005, (cfg.collapse, trained, random_probe)
+        assert trained["agents_r2"] > 0.05, trained  # future agent shares are partly predictable from now
+
+
+def test_short_training_sigreg_spreads_features_collapse_off_collapses():
+    """Seeded simulated data: SIGReg raises RankMe above the random encoder's; no control collapses."""
     occ = torch.from_numpy(np.stack([simulate_episode(sim_preset("micro"), s, 12)["occ"] for s in range(4)]))
     train, val = occ[:3], occ[3:]
 
-    def windows(o):
-        return [{"occ": o[i : i + 1, j : j + 3]} for i in range(o.shape[0]) for j in range(0, o.shape[1] - 2, 3)]
-
     def probe(model):
-        return run_probes(model.encode, windows(train), windows(val), current=0, offset=2, patch=4)["seg_miou"]
+        return run_probes(model.encode, _windows(train, 2, 3), _windows(val, 2, 3), current=0, offset=2, patch=4)["seg_miou"]
 
     def rank(model):
         with torch.no_grad():
             return rankme(model.encode(val[:, 0]).reshape(-1, 32))
 
-    enc = EncoderConfig(dim=32, depth=2, heads=2)
-    sig = JepaBEVConfig(encoder=enc, predictor_width=32, predictor_depth=1, diag_every=0,
+    sig = JepaBEVConfig(encoder=ENC, predictor_width=32, predictor_depth=1, diag_every=0,
                         collapse=CollapseConfig(target="shared", stop_grad=False, sigreg_lambda=0.05, sigreg_slices=64))
-    off = JepaBEVConfig(encoder=enc, predictor_width=32, predictor_depth=1, diag_every=0,
+    off = JepaBEVConfig(encoder=ENC, predictor_width=32, predictor_depth=1, diag_every=0,
                         collapse=CollapseConfig(target="shared", stop_grad=False))
     frames = train.flatten(0, 1)
     random_model = _train(sig, frames, 0)

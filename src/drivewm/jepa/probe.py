@@ -5,9 +5,11 @@ made dense for driving: every patch token [D] of the frozen encoder gets two lab
 
 - ``seg``: the BEV semantic class of the patch in the current frame (per BEV cell the top-most
   non-free voxel's class, ``free`` if none; per patch the most frequent cell class), scored by mIoU;
-- ``agents``: whether any dynamic road user (car, bus, truck, trailer, construction vehicle,
-  bicycle, motorcycle, pedestrian) occupies the patch ``offset`` frames ahead, scored by mIoU over
-  {no, yes} (a future the encoder only sees through the current frame).
+- ``agents``: the share of the patch's BEV cells that a dynamic road user (car, bus, truck, trailer,
+  construction vehicle, bicycle, motorcycle, pedestrian) occupies ``offset`` frames ahead (a future the
+  encoder only sees through the current frame), a ridge regression scored by R^2. Road users cover a
+  few percent of the patches, so a classifier's argmax would answer "no agent" everywhere and score
+  the same for every encoder; the regression's R^2 does not reward that.
 
 The probe head is ``drivewm.metrics.linear_probe`` (closed-form ridge on standardised features), fitted
 on the train split's tokens and scored on the validation split's.
@@ -50,10 +52,10 @@ def patch_semantics(occ: Tensor, patch: int, num_classes: int, free_id: int) -> 
 
 
 def patch_agents(occ: Tensor, patch: int) -> Tensor:
-    """[B, X, Y, Z] -> [B, N] 1 where a dynamic road user occupies any voxel of the patch."""
+    """[B, X, Y, Z] -> [B, N] the share of each patch's BEV cells with a dynamic road user in any voxel."""
     ids = torch.tensor([class_id(c) for c in AGENT_CLASSES], device=occ.device)
     agent = torch.isin(occ, ids).any(-1).float()[:, None]  # [B, 1, X, Y]
-    return (F.max_pool2d(agent, patch) > 0).long().flatten(1)
+    return F.avg_pool2d(agent, patch).flatten(1)
 
 
 @torch.no_grad()
@@ -61,7 +63,7 @@ def probe_features(
     encode: Callable[[Tensor], Tensor], batches: Iterable[dict[str, Tensor]], *, current: int, offset: int,
     patch: int, num_classes: int, free_id: int, device: str | torch.device = "cpu",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Token features [M, D], BEV classes [M] and future agent flags [M] of windows' current frames."""
+    """Token features [M, D], BEV classes [M] and future agent shares [M] of windows' current frames."""
     feats, seg, agents = [], [], []
     for batch in batches:
         occ = batch["occ"].to(device)
@@ -82,13 +84,13 @@ def run_probes(
     *, current: int, offset: int, patch: int, num_classes: int = 18, free_id: int = 17, ridge: float = 1e-2,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
-    """Both probes fitted on train tokens, scored on val tokens: {'seg_miou', 'agents_miou'}."""
+    """Both probes fitted on train tokens, scored on val tokens: {'seg_miou', 'agents_r2'}."""
     kw = dict(current=current, offset=offset, patch=patch, num_classes=num_classes, free_id=free_id, device=device)
     xtr, str_, atr = probe_features(encode, train_batches, **kw)
     xte, ste, ate = probe_features(encode, val_batches, **kw)
     seg = linear_probe(xtr, str_, xte, ste, task="segmentation", num_classes=num_classes, ridge=ridge)
-    ag = linear_probe(xtr, atr, xte, ate, task="segmentation", num_classes=2, ridge=ridge)
-    return {"seg_miou": seg["miou"], "agents_miou": ag["miou"], "train_tokens": int(xtr.shape[0]), "val_tokens": int(xte.shape[0])}
+    ag = linear_probe(xtr, atr, xte, ate, task="regression", ridge=ridge)
+    return {"seg_miou": seg["miou"], "agents_r2": ag["r2"], "train_tokens": int(xtr.shape[0]), "val_tokens": int(xte.shape[0])}
 
 
 def eval_probe(
@@ -100,7 +102,7 @@ def eval_probe(
     which: str = typer.Option("best", "--which", help="Checkpoint to load: 'best' or 'latest'."),
     ridge: float = typer.Option(1e-2, "--ridge", help="Ridge penalty of the linear probes (relative to the token count)."),
 ) -> None:
-    """Linear probes on frozen features: BEV segmentation mIoU (current frame) and future agent occupancy mIoU."""
+    """Linear probes on frozen features: BEV segmentation mIoU (current frame) and future agent occupancy R^2."""
     from drivewm.config import ConfigError, merge_into
     from drivewm.data.windows import build_dataset
     from drivewm.train.checkpoint import load_run
