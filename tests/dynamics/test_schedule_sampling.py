@@ -1,12 +1,12 @@
 import math
 
 import numpy as np
+import pytest
+import scipy.stats
 import torch
 
-from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits
+from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits, sample_with_logprob
 from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step, num_masked_train
-
-
 
 
 def test_train_mask_counts_follow_cosine_schedule():
@@ -71,3 +71,45 @@ def test_sampling_greedy_and_seeded():
     assert torch.equal(a, b)
     top3 = logits.topk(3, -1).indices
     assert bool((top3 == a[:, None]).any(-1).all())
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        SamplingConfig(temperature=1.0, top_k=3),
+        SamplingConfig(temperature=0.7, top_k=5, top_p=0.8),
+        SamplingConfig(temperature=1.3, top_p=0.9),
+        SamplingConfig(temperature=1.0),
+    ],
+)
+def test_sample_with_logprob_draws_the_filtered_distribution(cfg):
+    """MaskGIT's fused sampler: same distribution as sample_logits, log-probabilities of the filtered softmax."""
+    base = torch.randn(8, generator=torch.Generator().manual_seed(2)) * 1.5
+    draws = 40000
+    ids, logp = sample_with_logprob(base.expand(draws, 8), cfg, torch.Generator().manual_seed(9))
+    ref_logp = filter_logits(base[None] / cfg.temperature, cfg.top_k, cfg.top_p).log_softmax(-1)[0]  # [8]
+    assert torch.allclose(logp, ref_logp[ids], atol=1e-5)  # each draw's log-probability
+    p = ref_logp.exp().double().numpy()
+    counts = np.bincount(ids.numpy(), minlength=8)
+    assert counts[p == 0].sum() == 0  # nothing outside the top-k / top-p set
+    keep = p > 0
+    chi2 = (((counts[keep] - draws * p[keep]) ** 2) / (draws * p[keep])).sum()
+    assert chi2 < scipy.stats.chi2.ppf(0.999, keep.sum() - 1)
+    # sample_logits draws the same distribution (its frequencies pass the same check).
+    other = sample_logits(base.expand(draws, 8), cfg, torch.Generator().manual_seed(9)).numpy()
+    other_counts = np.bincount(other, minlength=8)
+    assert (((other_counts[keep] - draws * p[keep]) ** 2) / (draws * p[keep])).sum() < scipy.stats.chi2.ppf(
+        0.999, keep.sum() - 1
+    )
+
+
+def test_sample_with_logprob_greedy_and_seeded():
+    logits = torch.randn(50, 7, generator=torch.Generator().manual_seed(0))
+    ids, logp = sample_with_logprob(logits, SamplingConfig(temperature=0, top_k=3))
+    assert torch.equal(ids, logits.argmax(-1))
+    ref = filter_logits(logits, top_k=3).log_softmax(-1).gather(-1, ids[:, None]).squeeze(-1)
+    assert torch.allclose(logp, ref, atol=1e-6)
+    cfg = SamplingConfig(temperature=1.0, top_k=3)
+    a = sample_with_logprob(logits, cfg, torch.Generator().manual_seed(5))
+    b = sample_with_logprob(logits, cfg, torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
-from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits
+from drivewm.dynamics.sampling import SamplingConfig, sample_with_logprob
 from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step
 from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache
 from drivewm.registry import register_model
@@ -135,10 +135,7 @@ class MaskGITWorldModel(TokenWorldModel):
         Returns the temporal states (TemporalCache in step mode) and the new frame's ego token [B, 1, D]."""
         drop = torch.full((window.shape[0],), uncond, dtype=torch.bool, device=window.device)
         tokens, ego = self._condition(window, cond, drop)
-        cache = TemporalCache()
-        self.net(tokens[:, :-1], ego[:, :-1], cache)
-        cache.mode = "step"
-        return cache, ego[:, -1:]
+        return self.net.record(tokens[:, :-1], ego[:, :-1]), ego[:, -1:]
 
     def frame_logits(self, window: Tensor, cond: Tensor, guidance: float,
                      caches: list[tuple[TemporalCache, Tensor]] | None = None) -> Tensor:
@@ -172,10 +169,8 @@ class MaskGITWorldModel(TokenWorldModel):
             masked = x == self.mask_id
             window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
             logits = self.frame_logits(window, cond, guidance, caches)  # [B, N, V]
-            sampled = sample_logits(logits, sampling, generator)  # [B, N]
-            temp = sampling.temperature if sampling.temperature > 0 else 1.0
-            logp = filter_logits(logits.float() / temp, sampling.top_k, sampling.top_p).log_softmax(-1)
-            conf = logp.gather(-1, sampled[..., None]).squeeze(-1)  # [B, N]
+            # The draw and its log-probability under the tempered, top-k / top-p filtered distribution.
+            sampled, conf = sample_with_logprob(logits, sampling, generator)  # [B, N] each
             anneal = self.cfg.choice_temperature * (1.0 - (s + 1) / steps)
             if anneal > 0:
                 u = torch.rand(b, n, generator=generator, device=x.device).clamp(1e-20, 1.0)

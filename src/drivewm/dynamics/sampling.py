@@ -2,7 +2,11 @@
 
 Used by every token world model so that "the same seed gives the same rollout" holds across the
 cached and uncached GPT paths and the MaskGIT decoder (Holtzman et al. 2019, arXiv 1904.09751, for
-nucleus sampling).
+nucleus sampling). `sample_logits` filters the full vocabulary and draws from it (the GPT and OccWorld
+samplers, whose seeded token streams it defines); `sample_with_logprob` draws from the same filtered
+distribution but only over the top-k candidates and also returns each draw's log-probability, which
+MaskGIT needs as its confidence: one top-k and one softmax over k values per token instead of
+filtering, softmaxing and drawing over all V codes twice.
 """
 
 from __future__ import annotations
@@ -56,3 +60,34 @@ def sample_logits(
     flat = probs.reshape(-1, probs.shape[-1])  # [N, V]
     ids = torch.multinomial(flat, 1, generator=generator)  # [N, 1]
     return ids.reshape(probs.shape[:-1])
+
+
+def sample_with_logprob(
+    logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw token ids [...] from logits [..., V] and return (ids, log-probabilities [...] of the draws).
+
+    The distribution is sample_logits's: softmax(logits / T) restricted to the top-k / top-p set (ties at
+    the k-th logit aside, which sample_logits keeps and this drops). The log-probability is taken under that
+    tempered, filtered distribution (T = 1 for greedy decoding, temperature 0, which returns the argmax).
+    """
+    temp = cfg.temperature if cfg.temperature > 0 else 1.0
+    scaled = logits.float() / temp
+    vocab = scaled.shape[-1]
+    if cfg.top_k and cfg.top_k < vocab:
+        cand, ids = torch.topk(scaled, cfg.top_k, dim=-1)  # [..., k], sorted descending
+    elif cfg.top_p < 1.0:
+        cand, ids = torch.sort(scaled, dim=-1, descending=True)  # [..., V]
+    else:
+        cand, ids = scaled, None  # the whole vocabulary, in id order
+    if cfg.top_p < 1.0:  # candidates are sorted here: nucleus as in filter_logits
+        probs = cand.softmax(-1)
+        cand = cand.masked_fill((probs.cumsum(-1) - probs) >= cfg.top_p, float("-inf"))
+    logp = cand.log_softmax(-1)  # [..., k]
+    if cfg.temperature == 0:
+        choice = logp.argmax(-1, keepdim=True)  # [..., 1]
+    else:
+        flat = logp.exp().reshape(-1, logp.shape[-1])
+        choice = torch.multinomial(flat, 1, generator=generator).reshape(*logp.shape[:-1], 1)
+    token = choice if ids is None else ids.gather(-1, choice)
+    return token.squeeze(-1), logp.gather(-1, choice).squeeze(-1)

@@ -124,11 +124,23 @@ class SpatioTemporalNet(nn.Module):
         return img.flatten(2).transpose(1, 2).reshape(b, t, out_grid[0] * out_grid[1], -1)
 
     def forward(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None) -> Tensor:
-        """With `cache` in record mode the tokens are context frames whose temporal states are kept; in
-        step mode the tokens are the frame(s) right after that context."""
+        """With `cache` in step mode the tokens are the frame(s) right after the context it recorded."""
+        b, t = tokens.shape[:2]
+        logits = self.head(self.norm(self.features(tokens, ego, cache)[:, :, :-1]))  # [B, T, N, V]
+        return logits.reshape(b, t, *tokens.shape[2:], -1)
+
+    def record(self, tokens: Tensor, ego: Tensor) -> TemporalCache:
+        """Run context frames tokens [B, T, h, w], ego [B, T, D0] once and keep their temporal states
+        (a TemporalCache in step mode); their logits are never read, so the head does not run."""
+        cache = TemporalCache()
+        self.features(tokens, ego, cache)
+        cache.mode = "step"
+        return cache
+
+    def features(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None) -> Tensor:
+        """tokens [B, T, h, w], ego [B, T, D0] -> last-stage features [B, T, N+1, D0] (ego token last)."""
         if cache is not None:
             cache.index = 0
-        b, t = tokens.shape[:2]
         x = self.tok_emb(tokens.flatten(2))  # [B, T, N, D0]
         x = torch.cat([x, ego[:, :, None]], 2)  # [B, T, N+1, D0]
         skips = []
@@ -142,5 +154,4 @@ class SpatioTemporalNet(nn.Module):
             grid_tokens = self._resample(x[:, :, :-1], self.up[i], self.grids[i + 1], self.grids[i])
             x = torch.cat([grid_tokens, self.ego_up[i](x[:, :, -1:])], 2)
             x = self.up_stages[i](self.fuse[i](torch.cat([x, skips[i]], -1)), cache)
-        logits = self.head(self.norm(x[:, :, :-1]))  # [B, T, N, V]
-        return logits.reshape(b, t, *tokens.shape[2:], -1)
+        return x
