@@ -57,9 +57,14 @@ def test_kv_cache_sampling_equals_uncached(make_model, tokens, cond, backbone, s
 def test_maskgit_context_cache_equals_full_passes(make_model, tokens, cond, backbone, guidance):
     model = make_model("maskgit", backbone).eval()
     window = torch.cat([tokens[:, :3], torch.full_like(tokens[:, :1], model.mask_id)], 1)
-    caches = [model.context_cache(window, cond, False), model.context_cache(window, cond, True)]
+    cache = model.context_cache(window, cond, guidance)
     full = model.frame_logits(window, cond, guidance)
-    assert torch.allclose(model.frame_logits(window, cond, guidance, caches), full, atol=1e-4)
+    assert torch.allclose(model.frame_logits(window, cond, guidance, cache), full, atol=1e-4)
+    # Both paths batch [conditional; unconditional] rows: they equal two separate full passes.
+    drop = torch.ones(window.shape[0], dtype=torch.bool)
+    separate = guided_logits(model.denoise_logits(window, cond)[:, -1], model.denoise_logits(window, cond, drop)[:, -1],
+                             guidance).flatten(1, 2)
+    assert torch.allclose(full, separate, atol=1e-4)
     outs = [
         model.rollout(tokens[:, :3], cond, 2, guidance=guidance, generator=torch.Generator().manual_seed(3), use_cache=c)
         for c in (True, False)
@@ -84,11 +89,11 @@ def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_mo
     guided0, guided1 = run(0.0), run(1.0)
     original = model.frame_logits
     # The plain conditional model: conditional logits only.
-    model.frame_logits = lambda w, c, g, caches=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
     plain_cond = run(1.0)
     # The plain unconditional model: past frames and actions dropped.
     drop = torch.ones(ctx.shape[0], dtype=torch.bool)
-    model.frame_logits = lambda w, c, g, caches=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
     plain_uncond = run(0.0)
     model.frame_logits = original
     assert torch.equal(guided1, plain_cond)

@@ -39,9 +39,9 @@ def test_maskgit_decoder_masks_the_stated_counts(make_model, tokens, cond):
     seen = []
     original = model.frame_logits
 
-    def recording(window, c, guidance, caches=None):
+    def recording(window, c, guidance, cache=None):
         seen.append(int((window[:, -1] == model.mask_id).sum(dim=(1, 2))[0]))
-        return original(window, c, guidance, caches)
+        return original(window, c, guidance, cache)
 
     model.frame_logits = recording
     steps, n = 5, 16

@@ -9,7 +9,12 @@ masked frame and in S steps samples all masked tokens in parallel (top-k samplin
 confident and re-masks floor(cos((s+1)/S pi/2) N) of them (confidence = log-probability plus Gumbel noise
 annealed as in MaskGIT). Classifier-free guidance: during training the conditioning (past frames and
 actions) is dropped with probability `cond_drop_prob`; at sampling logits = uncond + w (cond - uncond),
-so w = 1 is the plain conditional model and w = 0 the unconditional one.
+so w = 1 is the plain conditional model and w = 0 the unconditional one; for w != 1 both terms come
+from one network pass over the batch doubled into conditional and unconditional rows.
+
+Decoding cost: the context frames run through the network once per frame (their temporal states are
+kept, `st_net.TemporalCache`), then each step runs only the frame being decoded; each step draws the
+masked tokens and their confidences with one top-k over the vocabulary (`sample_with_logprob`).
 
 The network is the same multi-scale spatio-temporal transformer as OccWorld's (`st_net.py`), with causal
 temporal mixing: frame t's output denoises frame t from frames < t and its own corrupted tokens; frame
@@ -129,46 +134,59 @@ class MaskGITWorldModel(TokenWorldModel):
         return result
 
     # --- decoding ---------------------------------------------------------------------------------
-    def context_cache(self, window: Tensor, cond: Tensor, uncond: bool) -> tuple[TemporalCache, Tensor]:
+    def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Network inputs for `guidance`: the batch itself (w = 1), or doubled to [conditional; unconditional]
+        rows so that both terms of classifier-free guidance come from one network pass.
+
+        window [B, T, h, w], cond [B, T', A] -> (window, cond, drop [B or 2B] bool)."""
+        b = window.shape[0]
+        if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
+            return window, cond, torch.zeros(b, dtype=torch.bool, device=window.device)
+        drop = torch.arange(2 * b, device=window.device) >= b
+        return torch.cat([window, window]), torch.cat([cond, cond]), drop
+
+    @staticmethod
+    def _guide(logits: Tensor, guidance: float) -> Tensor:
+        """Logits of _guided_rows' batch -> guided logits of the original batch."""
+        if guidance == 1.0:
+            return logits
+        cond_logits, uncond_logits = logits.chunk(2)
+        return guided_logits(cond_logits, uncond_logits, guidance)
+
+    def context_cache(self, window: Tensor, cond: Tensor, guidance: float) -> tuple[TemporalCache, Tensor]:
         """Run the context frames of window [B, T, h, w] (its last frame is the one being decoded) once.
 
-        Returns the temporal states (TemporalCache in step mode) and the new frame's ego token [B, 1, D]."""
-        drop = torch.full((window.shape[0],), uncond, dtype=torch.bool, device=window.device)
+        Returns the temporal states (TemporalCache in step mode) and the new frame's ego token [B', 1, D], for
+        the rows of `_guided_rows` (B' = 2B when guidance != 1: conditional rows, then unconditional ones)."""
+        window, cond, drop = self._guided_rows(window, cond, guidance)
         tokens, ego = self._condition(window, cond, drop)
         return self.net.record(tokens[:, :-1], ego[:, :-1]), ego[:, -1:]
 
     def frame_logits(self, window: Tensor, cond: Tensor, guidance: float,
-                     caches: list[tuple[TemporalCache, Tensor]] | None = None) -> Tensor:
-        """Guided logits [B, N, V] of the last frame of window [B, T, h, w]; with `caches` (from
-        context_cache: conditional, then unconditional) only the last frame runs through the network."""
-        if caches is None:
-            cond_logits = self.denoise_logits(window, cond)[:, -1].flatten(1, 2)
+                     cache: tuple[TemporalCache, Tensor] | None = None) -> Tensor:
+        """Guided logits [B, N, V] of the last frame of window [B, T, h, w]; with `cache` (from context_cache
+        with the same guidance) only the last frame runs through the network."""
+        if cache is None:
+            window, cond, drop = self._guided_rows(window, cond, guidance)
+            logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
         else:
-            cond_logits = self.net(window[:, -1:], caches[0][1], caches[0][0])[:, -1].flatten(1, 2)
-        if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
-            return cond_logits
-        if caches is None:
-            drop = torch.ones(window.shape[0], dtype=torch.bool, device=window.device)
-            uncond_logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
-        else:
-            uncond_logits = self.net(window[:, -1:], caches[1][1], caches[1][0])[:, -1].flatten(1, 2)
-        return guided_logits(cond_logits, uncond_logits, guidance)
+            new = window[:, -1:]  # [B, 1, h, w]
+            new = new if guidance == 1.0 else torch.cat([new, new])
+            logits = self.net(new, cache[1], cache[0])[:, -1].flatten(1, 2)
+        return self._guide(logits, guidance)
 
     def decode_frame(self, context: Tensor, cond: Tensor, *, steps: int, guidance: float,
                      sampling: SamplingConfig, generator: torch.Generator | None, use_cache: bool = True) -> Tensor:
         """context [B, Tc, h, w], cond [B, Tc+1, A] -> the next frame's tokens [B, h, w] in `steps` passes."""
         b, n = context.shape[0], self.tokens_per_frame
         x = torch.full((b, n), self.mask_id, dtype=torch.long, device=context.device)
-        caches = None
+        cache = None
         if use_cache:  # the context runs once; each decoding step then costs one frame
-            window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
-            caches = [self.context_cache(window, cond, False)]
-            if guidance != 1.0:
-                caches.append(self.context_cache(window, cond, True))
+            cache = self.context_cache(torch.cat([context, x.view(b, 1, *self.token_shape)], 1), cond, guidance)
         for s in range(steps):
             masked = x == self.mask_id
             window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
-            logits = self.frame_logits(window, cond, guidance, caches)  # [B, N, V]
+            logits = self.frame_logits(window, cond, guidance, cache)  # [B, N, V]
             # The draw and its log-probability under the tempered, top-k / top-p filtered distribution.
             sampled, conf = sample_with_logprob(logits, sampling, generator)  # [B, N] each
             anneal = self.cfg.choice_temperature * (1.0 - (s + 1) / steps)
