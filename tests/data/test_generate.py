@@ -121,3 +121,16 @@ def test_cli_generate_inspect_png(tmp_path):
     (out / "manifest.json").write_text(json.dumps(m))
     r = runner.invoke(app, ["data", "inspect", str(out)])
     assert r.exit_code == 2 and "ep_000000" in r.output and "checksum" in r.output
+
+
+def test_expert_noise_recorded_and_changes_actions(tmp_path, reference):
+    noisy = tmp_path / "noisy"
+    generate_store(noisy, **RUN, expert_noise=1.0)
+    assert read_manifest(noisy)["generator"]["settings"]["expert_noise"] == 1.0
+    assert read_manifest(reference)["generator"]["settings"]["expert_noise"] == 0.0
+    clean_a, noisy_a = EpisodeStore(reference).read(0, "action"), EpisodeStore(noisy).read(0, "action")
+    assert not np.allclose(clean_a, noisy_a)  # the OU noise moves the executed actions
+    with pytest.raises(StoreError, match="different generation"):  # resuming with other noise is refused
+        generate_store(noisy, **RUN)
+    with pytest.raises(ValueError, match="expert_noise"):
+        generate_store(tmp_path / "bad", **RUN, expert_noise=-1.0)

@@ -36,6 +36,10 @@ def generate(
     shard: str = typer.Option("0/1", "--shard", help="i/n: make only the episodes with index = i mod n."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip an episode that fails, instead of stopping."),
     chunk_frames: int = typer.Option(4, "--chunk-frames", help="Frames per chunk of occupancy and camera arrays."),
+    expert_noise: float = typer.Option(
+        0.0, "--expert-noise",
+        help="Scale of the expert's temporally correlated action noise (0 = clean). Action-conditioned models "
+             "(V-JEPA 2-AC, planning) need it: with a clean expert the action is a function of the scene."),
 ) -> None:
     """Simulate episodes into a chunked, compressed store with a manifest (deterministic, resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -49,7 +53,7 @@ def generate(
             task = bar.add_task(f"simulating {preset} episodes", total=None)
             m = generate_store(
                 out, preset=preset, episodes=episodes, frames=frames, seed=seed, workers=workers, shard=shard_t,
-                skip_bad=skip_bad, chunk_frames=chunk_frames,
+                skip_bad=skip_bad, chunk_frames=chunk_frames, expert_noise=expert_noise,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total), report=_warn,
             )
     except BAD_INPUT as e:

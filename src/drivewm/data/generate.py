@@ -55,11 +55,14 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def generator_settings(preset: str, frames: int, seed: int, episodes: int) -> tuple[dict, dict, object]:
+def generator_settings(preset: str, frames: int, seed: int, episodes: int,
+                       expert_noise: float = 0.0) -> tuple[dict, dict, object]:
     """(generator record, sensor spec, SimConfig) of a simulator run."""
     from drivewm.sim import sim_preset
 
-    sim_cfg = sim_preset(preset)
+    if not expert_noise >= 0:
+        raise ValueError(f"expert_noise must be >= 0, got {expert_noise}")
+    sim_cfg = sim_preset(preset, expert_noise=float(expert_noise)) if expert_noise else sim_preset(preset)
     settings = json.loads(json.dumps(dataclasses.asdict(sim_cfg)))  # as the manifest holds it (tuples -> lists)
     generator = {"name": "drivewm.sim", "preset": preset, "frames": int(frames), "seed": int(seed),
                  "episodes": int(episodes), "seed_rule": "SeedSequence([seed, index]).generate_state(1)[0]",
@@ -108,6 +111,7 @@ def generate_store(
     shard: tuple[int, int] = (0, 1),
     skip_bad: bool = False,
     chunk_frames: int = 4,
+    expert_noise: float = 0.0,
     on_progress: Callable[[int, int], None] | None = None,
     report: Callable[[str], None] | None = None,
 ) -> dict:
@@ -115,7 +119,7 @@ def generate_store(
     if episodes < 1 or frames < 1 or workers < 1:
         raise ValueError(f"episodes, frames and workers must be >= 1; got {episodes}, {frames}, {workers}")
     out = Path(out)
-    generator, sensors, sim_cfg = generator_settings(preset, frames, seed, episodes)
+    generator, sensors, sim_cfg = generator_settings(preset, frames, seed, episodes, expert_noise)
     generator["shard"] = list(shard)
     manifest = new_manifest(grid=sim_cfg.grid_spec, hz=sim_cfg.hz, sensors=sensors, generator=generator)
     if (out / "manifest.json").exists():

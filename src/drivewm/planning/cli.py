@@ -98,6 +98,7 @@ def eval_plan(
 
 
 def drive(
+    overrides: Optional[list[str]] = typer.Argument(None, help="PlanConfig overrides of the preset, e.g. weights.goal_l1=20 shaping=false cem.samples=64."),
     planner: str = typer.Option("cem", "--planner", help="cem, mppi, expert, constant-velocity or random."),
     model: Optional[str] = typer.Option(None, "--model", help="Run directory of a jepa_ac or token world model; without it CEM/MPPI plan through the simulator itself."),
     seeds: list[int] = typer.Option([1, 2, 3], "--seeds", help="Start states (simulator seeds); repeat the option for several."),
@@ -118,7 +119,7 @@ def drive(
     from drivewm.sim import sim_preset
 
     console = Console()
-    cfg = load_plan_config(config)
+    cfg = load_plan_config(config, list(overrides or []))
     simcfg = sim_preset(preset, lidar=False, camera=False, visibility=False)
     kind, pmodel, goal_fns, needs_occ = "sim", None, {}, set()
     if model:
