@@ -83,27 +83,55 @@ def test_ac_block_causal_and_cached_rollout():
     m = JepaAC(JepaACConfig(encoder=ENC, width=32, depth=2, heads=2)).eval()
     b = scene_batch(2, 4, seed=2, grid=(16, 16, 4))
     z = m.encode(b["occ"].flatten(0, 1)).view(2, 4, 16, 32)
-    acts, states = torch.randn(2, 4, 2), torch.randn(2, 4, 3)
+    acts, states = torch.randn(2, 4, 2), torch.randn(2, 5, 3)
+    cond = m.conditions(acts, states)  # [2, 4, 5]: action + motion to the next pose
+    assert cond.shape == (2, 4, 5)
     with torch.no_grad():
-        p1, _ = m(z, acts, states)
-        z2, a2 = z.clone(), acts.clone()
+        p1, _ = m(z, cond, states[:, :4])
+        z2, c2 = z.clone(), cond.clone()
         z2[:, 3] += 1.0
-        a2[:, 3] += 1.0
-        p2, _ = m(z2, a2, states)
+        c2[:, 3] += 1.0
+        p2, _ = m(z2, c2, states[:, :4])
     # frame t's prediction sees frames <= t only: changing frame 3 leaves predictions 0..2 unchanged
     torch.testing.assert_close(p1[:, :3], p2[:, :3])
     assert (p1[:, 3] - p2[:, 3]).abs().max() > 1e-4
-    # the KV-cached rollout equals re-running the full block-causal forward on its own predictions
+    # the KV-cached rollout with known future poses equals the full block-causal forward on its own predictions
     seq = torch.randn(2, 3, 2)
     with torch.no_grad():
-        roll = m.rollout(z[:, :2], seq, past_actions=acts[:, :1], states=states[:, :2])
-        zs, ss, aa = [z[:, 0], z[:, 1]], [states[:, 0], states[:, 1]], torch.cat([acts[:, :1], seq], 1)
-        for i in range(3):
-            pz, ps = m(torch.stack(zs, 1), aa[:, : len(zs)], torch.stack(ss, 1))
+        roll = m.rollout(z[:, :2], seq, past_actions=acts[:, :1], states=states)
+        aa = torch.cat([acts[:, :1], seq], 1)
+        cc = m.conditions(aa, states)
+        zs = [z[:, 0], z[:, 1]]
+        for _ in range(3):
+            pz, _ = m(torch.stack(zs, 1), cc[:, : len(zs)], states[:, : len(zs)])
+            zs.append(pz[:, -1])
+    torch.testing.assert_close(roll, torch.stack(zs[2:], 1), atol=1e-5, rtol=1e-4)
+    # the motion reaches the predictor: other future poses, other predictions
+    moved = states.clone()
+    moved[:, 2:, 0] += 3.0
+    with torch.no_grad():
+        assert (m.rollout(z[:, :2], seq, past_actions=acts[:, :1], states=moved) - roll).abs().max() > 1e-4
+    assert m.predict(z[:, :2], acts[:, :2], states[:, :3]).shape == (2, 16, 32)
+    with pytest.raises(ValueError, match="action_motion"):  # motion without the future poses
+        m.rollout(z[:, :2], seq, past_actions=acts[:, :1], states=states[:, :2])
+
+
+def test_ac_action_only_rollout_feeds_predicted_states():
+    torch.manual_seed(0)
+    m = JepaAC(JepaACConfig(encoder=ENC, width=32, depth=2, heads=2, condition="action")).eval()
+    b = scene_batch(2, 2, seed=3, grid=(16, 16, 4))
+    z = m.encode(b["occ"].flatten(0, 1)).view(2, 2, 16, 32)
+    acts, states, seq = torch.randn(2, 1, 2), torch.randn(2, 2, 3), torch.randn(2, 3, 2)
+    with torch.no_grad():
+        roll = m.rollout(z, seq, past_actions=acts, states=states)
+        aa = torch.cat([acts, seq], 1)
+        cc = m.conditions(aa, None)
+        zs, ss = [z[:, 0], z[:, 1]], [states[:, 0], states[:, 1]]
+        for _ in range(3):
+            pz, ps = m(torch.stack(zs, 1), cc[:, : len(zs)], torch.stack(ss, 1))
             zs.append(pz[:, -1])
             ss.append(ps[:, -1])
     torch.testing.assert_close(roll, torch.stack(zs[2:], 1), atol=1e-5, rtol=1e-4)
-    assert m.predict(z[:, :2], acts[:, :2]).shape == (2, 16, 32)
 
 
 def test_bad_inputs():

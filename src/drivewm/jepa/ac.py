@@ -9,9 +9,18 @@ of frame t + 1. Training, as in the paper: teacher forcing (predict t + 1 from t
 plus a 2-step autoregressive rollout loss (from frame 0, predictions fed back), both L1 against the
 layer-normed targets.
 
-The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw). Ours, not the
-paper's: the output at the state token also predicts the next state (L1, ``state_weight``), so a
-rollout can feed its own states forward where the paper's robot arm reads proprioception.
+The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw), as the
+paper's robot arm reads its end-effector pose. The action token carries the conditioning vector of
+the transition t -> t + 1 (``drivewm.dynamics.conditions``, shared with the token world models):
+``condition="action"`` the applied (accel, steer); ``"action_motion"`` (default) also the ego motion
+to the next frame. The ego's own dynamics are known (the planner integrates the bicycle model for
+each candidate, as V-JEPA 2-AC integrates end-effector deltas into the next state), so a rollout
+given the future poses conditions every step on where the ego will be; the predictor learns what
+the scene does. Measured on the tiny preset: with ``"action"`` alone the predicted energy of
+different candidate actions differed by < 0.001 while the true energy differed by 0.5 - the effect
+of one 0.5 s action on the next frame is too small for the predictor to pick up from data. The
+output at the state token also predicts the next state (L1, ``state_weight``, ours), which a
+rollout without future poses feeds forward.
 
 Planning (``drivewm.planning``): ``encode(occ) -> [B, N, D]``, ``predict(z, actions) -> [B, N, D]``
 and ``rollout(z, action_seq) -> [S, H, N, D]`` (KV-cached, batched over samples); energy = L1 to a
@@ -28,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, build_backbone
+from drivewm.dynamics.conditions import condition_dim, ego_conditions
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, init_weights, sincos_2d
 from drivewm.registry import register_model
 
@@ -52,8 +62,8 @@ class JepaACConfig:
     """Weight of the rollout loss next to the teacher-forcing loss."""
     state_weight: float = 0.1
     """Weight of the next-state L1 loss at the state token."""
-    action_scale: list[float] = field(default_factory=lambda: [3.0, 0.5])
-    """Divisors bringing (accel m/s^2, steer rad) to ~unit range."""
+    condition: str = "action_motion"
+    """Per-frame conditioning (drivewm.dynamics.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
     """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
 
@@ -82,10 +92,9 @@ class JepaAC(nn.Module):
         self.n = self.encoder.num_tokens
         d, w = ecfg.dim, cfg.width
         self.patch_in = nn.Linear(d, w)
-        self.action_in = nn.Linear(2, w)
+        self.action_in = nn.Linear(condition_dim(cfg.condition), w)
         self.state_in = nn.Linear(3, w)
         self.register_buffer("pos", sincos_2d(*ecfg.token_grid, w), persistent=False)
-        self.register_buffer("a_scale", torch.tensor(cfg.action_scale, dtype=torch.float32), persistent=False)
         self.register_buffer("s_scale", torch.tensor(cfg.state_scale, dtype=torch.float32), persistent=False)
         self.backbone = build_backbone(
             BackboneConfig(kind="attention", dim=w, depth=cfg.depth, heads=cfg.heads, norm="layer", max_len=4096)
@@ -107,10 +116,24 @@ class JepaAC(nn.Module):
         z = self.encoder(occ)
         return F.layer_norm(z, z.shape[-1:])
 
-    def _frame_tokens(self, z: Tensor, actions: Tensor, states: Tensor) -> Tensor:
-        """z [B, T, N, D], actions [B, T, 2], states [B, T, 3] -> tokens [B, T * (N + 2), W]."""
+    def conditions(self, actions: Tensor, states: Tensor | None) -> Tensor:
+        """actions [B, T, 2] (transition t -> t+1) and poses [B, >= T + 1, 3] -> conditioning [B, T, A].
+
+        'action_motion' reads the motion t -> t+1 from the poses, so it needs the pose after the last action."""
+        t = actions.shape[1]
+        if self.cfg.condition == "action":
+            return ego_conditions({"action": actions}, "action")
+        if states is None or states.shape[1] < t + 1:
+            have = "none" if states is None else states.shape[1]
+            raise ValueError(f"condition='action_motion' needs the ego poses of {t + 1} frames (the pose after each "
+                             f"action; a planner integrates them from the candidate actions), got {have}")
+        pad = torch.cat([actions, torch.zeros_like(actions[:, :1])], 1)  # [B, T+1, 2]: motion t -> t+1 uses poses t, t+1
+        return ego_conditions({"action": pad, "ego_pose": states[:, : t + 1]}, "action_motion")[:, :t]
+
+    def _frame_tokens(self, z: Tensor, cond: Tensor, states: Tensor) -> Tensor:
+        """z [B, T, N, D], conditioning [B, T, A], states [B, T, 3] -> tokens [B, T * (N + 2), W]."""
         b, t = z.shape[:2]
-        a = self.action_in(actions / self.a_scale)[:, :, None]  # [B, T, 1, W]
+        a = self.action_in(cond)[:, :, None]  # [B, T, 1, W]
         s = self.state_in(states / self.s_scale)[:, :, None]
         p = self.patch_in(z) + self.pos  # [B, T, N, W]
         return torch.cat([a, s, p], dim=2).reshape(b, t * (self.n + 2), -1)
@@ -123,10 +146,11 @@ class JepaAC(nn.Module):
         h = h.view(h.shape[0], t, self.n + 2, -1)
         return self.patch_out(h[:, :, 2:]), self.state_out(h[:, :, 1]) * self.s_scale
 
-    def forward(self, z: Tensor, actions: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
-        """Teacher-forced pass: frames [B, T, ...] -> predictions of frames 1..T: [B, T, N, D], [B, T, 3]."""
+    def forward(self, z: Tensor, cond: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
+        """Teacher-forced pass: frames z [B, T, N, D], their conditioning [B, T, A] (from `conditions`) and
+        states [B, T, 3] -> predictions of frames 1..T: [B, T, N, D], [B, T, 3]."""
         t = z.shape[1]
-        x = self._frame_tokens(z, actions, states)
+        x = self._frame_tokens(z, cond, states)
         h = self.backbone(x, positions=self._positions(0, t, z.device), block_size=self.n + 2)
         return self._readout(h, t)
 
@@ -137,23 +161,26 @@ class JepaAC(nn.Module):
             raise ValueError(f"actions must be [B, T, 2] with B = {z.shape[0]}, got {tuple(actions.shape)}")
 
     def predict(self, z: Tensor, actions: Tensor, states: Tensor | None = None) -> Tensor:
-        """Next-frame embeddings [B, N, D] from history z [B, T, N, D] and its actions [B, T, 2] (+ states [B, T, 3])."""
+        """Next-frame embeddings [B, N, D] from history z [B, T, N, D], its actions [B, T, 2] (the last one is
+        applied now) and poses [B, T (+1), 3] (with 'action_motion': T + 1, the pose the last action leads to)."""
         self._check(z, actions)
         if actions.shape[1] != z.shape[1]:
             raise ValueError(f"predict needs one action per history frame: z has {z.shape[1]}, actions {actions.shape[1]}")
-        states = states if states is not None else torch.zeros(*z.shape[:2], 3, device=z.device, dtype=z.dtype)
-        return self(z, actions, states)[0][:, -1]
+        return self.rollout(z, actions[:, -1:], past_actions=actions[:, :-1], states=states)[:, 0]
 
     def rollout(self, z: Tensor, action_seq: Tensor, past_actions: Tensor | None = None,
                 states: Tensor | None = None) -> Tensor:
         """H autoregressive frames [S, H, N, D] from history z [S, T, N, D] (or [S, N, D]) and action_seq [S, H, 2].
 
         ``past_actions`` [S, T - 1, 2] are the actions between history frames (needed when T > 1);
-        action_seq[:, 0] is applied at the last history frame. KV-cached: each new frame costs one block.
+        action_seq[:, 0] is applied at the last history frame. ``states``: the history's poses [S, T, 3]
+        (the model's own state predictions are fed forward), or history and future poses [S, T + H, 3]
+        (the ego's known kinematics; 'action_motion' needs them). KV-cached: each new frame costs one block.
         """
         if z.dim() == 3:
             z = z[:, None]
         s, t = z.shape[:2]
+        h = action_seq.shape[1]
         if past_actions is None:
             if t > 1:
                 raise ValueError(f"rollout from {t} history frames needs past_actions [S, {t - 1}, 2]")
@@ -161,16 +188,21 @@ class JepaAC(nn.Module):
         acts = torch.cat([past_actions, action_seq], dim=1)  # [S, T - 1 + H, 2]
         self._check(z, acts)
         cur = states if states is not None else torch.zeros(s, t, 3, device=z.device, dtype=z.dtype)
+        if cur.dim() != 3 or cur.shape[0] != s or cur.shape[1] not in (t, t + h) or cur.shape[2] != 3:
+            raise ValueError(f"states must be [S, {t}, 3] or [S, {t + h}, 3] (history + future poses), got {tuple(cur.shape)}")
+        known = cur.shape[1] == t + h
+        cond = self.conditions(acts, cur if known else None)  # [S, T - 1 + H, A]
         cache = self.backbone.init_state(s, device=z.device, dtype=z.dtype)
         frames, out = [z[:, i] for i in range(t)], []
-        st = [cur[:, i] for i in range(t)]
-        for i in range(t - 1 + action_seq.shape[1]):
-            x = self._frame_tokens(frames[i][:, None], acts[:, i : i + 1], st[i][:, None])
-            h, cache = self.backbone.step(x, cache, positions=self._positions(i, 1, z.device))
-            nz, ns = self._readout(h, 1)
+        st = [cur[:, i] for i in range(cur.shape[1])]
+        for i in range(t - 1 + h):
+            x = self._frame_tokens(frames[i][:, None], cond[:, i : i + 1], st[i][:, None])
+            hid, cache = self.backbone.step(x, cache, positions=self._positions(i, 1, z.device))
+            nz, ns = self._readout(hid, 1)
             if i >= t - 1:
                 frames.append(nz[:, 0])
-                st.append(ns[:, 0])
+                if not known:
+                    st.append(ns[:, 0])
                 out.append(nz[:, 0])
         return torch.stack(out, dim=1)
 
@@ -180,21 +212,24 @@ class JepaAC(nn.Module):
         b, t = occ.shape[:2]
         if t < 2 + (self.cfg.rollout_steps > 0):
             raise ValueError(f"jepa_ac needs windows of >= 3 frames (data.past + data.future), got {t}")
+        if "rel_pose" not in batch and self.cfg.condition == "action_motion":
+            raise KeyError("jepa_ac with condition='action_motion' needs the batch's 'rel_pose' (window datasets add it "
+                           "when data.keys holds ego_pose)")
         states = batch["rel_pose"].float() if "rel_pose" in batch else torch.zeros(b, t, 3, device=occ.device)
         z = self.encode(occ.flatten(0, 1)).view(b, t, self.n, -1)  # [B, T, N, D], frozen, layer-normed
-        pred, pred_state = self(z[:, :-1], actions[:, :-1], states[:, :-1])
+        cond = self.conditions(actions[:, :-1], states)  # [B, T-1, A]
+        pred, pred_state = self(z[:, :-1], cond, states[:, :-1])
         tf = (pred - z[:, 1:]).abs().mean()
         st = (pred_state - states[:, 1:]).abs().mean()
         total = tf + self.cfg.state_weight * st
         out = {"tf_loss": tf.detach(), "state_loss": st.detach()}
         k = min(self.cfg.rollout_steps, t - 1)
         if k > 0 and self.cfg.rollout_weight > 0:
-            # From frame 0 only, predictions (and predicted states) fed back for k steps; L1 on the last.
-            zs, ss = [z[:, 0]], [states[:, 0]]
+            # From frame 0 only, predictions fed back for k steps (the poses are the ego's, known); L1 on the last.
+            zs = [z[:, 0]]
             for i in range(k):
-                pz, ps = self(torch.stack(zs, 1), actions[:, : i + 1], torch.stack(ss, 1))
+                pz, _ = self(torch.stack(zs, 1), cond[:, : i + 1], states[:, : i + 1])
                 zs.append(pz[:, -1])
-                ss.append(ps[:, -1])
             ro = (zs[-1] - z[:, k]).abs().mean()
             total = total + self.cfg.rollout_weight * ro
             out["rollout_loss"] = ro.detach()

@@ -85,7 +85,8 @@ class JepaPlanningModel(_LearnedModel):
         s = actions.shape[0]
         z = self.z[None].expand(s, *self.z.shape)  # [S, T, N, D]
         past = self.past_actions[None].expand(s, *self.past_actions.shape)  # [S, T-1, 2]
-        states = self.rel[None].expand(s, *self.rel.shape)  # [S, T, 3]
+        # History poses, then each candidate's own integrated poses: the predictor is told where the ego goes.
+        states = torch.cat([self.rel[None].expand(s, *self.rel.shape), ego.to(self.device)], 1)  # [S, T + H, 3]
         emb = self.model.rollout(z, actions.float().to(self.device), past_actions=past, states=states)  # [S, H, N, D]
         return Rollout(ego=ego, speed=speed, embeddings=emb)
 
