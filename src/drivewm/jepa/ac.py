@@ -15,12 +15,13 @@ the transition t -> t + 1 (``drivewm.dynamics.conditions``, shared with the toke
 ``condition="action"`` the applied (accel, steer); ``"action_motion"`` (default) also the ego motion
 to the next frame. The ego's own dynamics are known (the planner integrates the bicycle model for
 each candidate, as V-JEPA 2-AC integrates end-effector deltas into the next state), so a rollout
-given the future poses conditions every step on where the ego will be; the predictor learns what
-the scene does. Measured on the tiny preset: with ``"action"`` alone the predicted energy of
-different candidate actions differed by < 0.001 while the true energy differed by 0.5 - the effect
-of one 0.5 s action on the next frame is too small for the predictor to pick up from data. The
-output at the state token also predicts the next state (L1, ``state_weight``, ours), which a
-rollout without future poses feeds forward.
+given the future poses conditions every step on where the ego will be; the predictor has to learn
+what the scene does. The output at the state token also predicts the next state (L1,
+``state_weight``, ours), which a rollout without future poses feeds forward.
+
+Whether a trained predictor uses its conditioning at all shows in the teacher-forced L1 with the
+conditioning shuffled across the batch: at CPU budgets (800 steps on 48 tiny episodes) it does not
+change, though encoding the ego-warped frame would cut the L1 from 0.13 to 0.05 (BENCHMARKS.md).
 
 Planning (``drivewm.planning``): ``encode(occ) -> [B, N, D]``, ``predict(z, actions) -> [B, N, D]``
 and ``rollout(z, action_seq) -> [S, H, N, D]`` (KV-cached, batched over samples); energy = L1 to a
