@@ -6,7 +6,9 @@ from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupan
 from drivewm.baselines.forecasters import (
     ConstantVelocityLidar,
     CopyLast,
+    CopyLastLidar,
     EgoWarpCopyLast,
+    EgoWarpLidar,
     future_poses,
     se2_compose,
     se2_inverse,
@@ -15,7 +17,9 @@ from drivewm.baselines.forecasters import (
 __all__ = [
     "ConstantVelocityLidar",
     "CopyLast",
+    "CopyLastLidar",
     "EgoWarpCopyLast",
+    "EgoWarpLidar",
     "evaluate_lidar_forecast",
     "evaluate_occupancy_forecast",
     "future_poses",

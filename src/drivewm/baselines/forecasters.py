@@ -13,9 +13,10 @@ past frames plus poses (the data contract of ``drivewm.data.windows``):
   lookup of the future voxel centres in the current grid (static-world assumption); voxels seen
   from outside the current grid become ``free``. ``motion="known"`` uses the recorded future
   poses (the usual oracle-ego-motion baseline), ``"constant_velocity"`` extrapolates the last step.
-* ``ConstantVelocityLidar``: the last LiDAR sweep re-expressed in the ego frames that constant-
-  velocity extrapolation of the last two poses predicts (ego motion compensated; the world is
-  assumed static, as in the ray-based baselines of 4D-Occ, arXiv 2302.13130).
+* ``CopyLastLidar``: the last LiDAR sweep repeated, in the current ego frame (no motion compensation).
+* ``EgoWarpLidar``: the last sweep re-expressed in each future ego frame, by the recorded poses
+  (``motion="known"``) or constant-velocity extrapolation of the last two (``ConstantVelocityLidar``);
+  the world is assumed static, as in the ray-based baselines of 4D-Occ, arXiv 2302.13130.
 """
 
 from __future__ import annotations
@@ -134,25 +135,50 @@ class EgoWarpCopyLast:
         return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
 
 
-class ConstantVelocityLidar:
-    """Last sweep moved into the constant-velocity-extrapolated future ego frames (static world).
+def _past_lidar(context: dict, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    for key in ("lidar", "lidar_count"):
+        if key not in context:
+            raise KeyError(f"context needs {key!r} for the {name} baseline (add 'lidar' to data.keys)")
+    lidar, count = context["lidar"], context["lidar_count"]
+    if lidar.ndim != 4 or lidar.shape[-1] < 3:
+        raise ValueError(f"context['lidar'] must be [B, Tp, N, >=3], got shape {tuple(lidar.shape)}")
+    return lidar, count
+
+
+class CopyLastLidar:
+    """Repeat the last observed sweep (in the current ego frame) for every future step.
+
+    ``forecast(context, horizon)`` -> ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` (window layout).
+    """
+
+    name = "copy_last_lidar"
+
+    def forecast(self, context: dict, horizon: int) -> dict[str, torch.Tensor]:
+        _check_horizon(horizon)
+        lidar, count = _past_lidar(context, self.name)
+        return {"lidar": lidar[:, -1:].expand(-1, horizon, -1, -1).clone(),
+                "lidar_count": count[:, -1:].expand(-1, horizon).clone()}
+
+
+class EgoWarpLidar:
+    """Last sweep moved into each future ego frame (static world): ``motion="known"`` uses the recorded
+    future poses (the oracle-ego-motion row), ``"constant_velocity"`` extrapolates the last two poses.
 
     ``forecast(context, horizon)`` reads ``lidar`` [B, Tp, N, C>=3], ``lidar_count`` [B, Tp] and
     poses, and returns ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` in the same padded layout.
     """
 
-    name = "constant_velocity_lidar"
+    def __init__(self, *, motion: str = "known") -> None:
+        if motion not in ("known", "constant_velocity"):
+            raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
+        self.motion = motion
+        self.name = "ego_warp_copy_last_lidar" if motion == "known" else "constant_velocity_lidar"
 
     def forecast(self, context: dict, horizon: int) -> dict[str, torch.Tensor]:
         _check_horizon(horizon)
-        for key in ("lidar", "lidar_count"):
-            if key not in context:
-                raise KeyError(f"context needs {key!r} for the constant-velocity LiDAR baseline")
-        lidar, count = context["lidar"], context["lidar_count"]
-        if lidar.ndim != 4 or lidar.shape[-1] < 3:
-            raise ValueError(f"context['lidar'] must be [B, Tp, N, >=3], got shape {tuple(lidar.shape)}")
+        lidar, count = _past_lidar(context, self.name)
         past = lidar.shape[1]
-        poses = future_poses(context, past, horizon, "constant_velocity")  # [B, H, 3]
+        poses = future_poses(context, past, horizon, self.motion)  # [B, H, 3]
         inv = se2_inverse(poses).to(lidar.device)  # current frame seen from each future frame
         c, s = torch.cos(inv[..., 2])[..., None], torch.sin(inv[..., 2])[..., None]  # [B, H, 1]
         pts = lidar[:, -1:].double()  # [B, 1, N, C]
@@ -165,3 +191,10 @@ class ConstantVelocityLidar:
         pad = torch.arange(lidar.shape[2], device=lidar.device)[None, None, :] >= n[..., None]
         out[pad] = 0
         return {"lidar": out.to(lidar.dtype), "lidar_count": n}
+
+
+class ConstantVelocityLidar(EgoWarpLidar):
+    """Last sweep moved into the constant-velocity-extrapolated future ego frames (static world)."""
+
+    def __init__(self) -> None:
+        super().__init__(motion="constant_velocity")

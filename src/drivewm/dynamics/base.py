@@ -2,8 +2,11 @@
 
 A world model predicts the scene tokens of future frames from past tokens and per-frame ego
 conditions (see `conditions.py`). It holds the tokenizer of a finished tokenizer run, frozen
-(`requires_grad=False`, always in eval mode), and tokenizes `batch['occ']` inside `loss` under
-`no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
+(`requires_grad=False`, always in eval mode), and tokenizes the frames of its modality inside `loss`
+under `no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
+The modality follows from the tokenizer's type: an occupancy tokenizer reads `batch['occ']`
+[B, T, X, Y, Z]; Copilot4D's LiDAR tokenizer (`lidar_vqvae`, arXiv 2311.01017) reads `batch['lidar']`
+[B, T, P, 4] with `batch['lidar_count']` [B, T], so the same three world models also run on LiDAR tokens.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch.nn as nn
 
 from drivewm.dynamics.conditions import condition_dim, ego_conditions
 from drivewm.dynamics.sampling import SamplingConfig
+from drivewm.tokenizers.lidar import LidarTokenizer
 
 
 @dataclass(kw_only=True)
@@ -59,6 +63,8 @@ class TokenWorldModel(nn.Module):
         self.tokens_per_frame = self.token_shape[0] * self.token_shape[1]
         self.action_dim = condition_dim(cfg.condition)
         self.tokenizer: nn.Module | None = load_frozen_tokenizer(cfg) if cfg.tokenizer_run else None
+        # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
+        self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
         self.sampling = SamplingConfig()
 
     # --- the frozen tokenizer -------------------------------------------------------------------
@@ -69,19 +75,44 @@ class TokenWorldModel(nn.Module):
         return self
 
     @torch.no_grad()
-    def encode(self, occ: torch.Tensor) -> torch.Tensor:
-        """occ [B, T, X, Y, Z] class ids -> tokens [B, T, h, w]."""
+    def encode(self, frames: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames of the tokenizer's modality -> tokens [B, T, h, w].
+
+        occ [B, T, X, Y, Z] class ids, or (LiDAR tokenizer) points [B, T, P, 4] with count [B, T] real rows.
+        """
         if self.tokenizer is None:
             raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty); pass tokens")
-        b, t = occ.shape[:2]
-        codes = self.tokenizer.encode(occ.flatten(0, 1))  # [B*T, h, w]
+        b, t = frames.shape[:2]
+        if self.modality == "lidar":
+            if frames.dim() != 4:
+                raise ValueError(f"lidar: expected points [B, T, P, 4], got {tuple(frames.shape)}")
+            flat_count = count.flatten(0, 1) if count is not None else None
+            codes = self.tokenizer.encode(frames.flatten(0, 1), flat_count)  # [B*T, h, w]
+        else:
+            codes = self.tokenizer.encode(frames.flatten(0, 1))  # [B*T, h, w]
         return codes.reshape(b, t, *codes.shape[1:]).long()
+
+    @torch.no_grad()
+    def encode_batch(self, batch: dict[str, torch.Tensor], stop: int | None = None) -> torch.Tensor:
+        """Tokens [B, T', h, w] of a window batch's first `stop` frames (all when None), from the modality's key."""
+        key = self.modality
+        for need in (key, "lidar_count") if key == "lidar" else (key,):
+            if need not in batch:
+                raise KeyError(
+                    f"this world model's tokenizer ({self.cfg.tokenizer_run}) reads batch[{need!r}], but the batch "
+                    f"has keys {sorted(batch)}; add {key!r} to data.keys"
+                )
+        count = batch["lidar_count"][:, :stop] if key == "lidar" else None  # padding rows are not returns
+        return self.encode(batch[key][:, :stop], count)
 
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T, h, w] -> occupancy class ids [B, T, X, Y, Z] (argmax of the decoder's logits)."""
         if self.tokenizer is None:
             raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty)")
+        if self.modality == "lidar":
+            raise ValueError("decode gives occupancy; a LiDAR world model's tokens are rendered along rays "
+                             "(drivewm.dynamics.lidar_forecast.render_sweeps)")
         self.check_tokens(tokens, "tokens")
         b, t = tokens.shape[:2]
         logits = self.tokenizer.decode(tokens.flatten(0, 1))  # [B*T, C, X, Y, Z]
@@ -90,7 +121,7 @@ class TokenWorldModel(nn.Module):
 
     # --- training --------------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        tokens = batch["tokens"].long() if "tokens" in batch else self.encode(batch["occ"])
+        tokens = batch["tokens"].long() if "tokens" in batch else self.encode_batch(batch)
         self.check_tokens(tokens, "tokens")
         cond = ego_conditions(batch, self.cfg.condition)
         return self.loss_tokens(tokens, cond)

@@ -3,6 +3,8 @@
 The one path from occupancy to occupancy that evaluation, benchmarks and the demo share:
 encode the past frames with the model's frozen tokenizer, roll out `horizon` frames conditioned on
 the window's actions (and, with condition="action_motion", its known ego motion), decode.
+`forecast_tokens` reads the model's modality (occ or lidar frames); LiDAR tokens are rendered to
+points by `lidar_forecast.py`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ def forecast_tokens(
     model: TokenWorldModel, batch: dict[str, torch.Tensor], past: int, horizon: int, **rollout_kw
 ) -> torch.Tensor:
     """batch of windows (>= past + horizon - 1 frames of conditions) -> future tokens [B, H, h, w]."""
-    if past < 1 or batch["occ"].shape[1] < past:
-        raise ValueError(f"past must be in 1..{batch['occ'].shape[1]} (window frames), got {past}")
-    context = model.encode(batch["occ"][:, :past])  # [B, past, h, w]
+    if past < 1:
+        raise ValueError(f"past must be >= 1, got {past}")
+    context = model.encode_batch(batch, past)  # [B, past, h, w]
+    if context.shape[1] < past:
+        raise ValueError(f"past must be in 1..{context.shape[1]} (window frames), got {past}")
     cond = ego_conditions(batch, model.cfg.condition)  # [B, T, A]
     return model.rollout(context, cond, horizon, **rollout_kw)
 
