@@ -1,4 +1,5 @@
-"""`drivewm eval forecast RUN_DIR [RUN_DIR...] data=DIR`: the OccWorld forecasting table and pictures."""
+"""`drivewm eval forecast RUN_DIR [RUN_DIR...] data=DIR`: the OccWorld forecasting table and pictures
+(LiDAR world models: Chamfer distance at 1 s / 3 s, Copilot4D)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ def eval_forecast(
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
     seed: int = typer.Option(0, "--seed", help="Seed of the rollouts' token sampling."),
     out: Optional[str] = typer.Option(
-        None, "--out", help="Directory for results/forecast.json, forecast.png and forecast.gif (default: the first run)."
+        None, "--out", help="Directory for results/forecast.json, forecast.png and forecast.gif "
+        "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
     ),
 ) -> None:
-    """Forecast occupancy with token world models; IoU / mIoU at 1 s, 2 s, 3 s beside copy-last, ego-warped copy and the tokenizer bound."""
+    """Forecast with token world models beside copy-last, the ego-warped copy and the tokenizer bound: occupancy
+    runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.dynamics.report import print_table
+    from drivewm.dynamics.report import is_lidar, print_table
 
     data = [t.split("=", 1)[1] for t in targets if t.startswith("data=")]
     runs = [t for t in targets if "=" not in t]
@@ -38,5 +41,9 @@ def eval_forecast(
         runs, data[-1], past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
         which=which, device=device, seed=seed, out_dir=out or runs[0],
     )
-    print_table(results, f"Occupancy forecasting, OccWorld protocol ({data[-1]}, {split})")
-    typer.echo(json.dumps({n: {"miou": r["miou"], "iou": r["iou"]} for n, r in results.items()}))
+    if is_lidar(results):
+        print_table(results, f"LiDAR forecasting, Copilot4D / 4D-Occ metrics ({data[-1]}, {split})")
+        typer.echo(json.dumps({n: {"cd": r["cd"], "l1": r["l1"]} for n, r in results.items()}))
+    else:
+        print_table(results, f"Occupancy forecasting, OccWorld protocol ({data[-1]}, {split})")
+        typer.echo(json.dumps({n: {"miou": r["miou"], "iou": r["iou"]} for n, r in results.items()}))

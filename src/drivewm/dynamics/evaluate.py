@@ -6,6 +6,8 @@ the semantic classes (free excluded), counts summed over the dataset, no visibil
 (`drivewm.metrics.OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and
 their mean. The same table shows copy-last, the ego-warped copy (known ego motion) and the tokenizer's
 own reconstruction of the true future (the upper bound of any model on that tokenizer).
+World models on a LiDAR tokenizer are scored instead by `lidar_forecast.evaluate_lidar_runs`:
+Chamfer distance (and NFCD, depth L1 / AbsRel) at 1 s and 3 s, written to results/forecast_lidar.json.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def load_world_model(run_dir: str | Path, which: str = "best", device: str = "cp
     return f"{cfg.model.name} [{cfg.model.backbone}] ({Path(run_dir).name})", model
 
 
-def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int):
-    cfg = DataConfig(path=str(data_path), past=past, future=horizon, keys=["occ", "action", "ego_pose"])
+def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str = "occ"):
+    cfg = DataConfig(path=str(data_path), past=past, future=horizon, keys=[frames_key, "action", "ego_pose"])
     ds = build_dataset(cfg, split)
     if len(ds) == 0:
         raise ValueError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
@@ -66,16 +68,25 @@ def evaluate_forecast(
     out_dir: str | Path | None = None,
     rollout_kw: dict | None = None,
 ) -> dict[str, dict]:
-    """Score each world-model run and the baselines; returns {name: OccupancyForecastMetric.compute()}.
+    """Score each world-model run and the baselines; returns {name: OccupancyForecastMetric.compute()}, or for
+    LiDAR world models {name: lidar_forecast.summarize(...)} (all runs must share one modality).
 
     With `out_dir`, also writes results/forecast.json (the report's convention) and a PNG + GIF of one
-    window: context, ground truth and every forecaster side by side.
+    window: context, ground truth and every forecaster side by side (LiDAR: results/forecast_lidar.json
+    and forecast_lidar.png).
     """
     if past < 1 or horizon < 1:
         raise ValueError(f"past and horizon must be >= 1, got {past}, {horizon}")
+    models = [load_world_model(r, which, device) for r in run_dirs]
+    modalities = {m.modality for _, m in models}
+    if len(modalities) > 1:
+        raise ValueError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(n for n, _ in models)}); "
+                         f"evaluate each modality in its own call")
+    if modalities == {"lidar"}:
+        return _evaluate_lidar(models, data_path, past=past, horizon=horizon, split=split, batch_size=batch_size,
+                               max_windows=max_windows, device=device, seed=seed, out_dir=out_dir, rollout_kw=rollout_kw)
     full, ds = _windows(str(data_path), past, horizon, split, max_windows)
     grid = full.grid
-    models = [load_world_model(r, which, device) for r in run_dirs]
     forecasters: dict[str, object] = {"copy_last": CopyLast(), "ego_warp_copy_last": EgoWarpCopyLast(grid)}
     tokenizers: dict[str, TokenWorldModel] = {}
     for name, model in models:  # one upper-bound row per distinct tokenizer run
@@ -107,5 +118,21 @@ def evaluate_forecast(
         from drivewm.dynamics.report import save_forecast_pictures, write_forecast_result
 
         images = save_forecast_pictures(example, grid, Path(out_dir) / "results")
+        write_forecast_result(results, out_dir, images=images, data=str(data_path), split=split, windows=len(ds))
+    return results
+
+
+def _evaluate_lidar(models, data_path, *, past, horizon, split, batch_size, max_windows, device, seed, out_dir,
+                    rollout_kw) -> dict[str, dict]:
+    from drivewm.dynamics.lidar_forecast import evaluate_lidar_runs
+
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, frames_key="lidar")
+    results, example = evaluate_lidar_runs(models, ds, past=past, horizon=horizon, hz=full.store.hz,
+                                           batch_size=batch_size, device=device, seed=seed, rollout_kw=rollout_kw)
+    if out_dir is not None:
+        from drivewm.dynamics.report import save_lidar_forecast_picture, write_forecast_result
+
+        steps = [k for k in next(iter(results.values()))["cd"] if k != "all"]
+        images = save_lidar_forecast_picture(example, steps, Path(out_dir) / "results")
         write_forecast_result(results, out_dir, images=images, data=str(data_path), split=split, windows=len(ds))
     return results

@@ -1,4 +1,5 @@
-"""Tables and pictures of `drivewm eval forecast`: a rich table, results/forecast.json, PNG and GIF."""
+"""Tables and pictures of `drivewm eval forecast`: a rich table, results/forecast.json, PNG and GIF
+(LiDAR world models: results/forecast_lidar.json and forecast_lidar.png)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,39 @@ from drivewm.data.render import bev_image
 from drivewm.data.spec import GridSpec
 
 REFERENCE = "ego_warp_copy_last"
+LIDAR_REFERENCE = "ego_warp_copy_last_lidar"
+
+
+def is_lidar(results: dict[str, dict]) -> bool:
+    return "cd" in next(iter(results.values()))
 
 
 def table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows of either modality's table."""
+    return lidar_table_rows(results) if is_lidar(results) else occupancy_table_rows(results)
+
+
+def lidar_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows: CD, NFCD, depth L1 and AbsRel at each reported step, plus CD at the last step vs the
+    ego-warped sweep (positive: lower, i.e. better, Chamfer than the baseline). NaN cells (no depth) read '-'."""
+    first = next(iter(results.values()))
+    steps = [k for k in first["cd"] if k != "all"]  # e.g. 1s, 3s
+    last = steps[-1]
+    names = {"cd": "CD", "nfcd": "NFCD", "l1": "L1", "absrel": "AbsRel"}
+    columns = ["forecaster"] + [f"{names[m]} {s}" for m in names for s in steps] + [f"CD {last} vs ego-warp"]
+    ref = results.get(LIDAR_REFERENCE, first)["cd"][last]
+
+    def cell(v: float):
+        return round(v, 3) if v == v else "-"
+
+    rows = []
+    for name, r in results.items():
+        rel = (1.0 - r["cd"][last] / ref) * 100 if ref > 0 else float("nan")
+        rows.append([name] + [cell(r[m][s]) for m in names for s in steps] + [f"{rel:+.1f}%"])
+    return columns, rows
+
+
+def occupancy_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
     """Columns and rows: mIoU and IoU per named horizon and avg, plus mIoU at the last horizon vs the ego-warp copy."""
     first = next(iter(results.values()))
     horizons = list(first["miou"])  # e.g. 1s, 2s, 3s, avg
@@ -50,6 +81,14 @@ def write_forecast_result(results: dict[str, dict], out_dir: str | Path, *, imag
     from drivewm.report.results import write_result
 
     columns, rows = table_rows(results)
+    if is_lidar(results):
+        return write_result(
+            out_dir, "forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
+            rows=rows, protocol="Copilot4D arXiv 2311.01017 / 4D-Occ arXiv 2302.13130: 5 observed + 6 predicted "
+            "sweeps at 2 Hz; tokens rendered along the true future rays; Chamfer distance and NFCD (m^2), depth "
+            "L1 (m) and AbsRel on the returns inside the tokenizer's grid; baselines have no per-ray depth",
+            images=images, extra={"metrics": results, **extra},
+        )
     return write_result(
         out_dir, "forecast", title="Occupancy forecasting (OccWorld protocol)", columns=columns, rows=rows,
         protocol="OccWorld arXiv 2311.16038: 5 observed + 6 predicted frames at 2 Hz, no visibility mask, "
@@ -104,3 +143,32 @@ def save_forecast_pictures(example: dict[str, torch.Tensor], grid: GridSpec, out
     imageio.mimsave(out / "forecast.gif", frames, duration=0.5, loop=0)
     (out / "forecast_gif_panels.txt").write_text("left to right: " + ", ".join(rows) + "\n")
     return ["forecast.png", "forecast.gif"]
+
+
+def save_lidar_forecast_picture(example: dict[str, list], steps: list[str], out: Path) -> list[str]:
+    """forecast_lidar.png: rows truth and each forecaster, columns the reported steps; BEV scatter coloured by
+    height. `example` maps names to clouds [N, 3] (numpy) per step named in `steps`. Returns names relative to out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["truth"] + [k for k in example if k != "truth"]
+    cols = len(example["truth"])
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.6 * len(rows)), squeeze=False)
+    for i, name in enumerate(rows):
+        for j, pts in enumerate(example[name]):
+            ax = axes[i, j]
+            ax.scatter(-pts[:, 1], pts[:, 0], c=pts[:, 2], s=0.3, cmap="viridis")  # x forward = up
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=6)
+            if i == 0:
+                ax.set_title(f"+{steps[j]}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "forecast_lidar.png", dpi=110)
+    plt.close(fig)
+    return ["forecast_lidar.png"]
