@@ -146,6 +146,35 @@ def test_rope_positions_are_honoured():
     assert torch.allclose(torch.cat(outs, 1), model(x, positions=frames), atol=1e-5)
 
 
+def test_rope_axes_rotate_their_own_part_of_each_head():
+    """3D RoPE (V-JEPA 2): axis a rotates the a-th part of each head by its own positions, 1D RoPE of that part."""
+    torch.manual_seed(0)
+    hd, n = 12, 5
+    x = torch.randn(1, 2, n, hd)
+    pos = torch.randint(0, 16, (n, 3))
+    out = apply_rotary(x, *RotaryEmbedding(hd, base=100.0, max_len=16, axes=3)(pos))
+    one = RotaryEmbedding(4, base=100.0, max_len=16)
+    half = hd // 2
+    for a in range(3):  # pairs (i, i + hd/2) of axis a: i in [2a, 2a + 2)
+        idx = [2 * a, 2 * a + 1, half + 2 * a, half + 2 * a + 1]
+        ref = apply_rotary(x[..., idx], *one(pos[:, a]))
+        assert torch.allclose(out[..., idx], ref, atol=1e-6)
+    # relative per axis: shifting every token by one offset leaves the backbone's output unchanged
+    model = _backbone(rope_axes=2)
+    y = torch.randn(2, 6, 32)
+    grid = torch.stack([torch.arange(6) // 3, torch.arange(6) % 3], -1)
+    base = model(y, positions=grid)
+    assert torch.allclose(model(y, positions=grid + torch.tensor([5, 9])), base, atol=1e-4)
+    assert not torch.allclose(model(y, positions=grid.flip(-1)), base, atol=1e-3)
+    with pytest.raises(ValueError, match="positions"):
+        model(y)
+    with pytest.raises(ValueError, match="rope_axes"):
+        BackboneConfig(kind="attention", dim=32, heads=8, rope_axes=3)  # head size 4 holds two pairs, not three
+    # a head of 16 over 3 axes: 3 x 4 rotated dims, the last pair of each half unrotated
+    cos, sin = RotaryEmbedding(16, max_len=16, axes=3)(pos)
+    assert cos.shape == (n, 8) and torch.all(cos[:, 6:] == 1) and torch.all(sin[:, 6:] == 0)
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="kind"):
         BackboneConfig(kind="lstm")

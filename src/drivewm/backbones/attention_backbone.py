@@ -26,12 +26,16 @@ class KVCache:
         return self.keys[0].shape[2]
 
 
-def _positions(positions: Tensor | None, start: int, n: int, device: torch.device) -> Tensor:
-    """Default positions are token indices start..start+n-1; given ones must be [n] or [B, n]."""
+def _positions(positions: Tensor | None, start: int, n: int, device: torch.device, axes: int = 1) -> Tensor:
+    """Default positions are token indices start..start+n-1; given ones must be [n] or [B, n] (+ [axes] when > 1)."""
     if positions is None:
+        if axes > 1:
+            raise ValueError(f"rope_axes={axes}: give positions [{n}, {axes}] (no default for several axes)")
         return torch.arange(start, start + n, device=device)
-    if positions.dim() not in (1, 2) or positions.shape[-1] != n:
-        raise ValueError(f"positions must be [{n}] or [B, {n}], got shape {tuple(positions.shape)}")
+    length = positions.shape[-2] if axes > 1 and positions.dim() >= 2 else positions.shape[-1]
+    if positions.dim() - (axes > 1) not in (1, 2) or length != n:
+        extra = f", {axes}" if axes > 1 else ""
+        raise ValueError(f"positions must be [{n}{extra}] or [B, {n}{extra}], got shape {tuple(positions.shape)}")
     return positions
 
 
@@ -41,14 +45,14 @@ class AttentionBackbone(SequenceBackbone):
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.rope = RotaryEmbedding(cfg.head_dim, base=cfg.rope_base, max_len=cfg.max_len)
+        self.rope = RotaryEmbedding(cfg.head_dim, base=cfg.rope_base, max_len=cfg.max_len, axes=cfg.rope_axes)
         self.blocks = nn.ModuleList(TransformerBlock.from_config(cfg) for _ in range(cfg.depth))
         self.norm = make_norm(cfg.norm, cfg.dim)
 
     def forward(self, x: Tensor, *, positions: Tensor | None = None, block_size: int = 1) -> Tensor:
         self._check_input(x, block_size)
         n = x.shape[1]
-        rope = self.rope(_positions(positions, 0, n, x.device))
+        rope = self.rope(_positions(positions, 0, n, x.device, self.cfg.rope_axes))
         # block_size 1 takes SDPA's is_causal path (flash kernel); blocks need an explicit mask.
         mask = None if block_size == 1 else block_causal_mask(n, n, block_size, device=x.device)
         for block in self.blocks:
@@ -64,7 +68,7 @@ class AttentionBackbone(SequenceBackbone):
         self._check_input(x)
         if state.keys[0].shape[0] != x.shape[0]:
             raise ValueError(f"state holds batch {state.keys[0].shape[0]}, input has batch {x.shape[0]}")
-        rope = self.rope(_positions(positions, state.length, x.shape[1], x.device))
+        rope = self.rope(_positions(positions, state.length, x.shape[1], x.device, self.cfg.rope_axes))
         keys, values = [], []
         for block, past_k, past_v in zip(self.blocks, state.keys, state.values):
             x, k, v = block.step(x, past_k, past_v, rope=rope)

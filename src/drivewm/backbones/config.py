@@ -27,6 +27,9 @@ class BackboneConfig:
     """Base of the rotary position frequencies (attention only)."""
     max_len: int = 4096
     """Largest position index + 1 the rotary tables cover (attention only; positions beyond it are an error)."""
+    rope_axes: int = 1
+    """Position axes of RoPE (attention only): 1 = one index per token; 3 = (t, row, col) per token, each axis
+    rotating its own third of every head, a remainder unrotated (V-JEPA 2's 3D RoPE); positions are then [L, 3]."""
     norm: str = "rms"
     """Normalisation of every pre-norm block and of the output: 'rms' (RMSNorm) or 'layer' (LayerNorm)."""
     d_state: int = 16
@@ -54,6 +57,11 @@ class BackboneConfig:
             if self.dim % self.heads or (self.dim // self.heads) % 2:
                 raise ValueError(
                     f"backbone dim {self.dim} must split into {self.heads} heads of even size (RoPE rotates pairs)"
+                )
+            if self.rope_axes < 1 or self.dim // self.heads < 2 * self.rope_axes:
+                raise ValueError(
+                    f"backbone head size {self.dim // self.heads} is too small for rope_axes={self.rope_axes} "
+                    f"(each axis rotates at least one pair)"
                 )
         if self.dt_rank != "auto" and (not isinstance(self.dt_rank, int) or self.dt_rank < 1):
             raise ValueError(f"backbone dt_rank must be 'auto' or a positive int, got {self.dt_rank!r}")

@@ -13,26 +13,47 @@ from torch import Tensor
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for positions 0..max_len-1 of a head size `head_dim` (even)."""
+    """cos/sin tables for positions 0..max_len-1 of a head size `head_dim` (even).
 
-    def __init__(self, head_dim: int, *, base: float = 10000.0, max_len: int = 4096) -> None:
+    With `axes` > 1 every head is split into `axes` equal even parts, each rotated by its own position
+    axis with its own frequencies (V-JEPA 2's 3D RoPE over time, height and width); a remainder that
+    does not split evenly is left unrotated. Positions are then [L, axes] or [B, L, axes].
+    """
+
+    def __init__(self, head_dim: int, *, base: float = 10000.0, max_len: int = 4096, axes: int = 1) -> None:
         super().__init__()
-        if head_dim % 2:
-            raise ValueError(f"RoPE head_dim must be even, got {head_dim}")
+        if head_dim % 2 or axes < 1 or head_dim < 2 * axes:
+            raise ValueError(f"RoPE head_dim {head_dim} must be even and hold {axes} axes of >= 2 dims each")
         self.head_dim = head_dim
         self.max_len = max_len
-        inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)  # [hd/2]
+        self.axes = axes
+        part = head_dim if axes == 1 else 2 * (head_dim // (2 * axes))
+        self.unrotated = (head_dim - axes * part) // 2  # frequency slots with angle 0
+        inv_freq = base ** (-torch.arange(0, part, 2, dtype=torch.float64) / part)  # [hd/(2 axes)]
         angles = torch.arange(max_len, dtype=torch.float64)[:, None] * inv_freq[None, :]  # [max_len, hd/2]
         # float64 angles, then float32 tables: large positions keep their precision.
         self.register_buffer("cos_table", angles.cos().float(), persistent=False)
         self.register_buffer("sin_table", angles.sin().float(), persistent=False)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """positions: LongTensor [L] or [B, L] -> (cos, sin), each [L, hd/2] or [B, L, hd/2]."""
+        """positions: LongTensor [L] or [B, L] (with axes > 1: [L, axes] or [B, L, axes]) -> (cos, sin),
+        each [L, hd/2] or [B, L, hd/2]."""
         if positions.dtype not in (torch.int32, torch.int64):
             raise ValueError(f"RoPE positions must be an integer tensor, got {positions.dtype}")
+        if self.axes > 1:
+            if positions.dim() not in (2, 3) or positions.shape[-1] != self.axes:
+                raise ValueError(f"RoPE positions must be [L, {self.axes}] or [B, L, {self.axes}], got shape {tuple(positions.shape)}")
+            cs = [self._tables(positions[..., a]) for a in range(self.axes)]
+            cos, sin = torch.cat([c for c, _ in cs], -1), torch.cat([s for _, s in cs], -1)
+            if self.unrotated:
+                pad = cos.new_zeros(*cos.shape[:-1], self.unrotated)
+                cos, sin = torch.cat([cos, pad + 1.0], -1), torch.cat([sin, pad], -1)
+            return cos, sin
         if positions.dim() not in (1, 2):
             raise ValueError(f"RoPE positions must be [L] or [B, L], got shape {tuple(positions.shape)}")
+        return self._tables(positions)
+
+    def _tables(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= self.max_len):
             raise ValueError(
                 f"RoPE positions must lie in [0, max_len={self.max_len}), got "

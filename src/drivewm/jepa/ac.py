@@ -63,6 +63,9 @@ class JepaACConfig:
     """Weight of the rollout loss next to the teacher-forcing loss."""
     state_weight: float = 0.1
     """Weight of the next-state L1 loss at the state token."""
+    rope3d: bool = True
+    """3D RoPE over (frame, row, col) on the patch tokens, the frame axis alone on the action and state tokens
+    (V-JEPA 2-AC); False: frame-index RoPE only. The 2-D sin-cos table is added to the patches either way."""
     condition: str = "action_motion"
     """Per-frame conditioning (drivewm.dynamics.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
@@ -96,9 +99,15 @@ class JepaAC(nn.Module):
         self.action_in = nn.Linear(condition_dim(cfg.condition), w)
         self.state_in = nn.Linear(3, w)
         self.register_buffer("pos", sincos_2d(*ecfg.token_grid, w), persistent=False)
+        rows, cols = torch.meshgrid(torch.arange(ecfg.token_grid[0]), torch.arange(ecfg.token_grid[1]), indexing="ij")
+        # (row, col) per token of a frame block [action, state, patches...]: action and state sit at (0, 0),
+        # where the rotation is the identity, so they carry the frame axis only.
+        grid = torch.cat([torch.zeros(2, 2, dtype=torch.long), torch.stack([rows.flatten(), cols.flatten()], -1)])
+        self.register_buffer("block_grid", grid, persistent=False)  # [N + 2, 2]
         self.register_buffer("s_scale", torch.tensor(cfg.state_scale, dtype=torch.float32), persistent=False)
         self.backbone = build_backbone(
-            BackboneConfig(kind="attention", dim=w, depth=cfg.depth, heads=cfg.heads, norm="layer", max_len=4096)
+            BackboneConfig(kind="attention", dim=w, depth=cfg.depth, heads=cfg.heads, norm="layer", max_len=4096,
+                           rope_axes=3 if cfg.rope3d else 1)
         )
         self.patch_out = nn.Linear(w, d)
         self.state_out = nn.Linear(w, 3)
@@ -140,7 +149,11 @@ class JepaAC(nn.Module):
         return torch.cat([a, s, p], dim=2).reshape(b, t * (self.n + 2), -1)
 
     def _positions(self, t0: int, t: int, device) -> Tensor:
-        return torch.arange(t0, t0 + t, device=device).repeat_interleave(self.n + 2)  # frame index per token
+        """RoPE positions of frames t0..t0+t-1: the frame index per token [T*(N+2)], with rope3d [T*(N+2), 3]."""
+        frames = torch.arange(t0, t0 + t, device=device).repeat_interleave(self.n + 2)
+        if not self.cfg.rope3d:
+            return frames
+        return torch.cat([frames[:, None], self.block_grid.to(device).repeat(t, 1)], -1)
 
     def _readout(self, h: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """Backbone outputs [B, T*(N+2), W] -> next embeddings [B, T, N, D] and next states [B, T, 3]."""
