@@ -1,7 +1,9 @@
 """Token world models on one interface: GPT (GAIA-1 / DrivingGPT), OccWorld spatio-temporal, Copilot4D MaskGIT.
 
-Each is registered (kind "world") with `loss(batch)` and `rollout(context, actions, horizon)`;
-`forecast.forecast_occupancy` rolls any of them out and decodes the tokens through the frozen tokenizer.
+Each is registered (kind "world") with `loss(batch)` and `rollout(context, actions, horizon)`, over the
+tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldModel.modality`);
+`forecast.forecast_occupancy` rolls any occupancy model out and decodes the tokens to occupancy,
+`lidar_forecast.forecast_lidar` renders a LiDAR model's tokens along the true future rays.
 """
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
