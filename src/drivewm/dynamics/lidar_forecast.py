@@ -30,7 +30,7 @@ METRICS = ("cd", "nfcd", "l1", "absrel")
 
 def returns_mask(tokenizer: LidarTokenizer, points: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     """[N, P] real returns inside the grid and beyond the near plane: the rays a LiDAR token model renders."""
-    valid = tokenizer._valid_points(points, count)  # real rows inside the grid; checks shapes / finiteness
+    valid = tokenizer.valid_points(points, count)  # real rows inside the grid; checks shapes / finiteness
     depth = (points[..., :3].float() - tokenizer.origin.to(points.device)).norm(dim=-1)
     return valid & (depth > tokenizer.cfg.near)
 
@@ -43,7 +43,7 @@ def render_sweeps(tokenizer: LidarTokenizer, codes: torch.Tensor, points: torch.
     Returns ``points`` [N, R, 3] (predicted returns), ``points_gt`` [N, R, 3] (the true returns, same
     order), ``depth`` / ``depth_gt`` [N, R] and ``mask`` [N, R] (False rows are padding).
     """
-    dirs, depth_gt, mask = tokenizer.rays(points.float(), tokenizer._valid_points(points, count), None)
+    dirs, depth_gt, mask = tokenizer.rays(points.float(), tokenizer.valid_points(points, count), None)
     depth, _, _ = tokenizer.render(tokenizer.decode(codes), dirs)  # [N, R]
     origin = tokenizer.origin.to(points.device)
     return {"points": origin + depth[..., None] * dirs, "points_gt": origin + depth_gt[..., None] * dirs,

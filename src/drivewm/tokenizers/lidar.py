@@ -91,7 +91,7 @@ class LidarTokenizer(BevTokenizer):
     def origin(self) -> torch.Tensor:
         return torch.tensor([0.0, 0.0, self.cfg.sensor_height])
 
-    def _valid_points(self, points: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
+    def valid_points(self, points: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
         """Mask [B, P] of real returns inside the grid; validates shapes and finiteness."""
         if points.dim() != 3 or points.shape[-1] < 3:
             raise ValueError(f"lidar points must be [B, P, 3 or 4], got {tuple(points.shape)}")
@@ -134,7 +134,7 @@ class LidarTokenizer(BevTokenizer):
         return bev
 
     def quantize_points(self, points: torch.Tensor, count: torch.Tensor | None = None) -> tuple[QuantizeOutput, torch.Tensor]:
-        valid = self._valid_points(points, count)
+        valid = self.valid_points(points, count)
         latent = self.encoder(self.voxel_features(points.float(), valid))  # [B, D, h, w]
         return self.quantizer(latent.permute(0, 2, 3, 1)), valid
 
