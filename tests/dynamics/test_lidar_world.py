@@ -122,7 +122,7 @@ def test_eval_forecast_chamfer_is_the_metric_on_rendered_points(setup):
     pred, gt = [[None] * HORIZON for _ in range(b)], [[None] * HORIZON for _ in range(b)]
     for t in range(HORIZON):
         pts, cnt = batch["lidar"][:, PAST + t], batch["lidar_count"][:, PAST + t]
-        dirs, depth_gt, mask = tok.rays(pts, tok._valid_points(pts, cnt), None)
+        dirs, depth_gt, mask = tok.rays(pts, tok.valid_points(pts, cnt), None)
         depth = tok.render(tok.decode(future[:, t]), dirs)[0]
         for i in range(b):
             pred[i][t] = (tok.origin + depth[i, :, None] * dirs[i])[mask[i]]
