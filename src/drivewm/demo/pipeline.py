@@ -109,7 +109,7 @@ def _planning_stage(ac_dir: Path, p: DemoPreset, plan_config: Path) -> Callable[
         eval_plan(SimpleNamespace(args=[]), args=[str(ac_dir)], preset=p.sim, config=str(plan_config),
                   seeds=[9001], frames=16, stride=4, planners="cem", sim=False, out=str(stage_dir))
         gif = stage_dir / "results" / "drive.gif"
-        drive(planner="cem", model=str(ac_dir), seeds=list(p.plan_seeds), seconds=p.drive_seconds, gif=str(gif),
+        drive(overrides=[], planner="cem", model=str(ac_dir), seeds=list(p.plan_seeds), seconds=p.drive_seconds, gif=str(gif),
               preset=p.sim, config=str(plan_config), compare=True, out=str(stage_dir))
         doc = json.loads((stage_dir / "results" / "drive.json").read_text())
         return {row[0]: {"route_completion": row[1], "collision_rate": row[4]} for row in doc["rows"]}
