@@ -62,7 +62,7 @@ def generator_settings(preset: str, frames: int, seed: int, episodes: int,
 
     if not expert_noise >= 0:
         raise ValueError(f"expert_noise must be >= 0, got {expert_noise}")
-    sim_cfg = sim_preset(preset, expert_noise=float(expert_noise)) if expert_noise else sim_preset(preset)
+    sim_cfg = sim_preset(preset, expert_noise=float(expert_noise))
     settings = json.loads(json.dumps(dataclasses.asdict(sim_cfg)))  # as the manifest holds it (tuples -> lists)
     generator = {"name": "drivewm.sim", "preset": preset, "frames": int(frames), "seed": int(seed),
                  "episodes": int(episodes), "seed_rule": "SeedSequence([seed, index]).generate_state(1)[0]",
