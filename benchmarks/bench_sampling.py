@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def untrained(config: str, overrides: list[str]):
-    cfg = load_run_config(ROOT / "configs" / "world" / config, ["model.tokenizer_run=''", *overrides])
+    # No tokenizer, so no ego-warped hint (it decodes and re-encodes frames): the samplers alone are timed.
+    cfg = load_run_config(ROOT / "configs" / "world" / config,
+                          ["model.tokenizer_run=''", "model.warp_prior=false", *overrides])
     torch.manual_seed(0)
     return build_model(cfg.model).eval()
 

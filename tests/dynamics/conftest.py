@@ -48,3 +48,25 @@ def cond():
 def make_model():
     """tiny_model(kind, backbone='attention', **config overrides) as a fixture."""
     return tiny_model
+
+
+def _tokenizer_run(path, codebook=64):
+    """An untrained micro-grid occupancy tokenizer saved as a run directory (8 x 8 tokens, `codebook` codes)."""
+    from drivewm.config import RunConfig, to_yaml
+    from drivewm.registry import build_model
+    from drivewm.tokenizers.occ import OccTokenizerConfig
+    from drivewm.train.checkpoint import write_checkpoint
+
+    cfg = RunConfig(model=OccTokenizerConfig(grid="micro", class_dim=4, z_channels=16))
+    cfg.model.cnn.channels, cfg.model.cnn.channel_mult, cfg.model.cnn.attention = 8, [1, 2, 2], False
+    cfg.model.quantizer.codebook_size = codebook
+    torch.manual_seed(0)
+    tok = build_model(cfg.model)
+    write_checkpoint(path, config_yaml=to_yaml(cfg), model_state=tok.state_dict(), optim_state=None, state={"step": 0})
+    return tok
+
+
+@pytest.fixture
+def tokenizer_run():
+    """_tokenizer_run(path, codebook=64) as a fixture: writes the run and returns the tokenizer."""
+    return _tokenizer_run

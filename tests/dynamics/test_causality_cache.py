@@ -89,11 +89,11 @@ def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_mo
     guided0, guided1 = run(0.0), run(1.0)
     original = model.frame_logits
     # The plain conditional model: conditional logits only.
-    model.frame_logits = lambda w, c, g, cache=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None, next_prior=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
     plain_cond = run(1.0)
     # The plain unconditional model: past frames and actions dropped.
     drop = torch.ones(ctx.shape[0], dtype=torch.bool)
-    model.frame_logits = lambda w, c, g, cache=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None, next_prior=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
     plain_uncond = run(0.0)
     model.frame_logits = original
     assert torch.equal(guided1, plain_cond)

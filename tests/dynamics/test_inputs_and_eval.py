@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from drivewm.config import RunConfig, to_yaml
+from drivewm.config import to_yaml
 from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 from drivewm.dynamics.conditions import ego_conditions, relative_motion
 from drivewm.train.checkpoint import write_checkpoint
@@ -41,21 +41,10 @@ def test_relative_motion_known_answer():
     assert cond.shape == (1, 2, 5) and torch.allclose(cond[0, 0, 2], torch.tensor(1.0 / 5.0))
 
 
-def _tokenizer_run(path, codebook=64):
-    from drivewm.tokenizers.occ import OccTokenizerConfig
-    from drivewm.registry import build_model
-
-    cfg = RunConfig(model=OccTokenizerConfig(grid="micro", class_dim=4, z_channels=16))
-    cfg.model.cnn.channels, cfg.model.cnn.channel_mult, cfg.model.cnn.attention = 8, [1, 2, 2], False
-    cfg.model.quantizer.codebook_size = codebook
-    torch.manual_seed(0)
-    tok = build_model(cfg.model)
-    write_checkpoint(path, config_yaml=to_yaml(cfg), model_state=tok.state_dict(), optim_state=None, state={"step": 0})
-    return tok
 
 
-def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path):
-    tok = _tokenizer_run(tmp_path / "tok")
+def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer_run):
+    tok = tokenizer_run(tmp_path / "tok")
     assert tok.vocab_size == 64 and tuple(tok.token_shape) == (8, 8)
     common = dict(dim=16, depth=1, heads=2, dim_mult=[1], tokenizer_run=str(tmp_path / "tok"))
     with pytest.raises(ValueError, match=r"vocab_size=64, token_shape=\[8, 8\] but the world model is configured for vocab_size=512"):
@@ -68,14 +57,14 @@ def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path):
     assert not model.tokenizer.training  # the frozen tokenizer never switches to training mode
 
 
-def test_evaluate_forecast_end_to_end(tmp_path):
+def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
     from drivewm.config import load_run_config
     from drivewm.data.generate import generate_store
     from drivewm.dynamics.evaluate import evaluate_forecast
     from drivewm.registry import build_model
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
-    _tokenizer_run(tmp_path / "tok")
+    tokenizer_run(tmp_path / "tok")
     cfg = load_run_config(None, [
         "model.name=occworld", f"model.tokenizer_run={tmp_path / 'tok'}", "model.vocab_size=64",
         "model.token_shape=[8,8]", "model.dim=16", "model.depth=1", "model.heads=2", "model.dim_mult=[1,2]",

@@ -39,9 +39,9 @@ def test_maskgit_decoder_masks_the_stated_counts(make_model, tokens, cond):
     seen = []
     original = model.frame_logits
 
-    def recording(window, c, guidance, cache=None):
+    def recording(window, c, guidance, cache=None, next_prior=None):
         seen.append(int((window[:, -1] == model.mask_id).sum(dim=(1, 2))[0]))
-        return original(window, c, guidance, cache)
+        return original(window, c, guidance, cache, next_prior)
 
     model.frame_logits = recording
     steps, n = 5, 16

@@ -76,6 +76,34 @@ def future_poses(context: dict, past: int, horizon: int, motion: str) -> torch.T
     return torch.stack(out, 1)
 
 
+def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec) -> torch.Tensor:
+    """Occupancy occ [B, X, Y, Z] resampled into H other ego frames -> [B, H, X, Y, Z].
+
+    poses [B, H, 3]: each target frame's (x, y, yaw) in occ's ego frame. Every target voxel centre is
+    mapped into occ's frame and takes the class of the voxel it lands in (nearest neighbour, static
+    world); centres that land outside the grid become ``free``.
+    """
+    b, nx, ny, nz = occ.shape
+    horizon = poses.shape[1]
+    g = grid
+    poses = poses.double()
+    xs = torch.as_tensor(g.voxel_centers(0), dtype=torch.float64, device=occ.device)
+    ys = torch.as_tensor(g.voxel_centers(1), dtype=torch.float64, device=occ.device)
+    qx, qy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] centres in the target frame
+    c, s = torch.cos(poses[..., 2])[..., None, None], torch.sin(poses[..., 2])[..., None, None]
+    # Target-frame centre -> source frame: p = R(yaw) q + t.
+    px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
+    py = s * qx + c * qy + poses[..., 1, None, None]
+    ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
+    iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    src = (ix.clamp(0, nx - 1) * ny + iy.clamp(0, ny - 1)).reshape(b, -1)  # [B, H*X*Y]
+    flat = occ.reshape(b, nx * ny, nz)
+    out = torch.gather(flat, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
+    out = out.view(b, horizon, nx, ny, nz)
+    return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
+
+
 def _past_occ(context: dict) -> torch.Tensor:
     if "occ" not in context:
         raise KeyError("context needs 'occ' [B, Tp, X, Y, Z] for an occupancy baseline")
@@ -117,22 +145,7 @@ class EgoWarpCopyLast:
         if (nx, ny, nz) != self.grid.shape:
             raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
         poses = future_poses(context, past, horizon, self.motion).to(occ.device)  # [B, H, 3]
-        g = self.grid
-        xs = torch.as_tensor(g.voxel_centers(0), dtype=torch.float64, device=occ.device)
-        ys = torch.as_tensor(g.voxel_centers(1), dtype=torch.float64, device=occ.device)
-        qx, qy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] centres in the future frame
-        c, s = torch.cos(poses[..., 2])[..., None, None], torch.sin(poses[..., 2])[..., None, None]
-        # Future-frame centre -> current frame: p = R(yaw) q + t.
-        px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
-        py = s * qx + c * qy + poses[..., 1, None, None]
-        ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
-        iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
-        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-        src = (ix.clamp(0, nx - 1) * ny + iy.clamp(0, ny - 1)).reshape(b, -1)  # [B, H*X*Y]
-        last = occ[:, -1].reshape(b, nx * ny, nz)
-        out = torch.gather(last, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
-        out = out.view(b, horizon, nx, ny, nz)
-        return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
+        return warp_occupancy(occ[:, -1], poses, self.grid)
 
 
 def _past_lidar(context: dict, name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,6 +48,10 @@ class WorldModelConfig:
     """Longest window (frames) the model attends over; longer rollouts slide this window."""
     min_context: int = 1
     """Fewest context frames rollout accepts."""
+    warp_prior: bool = False
+    """Give every predicted frame, token by token, the previous frame ego-warped into it (decoded, moved by
+    the known ego motion, encoded again): the ego-warped copy as a per-location hint. Needs an occupancy
+    tokenizer and condition='action_motion'."""
 
 
 class TokenWorldModel(nn.Module):
@@ -66,6 +70,11 @@ class TokenWorldModel(nn.Module):
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
         self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
         self.sampling = SamplingConfig()
+        if cfg.warp_prior:
+            if cfg.condition != "action_motion":
+                raise ValueError("model.warp_prior needs condition='action_motion' (the known ego motion to warp by)")
+            if self.tokenizer is not None and self.modality != "occ":
+                raise ValueError("model.warp_prior needs an occupancy tokenizer (it decodes and warps occupancy)")
 
     # --- the frozen tokenizer -------------------------------------------------------------------
     def train(self, mode: bool = True) -> "TokenWorldModel":
@@ -119,14 +128,42 @@ class TokenWorldModel(nn.Module):
         occ = logits.argmax(1)
         return occ.reshape(b, t, *occ.shape[1:])
 
+    # --- the ego-warped prior ------------------------------------------------------------------------
+    @torch.no_grad()
+    def next_prior(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, h, w]: entry t is frame t decoded, warped by the
+        known motion t -> t+1 (`cond`) into frame t+1, and encoded: the ego-warped copy of frame t+1.
+
+        Training and rollouts compute it the same way, from tokens, so the hint a model learns to read
+        is the hint it gets when it forecasts from its own frames."""
+        from drivewm.baselines.forecasters import warp_occupancy
+        from drivewm.dynamics.conditions import motion_from_conditions
+
+        if self.tokenizer is None:
+            raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'next_prior'")
+        b, t = tokens.shape[:2]
+        occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
+        motion = motion_from_conditions(cond[:, :t].float()).reshape(b * t, 1, 3)
+        warped = warp_occupancy(occ, motion, self.tokenizer.grid)  # [B*T, 1, X, Y, Z]
+        return self.encode(warped.reshape(b, t, *occ.shape[1:]))
+
+    def window_prior(self, batch: dict[str, torch.Tensor], tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor | None:
+        """The batch's `next_prior` (pre-tokenized data) or one computed from its tokens; None without warp_prior."""
+        if not self.cfg.warp_prior:
+            return None
+        prior = batch["next_prior"].long() if "next_prior" in batch else self.next_prior(tokens, cond)
+        self.check_tokens(prior, "next_prior")
+        return prior
+
     # --- training --------------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         tokens = batch["tokens"].long() if "tokens" in batch else self.encode_batch(batch)
         self.check_tokens(tokens, "tokens")
         cond = ego_conditions(batch, self.cfg.condition)
-        return self.loss_tokens(tokens, cond)
+        return self.loss_tokens(tokens, cond, self.window_prior(batch, tokens, cond))
 
-    def loss_tokens(self, tokens: torch.Tensor, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_tokens(self, tokens: torch.Tensor, cond: torch.Tensor,
+                    next_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} must define loss_tokens")
 
     # --- input checks shared by loss and rollout ---------------------------------------------------

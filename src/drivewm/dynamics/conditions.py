@@ -47,3 +47,11 @@ def ego_conditions(batch: dict[str, torch.Tensor], condition: str) -> torch.Tens
     cond = torch.cat(parts, -1)
     scale = torch.tensor(_SCALE[:dim], dtype=cond.dtype, device=cond.device)
     return cond / scale
+
+
+def motion_from_conditions(cond: torch.Tensor) -> torch.Tensor:
+    """The known ego motion (dx, dy, dyaw of frame t+1 in frame t) [..., 3] back out of
+    'action_motion' conditioning vectors cond [..., 5] (the inverse of the scaling above)."""
+    if cond.shape[-1] != CONDITIONS["action_motion"]:
+        raise ValueError(f"need condition='action_motion' vectors [..., 5] to recover the ego motion, got {tuple(cond.shape)}")
+    return cond[..., 2:5] * torch.tensor(_SCALE[2:5], dtype=cond.dtype, device=cond.device)

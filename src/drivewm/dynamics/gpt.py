@@ -9,6 +9,10 @@ position t) plus a learned in-frame position embedding. Actions: one continuous 
 action tokens: the action is an input here, never predicted, so binning it would only lose precision.
 Sampling draws token by token with temperature / top-k / top-p, using the backbone's KV cache (or SSM
 state) so each new token costs one step instead of a pass over the whole prefix.
+
+With `warp_prior` the input that predicts scene token j of frame t also carries the embedding of token j
+of the ego-warped frame t-1 (`TokenWorldModel.next_prior`), so each prediction sees its own location's
+hint while the sequence stays causal: the hint is built from earlier frames and the known ego motion.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class GPTWorldModel(TokenWorldModel):
         self.action_emb = nn.Sequential(nn.Linear(self.action_dim, d), nn.GELU(), nn.Linear(d, d))
         # In-frame positions 0..N-1 for scene tokens, N for the frame's action token.
         self.inframe_pos = nn.Parameter(torch.randn(n + 1, d) * 0.02)
+        self.none_id = cfg.vocab_size
+        self.prior_emb = nn.Embedding(cfg.vocab_size + 1, d) if cfg.warp_prior else None  # + none
         self.backbone = build_backbone(
             BackboneConfig(
                 kind=cfg.backbone, dim=d, depth=cfg.depth, heads=cfg.heads, dropout=cfg.dropout,
@@ -53,24 +59,38 @@ class GPTWorldModel(TokenWorldModel):
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
 
     # --- sequence construction ------------------------------------------------------------------
-    def embed_frames(self, tokens: Tensor, cond: Tensor) -> Tensor:
-        """tokens [B, T, h, w], cond [B, T, A] -> interleaved embeddings [B, T*(N+1), D]."""
+    def embed_frames(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> Tensor:
+        """tokens [B, T, h, w], cond [B, T, A] (, next_prior [B, T, h, w] with warp_prior) -> interleaved
+        embeddings [B, T*(N+1), D]."""
         z = self.tok_emb(tokens.flatten(2))  # [B, T, N, D]
         a = self.action_emb(cond)[:, :, None]  # [B, T, 1, D]
         x = torch.cat([z, a], 2) + self.inframe_pos  # [B, T, N+1, D]
+        if self.prior_emb is not None:
+            x = x + self.prior_emb(self.hint_stream(next_prior, tokens.shape[1]))
         return x.flatten(1, 2)
+
+    def hint_stream(self, next_prior: Tensor | None, frames: int) -> Tensor:
+        """Hint ids [B, T, N+1] aligned with the inputs: the input that predicts a scene token carries that
+        token's ego-warped hint (entry t of next_prior hints frame t+1; frame 0 and action targets: none)."""
+        if next_prior is None or next_prior.shape[1] < frames:
+            raise ValueError(f"model.warp_prior: need next_prior for all {frames} frames")
+        hint = next_prior[:, :frames].flatten(2).long()  # [B, T, N]: hints of frames 1..T
+        none = torch.full_like(hint[:, :1], self.none_id)
+        prev = torch.cat([none, hint[:, :-1]], 1)  # [B, T, N]: frame t's own hints
+        # z_t[j] predicts z_t[j+1]; z_t[N-1] predicts the action slot; a_t predicts z_{t+1}[0].
+        return torch.cat([prev[:, :, 1:], none[:, :, :1].expand(-1, frames, -1), hint[:, :, :1]], 2)
 
     def forward_logits(self, x: Tensor, frames: int) -> Tensor:
         """Embeddings [B, L, D] of a prefix spanning `frames` frames -> next-token logits [B, L, V]."""
         pos = frame_positions(frames, self.tokens_per_frame + 1, x.device)[: x.shape[1]]
         return self.head(self.backbone(x, positions=pos))
 
-    def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
+    def loss_tokens(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
         if t > self.cfg.max_frames:
             raise ValueError(f"window of {t} frames exceeds model.max_frames={self.cfg.max_frames}")
         n = self.tokens_per_frame
-        logits = self.forward_logits(self.embed_frames(tokens, cond), t)  # [B, T(N+1), V]
+        logits = self.forward_logits(self.embed_frames(tokens, cond, next_prior), t)  # [B, T(N+1), V]
         # Targets: the next token wherever it is a scene token; action slots (continuous inputs) are ignored.
         target = torch.cat([tokens.flatten(2), torch.full_like(tokens[:, :, :1, 0], -100)], 2).flatten(1)
         logits, target = logits[:, :-1], target[:, 1:]  # position p predicts token p+1
@@ -98,18 +118,36 @@ class GPTWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
+        tc = frames.shape[1]
+        # Entry t: the ego-warped hint of frame t+1, from frame t; one more per new frame.
+        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
         for k in range(horizon):
             window = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - window.shape[1]
             cond = actions[:, start : frames.shape[1]].float()
             gen = self._sample_frame_cached if use_cache else self._sample_frame_uncached
-            new = gen(window, cond, sampling, generator)  # [B, h, w]
+            new = gen(window, cond, sampling, generator, prior[:, start:] if prior is not None else None)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
+            if prior is not None and frames.shape[1] < tc + horizon:
+                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
+                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
         return frames[:, context.shape[1] :]
 
-    def _sample_frame_cached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator) -> Tensor:
+    def _new_frame_inputs(self, next_prior: Tensor | None) -> Tensor:
+        """In-frame inputs added to scene token j of the new frame: its position, plus (warp_prior) the
+        hint of token j+1, which that input predicts -> [B or 1, N, D]."""
+        pos = self.inframe_pos[None, : self.tokens_per_frame]
+        if self.prior_emb is None:
+            return pos
+        hint = next_prior[:, -1].flatten(1).long()  # [B, N]: the new frame's hints
+        hint = torch.cat([hint[:, 1:], torch.full_like(hint[:, :1], self.none_id)], 1)
+        return pos + self.prior_emb(hint)
+
+    def _sample_frame_cached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator,
+                             next_prior: Tensor | None = None) -> Tensor:
         tc, n = window.shape[1], self.tokens_per_frame
-        prefix = self.embed_frames(window, cond)  # [B, Tc(N+1), D]
+        prefix = self.embed_frames(window, cond, next_prior)  # [B, Tc(N+1), D]
+        extra = self._new_frame_inputs(next_prior)  # [B or 1, N, D]
         out, state = causal_prefill(self.backbone, prefix, frame_positions(tc, n + 1, prefix.device))
         logits = self.head(out[:, -1])  # [B, V]: the last action token predicts the first new token
         pos = torch.tensor([tc], device=prefix.device)
@@ -119,18 +157,20 @@ class GPTWorldModel(TokenWorldModel):
             new.append(tok)
             if j == n - 1:
                 break
-            x = (self.tok_emb(tok) + self.inframe_pos[j])[:, None]  # [B, 1, D]
+            x = (self.tok_emb(tok) + extra[:, j])[:, None]  # [B, 1, D]
             out, state = self.backbone.step(x, state, positions=pos)
             logits = self.head(out[:, -1])
         return torch.stack(new, 1).reshape(window.shape[0], *self.token_shape)
 
-    def _sample_frame_uncached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator) -> Tensor:
+    def _sample_frame_uncached(self, window: Tensor, cond: Tensor, sampling: SamplingConfig, generator,
+                               next_prior: Tensor | None = None) -> Tensor:
         tc, n = window.shape[1], self.tokens_per_frame
-        prefix = self.embed_frames(window, cond)
+        prefix = self.embed_frames(window, cond, next_prior)
+        extra = self._new_frame_inputs(next_prior)
         new: list[Tensor] = []
         for j in range(n):
             if new:
-                z = self.tok_emb(torch.stack(new, 1)) + self.inframe_pos[: len(new)]  # [B, j, D]
+                z = self.tok_emb(torch.stack(new, 1)) + extra[:, : len(new)]  # [B, j, D]
                 x = torch.cat([prefix, z], 1)
             else:
                 x = prefix

@@ -78,28 +78,41 @@ class MaskGITWorldModel(TokenWorldModel):
         self.net = SpatioTemporalNet(
             vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
             depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
-            dropout=cfg.dropout,
+            dropout=cfg.dropout, prior=cfg.warp_prior,
         )
 
-    def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Network inputs (token ids, ego tokens [B, T, D]) of a window, with conditioning dropped where uncond."""
+    def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None,
+                   next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Network inputs (token ids, ego tokens [B, T, D], prior ids or None) of a window, with conditioning
+        dropped where uncond. next_prior [B, >=T-1, h, w]: entry t is the ego-warped hint of frame t+1."""
         b, t = tokens.shape[:2]
         ego = self.ego_emb(cond[:, : t - 1])  # [B, T-1, D]: transition t-1 -> t enters frame t
         ego = torch.cat([self.null_ego.expand(b, 1, -1), ego], 1)  # [B, T, D]
+        prior = None
+        if self.cfg.warp_prior:
+            if next_prior is None or next_prior.shape[1] < t - 1:
+                raise ValueError(f"model.warp_prior: need next_prior for the {t - 1} frames before the last")
+            none = torch.full_like(tokens[:, :1], self.mask_id)  # frame 0 has no previous frame
+            prior = torch.cat([none, next_prior[:, : t - 1].long()], 1)  # frame t's hint, from frame t-1
         if uncond is not None and bool(uncond.any()):
-            # Unconditional: the past frames become [MASK] and every ego token the null token.
+            # Unconditional: the past frames become [MASK], every ego token the null token, no hints.
             past = torch.zeros_like(tokens, dtype=torch.bool)
             past[:, :-1] = True
             tokens = torch.where(uncond[:, None, None, None] & past, self.mask_id, tokens)
             ego = torch.where(uncond[:, None, None], self.null_ego.expand(b, t, -1), ego)
-        return tokens, ego
+            if prior is not None:
+                prior = torch.where(uncond[:, None, None, None], self.mask_id, prior)
+        return tokens, ego, prior
 
-    def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None) -> Tensor:
+    def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None,
+                       next_prior: Tensor | None = None) -> Tensor:
         """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, >=T-1, A] (frame t: transition t -> t+1),
-        uncond [B] bool (drop conditioning) -> logits [B, T, h, w, V] of each frame's clean tokens."""
-        return self.net(*self._condition(tokens, cond, uncond))
+        uncond [B] bool (drop conditioning), next_prior [B, >=T-1, h, w] (model.warp_prior) -> logits
+        [B, T, h, w, V] of each frame's clean tokens."""
+        tokens, ego, prior = self._condition(tokens, cond, uncond, next_prior)
+        return self.net(tokens, ego, prior=prior)
 
-    def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
+    def loss_tokens(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
         lo = max(self.cfg.min_context, 1)
         if not lo < t <= self.cfg.max_frames:
@@ -112,7 +125,7 @@ class MaskGITWorldModel(TokenWorldModel):
         inputs = tokens.clone()
         inputs[torch.arange(b, device=dev), k] = corrupted.view_as(target)
         uncond = torch.rand(b, device=dev) < self.cfg.cond_drop_prob
-        logits = self._logits_at(inputs, cond, uncond, k)  # [B, h, w, V]
+        logits = self._logits_at(inputs, cond, uncond, k, next_prior)  # [B, h, w, V]
         loss = F.cross_entropy(
             logits.reshape(-1, self.vocab_size), target.reshape(-1), label_smoothing=self.cfg.label_smoothing
         )
@@ -121,12 +134,14 @@ class MaskGITWorldModel(TokenWorldModel):
             masked_acc = (hit & masked).sum() / masked.sum().clamp(min=1)
         return {"loss": loss, "token_acc": hit.float().mean(), "masked_acc": masked_acc}
 
-    def _logits_at(self, inputs: Tensor, cond: Tensor, uncond: Tensor, k: Tensor) -> Tensor:
+    def _logits_at(self, inputs: Tensor, cond: Tensor, uncond: Tensor, k: Tensor,
+                   next_prior: Tensor | None = None) -> Tensor:
         """Logits of frame k[b] of each clip, computed on the clip cut after frame k[b]."""
         out = []
         for kk in k.unique().tolist():  # clips sharing a target index run as one batch
             rows = (k == kk).nonzero().squeeze(1)
-            logits = self.denoise_logits(inputs[rows, : kk + 1], cond[rows, : kk + 1], uncond[rows])
+            prior = next_prior[rows, :kk] if next_prior is not None else None
+            logits = self.denoise_logits(inputs[rows, : kk + 1], cond[rows, : kk + 1], uncond[rows], prior)
             out.append((rows, logits[:, -1]))
         result = torch.empty(inputs.shape[0], *out[0][1].shape[1:], device=inputs.device, dtype=out[0][1].dtype)
         for rows, logits in out:
@@ -134,16 +149,19 @@ class MaskGITWorldModel(TokenWorldModel):
         return result
 
     # --- decoding ---------------------------------------------------------------------------------
-    def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float) -> tuple[Tensor, Tensor, Tensor]:
+    def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float,
+                     next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Network inputs for `guidance`: the batch itself (w = 1), or doubled to [conditional; unconditional]
         rows so that both terms of classifier-free guidance come from one network pass.
 
-        window [B, T, h, w], cond [B, T', A] -> (window, cond, drop [B or 2B] bool)."""
+        window [B, T, h, w], cond [B, T', A], next_prior [B, T-1, h, w] or None -> (window, cond,
+        drop [B or 2B] bool, next_prior)."""
         b = window.shape[0]
         if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
-            return window, cond, torch.zeros(b, dtype=torch.bool, device=window.device)
+            return window, cond, torch.zeros(b, dtype=torch.bool, device=window.device), next_prior
         drop = torch.arange(2 * b, device=window.device) >= b
-        return torch.cat([window, window]), torch.cat([cond, cond]), drop
+        prior = torch.cat([next_prior, next_prior]) if next_prior is not None else None
+        return torch.cat([window, window]), torch.cat([cond, cond]), drop, prior
 
     @staticmethod
     def _guide(logits: Tensor, guidance: float) -> Tensor:
@@ -153,40 +171,47 @@ class MaskGITWorldModel(TokenWorldModel):
         cond_logits, uncond_logits = logits.chunk(2)
         return guided_logits(cond_logits, uncond_logits, guidance)
 
-    def context_cache(self, window: Tensor, cond: Tensor, guidance: float) -> tuple[TemporalCache, Tensor]:
+    def context_cache(self, window: Tensor, cond: Tensor, guidance: float,
+                      next_prior: Tensor | None = None) -> tuple[TemporalCache, Tensor, Tensor | None]:
         """Run the context frames of window [B, T, h, w] (its last frame is the one being decoded) once.
 
-        Returns the temporal states (TemporalCache in step mode) and the new frame's ego token [B', 1, D], for
-        the rows of `_guided_rows` (B' = 2B when guidance != 1: conditional rows, then unconditional ones)."""
-        window, cond, drop = self._guided_rows(window, cond, guidance)
-        tokens, ego = self._condition(window, cond, drop)
-        return self.net.record(tokens[:, :-1], ego[:, :-1]), ego[:, -1:]
+        Returns the temporal states (TemporalCache in step mode), the new frame's ego token [B', 1, D] and its
+        prior ids [B', 1, h, w] (or None), for the rows of `_guided_rows` (B' = 2B when guidance != 1:
+        conditional rows, then unconditional ones)."""
+        window, cond, drop, next_prior = self._guided_rows(window, cond, guidance, next_prior)
+        tokens, ego, prior = self._condition(window, cond, drop, next_prior)
+        ctx_prior, new_prior = (prior[:, :-1], prior[:, -1:]) if prior is not None else (None, None)
+        return self.net.record(tokens[:, :-1], ego[:, :-1], ctx_prior), ego[:, -1:], new_prior
 
     def frame_logits(self, window: Tensor, cond: Tensor, guidance: float,
-                     cache: tuple[TemporalCache, Tensor] | None = None) -> Tensor:
+                     cache: tuple[TemporalCache, Tensor, Tensor | None] | None = None,
+                     next_prior: Tensor | None = None) -> Tensor:
         """Guided logits [B, N, V] of the last frame of window [B, T, h, w]; with `cache` (from context_cache
         with the same guidance) only the last frame runs through the network."""
         if cache is None:
-            window, cond, drop = self._guided_rows(window, cond, guidance)
-            logits = self.denoise_logits(window, cond, drop)[:, -1].flatten(1, 2)
+            window, cond, drop, next_prior = self._guided_rows(window, cond, guidance, next_prior)
+            logits = self.denoise_logits(window, cond, drop, next_prior)[:, -1].flatten(1, 2)
         else:
             new = window[:, -1:]  # [B, 1, h, w]
             new = new if guidance == 1.0 else torch.cat([new, new])
-            logits = self.net(new, cache[1], cache[0])[:, -1].flatten(1, 2)
+            logits = self.net(new, cache[1], cache[0], prior=cache[2])[:, -1].flatten(1, 2)
         return self._guide(logits, guidance)
 
     def decode_frame(self, context: Tensor, cond: Tensor, *, steps: int, guidance: float,
-                     sampling: SamplingConfig, generator: torch.Generator | None, use_cache: bool = True) -> Tensor:
-        """context [B, Tc, h, w], cond [B, Tc+1, A] -> the next frame's tokens [B, h, w] in `steps` passes."""
+                     sampling: SamplingConfig, generator: torch.Generator | None, use_cache: bool = True,
+                     next_prior: Tensor | None = None) -> Tensor:
+        """context [B, Tc, h, w], cond [B, Tc+1, A] (, next_prior [B, Tc, h, w] with model.warp_prior) -> the
+        next frame's tokens [B, h, w] in `steps` passes."""
         b, n = context.shape[0], self.tokens_per_frame
         x = torch.full((b, n), self.mask_id, dtype=torch.long, device=context.device)
         cache = None
         if use_cache:  # the context runs once; each decoding step then costs one frame
-            cache = self.context_cache(torch.cat([context, x.view(b, 1, *self.token_shape)], 1), cond, guidance)
+            cache = self.context_cache(torch.cat([context, x.view(b, 1, *self.token_shape)], 1), cond, guidance,
+                                       next_prior)
         for s in range(steps):
             masked = x == self.mask_id
             window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
-            logits = self.frame_logits(window, cond, guidance, cache)  # [B, N, V]
+            logits = self.frame_logits(window, cond, guidance, cache, next_prior)  # [B, N, V]
             # The draw and its log-probability under the tempered, top-k / top-p filtered distribution.
             sampled, conf = sample_with_logprob(logits, sampling, generator)  # [B, N] each
             anneal = self.cfg.choice_temperature * (1.0 - (s + 1) / steps)
@@ -219,15 +244,22 @@ class MaskGITWorldModel(TokenWorldModel):
         steps = self.cfg.steps if steps is None else steps
         guidance = self.cfg.guidance if guidance is None else guidance
         frames = context.long()
+        tc = frames.shape[1]
+        # Entry t: the ego-warped hint of frame t+1, from frame t; one more per new frame.
+        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
         for _ in range(horizon):
             ctx = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - ctx.shape[1]
             cond = actions[:, start : frames.shape[1] + 1].float()
             if cond.shape[1] < ctx.shape[1] + 1:  # the last frame's own transition is never used
                 cond = torch.cat([cond, torch.zeros_like(cond[:, :1])], 1)
-            new = self.decode_frame(ctx, cond, steps=steps, guidance=guidance,
-                                    sampling=sampling or self.sampling, generator=generator, use_cache=use_cache)
+            new = self.decode_frame(ctx, cond, steps=steps, guidance=guidance, sampling=sampling or self.sampling,
+                                    generator=generator, use_cache=use_cache,
+                                    next_prior=prior[:, start:] if prior is not None else None)
             frames = torch.cat([frames, new[:, None]], 1)
+            if prior is not None and frames.shape[1] < tc + horizon:
+                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
+                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
         return frames[:, context.shape[1] :]
 
 

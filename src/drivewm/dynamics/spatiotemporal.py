@@ -46,14 +46,15 @@ class SpatioTemporalWorldModel(TokenWorldModel):
         self.net = SpatioTemporalNet(
             vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
             depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
-            dropout=cfg.dropout,
+            dropout=cfg.dropout, prior=cfg.warp_prior,
         )
 
-    def next_frame_logits(self, tokens: Tensor, cond: Tensor) -> Tensor:
-        """tokens [B, T, h, w], cond [B, T, A] -> logits [B, T, h, w, V]; frame t's logits predict frame t+1."""
-        return self.net(tokens, self.ego_emb(cond))
+    def next_frame_logits(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> Tensor:
+        """tokens [B, T, h, w], cond [B, T, A] (, next_prior [B, T, h, w]: the ego-warped hint of frame t+1
+        at frame t) -> logits [B, T, h, w, V]; frame t's logits predict frame t+1."""
+        return self.net(tokens, self.ego_emb(cond), prior=next_prior)
 
-    def loss_tokens(self, tokens: Tensor, cond: Tensor) -> dict[str, Tensor]:
+    def loss_tokens(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
         if not 2 <= t <= self.cfg.max_frames:
             raise ValueError(f"window of {t} frames: need 2..model.max_frames={self.cfg.max_frames}")
@@ -62,7 +63,7 @@ class SpatioTemporalWorldModel(TokenWorldModel):
             ratio = torch.rand(b, 1, 1, 1, device=tokens.device) * self.cfg.input_mask_ratio
             drop = torch.rand(tokens.shape, device=tokens.device) < ratio
             inputs = tokens.masked_fill(drop, self.mask_id)
-        logits = self.next_frame_logits(inputs, cond)[:, :-1]  # [B, T-1, h, w, V]
+        logits = self.next_frame_logits(inputs, cond, next_prior)[:, :-1]  # [B, T-1, h, w, V]
         target = tokens[:, 1:]
         loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1))
         with torch.no_grad():
@@ -83,12 +84,19 @@ class SpatioTemporalWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
+        tc = frames.shape[1]
+        # The hints of the frames after each context frame; one more per new frame.
+        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
         for _ in range(horizon):
             window = frames[:, -self.cfg.max_frames :]
             start = frames.shape[1] - window.shape[1]
-            logits = self.next_frame_logits(window, actions[:, start : frames.shape[1]].float())[:, -1]
+            window_prior = prior[:, start:] if prior is not None else None
+            logits = self.next_frame_logits(window, actions[:, start : frames.shape[1]].float(), window_prior)[:, -1]
             new = sample_logits(logits, sampling, generator)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
+            if prior is not None and frames.shape[1] < tc + horizon:
+                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
+                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
         return frames[:, context.shape[1] :]
 
 

@@ -9,6 +9,8 @@ joins the spatial attention and has its own temporal sequence. The temporal mixe
 `drivewm.backbones` backbone (attention with RoPE over frame indices, or the selective SSM).
 
 Input ids may include `mask_id = vocab_size` (MaskGIT's [MASK], also DrivingWorld-style input masking).
+With `prior=True` a second grid of ids [B, T, h, w] (0..V, V = none) adds its own embedding to each
+token: the world models' ego-warped prior (`TokenWorldModel.next_prior`).
 Output: logits [B, T, h, w, V] at every frame; what frame t's logits predict is the caller's choice
 (OccWorld: frame t+1, MaskGIT: the clean frame t).
 """
@@ -88,7 +90,7 @@ class SpatioTemporalNet(nn.Module):
     """tokens [B, T, h, w] (ids in 0..V, V = mask) + ego tokens [B, T, D0] -> logits [B, T, h, w, V]."""
 
     def __init__(self, *, vocab_size: int, token_shape: tuple[int, int], dim: int, dim_mult: list[int],
-                 depth: int, heads: int, backbone: str, max_frames: int, dropout: float) -> None:
+                 depth: int, heads: int, backbone: str, max_frames: int, dropout: float, prior: bool = False) -> None:
         super().__init__()
         dims = [dim * m for m in dim_mult]
         grids = [token_shape]
@@ -99,6 +101,7 @@ class SpatioTemporalNet(nn.Module):
             grids.append(((h + 1) // 2, (w + 1) // 2))
         self.grids = grids
         self.tok_emb = nn.Embedding(vocab_size + 1, dim)  # + [MASK]
+        self.prior_emb = nn.Embedding(vocab_size + 1, dim) if prior else None  # + none
         self.down_stages = nn.ModuleList(
             Stage(d, g, depth, heads, backbone, max_frames, dropout) for d, g in zip(dims, grids)
         )
@@ -123,25 +126,32 @@ class SpatioTemporalNet(nn.Module):
         img = conv(img)[..., : out_grid[0], : out_grid[1]]
         return img.flatten(2).transpose(1, 2).reshape(b, t, out_grid[0] * out_grid[1], -1)
 
-    def forward(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None,
+                prior: Tensor | None = None) -> Tensor:
         """With `cache` in step mode the tokens are the frame(s) right after the context it recorded."""
         b, t = tokens.shape[:2]
-        logits = self.head(self.norm(self.features(tokens, ego, cache)[:, :, :-1]))  # [B, T, N, V]
+        logits = self.head(self.norm(self.features(tokens, ego, cache, prior)[:, :, :-1]))  # [B, T, N, V]
         return logits.reshape(b, t, *tokens.shape[2:], -1)
 
-    def record(self, tokens: Tensor, ego: Tensor) -> TemporalCache:
+    def record(self, tokens: Tensor, ego: Tensor, prior: Tensor | None = None) -> TemporalCache:
         """Run context frames tokens [B, T, h, w], ego [B, T, D0] once and keep their temporal states
         (a TemporalCache in step mode); their logits are never read, so the head does not run."""
         cache = TemporalCache()
-        self.features(tokens, ego, cache)
+        self.features(tokens, ego, cache, prior)
         cache.mode = "step"
         return cache
 
-    def features(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None) -> Tensor:
-        """tokens [B, T, h, w], ego [B, T, D0] -> last-stage features [B, T, N+1, D0] (ego token last)."""
+    def features(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None,
+                 prior: Tensor | None = None) -> Tensor:
+        """tokens [B, T, h, w], ego [B, T, D0], prior ids [B, T, h, w] (with prior=True) -> last-stage
+        features [B, T, N+1, D0] (ego token last)."""
         if cache is not None:
             cache.index = 0
         x = self.tok_emb(tokens.flatten(2))  # [B, T, N, D0]
+        if (prior is None) != (self.prior_emb is None):
+            raise ValueError("prior ids are given exactly when the network was built with prior=True")
+        if prior is not None:
+            x = x + self.prior_emb(prior.flatten(2))
         x = torch.cat([x, ego[:, :, None]], 2)  # [B, T, N+1, D0]
         skips = []
         for i, stage in enumerate(self.down_stages):

@@ -37,6 +37,13 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         model = build_model(cfg.model)
+        if model_entry(cfg.model.name).kind == "world":  # a frozen tokenizer: encode each frame once
+            from drivewm.dynamics.token_cache import tokenized
+
+            model.to(env.device)
+            show = cfg.train.progress and env.is_main
+            train_set = tokenized(model, train_set, env.device, show)
+            val_set = tokenized(model, val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
         return trainer.fit(resume=resume)
     finally:
