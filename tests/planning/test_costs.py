@@ -1,5 +1,6 @@
 """Costs against hand-computed answers: route progress, footprint collisions, the embedding L1 energy, bad goals."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -78,6 +79,43 @@ def test_embedding_energy_is_mean_l1_at_the_horizon():
     cost_shaped = EmbeddingGoalCost(CostWeights(goal_l1_intermediate=1.0))
     c2 = cost_shaped(Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3), embeddings=z), torch.zeros(2, 3, 2), goal)
     torch.testing.assert_close(c2, torch.tensor([1.0 + 6.0 + 1.0, 1.0 + 1.0 + 1.0]))
+
+
+def test_per_step_goals_score_each_step_against_its_own_goal():
+    z = torch.zeros(2, 3, 4, 5)  # [S, H, N, D]
+    z[1] = 1.0
+    goals = torch.stack([torch.full((4, 5), float(k)) for k in range(3)])  # step k's goal is all k
+    rollout = Rollout(ego=torch.zeros(2, 3, 3), speed=torch.zeros(2, 3), embeddings=z)
+    cost = EmbeddingGoalCost(CostWeights(goal_l1=2.0, goal_l1_intermediate=1.0))
+    c = cost(rollout, torch.zeros(2, 3, 2), EmbeddingGoal(embedding=goals))
+    # sample 0: |0-2| at the horizon (x2) + |0-0| + |0-1|; sample 1: |1-2| (x2) + |1-0| + |1-1|
+    torch.testing.assert_close(c, torch.tensor([2 * 2.0 + 0.0 + 1.0, 2 * 1.0 + 1.0 + 0.0]))
+    with pytest.raises(PlanningError, match="one per step"):
+        cost(rollout, torch.zeros(2, 3, 2), EmbeddingGoal(embedding=goals[:2]))
+
+
+def test_expert_goal_observations_along_the_way_end_with_the_final_one():
+    from drivewm.planning.goals import embedding_goal, expert_future_occupancy
+    from drivewm.sim import sim_preset
+    from drivewm.sim.scenario import Scenario
+    from drivewm.sim.sensors.occupancy import OccupancyRenderer
+
+    cfg = sim_preset("micro", lidar=False, camera=False, visibility=False)
+    sc = Scenario(cfg, seed=3, frames=20)
+    renderer = OccupancyRenderer(sc.road, sc.grid)
+    seq = expert_future_occupancy(sc, 3, renderer, every_step=True)
+    last = expert_future_occupancy(sc, 3, renderer)
+    assert seq.shape == (3, *last.shape) and np.array_equal(seq[-1], last)
+    assert not np.array_equal(seq[0], seq[-1])  # the expert moved
+
+    class Encoder:
+        def encode(self, occ):  # [B, X, Y, Z] -> [B, 2, 1]
+            return torch.as_tensor(occ).float().mean(dim=(1, 2, 3)).view(-1, 1, 1).expand(-1, 2, 1)
+
+    assert embedding_goal(Encoder(), seq).embedding.shape == (3, 2, 1)
+    assert embedding_goal(Encoder(), last).embedding.shape == (2, 1)
+    with pytest.raises(PlanningError, match=r"\[X, Y, Z\] or \[H, X, Y, Z\]"):
+        embedding_goal(Encoder(), last[0])
 
 
 def test_malformed_goals_are_clear_errors():

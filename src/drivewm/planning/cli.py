@@ -129,7 +129,8 @@ def drive(
     if kind != "sim" and planner in ("cem", "mppi"):
         needs_occ.add(name)
         if kind == "jepa":
-            goal_fns[name] = ExpertGoal(pmodel, cfg.cem.horizon if planner == "cem" else cfg.mppi.horizon)
+            goal_fns[name] = ExpertGoal(pmodel, cfg.cem.horizon if planner == "cem" else cfg.mppi.horizon,
+                                        every_step=cfg.goal_every_step)
     if compare:
         for base in ("constant-velocity", "random"):
             planners.setdefault(base, build_planner(base, simcfg, cfg))

@@ -185,7 +185,8 @@ class EmbeddingGoal:
     """A goal in embedding space: the encoded goal observation, and optionally a route for shaping."""
 
     embedding: torch.Tensor
-    """[N, D] embedding of the goal observation (e.g. what the expert saw H seconds later)."""
+    """[N, D] embedding of the goal observation (e.g. what the expert saw H seconds later), or [H, N, D]:
+    one goal per planned step (the expert's observations along the way)."""
     route: torch.Tensor | None = None
     """Optional [P, 2] route in the current ego frame for progress shaping."""
     extras: dict = field(default_factory=dict)
@@ -204,11 +205,12 @@ class EmbeddingGoalCost:
             raise PlanningError(f"embedding-space planning needs an EmbeddingGoal, got {type(goal).__name__}")
         z = rollout.embeddings  # [S, H, N, D]
         g = goal.embedding.to(z.device, z.dtype)
-        if g.shape != z.shape[2:]:
-            raise PlanningError(f"goal embedding shape {tuple(g.shape)} does not match the model's {tuple(z.shape[2:])}")
+        if g.shape != z.shape[2:] and g.shape != z.shape[1:]:
+            raise PlanningError(f"goal embedding shape {tuple(g.shape)} does not match the model's {tuple(z.shape[2:])} "
+                                f"(one goal) or {tuple(z.shape[1:])} (one per step)")
         if not torch.isfinite(g).all():
             raise PlanningError("goal embedding has non-finite values")
-        energy = (z - g).abs().mean(dim=(2, 3))  # [S, H]
+        energy = (z - g).abs().mean(dim=(2, 3))  # [S, H]: against the one goal, or step k's own
         cost = self.w.goal_l1 * energy[:, -1]
         if self.w.goal_l1_intermediate:
             cost = cost + self.w.goal_l1_intermediate * energy[:, :-1].sum(1)

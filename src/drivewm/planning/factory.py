@@ -37,6 +37,9 @@ class PlanConfig:
     """Past frames a learned model sees."""
     shaping: bool = True
     """Embedding-space planning: add route progress and comfort to the L1 energy."""
+    goal_every_step: bool = False
+    """Embedding-space planning in closed loop: the goal is the expert's observation after each planned step
+    (scored with weights.goal_l1_intermediate), not only the last one."""
 
 
 def load_plan_config(path: str | None, overrides: list[str] | None = None) -> PlanConfig:
