@@ -102,10 +102,10 @@ def test_same_seed_same_drive_and_always_within_limits(opt):
     bounds = bounds_of(cfg)
     low, high = np.array(bounds.low), np.array(bounds.high)
 
-    def drive(seed):
+    def drive(seed, config_seed=0):
         sc = Scenario(cfg, 5, 20)
-        o = (CEM(CEMConfig(horizon=3, samples=8, elites=2, iterations=2, init_std=2.0), bounds) if opt == "cem"
-             else MPPI(MPPIConfig(horizon=3, samples=8, iterations=2, noise_std=2.0), bounds))
+        o = (CEM(CEMConfig(horizon=3, samples=8, elites=2, iterations=2, init_std=2.0, seed=config_seed), bounds)
+             if opt == "cem" else MPPI(MPPIConfig(horizon=3, samples=8, iterations=2, noise_std=2.0, seed=config_seed), bounds))
         planner = RecedingHorizonPlanner(SimulatorModel("replay"), o, SimulatorCost())
         planner.reset(seed)
         acts = []
@@ -118,6 +118,9 @@ def test_same_seed_same_drive_and_always_within_limits(opt):
 
     assert np.array_equal(drive(1), drive(1))
     assert not np.array_equal(drive(1), drive(2))
+    # The configured seed still matters once the drive reseeds the sampler with its own seed.
+    assert np.array_equal(drive(1, config_seed=3), drive(1, config_seed=3))
+    assert not np.array_equal(drive(1), drive(1, config_seed=3))
 
 
 def test_simple_planners_and_bad_goals():

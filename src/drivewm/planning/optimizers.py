@@ -66,7 +66,9 @@ class _SamplingOptimizer:
         self.half_range = (self.high - self.low) / 2  # [A]
 
     def reseed(self, seed: int | None = None) -> None:
-        self.generator.manual_seed(self.seed if seed is None else seed)
+        """Restart the sampler: from the configured seed, or from it combined with an episode's `seed`, so
+        each drive replays its own plans and a different configured seed gives different ones."""
+        self.generator.manual_seed(self.seed if seed is None else self.seed * 1_000_003 + seed)
 
     def initial_mean(self, init: torch.Tensor | None) -> torch.Tensor:
         """[H, A] warm start: the given sequence, or zero action, clipped into the box."""
