@@ -147,6 +147,16 @@ class TokenWorldModel(nn.Module):
         warped = warp_occupancy(occ, motion, self.tokenizer.grid)  # [B*T, 1, X, Y, Z]
         return self.encode(warped.reshape(b, t, *occ.shape[1:]))
 
+    def rollout_prior(self, prior: torch.Tensor | None, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | None:
+        """A rollout's hints so far: `prior` (the hints of the frames it already covers, None at the start)
+        extended by those of the frames [B, T, h, w] after them, each with its own transition in
+        `actions`; None without warp_prior."""
+        if not self.cfg.warp_prior:
+            return None
+        done, t = (0 if prior is None else prior.shape[1]), frames.shape[1]
+        new = self.next_prior(frames[:, done:t], actions[:, done:t])
+        return new if prior is None else torch.cat([prior, new], 1)
+
     def window_prior(self, batch: dict[str, torch.Tensor], tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor | None:
         """The batch's `next_prior` (pre-tokenized data) or one computed from its tokens; None without warp_prior."""
         if not self.cfg.warp_prior:

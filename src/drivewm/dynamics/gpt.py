@@ -118,9 +118,7 @@ class GPTWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
-        tc = frames.shape[1]
-        # Entry t: the ego-warped hint of frame t+1, from frame t; one more per new frame.
-        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
+        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
         for k in range(horizon):
             window = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - window.shape[1]
@@ -128,9 +126,8 @@ class GPTWorldModel(TokenWorldModel):
             gen = self._sample_frame_cached if use_cache else self._sample_frame_uncached
             new = gen(window, cond, sampling, generator, prior[:, start:] if prior is not None else None)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
-            if prior is not None and frames.shape[1] < tc + horizon:
-                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
-                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
+            if k < horizon - 1:
+                prior = self.rollout_prior(prior, frames, actions)
         return frames[:, context.shape[1] :]
 
     def _new_frame_inputs(self, next_prior: Tensor | None) -> Tensor:

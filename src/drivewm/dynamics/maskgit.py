@@ -244,10 +244,8 @@ class MaskGITWorldModel(TokenWorldModel):
         steps = self.cfg.steps if steps is None else steps
         guidance = self.cfg.guidance if guidance is None else guidance
         frames = context.long()
-        tc = frames.shape[1]
-        # Entry t: the ego-warped hint of frame t+1, from frame t; one more per new frame.
-        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
-        for _ in range(horizon):
+        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
+        for k in range(horizon):
             ctx = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - ctx.shape[1]
             cond = actions[:, start : frames.shape[1] + 1].float()
@@ -257,9 +255,8 @@ class MaskGITWorldModel(TokenWorldModel):
                                     generator=generator, use_cache=use_cache,
                                     next_prior=prior[:, start:] if prior is not None else None)
             frames = torch.cat([frames, new[:, None]], 1)
-            if prior is not None and frames.shape[1] < tc + horizon:
-                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
-                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
+            if k < horizon - 1:
+                prior = self.rollout_prior(prior, frames, actions)
         return frames[:, context.shape[1] :]
 
 

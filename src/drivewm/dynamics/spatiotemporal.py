@@ -84,19 +84,16 @@ class SpatioTemporalWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
-        tc = frames.shape[1]
-        # The hints of the frames after each context frame; one more per new frame.
-        prior = self.next_prior(frames, actions[:, :tc]) if self.cfg.warp_prior else None
-        for _ in range(horizon):
+        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
+        for k in range(horizon):
             window = frames[:, -self.cfg.max_frames :]
             start = frames.shape[1] - window.shape[1]
             window_prior = prior[:, start:] if prior is not None else None
             logits = self.next_frame_logits(window, actions[:, start : frames.shape[1]].float(), window_prior)[:, -1]
             new = sample_logits(logits, sampling, generator)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
-            if prior is not None and frames.shape[1] < tc + horizon:
-                step = actions[:, frames.shape[1] - 1 : frames.shape[1]]
-                prior = torch.cat([prior, self.next_prior(new[:, None], step)], 1)
+            if k < horizon - 1:
+                prior = self.rollout_prior(prior, frames, actions)
         return frames[:, context.shape[1] :]
 
 
