@@ -12,6 +12,7 @@ from drivewm.planning.costs import (
     EmbeddingGoalCost,
     OccupancyCost,
     comfort,
+    comfort_cost,
     route_progress,
 )
 from drivewm.planning.mpc import Rollout
@@ -30,6 +31,8 @@ def test_comfort_terms():
     jerk, steer = comfort(a, dt=0.5)
     torch.testing.assert_close(jerk, torch.tensor([(2.0**2 + 0.0) / 2]))
     torch.testing.assert_close(steer, torch.tensor([(0.2**2 + 0.4**2) / 2]))
+    w = CostWeights(jerk=1.0, steer_rate=10.0, accel=0.5)
+    torch.testing.assert_close(comfort_cost(a, 0.5, None, w), jerk + 10.0 * steer + 0.5 * torch.tensor([2.0 / 3]))
 
 
 def _grid_with(grid, cells):
@@ -64,6 +67,9 @@ def test_offroad_fraction():
     occ = torch.full(grid.shape, FREE_ID, dtype=torch.uint8)
     occ[..., 0] = class_id("sidewalk")
     assert cost.terms(occ[None, None])["offroad"].item() == 1.0
+    occ[..., 0] = class_id("other_flat")  # the simulator's painted crossings are drivable
+    assert cost.terms(occ[None, None])["offroad"].item() == 0.0
+    assert OccupancyCost(grid, drivable=("driveable_surface",)).terms(occ[None, None])["offroad"].item() == 1.0
     with pytest.raises(PlanningError, match="does not match"):
         cost.terms(torch.zeros(1, 1, 8, 8, 8, dtype=torch.uint8))
 
@@ -132,3 +138,44 @@ def test_malformed_goals_are_clear_errors():
                  occupancy=torch.full((2, 3, 32, 32, 4), FREE_ID, dtype=torch.uint8))
     with pytest.raises(PlanningError, match="route goal"):
         occ_cost(r2, torch.zeros(2, 3, 2), torch.zeros(3, 3))
+
+
+def test_observed_safety_scores_the_planned_footprint_against_the_held_observation():
+    from drivewm.planning.costs import ObservedSafety
+
+    grid = grid_preset("tiny")
+    w = CostWeights(near=0.0, offroad=0.0)
+    ix = int((10.2 + 1.342 - grid.lower[0]) / grid.voxel_size)  # a car 10.2 m ahead of the box centre
+    iy = int((0.0 - grid.lower[1]) / grid.voxel_size)
+    observed = _grid_with(grid, {(ix, iy): class_id("car")})
+    # Sample 0 stops; sample 1 reaches the car at step 2; sample 2 reaches it only at step 4; sample 3
+    # swerves 2.1 m left at step 2, beside it.
+    ego = torch.zeros(4, 4, 3)
+    ego[1, 1:, 0] = 10.2  # not a whole number of half voxels: nearest-neighbour ties would be rounding noise
+    ego[2, 3, 0] = 10.2
+    ego[3, 1, :2] = torch.tensor([10.2, 2.1])
+    r = Rollout(ego=ego, speed=torch.zeros(4, 4), observed=observed)
+    torch.testing.assert_close(ObservedSafety(grid, w, steps=3)(r), torch.tensor([0.0, 200.0, 0.0, 0.0]))
+    torch.testing.assert_close(ObservedSafety(grid, w, steps=4)(r), torch.tensor([0.0, 300.0, 100.0, 0.0]))
+    # The ring sees the car beside the swerving plan; off-road counts the cells outside the drivable surface.
+    near = ObservedSafety(grid, CostWeights(near=1.0, offroad=0.0, collision=0.0), steps=3)(r)
+    assert near[3] > 0 and near[0] == 0
+    with pytest.raises(PlanningError, match="steps must be >= 1"):
+        ObservedSafety(grid, w, steps=0)
+    with pytest.raises(PlanningError, match="rollout.observed"):
+        ObservedSafety(grid, w)(Rollout(ego=ego, speed=torch.zeros(4, 4)))
+
+
+def test_embedding_cost_adds_the_observed_safety_term():
+    from drivewm.planning.costs import ObservedSafety
+
+    grid = grid_preset("tiny")
+    ix = int((0.0 + 1.342 - grid.lower[0]) / grid.voxel_size)
+    iy = int((0.0 - grid.lower[1]) / grid.voxel_size)
+    observed = _grid_with(grid, {(ix, iy): class_id("car")})  # in the footprint right now
+    z = torch.zeros(1, 2, 4, 5)
+    r = Rollout(ego=torch.zeros(1, 2, 3), speed=torch.zeros(1, 2), embeddings=z, observed=observed)
+    goal = EmbeddingGoal(embedding=torch.ones(4, 5))
+    plain = EmbeddingGoalCost()(r, torch.zeros(1, 2, 2), goal)
+    safe = EmbeddingGoalCost(safety=ObservedSafety(grid, CostWeights(near=0.0), steps=2))(r, torch.zeros(1, 2, 2), goal)
+    torch.testing.assert_close(safe - plain, torch.tensor([200.0]))

@@ -2,7 +2,8 @@
 
 - `EmbeddingGoalCost`: V-JEPA 2-AC's energy (arXiv 2506.09985), the L1 distance between the
   predicted embedding at the horizon and the goal observation's embedding, plus optional shaping
-  (the same distance at intermediate steps, progress toward a route waypoint, comfort).
+  (the same distance at intermediate steps, progress toward a route waypoint, comfort) and an
+  optional safety term on the last observation held still (`ObservedSafety`).
 - `OccupancyCost`: on decoded future occupancy (each frame in its own ego frame, the ego at the
   origin): collisions of the ego footprint with occupied road-user / obstacle voxels, off-road
   footprint cells, progress along the route, comfort (jerk, steering rate).
@@ -17,14 +18,16 @@ from typing import Any
 
 import torch
 
-from drivewm.data.spec import GridSpec, class_id
+from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH
 
 OBSTACLE_CLASSES = ("barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
                     "traffic_cone", "trailer", "truck", "manmade", "vegetation")
-ROAD_CLASS = "driveable_surface"
+# The simulator paints crossings as other_flat on the road (sim/rasterize.py), so both are drivable here;
+# on nuScenes, where other_flat means traffic islands and the like, pass drivable=("driveable_surface",).
+DRIVABLE_CLASSES = ("driveable_surface", "other_flat")
 
 
 @dataclass(kw_only=True)
@@ -45,6 +48,9 @@ class CostWeights:
     """Squared jerk (m/s^3)^2, mean over steps."""
     steer_rate: float = 1.0
     """Squared steering rate (rad/s)^2, mean over steps."""
+    accel: float = 0.0
+    """Squared acceleration command (m/s^2)^2, mean over steps. Besides comfort, it keeps a receding-horizon
+    search from parking its mean at full brake while stopped, where every braking command does the same."""
     goal_l1: float = 1.0
     """Embedding space: weight of the L1 energy at the horizon."""
     goal_l1_intermediate: float = 0.0
@@ -65,6 +71,12 @@ def comfort(actions: torch.Tensor, dt: float, prev: torch.Tensor | None = None) 
         return z, z
     d = torch.diff(actions, dim=1) / dt  # [S, H-1, 2]
     return (d[..., 0] ** 2).mean(1), (d[..., 1] ** 2).mean(1)
+
+
+def comfort_cost(actions: torch.Tensor, dt: float, prev: torch.Tensor | None, w: CostWeights) -> torch.Tensor:
+    """[S] weighted comfort terms: jerk, steering rate and acceleration of actions [S, H, 2]."""
+    jerk, steer = comfort(actions, dt, prev)
+    return w.jerk * jerk + w.steer_rate * steer + w.accel * (actions[..., 0] ** 2).mean(1)
 
 
 def route_progress(ego: torch.Tensor, route: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,14 +130,14 @@ class SimulatorCost:
             route = check_route(goal, actions.device)
             _, lat = route_progress(rollout.ego[:, -1, :2], route)
             cost = cost + w.lateral * lat**2
-        jerk, steer = comfort(actions, self.dt, rollout.prev_action)
-        return cost + w.jerk * jerk + w.steer_rate * steer
+        return cost + comfort_cost(actions, self.dt, rollout.prev_action, w)
 
 
 class OccupancyCost:
     """Cost of decoded occupancy rollouts: collision, clearance, off-road, route progress, comfort."""
 
-    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, dt: float = 0.5):
+    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, dt: float = 0.5,
+                 drivable: tuple[str, ...] = DRIVABLE_CLASSES):
         self.grid, self.w, self.dt = grid, weights or CostWeights(), dt
         xs = torch.as_tensor(grid.voxel_centers(0), dtype=torch.float32)
         ys = torch.as_tensor(grid.voxel_centers(1), dtype=torch.float32)
@@ -143,7 +155,7 @@ class OccupancyCost:
             if name in grid.classes:
                 obstacle[grid.classes.index(name)] = True
         self.obstacle_lut = obstacle
-        self.road_id = class_id(ROAD_CLASS) if ROAD_CLASS in grid.classes else -1
+        self.drivable_lut = torch.tensor([name in drivable for name in grid.classes], dtype=torch.bool)
 
     def terms(self, occupancy: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-step collision flag, clearance and off-road fraction [S, H] of occupancy [S, H, X, Y, Z]."""
@@ -152,7 +164,7 @@ class OccupancyCost:
         occ = occupancy.long()
         lut = self.obstacle_lut.to(occ.device)
         obstacle_col = lut[occ].any(-1)  # [S, H, X, Y] any obstacle voxel in the column
-        road_col = (occ == self.road_id).any(-1)  # [S, H, X, Y]
+        road_col = self.drivable_lut.to(occ.device)[occ].any(-1)  # [S, H, X, Y]
         fp, ring = self.footprint.to(occ.device), self.ring.to(occ.device)
         collision = obstacle_col[..., fp].any(-1)  # [S, H]
         near = obstacle_col[..., ring].float().mean(-1)
@@ -166,8 +178,7 @@ class OccupancyCost:
         t = self.terms(rollout.occupancy)
         cost = (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
         cost = cost + _route_terms(rollout, goal, w)
-        jerk, steer = comfort(actions, self.dt, rollout.prev_action)
-        return cost + w.jerk * jerk + w.steer_rate * steer
+        return cost + comfort_cost(actions, self.dt, rollout.prev_action, w)
 
 
 def _route_terms(rollout: Rollout, goal: Any, w: CostWeights) -> torch.Tensor:
@@ -192,11 +203,42 @@ class EmbeddingGoal:
     extras: dict = field(default_factory=dict)
 
 
-class EmbeddingGoalCost:
-    """V-JEPA 2-AC's energy: mean |z_pred(H) - z_goal| (arXiv 2506.09985), plus optional shaping."""
+class ObservedSafety:
+    """Collision, clearance and off-road of the planned ego footprint against the last observation held still.
 
-    def __init__(self, weights: CostWeights | None = None, dt: float = 0.5, shaping: bool = False):
-        self.w, self.dt, self.shaping = weights or CostWeights(), dt, shaping
+    An embedding carries no explicit obstacle geometry, so the energy alone cannot tell a plan that
+    ends near the expert's embedding from one that runs into the slow car in between. This term is
+    not the world model's: it ego-warps the current occupancy into each planned pose (the
+    `EgoWarpCopyLast` forecast, static world) and scores it with `OccupancyCost.terms`, over the
+    first `steps` planned steps only, since a moving road user held still is wrong further out
+    (NAVSIM's time-to-collision check looks 1 s ahead for the same reason, arXiv 2406.15349).
+    """
+
+    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, steps: int = 3):
+        if steps < 1:
+            raise PlanningError(f"observed-safety steps must be >= 1, got {steps}")
+        self.occupancy_cost = OccupancyCost(grid, weights)
+        self.w, self.steps = self.occupancy_cost.w, steps
+
+    def __call__(self, rollout: Rollout) -> torch.Tensor:
+        from drivewm.baselines.forecasters import warp_occupancy
+
+        if rollout.observed is None:
+            raise PlanningError("the observed-safety term needs rollout.observed (a model that plans from occupancy)")
+        poses = rollout.ego[:, : self.steps]  # [S, K, 3] in the current ego frame
+        s, k = poses.shape[:2]
+        held = warp_occupancy(rollout.observed[None], poses.reshape(1, s * k, 3), self.occupancy_cost.grid)
+        t = self.occupancy_cost.terms(held.view(s, k, *held.shape[2:]))
+        w = self.w
+        return (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
+
+
+class EmbeddingGoalCost:
+    """V-JEPA 2-AC's energy: mean |z_pred(H) - z_goal| (arXiv 2506.09985), plus optional shaping and safety."""
+
+    def __init__(self, weights: CostWeights | None = None, dt: float = 0.5, shaping: bool = False,
+                 safety: ObservedSafety | None = None):
+        self.w, self.dt, self.shaping, self.safety = weights or CostWeights(), dt, shaping, safety
 
     def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
         if rollout.embeddings is None:
@@ -216,6 +258,7 @@ class EmbeddingGoalCost:
             cost = cost + self.w.goal_l1_intermediate * energy[:, :-1].sum(1)
         if self.shaping:
             cost = cost + _route_terms(rollout, goal.route, self.w)
-            jerk, steer = comfort(actions, self.dt, rollout.prev_action)
-            cost = cost + self.w.jerk * jerk + self.w.steer_rate * steer
+            cost = cost + comfort_cost(actions, self.dt, rollout.prev_action, self.w)
+        if self.safety is not None:
+            cost = cost + self.safety(rollout)
         return cost

@@ -11,7 +11,7 @@ from typing import Any
 
 from drivewm.planning.baselines import ConstantVelocityPlanner, ExpertPlanner, RandomPlanner
 from drivewm.planning.config import CEMConfig, MPPIConfig, PlanningError
-from drivewm.planning.costs import CostWeights, EmbeddingGoalCost, OccupancyCost, SimulatorCost
+from drivewm.planning.costs import CostWeights, EmbeddingGoalCost, ObservedSafety, OccupancyCost, SimulatorCost
 from drivewm.planning.learned import JepaPlanningModel, TokenPlanningModel
 from drivewm.planning.mpc import RecedingHorizonPlanner
 from drivewm.planning.optimizers import build_optimizer
@@ -40,6 +40,10 @@ class PlanConfig:
     goal_every_step: bool = False
     """Embedding-space planning in closed loop: the goal is the expert's observation after each planned step
     (scored with weights.goal_l1_intermediate), not only the last one."""
+    observed_safety_steps: int = 0
+    """Embedding-space planning: score the first N planned steps for collision, clearance and off-road
+    against the last observation held still (weights.collision / near / offroad; costs.ObservedSafety).
+    0 = off: the planner sees obstacles only through the predicted embeddings."""
 
 
 def load_plan_config(path: str | None, overrides: list[str] | None = None) -> PlanConfig:
@@ -89,7 +93,8 @@ def build_planner(name: str, sim: SimConfig, cfg: PlanConfig, model: Any = None,
         model, model_kind = SimulatorModel(cfg.sim_mode), "sim"
     cost = {
         "sim": lambda: SimulatorCost(cfg.weights, dt),
-        "jepa": lambda: EmbeddingGoalCost(cfg.weights, dt, shaping=cfg.shaping),
+        "jepa": lambda: EmbeddingGoalCost(cfg.weights, dt, shaping=cfg.shaping, safety=(
+            ObservedSafety(sim.grid_spec, cfg.weights, cfg.observed_safety_steps) if cfg.observed_safety_steps else None)),
         "token": lambda: OccupancyCost(sim.grid_spec, cfg.weights, dt),
     }[model_kind]()
     opt = build_optimizer(cfg.cem if name == "cem" else cfg.mppi, bounds)

@@ -78,6 +78,7 @@ class JepaPlanningModel(_LearnedModel):
     def observe(self, observation: PlanningObservation) -> None:
         self._observe(observation)
         self.z = self.encode(self.obs.occ)  # [T, N, D], encoded once per decision
+        self.observed = torch.as_tensor(np.asarray(self.obs.occ[-1]), device=self.device)
 
     @torch.no_grad()
     def rollout(self, actions: torch.Tensor) -> Rollout:
@@ -88,7 +89,7 @@ class JepaPlanningModel(_LearnedModel):
         # History poses, then each candidate's own integrated poses: the predictor is told where the ego goes.
         states = torch.cat([self.rel[None].expand(s, *self.rel.shape), ego.to(self.device)], 1)  # [S, T + H, 3]
         emb = self.model.rollout(z, actions.float().to(self.device), past_actions=past, states=states)  # [S, H, N, D]
-        return Rollout(ego=ego, speed=speed, embeddings=emb)
+        return Rollout(ego=ego, speed=speed, embeddings=emb, observed=self.observed)
 
 
 class TokenPlanningModel(_LearnedModel):

@@ -37,6 +37,8 @@ class Rollout:
     """[S, H] exact per-step outcomes where the model knows them (the simulator): collision, offroad, progress."""
     prev_action: torch.Tensor | None = None
     """[A] the action executed just before the plan (set by the planner), so comfort covers the junction."""
+    observed: torch.Tensor | None = None
+    """[X, Y, Z] the last observed occupancy in the current ego frame (models that plan from observations)."""
 
 
 class PlanningModel(Protocol):
