@@ -174,7 +174,7 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     fc = runner.run("forecast", {"worlds": {w.name: steps[w.name] for w in worlds}, "windows": p.eval_windows},
                     _forecast_stage(worlds, store, p.eval_windows, seed))
     banner(7 + len(worlds), "plan: open and closed loop")
-    plan_cfg = cfg_dir / "planning" / "tiny.yaml"
+    plan_cfg = cfg_dir / "planning" / "jepa_tiny.yaml"  # per-step expert goals + the observed-safety term
     runner.run("planning", {"ac": steps["jepa_ac"], "plan": plan_cfg.read_text(), "seeds": p.plan_seeds,
                             "seconds": p.drive_seconds}, _planning_stage(ac, p, plan_cfg))
     banner(total, "write the report")
