@@ -171,14 +171,16 @@ class OccupancyCost:
         offroad = 1.0 - road_col[..., fp].float().mean(-1)
         return {"collision": collision, "near": near, "offroad": offroad}
 
+    def scene_cost(self, occupancy: torch.Tensor) -> torch.Tensor:
+        """[S] weighted collision, clearance and off-road terms of occupancy [S, H, X, Y, Z], summed over steps."""
+        t, w = self.terms(occupancy), self.w
+        return (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
+
     def __call__(self, rollout: Rollout, actions: torch.Tensor, goal: Any) -> torch.Tensor:
         if rollout.occupancy is None:
             raise PlanningError("OccupancyCost needs a model that predicts occupancy (rollout.occupancy is None)")
-        w = self.w
-        t = self.terms(rollout.occupancy)
-        cost = (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
-        cost = cost + _route_terms(rollout, goal, w)
-        return cost + comfort_cost(actions, self.dt, rollout.prev_action, w)
+        cost = self.scene_cost(rollout.occupancy) + _route_terms(rollout, goal, self.w)
+        return cost + comfort_cost(actions, self.dt, rollout.prev_action, self.w)
 
 
 def _route_terms(rollout: Rollout, goal: Any, w: CostWeights) -> torch.Tensor:
@@ -217,8 +219,7 @@ class ObservedSafety:
     def __init__(self, grid: GridSpec, weights: CostWeights | None = None, steps: int = 3):
         if steps < 1:
             raise PlanningError(f"observed-safety steps must be >= 1, got {steps}")
-        self.occupancy_cost = OccupancyCost(grid, weights)
-        self.w, self.steps = self.occupancy_cost.w, steps
+        self.occupancy_cost, self.steps = OccupancyCost(grid, weights), steps
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:
         from drivewm.baselines.forecasters import warp_occupancy
@@ -228,9 +229,7 @@ class ObservedSafety:
         poses = rollout.ego[:, : self.steps]  # [S, K, 3] in the current ego frame
         s, k = poses.shape[:2]
         held = warp_occupancy(rollout.observed[None], poses.reshape(1, s * k, 3), self.occupancy_cost.grid)
-        t = self.occupancy_cost.terms(held.view(s, k, *held.shape[2:]))
-        w = self.w
-        return (w.collision * t["collision"].float() + w.near * t["near"] + w.offroad * t["offroad"]).sum(1)
+        return self.occupancy_cost.scene_cost(held.view(s, k, *held.shape[2:]))
 
 
 class EmbeddingGoalCost:
