@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from drivewm.baselines.forecasters import warp_occupancy
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
@@ -222,8 +223,6 @@ class ObservedSafety:
         self.occupancy_cost, self.steps = OccupancyCost(grid, weights), steps
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:
-        from drivewm.baselines.forecasters import warp_occupancy
-
         if rollout.observed is None:
             raise PlanningError("the observed-safety term needs rollout.observed (a model that plans from occupancy)")
         poses = rollout.ego[:, : self.steps]  # [S, K, 3] in the current ego frame
