@@ -149,11 +149,11 @@ def test_observed_safety_scores_the_planned_footprint_against_the_held_observati
     iy = int((0.0 - grid.lower[1]) / grid.voxel_size)
     observed = _grid_with(grid, {(ix, iy): class_id("car")})
     # Sample 0 stops; sample 1 reaches the car at step 2; sample 2 reaches it only at step 4; sample 3
-    # swerves 2.1 m left at step 2, beside it.
+    # changes lane 2.1 m left before it and passes beside it.
     ego = torch.zeros(4, 4, 3)
     ego[1, 1:, 0] = 10.2  # not a whole number of half voxels: nearest-neighbour ties would be rounding noise
     ego[2, 3, 0] = 10.2
-    ego[3, 1, :2] = torch.tensor([10.2, 2.1])
+    ego[3, :, :2] = torch.tensor([[5.1, 2.1], [10.2, 2.1], [15.3, 2.1], [20.4, 2.1]])
     r = Rollout(ego=ego, speed=torch.zeros(4, 4), observed=observed)
     torch.testing.assert_close(ObservedSafety(grid, w, steps=3)(r), torch.tensor([0.0, 200.0, 0.0, 0.0]))
     torch.testing.assert_close(ObservedSafety(grid, w, steps=4)(r), torch.tensor([0.0, 300.0, 100.0, 0.0]))
@@ -164,6 +164,49 @@ def test_observed_safety_scores_the_planned_footprint_against_the_held_observati
         ObservedSafety(grid, w, steps=0)
     with pytest.raises(PlanningError, match="rollout.observed"):
         ObservedSafety(grid, w)(Rollout(ego=ego, speed=torch.zeros(4, 4)))
+
+
+def test_observed_safety_matches_warping_the_observation_into_each_pose():
+    """With steps shorter than a voxel there is nothing to sweep: the cell lookup must equal the
+    reference, `warp_occupancy` into every planned pose scored by `OccupancyCost.scene_cost`."""
+    from drivewm.baselines.forecasters import warp_occupancy
+    from drivewm.planning.costs import ObservedSafety
+
+    grid = grid_preset("tiny")
+    g = torch.Generator().manual_seed(0)
+    observed = torch.randint(0, grid.num_classes, grid.shape, generator=g, dtype=torch.uint8)
+    observed[torch.rand(grid.shape, generator=g) < 0.8] = FREE_ID
+    steps = torch.rand(16, 3, 3, generator=g) * torch.tensor([0.6, 0.4, 0.05])  # < 0.8 m per step
+    ego = steps.cumsum(1)  # random offsets: no nearest-neighbour ties on the voxel lattice
+    w = CostWeights(collision=100.0, near=2.0, offroad=20.0)
+    r = Rollout(ego=ego, speed=torch.zeros(16, 3), observed=observed)
+    ours = ObservedSafety(grid, w, steps=3)(r)
+    held = warp_occupancy(observed[None], ego.reshape(1, 48, 3), grid).view(16, 3, *grid.shape)
+    reference = OccupancyCost(grid, w).scene_cost(held)
+    torch.testing.assert_close(ours, reference)
+    assert ours.std() > 0  # the random scene gives the samples different costs
+
+
+def test_observed_safety_sweeps_the_footprint_between_planned_poses():
+    """At 20 m/s one 0.5 s step moves the ego 10 m, more than twice its length: a cone between two
+    planned poses is in neither footprint, but the ego drives through it."""
+    from drivewm.planning.costs import ObservedSafety
+
+    grid = grid_preset("tiny")
+    ix = int((6.0 - grid.lower[0]) / grid.voxel_size)  # a cone 6 m ahead of the rear axle
+    iy = int((0.1 - grid.lower[1]) / grid.voxel_size)
+    observed = _grid_with(grid, {(ix, iy): class_id("traffic_cone")})
+    ego = torch.zeros(3, 2, 3)
+    ego[0, :, 0] = torch.tensor([10.1, 20.1])  # straight through the cone
+    ego[1, :, :2] = torch.tensor([[2.0, 3.1], [10.1, 3.1]])  # a lane to the left first, then past it
+    r = Rollout(ego=ego, speed=torch.zeros(3, 2), observed=observed)
+    w = CostWeights(near=0.0, offroad=0.0)
+    torch.testing.assert_close(ObservedSafety(grid, w, steps=2)(r), torch.tensor([100.0, 0.0, 0.0]))
+    # The planned poses alone miss it: both footprints lie past the cone.
+    from drivewm.baselines.forecasters import warp_occupancy
+
+    held = warp_occupancy(observed[None], ego[:1], grid)
+    assert not OccupancyCost(grid, w).terms(held)["collision"].any()
 
 
 def test_embedding_cost_adds_the_observed_safety_term():

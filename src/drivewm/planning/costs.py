@@ -13,12 +13,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from drivewm.baselines.forecasters import warp_occupancy
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
@@ -211,24 +211,60 @@ class ObservedSafety:
 
     An embedding carries no explicit obstacle geometry, so the energy alone cannot tell a plan that
     ends near the expert's embedding from one that runs into the slow car in between. This term is
-    not the world model's: it ego-warps the current occupancy into each planned pose (the
-    `EgoWarpCopyLast` forecast, static world) and scores it with `OccupancyCost.terms`, over the
-    first `steps` planned steps only, since a moving road user held still is wrong further out
-    (NAVSIM's time-to-collision check looks 1 s ahead for the same reason, arXiv 2406.15349).
+    not the world model's: it scores the ego footprint against the current occupancy held still (the
+    `EgoWarpCopyLast` forecast, static world) with `OccupancyCost`'s collision, clearance and off-road
+    terms, over the first `steps` planned steps only, since a moving road user held still is wrong
+    further out (NAVSIM's time-to-collision check looks 1 s ahead for the same reason, arXiv 2406.15349).
+
+    The footprint is swept along the path, not only placed at the planned poses: at 16 m/s a 0.5 s
+    step moves the ego 8 m, nearly twice its length, so an obstacle between two poses would be
+    jumped over. Poses are interpolated from the current one so that consecutive samples lie at most
+    one voxel apart; a step costs its worst sample. Only the footprint and ring cells are looked up
+    (the same nearest-voxel rule as `warp_occupancy`), not whole warped grids.
     """
 
     def __init__(self, grid: GridSpec, weights: CostWeights | None = None, steps: int = 3):
         if steps < 1:
             raise PlanningError(f"observed-safety steps must be >= 1, got {steps}")
         self.occupancy_cost, self.steps = OccupancyCost(grid, weights), steps
+        xs = torch.as_tensor(grid.voxel_centers(0), dtype=torch.float64)
+        ys = torch.as_tensor(grid.voxel_centers(1), dtype=torch.float64)
+        gx, gy = torch.meshgrid(xs, ys, indexing="ij")
+        cells = torch.stack([gx, gy], -1)  # [X, Y, 2] cell centres in a planned pose's frame
+        self.footprint_xy = cells[self.occupancy_cost.footprint]  # [F, 2]
+        self.ring_xy = cells[self.occupancy_cost.ring]  # [R, 2]
+
+    def _lookup(self, column: torch.Tensor, poses: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """column [X, Y] bool at the given cells of each pose [..., 3] -> [..., C]; outside the grid is False."""
+        g = self.occupancy_cost.grid
+        c, s = torch.cos(poses[..., 2:3]), torch.sin(poses[..., 2:3])  # [..., 1]
+        px = c * cells[:, 0] - s * cells[:, 1] + poses[..., 0:1]  # [..., C] in the observation's frame
+        py = s * cells[:, 0] + c * cells[:, 1] + poses[..., 1:2]
+        ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
+        iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
+        nx, ny = column.shape
+        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+        return column[ix.clamp(0, nx - 1), iy.clamp(0, ny - 1)] & inside
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:
         if rollout.observed is None:
             raise PlanningError("the observed-safety term needs rollout.observed (a model that plans from occupancy)")
-        poses = rollout.ego[:, : self.steps]  # [S, K, 3] in the current ego frame
-        s, k = poses.shape[:2]
-        held = warp_occupancy(rollout.observed[None], poses.reshape(1, s * k, 3), self.occupancy_cost.grid)
-        return self.occupancy_cost.scene_cost(held.view(s, k, *held.shape[2:]))
+        oc, w = self.occupancy_cost, self.occupancy_cost.w
+        occ = rollout.observed.long()
+        obstacle_col = oc.obstacle_lut.to(occ.device)[occ].any(-1)  # [X, Y]
+        road_col = oc.drivable_lut.to(occ.device)[occ].any(-1)
+        poses = rollout.ego[:, : self.steps].double()  # [S, K, 3] in the current ego frame
+        start = torch.cat([torch.zeros_like(poses[:, :1]), poses[:, :-1]], 1)  # where each step begins
+        longest = float((poses[..., :2] - start[..., :2]).norm(dim=-1).max()) if poses.numel() else 0.0
+        n = min(max(1, math.ceil(longest / oc.grid.voxel_size)), 64)
+        frac = torch.arange(1, n + 1, dtype=poses.dtype, device=poses.device) / n  # ends on the planned pose
+        swept = start[:, :, None] + (poses - start)[:, :, None] * frac[:, None]  # [S, K, n, 3]
+        fp, ring = self.footprint_xy.to(poses.device), self.ring_xy.to(poses.device)
+        collision = self._lookup(obstacle_col, swept, fp).any(-1).any(-1)  # [S, K]
+        near = self._lookup(obstacle_col, swept, ring).double().mean(-1).amax(-1)
+        offroad = (1.0 - self._lookup(road_col, swept, fp).double().mean(-1)).amax(-1)
+        cost = w.collision * collision.double() + w.near * near + w.offroad * offroad
+        return cost.sum(1).to(rollout.ego.dtype)
 
 
 class EmbeddingGoalCost:
