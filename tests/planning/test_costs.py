@@ -222,3 +222,59 @@ def test_embedding_cost_adds_the_observed_safety_term():
     plain = EmbeddingGoalCost()(r, torch.zeros(1, 2, 2), goal)
     safe = EmbeddingGoalCost(safety=ObservedSafety(grid, CostWeights(near=0.0), steps=2))(r, torch.zeros(1, 2, 2), goal)
     torch.testing.assert_close(safe - plain, torch.tensor([200.0]))
+
+
+def _agent(x, y, yaw, length, width, vx, vy):
+    return torch.tensor([[x, y, yaw, length, width, vx, vy]])
+
+
+def test_observed_safety_moves_tracked_agents_at_constant_velocity():
+    """A car crossing from the right is off the path now and on it in 1 s: held still it is missed, moved
+    at its velocity it is hit. A car ahead at the ego's speed is the opposite case."""
+    from drivewm.planning.costs import ObservedSafety
+
+    grid = grid_preset("tiny")
+    w = CostWeights(near=0.0, offroad=0.0)
+    ego = torch.zeros(1, 3, 3)
+    ego[0, :, 0] = torch.tensor([5.1, 10.1, 15.1])  # straight ahead at 10.2 m/s
+    crossing = _agent(11.5, -8.1, 1.5708, 4.5, 2.0, 0.0, 8.0)  # reaches y = 0 after ~1 s, at x = 11.5
+    ix, iy = (int((v - lo) / grid.voxel_size) for v, lo in ((11.5, grid.lower[0]), (-8.1, grid.lower[1])))
+    observed = _grid_with(grid, {(ix, iy): class_id("car")})
+    held = Rollout(ego=ego, speed=torch.zeros(1, 3), observed=observed, agents=crossing)
+    assert ObservedSafety(grid, w, steps=3)(held).item() == 0.0  # agents off: the snapshot only
+    assert ObservedSafety(grid, w, steps=3, agents=True)(held).item() >= 100.0
+
+    ahead = _agent(12.0, 0.1, 0.0, 4.5, 2.0, 10.2, 0.0)  # 12 m ahead, as fast as the ego
+    ix, iy = (int((v - lo) / grid.voxel_size) for v, lo in ((12.0, grid.lower[0]), (0.1, grid.lower[1])))
+    observed = _grid_with(grid, {(ix - 1, iy): class_id("car"), (ix, iy): class_id("car"), (ix + 1, iy): class_id("car")})
+    follow = Rollout(ego=ego, speed=torch.zeros(1, 3), observed=observed, agents=ahead)
+    assert ObservedSafety(grid, w, steps=3)(follow).item() >= 100.0  # held still, the car is run into
+    assert ObservedSafety(grid, w, steps=3, agents=True)(follow).item() == 0.0  # it drives away as fast
+    # A stopped agent is as dangerous moved as held.
+    parked = Rollout(ego=ego, speed=torch.zeros(1, 3), observed=observed, agents=_agent(12.0, 0.1, 0.0, 4.5, 2.0, 0.0, 0.0))
+    assert ObservedSafety(grid, w, steps=3, agents=True)(parked).item() >= 100.0
+
+
+def test_tracked_agents_velocity_predicts_where_they_go():
+    from drivewm.planning.closed_loop import tracked_agents
+    from drivewm.planning.observation import PlanningObservation
+    from drivewm.sim import sim_preset
+    from drivewm.sim.geometry import world_to_ego
+    from drivewm.sim.scenario import Scenario
+
+    cfg = sim_preset("tiny", lidar=False, camera=False, visibility=False)
+    sc = Scenario(cfg, 3, 10)
+    pose = sc.ego.pose()
+    agents = tracked_agents(sc)
+    boxes, valid = sc.agents_ego_frame()
+    moving = np.hypot(agents[:, 5], agents[:, 6]) > 1.0
+    assert moving.sum() >= 1, "seed 3 has no moving road user in view"
+    world_before, _, _ = sc.agent_boxes_world()
+    sc.step(np.zeros(2, np.float32))
+    world_after, _, _ = sc.agent_boxes_world()
+    dt = 1.0 / cfg.hz
+    moved = world_to_ego(world_after[valid][:, :2], pose) - world_to_ego(world_before[valid][:, :2], pose)
+    np.testing.assert_allclose(moved[moving], agents[moving, 5:7] * dt, atol=0.35)
+    with pytest.raises(PlanningError, match="observation.agents must be"):
+        PlanningObservation(occ=np.zeros((1, 4, 4, 2), np.uint8), ego_pose=np.zeros((1, 3), np.float32),
+                            action=np.zeros((1, 2), np.float32), speed=0.0, agents=np.zeros((3, 5), np.float32))

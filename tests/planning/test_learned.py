@@ -97,3 +97,30 @@ def test_observed_safety_keeps_jepa_cem_off_the_obstacle_that_progress_alone_dri
         hits[name] = float(check(m.rollout(plan[None]))[0])
     # The obstacle sits 6.4-11.2 m ahead of an ego at 6 m/s: full throttle reaches it within 1.5 s.
     assert hits["progress only"] > 0 and hits["with safety"] == 0, hits
+
+
+def test_tracked_agents_reach_the_safety_term_through_the_preset(micro_jepa, micro_obs):
+    """PlanConfig.observed_safety_agents wires the constant-velocity check; the JEPA model hands the
+    observation's tracked agents to every rollout, and a crossing car the snapshot misses is costed."""
+    import dataclasses
+
+    from drivewm.planning.factory import PlanConfig, build_planner
+    from drivewm.sim import sim_preset
+
+    sim = sim_preset("micro", lidar=False, camera=False, visibility=False)
+    m = JepaPlanningModel(micro_jepa, context_frames=2)
+    cfg = PlanConfig(observed_safety_steps=3, observed_safety_agents=True)
+    planner = build_planner("cem", sim, cfg, m, "jepa")
+    assert planner.cost.safety.use_agents and planner.cost.safety.steps == 3
+    assert not build_planner("cem", sim, PlanConfig(observed_safety_steps=3), m, "jepa").cost.safety.use_agents
+    clear = micro_obs.occ.copy()
+    clear[..., 1:] = 17  # the road alone: nothing in the snapshot to hit
+    crossing = np.array([[9.0, -7.0, np.pi / 2, 4.5, 2.0, 0.0, 7.0]], np.float32)  # on the ego's path in 1 s
+    straight = torch.zeros(1, 3, 2)  # hold 6 m/s: x = 3, 6, 9 m
+    m.observe(dataclasses.replace(micro_obs, occ=clear))  # no tracker
+    r = m.rollout(straight)
+    assert r.agents is None and planner.cost.safety(r).item() == 0.0
+    m.observe(dataclasses.replace(micro_obs, occ=clear, agents=crossing))
+    r = m.rollout(straight)
+    torch.testing.assert_close(r.agents, torch.as_tensor(crossing))
+    assert planner.cost.safety(r).item() >= 100.0

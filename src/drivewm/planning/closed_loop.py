@@ -62,6 +62,18 @@ def _ttc_violation(sc: Scenario) -> bool:
     return bool(np.any((near_x > front - 0.5) & (near_x < reach) & (np.abs(b[:, 1]) < CORRIDOR_HALF_WIDTH + b[:, 4] / 2)))
 
 
+def tracked_agents(sc: Scenario) -> np.ndarray:
+    """float32 [K, 7] the active road users inside the grid, in the ego frame: x, y, yaw, length, width and
+    their ground velocity (vx, vy) along the ego's axes; what a tracker would give the planner."""
+    boxes, valid = sc.agents_ego_frame()
+    _, speed, _ = sc.agent_boxes_world()
+    b, v = boxes[valid], speed[valid]
+    out = np.zeros((len(b), 7), np.float32)
+    out[:, 0:2], out[:, 2], out[:, 3:5] = b[:, 0:2], b[:, 6], b[:, 3:5]
+    out[:, 5], out[:, 6] = v * np.cos(b[:, 6]), v * np.sin(b[:, 6])  # yaw is already relative to the ego's
+    return out
+
+
 def _planned_path(planner: Any, plan: torch.Tensor, speed: float, dt: float, vmax: float) -> np.ndarray:
     rollout = getattr(planner, "last_rollout", None)
     if rollout is not None:
@@ -97,7 +109,7 @@ def drive_one(planner: Any, cfg: SimConfig, seed: int, seconds: float, *, contex
         occ_hist = np.stack([h[0] for h in hist]) if render is not None else np.zeros((len(hist), 1, 1, 1), np.uint8)
         obs = PlanningObservation(occ=occ_hist, ego_pose=np.stack([h[1] for h in hist]),
                                   action=np.stack([h[2] for h in hist]), speed=float(sc.ego.v),
-                                  route=_route_ego_frame(sc), env=sc)
+                                  route=_route_ego_frame(sc), env=sc, agents=tracked_agents(sc))
         goal = goal_fn(sc, obs) if goal_fn is not None else obs.route
         t0 = time.perf_counter()
         a = np.asarray(planner.act(obs, goal), np.float32)

@@ -207,7 +207,7 @@ class EmbeddingGoal:
 
 
 class ObservedSafety:
-    """Collision, clearance and off-road of the planned ego footprint against the last observation held still.
+    """Collision, clearance and off-road of the planned ego footprint against the last observation.
 
     An embedding carries no explicit obstacle geometry, so the energy alone cannot tell a plan that
     ends near the expert's embedding from one that runs into the slow car in between. This term is
@@ -216,6 +216,10 @@ class ObservedSafety:
     terms, over the first `steps` planned steps only, since a moving road user held still is wrong
     further out (NAVSIM's time-to-collision check looks 1 s ahead for the same reason, arXiv 2406.15349).
 
+    With `agents=True` and tracked road users in the rollout (`Rollout.agents`), those are taken out of
+    the held scene and moved at constant velocity instead, as NAVSIM's TTC check moves them; a voxel
+    snapshot cannot see a car about to cross the ego's path.
+
     The footprint is swept along the path, not only placed at the planned poses: at 16 m/s a 0.5 s
     step moves the ego 8 m, nearly twice its length, so an obstacle between two poses would be
     jumped over. Poses are interpolated from the current one so that consecutive samples lie at most
@@ -223,28 +227,46 @@ class ObservedSafety:
     (the same nearest-voxel rule as `warp_occupancy`), not whole warped grids.
     """
 
-    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, steps: int = 3):
+    def __init__(self, grid: GridSpec, weights: CostWeights | None = None, steps: int = 3, dt: float = 0.5,
+                 agents: bool = False):
         if steps < 1:
             raise PlanningError(f"observed-safety steps must be >= 1, got {steps}")
-        self.occupancy_cost, self.steps = OccupancyCost(grid, weights), steps
+        self.occupancy_cost, self.steps, self.dt, self.use_agents = OccupancyCost(grid, weights), steps, dt, agents
         xs = torch.as_tensor(grid.voxel_centers(0), dtype=torch.float64)
         ys = torch.as_tensor(grid.voxel_centers(1), dtype=torch.float64)
         gx, gy = torch.meshgrid(xs, ys, indexing="ij")
-        cells = torch.stack([gx, gy], -1)  # [X, Y, 2] cell centres in a planned pose's frame
-        self.footprint_xy = cells[self.occupancy_cost.footprint]  # [F, 2]
-        self.ring_xy = cells[self.occupancy_cost.ring]  # [R, 2]
+        self.cells = torch.stack([gx, gy], -1)  # [X, Y, 2] cell centres in a planned pose's frame
+        self.footprint_xy = self.cells[self.occupancy_cost.footprint]  # [F, 2]
+        self.ring_xy = self.cells[self.occupancy_cost.ring]  # [R, 2]
 
-    def _lookup(self, column: torch.Tensor, poses: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-        """column [X, Y] bool at the given cells of each pose [..., 3] -> [..., C]; outside the grid is False."""
-        g = self.occupancy_cost.grid
+    def _to_observed_frame(self, poses: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell centres [C, 2] of each pose [..., 3] -> x, y [..., C] in the observation's ego frame."""
         c, s = torch.cos(poses[..., 2:3]), torch.sin(poses[..., 2:3])  # [..., 1]
-        px = c * cells[:, 0] - s * cells[:, 1] + poses[..., 0:1]  # [..., C] in the observation's frame
-        py = s * cells[:, 0] + c * cells[:, 1] + poses[..., 1:2]
+        return c * cells[:, 0] - s * cells[:, 1] + poses[..., 0:1], s * cells[:, 0] + c * cells[:, 1] + poses[..., 1:2]
+
+    def _lookup(self, column: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
+        """column [X, Y] bool at points (px, py) of the observation's frame; outside the grid is False."""
+        g = self.occupancy_cost.grid
         ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
         iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
         nx, ny = column.shape
         inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
         return column[ix.clamp(0, nx - 1), iy.clamp(0, ny - 1)] & inside
+
+    def _in_agents(self, px: torch.Tensor, py: torch.Tensor, agents: torch.Tensor, when: torch.Tensor | None) -> torch.Tensor:
+        """Whether points (px, py) [..., C] lie in any agent box [K, 7], each moved by its velocity for
+        `when` [...] seconds (None: where they are now). Boxes grow by half a voxel, as the footprint does,
+        so a pedestrian thinner than a voxel cannot slip between two cell centres."""
+        pad = self.occupancy_cost.grid.voxel_size / 2
+        ax, ay = agents[:, 0], agents[:, 1]  # [K]
+        if when is not None:
+            ax = ax + agents[:, 5] * when[..., None, None]  # [..., 1, K]
+            ay = ay + agents[:, 6] * when[..., None, None]
+        dx, dy = px[..., None] - ax, py[..., None] - ay  # [..., C, K]
+        c, s = torch.cos(agents[:, 2]), torch.sin(agents[:, 2])
+        along, across = c * dx + s * dy, -s * dx + c * dy
+        inside = (along.abs() <= agents[:, 3] / 2 + pad) & (across.abs() <= agents[:, 4] / 2 + pad)
+        return inside.any(-1)
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:
         if rollout.observed is None:
@@ -253,16 +275,28 @@ class ObservedSafety:
         occ = rollout.observed.long()
         obstacle_col = oc.obstacle_lut.to(occ.device)[occ].any(-1)  # [X, Y]
         road_col = oc.drivable_lut.to(occ.device)[occ].any(-1)
+        agents = rollout.agents.double() if (self.use_agents and rollout.agents is not None) else None
+        if agents is not None and len(agents):
+            # The movers leave the held scene; they are checked where their velocity takes them.
+            cells = self.cells.to(occ.device)
+            obstacle_col = obstacle_col & ~self._in_agents(cells[..., 0], cells[..., 1], agents, None)
         poses = rollout.ego[:, : self.steps].double()  # [S, K, 3] in the current ego frame
         start = torch.cat([torch.zeros_like(poses[:, :1]), poses[:, :-1]], 1)  # where each step begins
         longest = float((poses[..., :2] - start[..., :2]).norm(dim=-1).max()) if poses.numel() else 0.0
         n = min(max(1, math.ceil(longest / oc.grid.voxel_size)), 64)
         frac = torch.arange(1, n + 1, dtype=poses.dtype, device=poses.device) / n  # ends on the planned pose
         swept = start[:, :, None] + (poses - start)[:, :, None] * frac[:, None]  # [S, K, n, 3]
-        fp, ring = self.footprint_xy.to(poses.device), self.ring_xy.to(poses.device)
-        collision = self._lookup(obstacle_col, swept, fp).any(-1).any(-1)  # [S, K]
-        near = self._lookup(obstacle_col, swept, ring).double().mean(-1).amax(-1)
-        offroad = (1.0 - self._lookup(road_col, swept, fp).double().mean(-1)).amax(-1)
+        fx, fy = self._to_observed_frame(swept, self.footprint_xy.to(poses.device))  # [S, K, n, F]
+        rx, ry = self._to_observed_frame(swept, self.ring_xy.to(poses.device))
+        hit_fp, hit_ring = self._lookup(obstacle_col, fx, fy), self._lookup(obstacle_col, rx, ry)
+        if agents is not None and len(agents):
+            k = torch.arange(poses.shape[1], dtype=poses.dtype, device=poses.device)
+            when = (k[:, None] + frac) * self.dt  # [K, n] seconds from now of each swept sample
+            hit_fp = hit_fp | self._in_agents(fx, fy, agents, when)
+            hit_ring = hit_ring | self._in_agents(rx, ry, agents, when)
+        collision = hit_fp.any(-1).any(-1)  # [S, K]
+        near = hit_ring.double().mean(-1).amax(-1)
+        offroad = (1.0 - self._lookup(road_col, fx, fy).double().mean(-1)).amax(-1)
         cost = w.collision * collision.double() + w.near * near + w.offroad * offroad
         return cost.sum(1).to(rollout.ego.dtype)
 

@@ -44,6 +44,9 @@ class PlanConfig:
     """Embedding-space planning: score the first N planned steps for collision, clearance and off-road
     against the last observation held still (weights.collision / near / offroad; costs.ObservedSafety).
     0 = off: the planner sees obstacles only through the predicted embeddings."""
+    observed_safety_agents: bool = False
+    """With observed_safety_steps: take the tracked road users (PlanningObservation.agents) out of the held
+    scene and move them at constant velocity instead, as NAVSIM's time-to-collision check does."""
 
 
 def load_plan_config(path: str | None, overrides: list[str] | None = None) -> PlanConfig:
@@ -94,7 +97,8 @@ def build_planner(name: str, sim: SimConfig, cfg: PlanConfig, model: Any = None,
     cost = {
         "sim": lambda: SimulatorCost(cfg.weights, dt),
         "jepa": lambda: EmbeddingGoalCost(cfg.weights, dt, shaping=cfg.shaping, safety=(
-            ObservedSafety(sim.grid_spec, cfg.weights, cfg.observed_safety_steps) if cfg.observed_safety_steps else None)),
+            ObservedSafety(sim.grid_spec, cfg.weights, cfg.observed_safety_steps, dt, cfg.observed_safety_agents)
+            if cfg.observed_safety_steps else None)),
         "token": lambda: OccupancyCost(sim.grid_spec, cfg.weights, dt),
     }[model_kind]()
     opt = build_optimizer(cfg.cem if name == "cem" else cfg.mppi, bounds)

@@ -79,6 +79,8 @@ class JepaPlanningModel(_LearnedModel):
         self._observe(observation)
         self.z = self.encode(self.obs.occ)  # [T, N, D], encoded once per decision
         self.observed = torch.as_tensor(np.asarray(self.obs.occ[-1]), device=self.device)
+        agents = self.obs.agents
+        self.agents = None if agents is None else torch.as_tensor(np.asarray(agents), dtype=torch.float32, device=self.device)
 
     @torch.no_grad()
     def rollout(self, actions: torch.Tensor) -> Rollout:
@@ -89,7 +91,7 @@ class JepaPlanningModel(_LearnedModel):
         # History poses, then each candidate's own integrated poses: the predictor is told where the ego goes.
         states = torch.cat([self.rel[None].expand(s, *self.rel.shape), ego.to(self.device)], 1)  # [S, T + H, 3]
         emb = self.model.rollout(z, actions.float().to(self.device), past_actions=past, states=states)  # [S, H, N, D]
-        return Rollout(ego=ego, speed=speed, embeddings=emb, observed=self.observed)
+        return Rollout(ego=ego, speed=speed, embeddings=emb, observed=self.observed, agents=self.agents)
 
 
 class TokenPlanningModel(_LearnedModel):

@@ -39,6 +39,8 @@ class Rollout:
     """[A] the action executed just before the plan (set by the planner), so comfort covers the junction."""
     observed: torch.Tensor | None = None
     """[X, Y, Z] the last observed occupancy in the current ego frame (models that plan from observations)."""
+    agents: torch.Tensor | None = None
+    """[K, 7] tracked road users now (`PlanningObservation.agents`), when the observation has them."""
 
 
 class PlanningModel(Protocol):

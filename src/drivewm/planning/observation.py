@@ -30,6 +30,10 @@ class PlanningObservation:
     """float32 [P, 2] the route ahead in the current ego frame (for progress costs and waypoint goals)."""
     env: Any = None
     """The live simulator, when planning may use it as a perfect model (cloned, never stepped)."""
+    agents: np.ndarray | None = None
+    """float32 [K, 7] tracked road users now, in the current ego frame: x, y, yaw, length, width, and the
+    ground velocity vx, vy (m/s, ego-frame axes). What a perception stack's tracker would hand the
+    planner; used by the safety term's constant-velocity check (`costs.ObservedSafety`)."""
     extras: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -42,10 +46,16 @@ class PlanningObservation:
             raise PlanningError(f"observation.action must be [{t}, A], got {self.action.shape}")
         if not np.isfinite(self.ego_pose).all() or not np.isfinite(self.speed):
             raise PlanningError("observation has non-finite ego pose or speed")
+        if self.agents is not None:
+            a = np.asarray(self.agents)
+            if a.ndim != 2 or a.shape[1] != 7:
+                raise PlanningError(f"observation.agents must be [K, 7] (x, y, yaw, length, width, vx, vy), got {a.shape}")
+            if not np.isfinite(a).all():
+                raise PlanningError("observation.agents has non-finite values")
 
     def last(self, frames: int) -> "PlanningObservation":
         """The same observation keeping only the last `frames` frames of history."""
         return PlanningObservation(
             occ=self.occ[-frames:], ego_pose=self.ego_pose[-frames:], action=self.action[-frames:],
-            speed=self.speed, route=self.route, env=self.env, extras=self.extras,
+            speed=self.speed, route=self.route, env=self.env, agents=self.agents, extras=self.extras,
         )
