@@ -32,7 +32,25 @@ def test_comfort_terms():
     torch.testing.assert_close(jerk, torch.tensor([(2.0**2 + 0.0) / 2]))
     torch.testing.assert_close(steer, torch.tensor([(0.2**2 + 0.4**2) / 2]))
     w = CostWeights(jerk=1.0, steer_rate=10.0, accel=0.5)
-    torch.testing.assert_close(comfort_cost(a, 0.5, None, w), jerk + 10.0 * steer + 0.5 * torch.tensor([2.0 / 3]))
+    r = Rollout(ego=torch.zeros(1, 3, 3), speed=torch.zeros(1, 3))
+    torch.testing.assert_close(comfort_cost(a, 0.5, r, w), jerk + 10.0 * steer + 0.5 * torch.tensor([2.0 / 3]))
+
+
+def test_lateral_acceleration_beyond_the_comfort_bound():
+    from drivewm.planning.costs import LAT_ACCEL_LIMIT, lateral_acceleration
+
+    # Sample 0 turns 0.1 rad per 0.5 s step at 10 m/s: 2 m/s^2, inside the bound. Sample 1 turns
+    # 0.5 rad per step at 15 m/s: 15 m/s^2. Sample 2 turns right as hard, then straightens.
+    yaw = torch.tensor([[0.1, 0.2, 0.3], [0.5, 1.0, 1.5], [-0.5, -1.0, -1.0]])
+    ego = torch.zeros(3, 3, 3)
+    ego[..., 2] = yaw
+    speed = torch.tensor([[10.0] * 3, [15.0] * 3, [15.0] * 3])
+    r = Rollout(ego=ego, speed=speed)
+    torch.testing.assert_close(lateral_acceleration(r, 0.5), torch.tensor([[2.0] * 3, [15.0] * 3, [-15.0, -15.0, 0.0]]))
+    w = CostWeights(jerk=0.0, steer_rate=0.0, accel=0.0, lat_accel=2.0)
+    excess = 15.0 - LAT_ACCEL_LIMIT
+    expected = torch.tensor([0.0, 2.0 * excess**2, 2.0 * excess**2 * 2 / 3])
+    torch.testing.assert_close(comfort_cost(torch.zeros(3, 3, 2), 0.5, r, w), expected)
 
 
 def _grid_with(grid, cells):

@@ -29,6 +29,8 @@ OBSTACLE_CLASSES = ("barrier", "bicycle", "bus", "car", "construction_vehicle", 
 # The simulator paints crossings as other_flat on the road (sim/rasterize.py), so both are drivable here;
 # on nuScenes, where other_flat means traffic islands and the like, pass drivable=("driveable_surface",).
 DRIVABLE_CLASSES = ("driveable_surface", "other_flat")
+# nuPlan's / NAVSIM's comfort bound on lateral acceleration (m/s^2), arXiv 2406.15349.
+LAT_ACCEL_LIMIT = 4.89
 
 
 @dataclass(kw_only=True)
@@ -52,6 +54,9 @@ class CostWeights:
     accel: float = 0.0
     """Squared acceleration command (m/s^2)^2, mean over steps. Besides comfort, it keeps a receding-horizon
     search from parking its mean at full brake while stopped, where every braking command does the same."""
+    lat_accel: float = 0.0
+    """Squared lateral acceleration beyond LAT_ACCEL_LIMIT (m/s^2)^2, mean over steps: the kinematic model
+    lets a plan steer hard at speed (a full-lock turn at 17 m/s would pull ~70 m/s^2), which no tyre holds."""
     goal_l1: float = 1.0
     """Embedding space: weight of the L1 energy at the horizon."""
     goal_l1_intermediate: float = 0.0
@@ -74,10 +79,22 @@ def comfort(actions: torch.Tensor, dt: float, prev: torch.Tensor | None = None) 
     return (d[..., 0] ** 2).mean(1), (d[..., 1] ** 2).mean(1)
 
 
-def comfort_cost(actions: torch.Tensor, dt: float, prev: torch.Tensor | None, w: CostWeights) -> torch.Tensor:
-    """[S] weighted comfort terms: jerk, steering rate and acceleration of actions [S, H, 2]."""
-    jerk, steer = comfort(actions, dt, prev)
-    return w.jerk * jerk + w.steer_rate * steer + w.accel * (actions[..., 0] ** 2).mean(1)
+def lateral_acceleration(rollout: Rollout, dt: float) -> torch.Tensor:
+    """[S, H] speed x yaw rate of each planned step (the current heading is yaw 0 in the ego frame)."""
+    yaw = rollout.ego[..., 2]
+    yaw_rate = torch.diff(yaw, dim=1, prepend=torch.zeros_like(yaw[:, :1])) / dt
+    return rollout.speed * yaw_rate
+
+
+def comfort_cost(actions: torch.Tensor, dt: float, rollout: Rollout, w: CostWeights) -> torch.Tensor:
+    """[S] weighted comfort terms: jerk, steering rate and acceleration of actions [S, H, 2], and lateral
+    acceleration beyond the comfort bound along the rollout's path."""
+    jerk, steer = comfort(actions, dt, rollout.prev_action)
+    cost = w.jerk * jerk + w.steer_rate * steer + w.accel * (actions[..., 0] ** 2).mean(1)
+    if w.lat_accel:
+        excess = (lateral_acceleration(rollout, dt).abs() - LAT_ACCEL_LIMIT).clamp_min(0.0)
+        cost = cost + w.lat_accel * (excess**2).mean(1)
+    return cost
 
 
 def route_progress(ego: torch.Tensor, route: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +148,7 @@ class SimulatorCost:
             route = check_route(goal, actions.device)
             _, lat = route_progress(rollout.ego[:, -1, :2], route)
             cost = cost + w.lateral * lat**2
-        return cost + comfort_cost(actions, self.dt, rollout.prev_action, w)
+        return cost + comfort_cost(actions, self.dt, rollout, w)
 
 
 class OccupancyCost:
@@ -181,7 +198,7 @@ class OccupancyCost:
         if rollout.occupancy is None:
             raise PlanningError("OccupancyCost needs a model that predicts occupancy (rollout.occupancy is None)")
         cost = self.scene_cost(rollout.occupancy) + _route_terms(rollout, goal, self.w)
-        return cost + comfort_cost(actions, self.dt, rollout.prev_action, self.w)
+        return cost + comfort_cost(actions, self.dt, rollout, self.w)
 
 
 def _route_terms(rollout: Rollout, goal: Any, w: CostWeights) -> torch.Tensor:
@@ -326,7 +343,7 @@ class EmbeddingGoalCost:
             cost = cost + self.w.goal_l1_intermediate * energy[:, :-1].sum(1)
         if self.shaping:
             cost = cost + _route_terms(rollout, goal.route, self.w)
-            cost = cost + comfort_cost(actions, self.dt, rollout.prev_action, self.w)
+            cost = cost + comfort_cost(actions, self.dt, rollout, self.w)
         if self.safety is not None:
             cost = cost + self.safety(rollout)
         return cost
