@@ -92,3 +92,23 @@ def test_bad_bounds_and_costs_are_clear_errors():
         cem.optimize(lambda a: torch.full((a.shape[0],), float("nan")))
     with pytest.raises(PlanningError, match="temperature"):
         mppi_weights(torch.zeros(3), 0.0)
+
+
+def _two_lanes(a: torch.Tensor) -> torch.Tensor:
+    """An obstacle at 0 and a lane on either side at +-1: elites split between the lanes."""
+    x = a[..., 0]
+    return (5 * torch.exp(-(x / 0.3) ** 2) + 0.1 * (x.abs() - 1) ** 2).sum(1)
+
+
+def test_cem_return_best_never_returns_the_unscored_mean_between_two_modes():
+    bounds = ActionBounds(low=(-2.0,), high=(2.0,))
+    cfg = dict(horizon=2, samples=32, elites=8, iterations=3, init_std=0.8, seed=1)
+    plain = CEM(CEMConfig(**cfg), bounds).optimize(_two_lanes)
+    # V-JEPA 2-AC's rule returns the refitted mean: here it averages the two lanes into the obstacle,
+    # while its reported cost is that of the best sample, which avoided it.
+    assert float(_two_lanes(plain.actions[None])) > 1.0 > 0.01 > plain.cost
+    best = CEM(CEMConfig(**cfg, return_best=True), bounds).optimize(_two_lanes)
+    true_cost = float(_two_lanes(best.actions[None]))
+    assert true_cost == pytest.approx(best.cost) and true_cost < 0.01
+    assert best.samples_scored == plain.samples_scored + 1  # the final mean is scored once
+    assert bool((best.actions >= -2.0).all() and (best.actions <= 2.0).all())

@@ -89,6 +89,10 @@ class CEMConfig:
     """Seed of the sampling generator; the same seed gives the same plans."""
     device: str = "cpu"
     """Device on which samples are drawn and scored (the model's device)."""
+    return_best: bool = False
+    """Return the lowest-cost sequence scored, the final mean scored too, instead of the final mean
+    (V-JEPA 2-AC returns the mean; iCEM, Pinneri et al., arXiv 2008.06389, the best). The mean of elites
+    that pass an obstacle on either side runs into it, and is never scored."""
 
 
 @dataclass(kw_only=True)

@@ -33,7 +33,7 @@ class PlanResult:
     actions: torch.Tensor
     """[H, A] the planned sequence, inside the action limits."""
     cost: float
-    """Cost of the best sequence scored in the last iteration."""
+    """Cost of the best sequence scored in the last iteration (with cem.return_best: of the returned plan)."""
     costs: list[float]
     """Lowest cost seen in each iteration."""
     samples_scored: int
@@ -104,6 +104,7 @@ class CEM(_SamplingOptimizer):
         std_floor = cfg.min_std * self.half_range
         history: list[float] = []
         best = float("inf")
+        best_ever, best_seq = float("inf"), mean
         for _ in range(self.iterations):
             cand = self.bounds.clip(mean + self.noise(std))  # [S, H, A]
             # The current mean is always one candidate, so a good warm start is never lost.
@@ -116,8 +117,14 @@ class CEM(_SamplingOptimizer):
             std = torch.maximum(cfg.momentum * std + (1 - cfg.momentum) * elite_std, std_floor)
             mean = self.bounds.clip(mean)
             best = float(costs[top[0]])
+            if best < best_ever:
+                best_ever, best_seq = best, cand[top[0]].clone()
             history.append(best)
-        return PlanResult(mean, best, history, self.samples * self.iterations)
+        if not cfg.return_best:
+            return PlanResult(mean, best, history, self.samples * self.iterations)
+        mean_cost = float(_check_costs(objective(mean[None]), 1)[0])
+        plan, cost = (mean, mean_cost) if mean_cost <= best_ever else (best_seq, best_ever)
+        return PlanResult(plan, cost, history, self.samples * self.iterations + 1)
 
 
 def mppi_weights(costs: torch.Tensor, temperature: float) -> torch.Tensor:
