@@ -76,6 +76,16 @@ def future_poses(context: dict, past: int, horizon: int, motion: str) -> torch.T
     return torch.stack(out, 1)
 
 
+def column_index(px: torch.Tensor, py: torch.Tensor, grid: GridSpec, nx: int, ny: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (x, y) column of the grid each point (px, py) falls in, clamped into the grid, and whether it
+    lies inside: the nearest-voxel rule every warp of an observation into another pose uses."""
+    ix = torch.floor((px - grid.lower[0]) / grid.voxel_size).long()
+    iy = torch.floor((py - grid.lower[1]) / grid.voxel_size).long()
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    return ix.clamp(0, nx - 1), iy.clamp(0, ny - 1), inside
+
+
 def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec) -> torch.Tensor:
     """Occupancy occ [B, X, Y, Z] resampled into H other ego frames -> [B, H, X, Y, Z].
 
@@ -94,10 +104,8 @@ def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec) -> to
     # Target-frame centre -> source frame: p = R(yaw) q + t.
     px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
     py = s * qx + c * qy + poses[..., 1, None, None]
-    ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
-    iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
-    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-    src = (ix.clamp(0, nx - 1) * ny + iy.clamp(0, ny - 1)).reshape(b, -1)  # [B, H*X*Y]
+    ix, iy, inside = column_index(px, py, g, nx, ny)
+    src = (ix * ny + iy).reshape(b, -1)  # [B, H*X*Y]
     flat = occ.reshape(b, nx * ny, nz)
     out = torch.gather(flat, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
     out = out.view(b, horizon, nx, ny, nz)

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from drivewm.baselines.forecasters import column_index
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
@@ -263,12 +264,8 @@ class ObservedSafety:
 
     def _lookup(self, column: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
         """column [X, Y] bool at points (px, py) of the observation's frame; outside the grid is False."""
-        g = self.occupancy_cost.grid
-        ix = torch.floor((px - g.lower[0]) / g.voxel_size).long()
-        iy = torch.floor((py - g.lower[1]) / g.voxel_size).long()
-        nx, ny = column.shape
-        inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
-        return column[ix.clamp(0, nx - 1), iy.clamp(0, ny - 1)] & inside
+        ix, iy, inside = column_index(px, py, self.occupancy_cost.grid, *column.shape)
+        return column[ix, iy] & inside
 
     def _in_agents(self, px: torch.Tensor, py: torch.Tensor, agents: torch.Tensor, when: torch.Tensor | None) -> torch.Tensor:
         """Whether points (px, py) [..., C] lie in any agent box [K, 7], each moved by its velocity for
