@@ -52,6 +52,21 @@ def test_ego_warp_translation_moves_box_back():
     assert bool((warped[0, 0, -3:] == FREE).all()) and bool((warped[0, 0, :-3] == CAR).all())
 
 
+def test_border_fill_runs_the_road_on_into_the_unseen_strip():
+    """A road stripe along x with a sidewalk beside it: after 3 m forward the free copy leaves the front
+    3 rows free, the border copy repeats the edge row, which is the truth for a straight road."""
+    road = torch.full((40, 40, 2), FREE, dtype=torch.uint8)
+    road[:, 15:25, 0], road[:, 25:28, 0] = 11, 13  # driveable surface, sidewalk
+    ctx = context(road, [(3.0, 0.0, 0.0)])
+    free = EgoWarpCopyLast(GRID).forecast(ctx, 1)[0, 0]
+    border = EgoWarpCopyLast(GRID, outside="border")
+    assert border.name == "ego_warp_copy_last_border"
+    out = border.forecast(ctx, 1)[0, 0]
+    assert torch.equal(out, road) and bool((free[-3:] == FREE).all()) and torch.equal(free[:-3], road[:-3])
+    with pytest.raises(ValueError, match="outside must be 'free' or 'border'"):
+        EgoWarpCopyLast(GRID, outside="wrap")
+
+
 def test_ego_warp_rotation_moves_box_to_the_side():
     # Ego turns left by 90 deg in place: a car ahead (+x) now lies to the right (-y).
     out = EgoWarpCopyLast(GRID).forecast(context(box_scene(), [(0.0, 0.0, math.pi / 2)]), 1)[0, 0]
@@ -144,6 +159,7 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     rows = {r["forecaster"]: r for r in json.loads(out.read_text())}
     assert rows["ego_warp_copy_last"]["iou"]["avg"] == 100.0 and rows["ego_warp_copy_last"]["miou"]["avg"] == 100.0
     assert rows["ego_warp_copy_last_cv"]["iou"]["avg"] == 100.0  # constant speed: extrapolation is exact too
+    assert rows["ego_warp_copy_last_border"]["iou"]["avg"] == 100.0  # the entering area is free here
     assert rows["copy_last"]["iou"]["3s"] == 0.0  # the box has moved 6 voxels, beyond its own length
     assert "copy_last" in res.output and rows["copy_last"]["protocol"] == "occworld"
     bad = CliRunner().invoke(cli, ["--data", str(tmp_path / "nothing")])

@@ -75,8 +75,8 @@ def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
     res = evaluate_forecast([tmp_path / "wm"], tmp_path / "data", past=5, horizon=6, max_windows=3,
                             out_dir=tmp_path / "out")
     names = list(res)
-    assert names[:2] == ["copy_last", "ego_warp_copy_last"] and names[2].startswith("tokenizer_recon")
-    assert names[3].startswith("occworld")
+    assert names[:3] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_border"]
+    assert names[3].startswith("tokenizer_recon") and names[4].startswith("occworld")
     for r in res.values():
         assert set(r["miou"]) == {"1s", "2s", "3s", "avg"}
         assert abs(r["miou"]["avg"] - sum(r["miou"][k] for k in ("1s", "2s", "3s")) / 3) < 1e-9

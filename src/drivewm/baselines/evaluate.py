@@ -118,4 +118,5 @@ def _report(metric, name: str, windows: int) -> dict:
 
 def occupancy_baselines(grid: GridSpec) -> list[OccupancyForecaster]:
     """The occupancy baselines every forecasting table shows."""
-    return [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity")]
+    return [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity"),
+            EgoWarpCopyLast(grid, outside="border")]

@@ -13,6 +13,9 @@ past frames plus poses (the data contract of ``drivewm.data.windows``):
   lookup of the future voxel centres in the current grid (static-world assumption); voxels seen
   from outside the current grid become ``free``. ``motion="known"`` uses the recorded future
   poses (the usual oracle-ego-motion baseline), ``"constant_velocity"`` extrapolates the last step.
+  ``outside="border"`` gives those voxels the nearest edge column instead (grid_sample's border
+  padding): the road and roadside extended into the area entering the view, a fill that needs no
+  learning and that a world model's fill should beat.
 * ``CopyLastLidar``: the last LiDAR sweep repeated, in the current ego frame (no motion compensation).
 * ``EgoWarpLidar``: the last sweep re-expressed in each future ego frame, by the recorded poses
   (``motion="known"``) or constant-velocity extrapolation of the last two (``ConstantVelocityLidar``);
@@ -86,13 +89,17 @@ def column_index(px: torch.Tensor, py: torch.Tensor, grid: GridSpec, nx: int, ny
     return ix.clamp(0, nx - 1), iy.clamp(0, ny - 1), inside
 
 
-def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec) -> torch.Tensor:
+def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec, outside: str = "free") -> torch.Tensor:
     """Occupancy occ [B, X, Y, Z] resampled into H other ego frames -> [B, H, X, Y, Z].
 
     poses [B, H, 3]: each target frame's (x, y, yaw) in occ's ego frame. Every target voxel centre is
     mapped into occ's frame and takes the class of the voxel it lands in (nearest neighbour, static
-    world); centres that land outside the grid become ``free``.
+    world). Centres that land outside the grid become ``free`` (outside="free"), or take the nearest
+    edge column (outside="border", grid_sample's border padding): the road and roadside at the edge
+    extended into the area the source never saw.
     """
+    if outside not in ("free", "border"):
+        raise ValueError(f"outside must be 'free' or 'border', got {outside!r}")
     b, nx, ny, nz = occ.shape
     horizon = poses.shape[1]
     g = grid
@@ -109,6 +116,8 @@ def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec) -> to
     flat = occ.reshape(b, nx * ny, nz)
     out = torch.gather(flat, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
     out = out.view(b, horizon, nx, ny, nz)
+    if outside == "border":
+        return out
     return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
 
 
@@ -138,13 +147,17 @@ class CopyLast:
 
 
 class EgoWarpCopyLast:
-    """Last occupancy frame resampled (nearest neighbour) into each future ego frame; outside -> free."""
+    """Last occupancy frame resampled (nearest neighbour) into each future ego frame; outside -> free, or
+    with outside="border" the nearest edge column (the road and roadside run on ahead)."""
 
-    def __init__(self, grid: GridSpec, *, motion: str = "known") -> None:
+    def __init__(self, grid: GridSpec, *, motion: str = "known", outside: str = "free") -> None:
         if motion not in ("known", "constant_velocity"):
             raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
-        self.grid, self.motion = grid, motion
-        self.name = "ego_warp_copy_last" if motion == "known" else "ego_warp_copy_last_cv"
+        if outside not in ("free", "border"):
+            raise ValueError(f"outside must be 'free' or 'border', got {outside!r}")
+        self.grid, self.motion, self.outside = grid, motion, outside
+        self.name = ("ego_warp_copy_last" if motion == "known" else "ego_warp_copy_last_cv") + (
+            "_border" if outside == "border" else "")
 
     def forecast(self, context: dict, horizon: int) -> torch.Tensor:
         _check_horizon(horizon)
@@ -153,7 +166,7 @@ class EgoWarpCopyLast:
         if (nx, ny, nz) != self.grid.shape:
             raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
         poses = future_poses(context, past, horizon, self.motion).to(occ.device)  # [B, H, 3]
-        return warp_occupancy(occ[:, -1], poses, self.grid)
+        return warp_occupancy(occ[:, -1], poses, self.grid, self.outside)
 
 
 def _past_lidar(context: dict, name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,7 +83,7 @@ def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int
 
         res = evaluate_forecast([str(d) for d in world_dirs], store, past=5, horizon=6, max_windows=windows,
                                 seed=seed, out_dir=stage_dir)
-        base = {n: r["miou"]["3s"] for n, r in res.items() if n in ("copy_last", "ego_warp_copy_last")}
+        base = {n: r["miou"]["3s"] for n, r in res.items() if n in ("copy_last", "ego_warp_copy_last", "ego_warp_copy_last_border")}
         models = {n: r["miou"]["3s"] for n, r in res.items() if n not in base and not n.startswith("tokenizer_recon")}
         best_base = max(base.values())
         beat = [n for n, v in models.items() if v > best_base]

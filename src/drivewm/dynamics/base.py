@@ -52,6 +52,15 @@ class WorldModelConfig:
     """Give every predicted frame, token by token, the previous frame ego-warped into it (decoded, moved by
     the known ego motion, encoded again): the ego-warped copy as a per-location hint. Needs an occupancy
     tokenizer and condition='action_motion'."""
+    prior_outside: str = "free"
+    """With warp_prior: what the hint shows where the predicted frame sees past the warped frame's grid:
+    'free' (the ego-warped copy's rule) or 'border' (the nearest edge column, so the road and roadside
+    run on into the area entering the view; `warp_occupancy`)."""
+    prior_max_age: int = 1
+    """With warp_prior: how many frames back a hint may come from. 1: every hint is the frame before, so a
+    rollout's hints chain through its own generated frames. A: rollouts anchor the hints of the first A
+    forecast frames on the last observed frame (one warp by the summed motion, one encoding), and training
+    draws, per window, the frame its hints are anchored on; the hint's age enters as its own embedding."""
 
 
 class TokenWorldModel(nn.Module):
@@ -70,6 +79,10 @@ class TokenWorldModel(nn.Module):
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
         self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
         self.sampling = SamplingConfig()
+        if cfg.prior_outside not in ("free", "border"):
+            raise ValueError(f"model.prior_outside must be 'free' or 'border', got {cfg.prior_outside!r}")
+        if cfg.prior_max_age < 1:
+            raise ValueError(f"model.prior_max_age must be >= 1, got {cfg.prior_max_age}")
         if cfg.warp_prior:
             if cfg.condition != "action_motion":
                 raise ValueError("model.warp_prior needs condition='action_motion' (the known ego motion to warp by)")
@@ -130,40 +143,117 @@ class TokenWorldModel(nn.Module):
 
     # --- the ego-warped prior ------------------------------------------------------------------------
     @torch.no_grad()
+    def warp_hints(self, tokens: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T, h, w], poses [B, T, A, 3] (target frames in each frame's ego frame) -> [B, T, A, h, w]:
+        each frame decoded once, moved into each of its A target frames (static world, nearest voxel) and
+        encoded: the ego-warped copy of the target frame, in tokens."""
+        from drivewm.baselines.forecasters import warp_occupancy
+
+        if self.tokenizer is None:
+            raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'next_prior'")
+        b, t, a = poses.shape[:3]
+        occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
+        warped = warp_occupancy(occ, poses.reshape(b * t, a, 3), self.tokenizer.grid,
+                                self.cfg.prior_outside)  # [B*T, A, X, Y, Z]
+        return self.encode(warped.reshape(b, t * a, *occ.shape[1:])).reshape(b, t, a, *self.token_shape)
+
+    @torch.no_grad()
     def next_prior(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, h, w]: entry t is frame t decoded, warped by the
         known motion t -> t+1 (`cond`) into frame t+1, and encoded: the ego-warped copy of frame t+1.
 
         Training and rollouts compute it the same way, from tokens, so the hint a model learns to read
         is the hint it gets when it forecasts from its own frames."""
-        from drivewm.baselines.forecasters import warp_occupancy
         from drivewm.dynamics.conditions import motion_from_conditions
 
-        if self.tokenizer is None:
-            raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'next_prior'")
-        b, t = tokens.shape[:2]
-        occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
-        motion = motion_from_conditions(cond[:, :t].float()).reshape(b * t, 1, 3)
-        warped = warp_occupancy(occ, motion, self.tokenizer.grid)  # [B*T, 1, X, Y, Z]
-        return self.encode(warped.reshape(b, t, *occ.shape[1:]))
+        t = tokens.shape[1]
+        motion = motion_from_conditions(cond[:, :t].float())[:, :, None]  # [B, T, 1, 3]
+        return self.warp_hints(tokens, motion)[:, :, 0]
 
-    def rollout_prior(self, prior: torch.Tensor | None, frames: torch.Tensor, actions: torch.Tensor) -> torch.Tensor | None:
+    @torch.no_grad()
+    def aged_priors(self, tokens: torch.Tensor, cond: torch.Tensor, chunk: int = 32) -> torch.Tensor:
+        """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, A, h, w] (A = prior_max_age): entry [t, a-1] is the
+        hint of frame t+1 made from frame t+1-a (warped by the motions summed over the a steps between);
+        `none` (vocab_size) where that frame precedes the window. Sources run in chunks of `chunk` frames."""
+        from drivewm.baselines.forecasters import se2_compose
+        from drivewm.dynamics.conditions import motion_from_conditions
+
+        b, t = tokens.shape[:2]
+        ages = self.cfg.prior_max_age
+        motion = motion_from_conditions(cond[:, :t].double())  # [B, T, 3], step i -> i+1
+        motion = torch.cat([motion, motion.new_zeros(b, ages, 3)], 1)  # past the window: never read
+        poses = [motion[:, :t]]  # poses[a-1][:, i]: frame i+a in frame i
+        for a in range(1, ages):
+            poses.append(se2_compose(poses[-1], motion[:, a : a + t]))
+        poses = torch.stack(poses, 2)  # [B, T, A, 3]
+        by_source = torch.cat([self.warp_hints(tokens[:, lo : lo + chunk], poses[:, lo : lo + chunk])
+                               for lo in range(0, t, chunk)], 1)  # [B, T, A, h, w]: from frame i to i+a
+        out = torch.full_like(by_source, self.vocab_size)
+        for a in range(1, ages + 1):  # target position t = source + a - 1
+            out[:, a - 1 :, a - 1] = by_source[:, : t - a + 1, a - 1]
+        return out
+
+    def pack_hints(self, codes: torch.Tensor, age: torch.Tensor | int) -> torch.Tensor:
+        """Hint ids the networks read: code (0..V, V = none) + (V + 1) * (age - 1); unpacked by `HintEmbedding`."""
+        return codes + (self.vocab_size + 1) * (torch.as_tensor(age, device=codes.device) - 1)
+
+    def rollout_prior(self, prior: torch.Tensor | None, frames: torch.Tensor, actions: torch.Tensor,
+                      observed: int) -> torch.Tensor | None:
         """A rollout's hints so far: `prior` (the hints of the frames it already covers, None at the start)
-        extended by those of the frames [B, T, h, w] after them, each with its own transition in
-        `actions`; None without warp_prior."""
+        extended by those of the frames [B, T, h, w] after them, each with its own transition in `actions`;
+        the first `observed` frames are the context. None without warp_prior.
+
+        Entry p hints frame p+1. Up to the first forecast frame it is made from frame p (age 1); with
+        prior_max_age A, later ones come from the last observed frame while it is at most A frames back,
+        then from the generated frame A back."""
+        from drivewm.baselines.forecasters import se2_compose
+        from drivewm.dynamics.conditions import motion_from_conditions
+
         if not self.cfg.warp_prior:
             return None
         done, t = (0 if prior is None else prior.shape[1]), frames.shape[1]
-        new = self.next_prior(frames[:, done:t], actions[:, done:t])
-        return new if prior is None else torch.cat([prior, new], 1)
+        ages = self.cfg.prior_max_age
+        parts = [] if prior is None else [prior]
+        chained = min(t, observed) if ages > 1 else t
+        if done < chained:
+            parts.append(self.next_prior(frames[:, done:chained], actions[:, done:chained]))
+        for p in range(max(done, chained), t):
+            src = max(observed - 1, p + 1 - ages)
+            motion = motion_from_conditions(actions[:, src : p + 1].double())  # [B, age, 3]
+            pose = motion[:, 0]
+            for k in range(1, p + 1 - src):
+                pose = se2_compose(pose, motion[:, k])
+            hint = self.warp_hints(frames[:, src : src + 1], pose[:, None, None])[:, :, 0]  # [B, 1, h, w]
+            parts.append(self.pack_hints(hint, p + 1 - src))
+        return torch.cat(parts, 1)
 
     def window_prior(self, batch: dict[str, torch.Tensor], tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor | None:
-        """The batch's `next_prior` (pre-tokenized data) or one computed from its tokens; None without warp_prior."""
+        """The window's hint ids [B, T, h, w] from the batch's `next_prior` (pre-tokenized data: [B, T, h, w],
+        or [B, T, A, h, w] by age) or computed from its tokens; None without warp_prior.
+
+        With prior_max_age > 1 each window draws the frame c its hints are anchored on, as a rollout anchors
+        them on its last observed frame: frames up to c get age-1 hints, frame j > c the hint from frame
+        max(c, j - A). c = T - 1 leaves every hint at age 1."""
         if not self.cfg.warp_prior:
             return None
-        prior = batch["next_prior"].long() if "next_prior" in batch else self.next_prior(tokens, cond)
-        self.check_tokens(prior, "next_prior")
-        return prior
+        ages = self.cfg.prior_max_age
+        if "next_prior" in batch:
+            prior = batch["next_prior"].long()
+        else:
+            prior = self.next_prior(tokens, cond) if ages == 1 else self.aged_priors(tokens, cond)
+        if ages == 1:
+            self.check_tokens(prior, "next_prior")
+            return prior
+        b, t = tokens.shape[:2]
+        if prior.dim() != 5 or prior.shape[2] != ages:
+            raise ValueError(f"next_prior: model.prior_max_age={ages} needs hints by age [B, T, {ages}, h, w], "
+                             f"got {tuple(prior.shape)}")
+        anchor = torch.randint(0, t, (b, 1), device=tokens.device)
+        target = torch.arange(1, t + 1, device=tokens.device)[None]  # entry p hints frame p+1
+        age = torch.where(target <= anchor, 1, (target - anchor).clamp(max=ages))  # [B, T]
+        codes = prior[:, :t].gather(2, (age - 1)[:, :, None, None, None].expand(-1, -1, 1, *prior.shape[3:]))[:, :, 0]
+        self.check_tokens(codes, "next_prior")
+        return self.pack_hints(codes, age[:, :, None, None])
 
     # --- training --------------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -210,6 +300,21 @@ class TokenWorldModel(nn.Module):
                 f"actions: {context.shape[1]} context frames + horizon {horizon} need {need} per-frame "
                 f"conditions, got {actions.shape[1]}"
             )
+
+
+class HintEmbedding(nn.Embedding):
+    """Embedding of hint ids (`TokenWorldModel.pack_hints`): the code's row (vocab_size + 1 rows, the last
+    for `none`) plus, with max_age > 1, the age's row. Its weight keeps nn.Embedding's name, so runs
+    trained before ages existed load unchanged."""
+
+    def __init__(self, vocab_size: int, dim: int, max_age: int = 1) -> None:
+        super().__init__(vocab_size + 1, dim)
+        self.age = nn.Embedding(max_age, dim) if max_age > 1 else None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.age is None:
+            return super().forward(ids)
+        return super().forward(ids % self.num_embeddings) + self.age(ids // self.num_embeddings)
 
 
 def load_frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:

@@ -4,7 +4,8 @@ OccWorld (arXiv 2311.16038): 2 Hz windows of 5 observed frames (-2 s .. 0 s) and
 from every start index of the validation episodes; per horizon, IoU of occupied vs free and mIoU over
 the semantic classes (free excluded), counts summed over the dataset, no visibility mask
 (`drivewm.metrics.OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and
-their mean. The same table shows copy-last, the ego-warped copy (known ego motion) and the tokenizer's
+their mean. The same table shows copy-last, the ego-warped copy (known ego motion; also with the
+unseen area filled from the grid's edge, `EgoWarpCopyLast(outside="border")`) and the tokenizer's
 own reconstruction of the true future (the upper bound of any model on that tokenizer).
 World models on a LiDAR tokenizer are scored instead by `lidar_forecast.evaluate_lidar_runs`:
 Chamfer distance (and NFCD, depth L1 / AbsRel) at 1 s and 3 s, written to results/forecast_lidar.json.
@@ -87,7 +88,8 @@ def evaluate_forecast(
                                max_windows=max_windows, device=device, seed=seed, out_dir=out_dir, rollout_kw=rollout_kw)
     full, ds = _windows(str(data_path), past, horizon, split, max_windows)
     grid = full.grid
-    forecasters: dict[str, object] = {"copy_last": CopyLast(), "ego_warp_copy_last": EgoWarpCopyLast(grid)}
+    forecasters: dict[str, object] = {"copy_last": CopyLast(), "ego_warp_copy_last": EgoWarpCopyLast(grid),
+                                      "ego_warp_copy_last_border": EgoWarpCopyLast(grid, outside="border")}
     tokenizers: dict[str, TokenWorldModel] = {}
     for name, model in models:  # one upper-bound row per distinct tokenizer run
         tokenizers.setdefault(f"tokenizer_recon ({Path(model.cfg.tokenizer_run).name})", model)

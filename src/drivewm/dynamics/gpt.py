@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, build_backbone
-from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.base import HintEmbedding, TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.prefill import causal_prefill, frame_positions
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
 from drivewm.registry import register_model
@@ -49,7 +49,7 @@ class GPTWorldModel(TokenWorldModel):
         # In-frame positions 0..N-1 for scene tokens, N for the frame's action token.
         self.inframe_pos = nn.Parameter(torch.randn(n + 1, d) * 0.02)
         self.none_id = cfg.vocab_size
-        self.prior_emb = nn.Embedding(cfg.vocab_size + 1, d) if cfg.warp_prior else None  # + none
+        self.prior_emb = HintEmbedding(cfg.vocab_size, d, cfg.prior_max_age) if cfg.warp_prior else None
         self.backbone = build_backbone(
             BackboneConfig(
                 kind=cfg.backbone, dim=d, depth=cfg.depth, heads=cfg.heads, dropout=cfg.dropout,
@@ -118,7 +118,7 @@ class GPTWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
-        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
+        prior = self.rollout_prior(None, frames, actions, context.shape[1])  # entry t: the hint of frame t+1
         for k in range(horizon):
             window = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - window.shape[1]
@@ -127,7 +127,7 @@ class GPTWorldModel(TokenWorldModel):
             new = gen(window, cond, sampling, generator, prior[:, start:] if prior is not None else None)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
             if k < horizon - 1:
-                prior = self.rollout_prior(prior, frames, actions)
+                prior = self.rollout_prior(prior, frames, actions, context.shape[1])
         return frames[:, context.shape[1] :]
 
     def _new_frame_inputs(self, next_prior: Tensor | None) -> Tensor:

@@ -78,7 +78,7 @@ class MaskGITWorldModel(TokenWorldModel):
         self.net = SpatioTemporalNet(
             vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
             depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
-            dropout=cfg.dropout, prior=cfg.warp_prior,
+            dropout=cfg.dropout, prior=cfg.warp_prior, prior_ages=cfg.prior_max_age,
         )
 
     def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None,
@@ -244,7 +244,7 @@ class MaskGITWorldModel(TokenWorldModel):
         steps = self.cfg.steps if steps is None else steps
         guidance = self.cfg.guidance if guidance is None else guidance
         frames = context.long()
-        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
+        prior = self.rollout_prior(None, frames, actions, context.shape[1])  # entry t: the hint of frame t+1
         for k in range(horizon):
             ctx = frames[:, -(self.cfg.max_frames - 1) :]
             start = frames.shape[1] - ctx.shape[1]
@@ -256,7 +256,7 @@ class MaskGITWorldModel(TokenWorldModel):
                                     next_prior=prior[:, start:] if prior is not None else None)
             frames = torch.cat([frames, new[:, None]], 1)
             if k < horizon - 1:
-                prior = self.rollout_prior(prior, frames, actions)
+                prior = self.rollout_prior(prior, frames, actions, context.shape[1])
         return frames[:, context.shape[1] :]
 
 

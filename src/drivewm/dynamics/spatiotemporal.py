@@ -46,7 +46,7 @@ class SpatioTemporalWorldModel(TokenWorldModel):
         self.net = SpatioTemporalNet(
             vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
             depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
-            dropout=cfg.dropout, prior=cfg.warp_prior,
+            dropout=cfg.dropout, prior=cfg.warp_prior, prior_ages=cfg.prior_max_age,
         )
 
     def next_frame_logits(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> Tensor:
@@ -84,7 +84,7 @@ class SpatioTemporalWorldModel(TokenWorldModel):
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
-        prior = self.rollout_prior(None, frames, actions)  # entry t: the hint of frame t+1
+        prior = self.rollout_prior(None, frames, actions, context.shape[1])  # entry t: the hint of frame t+1
         for k in range(horizon):
             window = frames[:, -self.cfg.max_frames :]
             start = frames.shape[1] - window.shape[1]
@@ -93,7 +93,7 @@ class SpatioTemporalWorldModel(TokenWorldModel):
             new = sample_logits(logits, sampling, generator)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
             if k < horizon - 1:
-                prior = self.rollout_prior(prior, frames, actions)
+                prior = self.rollout_prior(prior, frames, actions, context.shape[1])
         return frames[:, context.shape[1] :]
 
 

@@ -9,8 +9,9 @@ joins the spatial attention and has its own temporal sequence. The temporal mixe
 `drivewm.backbones` backbone (attention with RoPE over frame indices, or the selective SSM).
 
 Input ids may include `mask_id = vocab_size` (MaskGIT's [MASK], also DrivingWorld-style input masking).
-With `prior=True` a second grid of ids [B, T, h, w] (0..V, V = none) adds its own embedding to each
-token: the world models' ego-warped prior (`TokenWorldModel.next_prior`).
+With `prior=True` a second grid of ids [B, T, h, w] (0..V, V = none, packed with the hint's age when
+prior_ages > 1) adds its own embedding to each token: the world models' ego-warped prior
+(`TokenWorldModel.next_prior`, `HintEmbedding`).
 Output: logits [B, T, h, w, V] at every frame; what frame t's logits predict is the caller's choice
 (OccWorld: frame t+1, MaskGIT: the clean frame t).
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, TransformerBlock, build_backbone, make_norm
+from drivewm.dynamics.base import HintEmbedding
 from drivewm.dynamics.prefill import causal_prefill
 
 
@@ -90,7 +92,8 @@ class SpatioTemporalNet(nn.Module):
     """tokens [B, T, h, w] (ids in 0..V, V = mask) + ego tokens [B, T, D0] -> logits [B, T, h, w, V]."""
 
     def __init__(self, *, vocab_size: int, token_shape: tuple[int, int], dim: int, dim_mult: list[int],
-                 depth: int, heads: int, backbone: str, max_frames: int, dropout: float, prior: bool = False) -> None:
+                 depth: int, heads: int, backbone: str, max_frames: int, dropout: float, prior: bool = False,
+                 prior_ages: int = 1) -> None:
         super().__init__()
         dims = [dim * m for m in dim_mult]
         grids = [token_shape]
@@ -101,7 +104,7 @@ class SpatioTemporalNet(nn.Module):
             grids.append(((h + 1) // 2, (w + 1) // 2))
         self.grids = grids
         self.tok_emb = nn.Embedding(vocab_size + 1, dim)  # + [MASK]
-        self.prior_emb = nn.Embedding(vocab_size + 1, dim) if prior else None  # + none
+        self.prior_emb = HintEmbedding(vocab_size, dim, prior_ages) if prior else None
         self.down_stages = nn.ModuleList(
             Stage(d, g, depth, heads, backbone, max_frames, dropout) for d, g in zip(dims, grids)
         )

@@ -3,7 +3,8 @@
 The tokenizer is frozen, so a frame's tokens never change during training; encoding every window of
 every batch again costs about a third of a tiny world model's step on a CPU (and all of the hint's
 decode + warp + encode with `warp_prior`). `TokenizedWindows` encodes each episode of a split once,
-keeps its tokens (and, with `warp_prior`, each frame's ego-warped hint of the next frame) in memory,
+keeps its tokens (and, with `warp_prior`, each frame's ego-warped hint of the next frame, or with
+`prior_max_age` A > 1 its A hints made 1..A frames back) in memory,
 and serves the same windows as the dataset it wraps, with `tokens` [T, h, w] (and `next_prior`)
 in place of `occ`. `TokenWorldModel.loss` reads those keys as it would read its own encodings.
 """
@@ -50,10 +51,16 @@ class TokenizedWindows(Dataset):
                 keep = min(chunk, frames - lo)
                 codes = model.encode(batch["occ"])  # [1, n, h, w]
                 tok.append(codes[0, :keep].to("cpu", torch.int32))
-                if model.cfg.warp_prior:
+                if model.cfg.warp_prior and model.cfg.prior_max_age == 1:
                     cond = ego_conditions(batch, model.cfg.condition)
                     prior.append(model.next_prior(codes, cond)[0, :keep].to("cpu", torch.int32))
             self.tokens[ep] = torch.cat(tok)
+            if model.cfg.warp_prior and model.cfg.prior_max_age > 1:  # hints by age: [frames, A, h, w]
+                arrays = store.read_window(ep, ["action", "ego_pose"], 0, frames)
+                cond = ego_conditions({k: torch.from_numpy(v)[None].to(device) for k, v in arrays.items()},
+                                      model.cfg.condition)
+                codes = self.tokens[ep][None].to(device).long()
+                prior.append(model.aged_priors(codes, cond, chunk)[0].to("cpu", torch.int32))
             if prior:
                 self.next_prior[ep] = torch.cat(prior)
         model.train(was_training)
