@@ -79,6 +79,9 @@ def future_poses(context: dict, past: int, horizon: int, motion: str) -> torch.T
     return torch.stack(out, 1)
 
 
+WARP_OUTSIDE = ("free", "border")  # what a warp gives voxels its source never saw (warp_occupancy)
+
+
 def column_index(px: torch.Tensor, py: torch.Tensor, grid: GridSpec, nx: int, ny: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The (x, y) column of the grid each point (px, py) falls in, clamped into the grid, and whether it
@@ -98,7 +101,7 @@ def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec, outsi
     edge column (outside="border", grid_sample's border padding): the road and roadside at the edge
     extended into the area the source never saw.
     """
-    if outside not in ("free", "border"):
+    if outside not in WARP_OUTSIDE:
         raise ValueError(f"outside must be 'free' or 'border', got {outside!r}")
     b, nx, ny, nz = occ.shape
     horizon = poses.shape[1]
@@ -153,7 +156,7 @@ class EgoWarpCopyLast:
     def __init__(self, grid: GridSpec, *, motion: str = "known", outside: str = "free") -> None:
         if motion not in ("known", "constant_velocity"):
             raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
-        if outside not in ("free", "border"):
+        if outside not in WARP_OUTSIDE:
             raise ValueError(f"outside must be 'free' or 'border', got {outside!r}")
         self.grid, self.motion, self.outside = grid, motion, outside
         self.name = ("ego_warp_copy_last" if motion == "known" else "ego_warp_copy_last_cv") + (

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from drivewm.baselines.forecasters import WARP_OUTSIDE
 from drivewm.dynamics.conditions import condition_dim, ego_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
@@ -79,7 +80,7 @@ class TokenWorldModel(nn.Module):
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
         self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
         self.sampling = SamplingConfig()
-        if cfg.prior_outside not in ("free", "border"):
+        if cfg.prior_outside not in WARP_OUTSIDE:
             raise ValueError(f"model.prior_outside must be 'free' or 'border', got {cfg.prior_outside!r}")
         if cfg.prior_max_age < 1:
             raise ValueError(f"model.prior_max_age must be >= 1, got {cfg.prior_max_age}")
@@ -180,7 +181,7 @@ class TokenWorldModel(nn.Module):
 
         b, t = tokens.shape[:2]
         ages = self.cfg.prior_max_age
-        motion = motion_from_conditions(cond[:, :t].double())  # [B, T, 3], step i -> i+1
+        motion = motion_from_conditions(cond[:, :t].float())  # [B, T, 3], step i -> i+1 (as next_prior reads it)
         motion = torch.cat([motion, motion.new_zeros(b, ages, 3)], 1)  # past the window: never read
         poses = [motion[:, :t]]  # poses[a-1][:, i]: frame i+a in frame i
         for a in range(1, ages):

@@ -43,26 +43,18 @@ class TokenizedWindows(Dataset):
         episodes = list(windows.episode_ids)
         for ep in track(episodes, description=f"tokenizing {windows.split}", disable=not progress):
             frames = store.episodes[ep]["frames"]
-            tok, prior = [], []
+            tok = []
             for lo in range(0, frames, chunk):
-                hi = min(frames, lo + chunk + 1)  # one frame of overlap: the motion to the next frame
-                arrays = store.read_window(ep, ["occ", "action", "ego_pose"], lo, hi)
-                batch = {k: torch.from_numpy(v)[None].to(device) for k, v in arrays.items()}
-                keep = min(chunk, frames - lo)
-                codes = model.encode(batch["occ"])  # [1, n, h, w]
-                tok.append(codes[0, :keep].to("cpu", torch.int32))
-                if model.cfg.warp_prior and model.cfg.prior_max_age == 1:
-                    cond = ego_conditions(batch, model.cfg.condition)
-                    prior.append(model.next_prior(codes, cond)[0, :keep].to("cpu", torch.int32))
+                occ = torch.from_numpy(store.read_window(ep, ["occ"], lo, min(frames, lo + chunk))["occ"])
+                tok.append(model.encode(occ[None].to(device))[0].to("cpu", torch.int32))  # [n, h, w]
             self.tokens[ep] = torch.cat(tok)
-            if model.cfg.warp_prior and model.cfg.prior_max_age > 1:  # hints by age: [frames, A, h, w]
+            if model.cfg.warp_prior:
                 arrays = store.read_window(ep, ["action", "ego_pose"], 0, frames)
                 cond = ego_conditions({k: torch.from_numpy(v)[None].to(device) for k, v in arrays.items()},
                                       model.cfg.condition)
-                codes = self.tokens[ep][None].to(device).long()
-                prior.append(model.aged_priors(codes, cond, chunk)[0].to("cpu", torch.int32))
-            if prior:
-                self.next_prior[ep] = torch.cat(prior)
+                hints = model.aged_priors(self.tokens[ep][None].to(device).long(), cond, chunk)[0]  # [frames, A, h, w]
+                # Age 1 alone is next_prior's [frames, h, w]; more ages stay by age.
+                self.next_prior[ep] = (hints if model.cfg.prior_max_age > 1 else hints[:, 0]).to("cpu", torch.int32)
         model.train(was_training)
 
     def __len__(self) -> int:
