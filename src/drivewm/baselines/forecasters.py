@@ -92,6 +92,28 @@ def column_index(px: torch.Tensor, py: torch.Tensor, grid: GridSpec, nx: int, ny
     return ix.clamp(0, nx - 1), iy.clamp(0, ny - 1), inside
 
 
+def _source_columns(poses: torch.Tensor, grid: GridSpec, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For poses [B, H, 3] (target frames in the source's ego frame): the source column (ix, iy) each
+    target voxel centre lands in, clamped, and whether it lies inside the source grid, each [B, H, X, Y]."""
+    g = grid
+    poses = poses.double()
+    xs = torch.as_tensor(g.voxel_centers(0), dtype=torch.float64, device=device)
+    ys = torch.as_tensor(g.voxel_centers(1), dtype=torch.float64, device=device)
+    qx, qy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] centres in the target frame
+    c, s = torch.cos(poses[..., 2])[..., None, None], torch.sin(poses[..., 2])[..., None, None]
+    # Target-frame centre -> source frame: p = R(yaw) q + t.
+    px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
+    py = s * qx + c * qy + poses[..., 1, None, None]
+    return column_index(px, py, g, len(xs), len(ys))
+
+
+def warp_seen(poses: torch.Tensor, grid: GridSpec) -> torch.Tensor:
+    """bool [B, H, X, Y]: which columns of each target frame (poses [B, H, 3] in the source's ego frame)
+    the source grid saw; `warp_occupancy` fills the others."""
+    return _source_columns(poses, grid, poses.device)[2]
+
+
 def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec, outside: str = "free") -> torch.Tensor:
     """Occupancy occ [B, X, Y, Z] resampled into H other ego frames -> [B, H, X, Y, Z].
 
@@ -105,23 +127,14 @@ def warp_occupancy(occ: torch.Tensor, poses: torch.Tensor, grid: GridSpec, outsi
         raise ValueError(f"outside must be 'free' or 'border', got {outside!r}")
     b, nx, ny, nz = occ.shape
     horizon = poses.shape[1]
-    g = grid
-    poses = poses.double()
-    xs = torch.as_tensor(g.voxel_centers(0), dtype=torch.float64, device=occ.device)
-    ys = torch.as_tensor(g.voxel_centers(1), dtype=torch.float64, device=occ.device)
-    qx, qy = torch.meshgrid(xs, ys, indexing="ij")  # [X, Y] centres in the target frame
-    c, s = torch.cos(poses[..., 2])[..., None, None], torch.sin(poses[..., 2])[..., None, None]
-    # Target-frame centre -> source frame: p = R(yaw) q + t.
-    px = c * qx - s * qy + poses[..., 0, None, None]  # [B, H, X, Y]
-    py = s * qx + c * qy + poses[..., 1, None, None]
-    ix, iy, inside = column_index(px, py, g, nx, ny)
+    ix, iy, inside = _source_columns(poses, grid, occ.device)
     src = (ix * ny + iy).reshape(b, -1)  # [B, H*X*Y]
     flat = occ.reshape(b, nx * ny, nz)
     out = torch.gather(flat, 1, src[..., None].expand(-1, -1, nz))  # [B, H*X*Y, Z]
     out = out.view(b, horizon, nx, ny, nz)
     if outside == "border":
         return out
-    return torch.where(inside[..., None], out, torch.full_like(out, g.free_id))
+    return torch.where(inside[..., None], out, torch.full_like(out, grid.free_id))
 
 
 def _past_occ(context: dict) -> torch.Tensor:

@@ -4,6 +4,7 @@ Each is registered (kind "world") with `loss(batch)` and `rollout(context, actio
 tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldModel.modality`);
 `forecast.forecast_occupancy` rolls any occupancy model out and decodes the tokens to occupancy,
 `lidar_forecast.forecast_lidar` renders a LiDAR model's tokens along the true future rays.
+`voxel_unet` is the learned reference without tokens: a BEV U-Net from the ego-warped observed frames.
 """
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
@@ -12,6 +13,7 @@ from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
 from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
+from drivewm.dynamics.voxel_unet import VoxelUNetConfig, VoxelUNetForecaster
 
 __all__ = [
     "GPTWorldConfig",
@@ -22,6 +24,8 @@ __all__ = [
     "SpatioTemporalWorldConfig",
     "SpatioTemporalWorldModel",
     "TokenWorldModel",
+    "VoxelUNetConfig",
+    "VoxelUNetForecaster",
     "WorldModelConfig",
     "ego_conditions",
     "guided_logits",

@@ -11,7 +11,8 @@ import typer
 
 def eval_forecast(
     targets: list[str] = typer.Argument(
-        ..., help="World-model run directories, then data=DIR (the episode store to evaluate on)."
+        ..., help="World-model run directories (token world models, or the direct voxel forecaster voxel_unet), "
+        "then data=DIR (the episode store to evaluate on)."
     ),
     past: int = typer.Option(5, "--past", help="Observed frames incl. the current one (OccWorld: 5 = 2 s at 2 Hz)."),
     horizon: int = typer.Option(6, "--horizon", help="Forecast frames (OccWorld: 6 = 3 s at 2 Hz)."),
@@ -26,7 +27,7 @@ def eval_forecast(
         "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
     ),
 ) -> None:
-    """Forecast with token world models beside copy-last, the ego-warped copy and the tokenizer bound: occupancy
+    """Forecast with world models beside copy-last, the ego-warped copy and the tokenizer bound: occupancy
     runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.dynamics.evaluate import evaluate_forecast
     from drivewm.dynamics.report import is_lidar, print_table

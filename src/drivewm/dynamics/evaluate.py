@@ -6,7 +6,8 @@ the semantic classes (free excluded), counts summed over the dataset, no visibil
 (`drivewm.metrics.OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and
 their mean. The same table shows copy-last, the ego-warped copy (known ego motion; also with the
 unseen area filled from the grid's edge, `EgoWarpCopyLast(outside="border")`) and the tokenizer's
-own reconstruction of the true future (the upper bound of any model on that tokenizer).
+own reconstruction of the true future (the upper bound of any model on that tokenizer). Runs of the
+direct voxel forecaster (`voxel_unet`, no tokens) are scored in the same table, as the learned reference.
 World models on a LiDAR tokenizer are scored instead by `lidar_forecast.evaluate_lidar_runs`:
 Chamfer distance (and NFCD, depth L1 / AbsRel) at 1 s and 3 s, written to results/forecast_lidar.json.
 """
@@ -25,16 +26,21 @@ from drivewm.data.config import DataConfig
 from drivewm.data.windows import build_dataset
 from drivewm.dynamics.base import TokenWorldModel
 from drivewm.dynamics.forecast import forecast_occupancy, reconstruct_occupancy
+from drivewm.dynamics.voxel_unet import VoxelUNetForecaster
 from drivewm.metrics import OccupancyForecastMetric
 
 
-def load_world_model(run_dir: str | Path, which: str = "best", device: str = "cpu") -> tuple[str, TokenWorldModel]:
-    """(display name, model) of a world-model run; a clear error for any other kind of run."""
+def load_world_model(run_dir: str | Path, which: str = "best", device: str = "cpu",
+                     direct: bool = False) -> tuple[str, TokenWorldModel | VoxelUNetForecaster]:
+    """(display name, model) of a world-model run; a clear error for any other kind of run. `direct`
+    also accepts the direct voxel forecaster (`voxel_unet`), which has no tokens."""
     from drivewm.registry import model_entry
     from drivewm.train.checkpoint import load_run
 
     cfg, model = load_run(run_dir, which, device)
     kind = model_entry(cfg.model.name).kind
+    if direct and isinstance(model, VoxelUNetForecaster):
+        return f"{cfg.model.name} ({Path(run_dir).name})", model
     if kind != "world" or not isinstance(model, TokenWorldModel):
         raise ValueError(f"{run_dir}: holds a {kind} model ({cfg.model.name}), not a token world model")
     if model.tokenizer is None:
@@ -78,8 +84,8 @@ def evaluate_forecast(
     """
     if past < 1 or horizon < 1:
         raise ValueError(f"past and horizon must be >= 1, got {past}, {horizon}")
-    models = [load_world_model(r, which, device) for r in run_dirs]
-    modalities = {m.modality for _, m in models}
+    models = [load_world_model(r, which, device, direct=True) for r in run_dirs]
+    modalities = {getattr(m, "modality", "occ") for _, m in models}
     if len(modalities) > 1:
         raise ValueError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(n for n, _ in models)}); "
                          f"evaluate each modality in its own call")
@@ -92,7 +98,8 @@ def evaluate_forecast(
                                       "ego_warp_copy_last_border": EgoWarpCopyLast(grid, outside="border")}
     tokenizers: dict[str, TokenWorldModel] = {}
     for name, model in models:  # one upper-bound row per distinct tokenizer run
-        tokenizers.setdefault(f"tokenizer_recon ({Path(model.cfg.tokenizer_run).name})", model)
+        if isinstance(model, TokenWorldModel):
+            tokenizers.setdefault(f"tokenizer_recon ({Path(model.cfg.tokenizer_run).name})", model)
     steps = tuple(s for s in (2, 4, 6) if s <= horizon) or (horizon,)
 
     def metric() -> OccupancyForecastMetric:
@@ -110,7 +117,10 @@ def evaluate_forecast(
         preds = {n: f.forecast(context, horizon) for n, f in forecasters.items()}
         preds.update({n: reconstruct_occupancy(m, gt) for n, m in tokenizers.items()})
         for name, model in models:
-            preds[name] = forecast_occupancy(model, batch, past, horizon, generator=gen, **(rollout_kw or {}))
+            if isinstance(model, VoxelUNetForecaster):
+                preds[name] = model.forecast(batch, past, horizon)
+            else:
+                preds[name] = forecast_occupancy(model, batch, past, horizon, generator=gen, **(rollout_kw or {}))
         for n in names:
             metrics[n].update(preds[n].long(), gt)
         if not example:

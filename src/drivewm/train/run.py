@@ -37,7 +37,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         model = build_model(cfg.model)
-        if model_entry(cfg.model.name).kind == "world":  # a frozen tokenizer: encode each frame once
+        from drivewm.dynamics.base import TokenWorldModel
+
+        if isinstance(model, TokenWorldModel):  # a frozen tokenizer: encode each frame once
             from drivewm.dynamics.token_cache import tokenized
 
             model.to(env.device)
