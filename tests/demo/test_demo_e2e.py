@@ -40,6 +40,7 @@ def test_demo_writes_report_with_finite_numbers(demo_out):
         assert nums and all(math.isfinite(v) for v in nums), name
     forecast_rows = {r[0] for r in docs["forecast"]["rows"]}
     assert {"copy_last", "ego_warp_copy_last"} <= forecast_rows
+    assert any(r.startswith("voxel_unet") for r in forecast_rows)  # the learned reference without tokens
     assert "baselines on mIoU at 3 s" in stdout  # the demo says plainly whether the models beat the baselines
     stages = json.loads((out / "stages.json").read_text())
     assert all(s["status"] == "done" for s in stages.values())

@@ -147,7 +147,7 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
         return out / name
 
     plan = [
-        "data", "tokenizer", "tokenizer_eval", *p.worlds, "jepa", "jepa_ac", "forecast", "planning", "report",
+        "data", "tokenizer", "tokenizer_eval", *p.worlds, *p.direct, "jepa", "jepa_ac", "forecast", "planning", "report",
     ]
     total = len(plan)
 
@@ -166,6 +166,9 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     for i, (name, config) in enumerate(p.worlds.items()):
         banner(4 + i, f"train {name}")
         worlds.append(train(name, config, "world", [f"model.tokenizer_run={tok}"]))
+    for name, config in p.direct.items():
+        banner(4 + len(worlds), f"train {name} (no tokens)")
+        worlds.append(train(name, config, "direct", []))
     banner(4 + len(worlds), "train the JEPA encoder")
     jepa = train("jepa", p.jepa, "jepa", [])
     banner(5 + len(worlds), "train the V-JEPA 2-AC predictor")

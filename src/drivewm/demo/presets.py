@@ -29,7 +29,9 @@ class DemoPreset:
     worlds: dict[str, str] = field(default_factory=lambda: {
         "world_gpt": "world/gpt_tiny.yaml", "world_occworld": "world/occworld_tiny.yaml",
         "world_maskgit": "world/maskgit_tiny.yaml"})
-    """Stage name -> world-model config."""
+    """Stage name -> token world-model config (trained on the demo's tokenizer)."""
+    direct: dict[str, str] = field(default_factory=lambda: {"world_voxel_unet": "world/voxel_unet_tiny.yaml"})
+    """Stage name -> config of a world model without tokens (the direct voxel forecaster, the learned reference)."""
     jepa: str = "jepa/jepa_bev_ema.yaml"
     jepa_ac: str = "jepa/jepa_ac.yaml"
 
@@ -41,8 +43,9 @@ PRESETS: dict[str, DemoPreset] = {
         frames=32,
         tokenizer="tokenizer/occ_tiny.yaml",
         # Measured on the idle 2-core machine: tokenizer 1.7 steps/s, GPT (half width) 0.77, OccWorld 0.69,
-        # MaskGIT 0.86, JEPA 7.5, V-JEPA 2-AC 6; forecast + planning + report ~80 s. About 9 minutes in all.
-        steps={"tokenizer": 200, "world_gpt": 60, "world_occworld": 60, "world_maskgit": 60,
+        # MaskGIT 0.86, voxel U-Net 1.7, JEPA 7.5, V-JEPA 2-AC 6; forecast + planning + report ~80 s. About
+        # 10 minutes in all.
+        steps={"tokenizer": 200, "world_gpt": 60, "world_occworld": 60, "world_maskgit": 60, "world_voxel_unet": 100,
                "jepa": 150, "jepa_ac": 150},
         overrides={"world_gpt": ["model.dim=64", "model.depth=2"]},
         eval_windows=16,
@@ -52,9 +55,11 @@ PRESETS: dict[str, DemoPreset] = {
         episodes=4,
         frames=16,
         tokenizer="tokenizer/occ_micro.yaml",
-        steps={"tokenizer": 20, "world_gpt": 10, "world_occworld": 10, "world_maskgit": 10, "jepa": 10, "jepa_ac": 10},
+        steps={"tokenizer": 20, "world_gpt": 10, "world_occworld": 10, "world_maskgit": 10, "world_voxel_unet": 10,
+               "jepa": 10, "jepa_ac": 10},
         overrides={
             "world": ["model.vocab_size=64", "model.token_shape=[8,8]", "model.dim=32", "train.batch_size=4"],
+            "direct": ["model.grid=micro", "model.width=16", "train.batch_size=4"],
             "jepa": ["model.encoder.grid_shape=[32,32,4]", "model.encoder.dim=32", "train.batch_size=4"],
             "jepa_ac": ["model.width=32", "train.batch_size=4"],
         },
