@@ -123,7 +123,8 @@ class VoxelUNetForecaster(nn.Module):
 
     @torch.no_grad()
     def forecast(self, batch: dict[str, torch.Tensor], past: int, horizon: int) -> torch.Tensor:
-        """Class ids [B, horizon, X, Y, Z] of the frames after frame past - 1 (needs their poses in the batch)."""
+        """Class ids [B, horizon, X, Y, Z] of the frames after frame past - 1 (needs their poses in the batch).
+        With fewer than `observed` past frames, the first one stands in for those before it."""
         occ, pose = self._window(batch)
         if not 1 <= horizon <= self.cfg.max_horizon:
             raise ValueError(f"horizon must be in 1..{self.cfg.max_horizon} (model.max_horizon), got {horizon}")
