@@ -104,3 +104,29 @@ def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_mo
     drop_logits = model.denoise_logits(torch.cat([ctx, ctx[:, :1]], 1), cond[:, :4], drop)
     drop_logits2 = model.denoise_logits(torch.cat([other_ctx, ctx[:, :1]], 1), cond[:, :4] + 1, drop)
     assert torch.allclose(drop_logits[:, -1], drop_logits2[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_maskgit_training_logits_one_pass_equal_cut_clips(make_model, backbone):
+    """The GPU's one pass over whole clips gives the CPU's per-target cut-clip logits, with the warp prior and
+    unconditional rows (whose past before the target, and only that, turns to [MASK])."""
+    model = make_model("maskgit", backbone, warp_prior=True).eval()
+    g = torch.Generator().manual_seed(5)
+    b, t, v, grid = 6, 6, model.vocab_size, model.token_shape
+    inputs = torch.randint(0, v, (b, t, *grid), generator=g)
+    cond = torch.randn(b, t, model.action_dim, generator=g)
+    prior = torch.randint(0, v, (b, t - 1, *grid), generator=g)
+    k = torch.tensor([1, 5, 3, 3, 2, 5])
+    uncond = torch.tensor([False, True, False, True, True, False])
+    model.cfg.train_pass = "cut"
+    cut = model._logits_at(inputs, cond, uncond, k, prior)
+    model.cfg.train_pass = "whole"
+    one = model._logits_at(inputs, cond, uncond, k, prior)
+    assert torch.allclose(cut, one, atol=1e-5)
+    # The frames after each target are really there in the one pass: changing them changes frame t-1's logits.
+    later = inputs.clone()
+    later[:, -1] = (later[:, -1] + 1) % v
+    assert not torch.allclose(model.denoise_logits(later, cond, uncond, prior)[:, -1],
+                              model.denoise_logits(inputs, cond, uncond, prior)[:, -1])
+    assert torch.allclose(model._logits_at(later, cond, uncond, k, prior)[k < t - 1], one[k < t - 1],
+                          atol=1e-5)

@@ -29,6 +29,8 @@ def test_bad_rollout_inputs_are_named(make_model, tokens, cond):
         model.loss({"tokens": tokens[..., :3], "action": cond[..., :2], "ego_pose": cond[..., :3]})
     with pytest.raises(KeyError, match="batch has no 'ego_pose'"):
         model.loss({"tokens": tokens, "action": cond[..., :2]})
+    with pytest.raises(ValueError, match="model.train_pass must be one of auto, cut, whole, got 'both'"):
+        make_model("maskgit", train_pass="both")
 
 
 def test_relative_motion_known_answer():

@@ -37,6 +37,9 @@ from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache
 from drivewm.registry import register_model
 
 
+TRAIN_PASSES = ("auto", "cut", "whole")
+
+
 @dataclass(kw_only=True)
 class MaskGITWorldConfig(WorldModelConfig):
     name: str = "maskgit_world"
@@ -57,6 +60,10 @@ class MaskGITWorldConfig(WorldModelConfig):
     """Scale of the Gumbel noise on token confidences, annealed linearly to 0 over the steps (MaskGIT)."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=1.0, top_k=3))
     """Token sampling of each decoding step (Copilot4D: top-3)."""
+    train_pass: str = "auto"
+    """How training runs the network on clips with different target frames, both exact: 'cut' (one pass per
+    target frame over the clips cut after it: fewer FLOPs), 'whole' (one pass over the whole clips: fewer
+    kernel launches), or 'auto' (cut on a CPU, whole on a GPU)."""
 
 
 def guided_logits(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
@@ -69,6 +76,8 @@ class MaskGITWorldModel(TokenWorldModel):
         super().__init__(cfg)
         if cfg.steps < 1:
             raise ValueError(f"steps must be >= 1, got {cfg.steps}")
+        if cfg.train_pass not in TRAIN_PASSES:
+            raise ValueError(f"model.train_pass must be one of {', '.join(TRAIN_PASSES)}, got {cfg.train_pass!r}")
         if not 0.0 <= cfg.eta < 1.0 or not 0.0 <= cfg.cond_drop_prob < 1.0:
             raise ValueError(f"eta and cond_drop_prob must be in [0, 1), got {cfg.eta}, {cfg.cond_drop_prob}")
         self.sampling = cfg.sampling
@@ -82,9 +91,11 @@ class MaskGITWorldModel(TokenWorldModel):
         )
 
     def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None,
-                   next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+                   next_prior: Tensor | None = None, target: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Network inputs (token ids, ego tokens [B, T, D], prior ids or None) of a window, with conditioning
-        dropped where uncond. next_prior [B, >=T-1, h, w]: entry t is the ego-warped hint of frame t+1."""
+        dropped where uncond. next_prior [B, >=T-1, h, w]: entry t is the ego-warped hint of frame t+1.
+        target [B]: the frame each clip denoises (default: the last); the frames before it are its past."""
         b, t = tokens.shape[:2]
         ego = self.ego_emb(cond[:, : t - 1])  # [B, T-1, D]: transition t-1 -> t enters frame t
         ego = torch.cat([self.null_ego.expand(b, 1, -1), ego], 1)  # [B, T, D]
@@ -96,20 +107,21 @@ class MaskGITWorldModel(TokenWorldModel):
             prior = torch.cat([none, next_prior[:, : t - 1].long()], 1)  # frame t's hint, from frame t-1
         if uncond is not None and bool(uncond.any()):
             # Unconditional: the past frames become [MASK], every ego token the null token, no hints.
-            past = torch.zeros_like(tokens, dtype=torch.bool)
-            past[:, :-1] = True
-            tokens = torch.where(uncond[:, None, None, None] & past, self.mask_id, tokens)
+            if target is None:
+                target = torch.full((b,), t - 1, device=tokens.device)
+            past = torch.arange(t, device=tokens.device)[None] < target[:, None]  # [B, T]
+            tokens = torch.where((uncond[:, None] & past)[:, :, None, None], self.mask_id, tokens)
             ego = torch.where(uncond[:, None, None], self.null_ego.expand(b, t, -1), ego)
             if prior is not None:
                 prior = torch.where(uncond[:, None, None, None], self.mask_id, prior)
         return tokens, ego, prior
 
     def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None,
-                       next_prior: Tensor | None = None) -> Tensor:
+                       next_prior: Tensor | None = None, target: Tensor | None = None) -> Tensor:
         """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, >=T-1, A] (frame t: transition t -> t+1),
         uncond [B] bool (drop conditioning), next_prior [B, >=T-1, h, w] (model.warp_prior) -> logits
-        [B, T, h, w, V] of each frame's clean tokens."""
-        tokens, ego, prior = self._condition(tokens, cond, uncond, next_prior)
+        [B, T, h, w, V] of each frame's clean tokens; target [B] as in `_condition`."""
+        tokens, ego, prior = self._condition(tokens, cond, uncond, next_prior, target)
         return self.net(tokens, ego, prior=prior)
 
     def loss_tokens(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> dict[str, Tensor]:
@@ -136,7 +148,15 @@ class MaskGITWorldModel(TokenWorldModel):
 
     def _logits_at(self, inputs: Tensor, cond: Tensor, uncond: Tensor, k: Tensor,
                    next_prior: Tensor | None = None) -> Tensor:
-        """Logits of frame k[b] of each clip, computed on the clip cut after frame k[b]."""
+        """Logits of frame k[b] of each clip. The network is causal in time, so the frames after k[b] never
+        reach it: one pass over the whole clips gives the same logits as passes over the clips cut after
+        frame k[b]. The cut clips save the FLOPs of the unseen frames, which is what counts on a CPU; on a
+        GPU the small per-k passes are launch-bound and one whole pass is faster (model.train_pass)."""
+        b, t = inputs.shape[:2]
+        whole = self.cfg.train_pass == "whole" or (self.cfg.train_pass == "auto" and inputs.device.type != "cpu")
+        if whole:
+            logits = self.denoise_logits(inputs, cond[:, :t], uncond, next_prior, target=k)  # [B, T, h, w, V]
+            return logits[torch.arange(b, device=inputs.device), k]
         out = []
         for kk in k.unique().tolist():  # clips sharing a target index run as one batch
             rows = (k == kk).nonzero().squeeze(1)
@@ -148,7 +168,6 @@ class MaskGITWorldModel(TokenWorldModel):
             result = result.index_copy(0, rows, logits)
         return result
 
-    # --- decoding ---------------------------------------------------------------------------------
     def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float,
                      next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Network inputs for `guidance`: the batch itself (w = 1), or doubled to [conditional; unconditional]
