@@ -54,7 +54,11 @@ class RotaryEmbedding(nn.Module):
         return self._tables(positions)
 
     def _tables(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        if positions.numel() and (int(positions.min()) < 0 or int(positions.max()) >= self.max_len):
+        # The range check reads the positions on the host: under torch.compile that would break the graph
+        # (and sync a GPU each forward), so a compiled model relies on its eager runs having checked them.
+        if not torch.compiler.is_compiling() and positions.numel() and (
+            int(positions.min()) < 0 or int(positions.max()) >= self.max_len
+        ):
             raise ValueError(
                 f"RoPE positions must lie in [0, max_len={self.max_len}), got "
                 f"[{int(positions.min())}, {int(positions.max())}]; raise BackboneConfig.max_len"
