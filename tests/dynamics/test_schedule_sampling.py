@@ -6,7 +6,7 @@ import scipy.stats
 import torch
 
 from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits, sample_with_logprob
-from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step, num_masked_train
+from drivewm.dynamics.schedule import corrupt_tokens, mask_input_tokens, num_masked_after_step, num_masked_train
 
 
 def test_train_mask_counts_follow_cosine_schedule():
@@ -25,6 +25,48 @@ def test_train_mask_counts_follow_cosine_schedule():
     keep = ~masked & ~noised
     assert torch.equal(out[keep], tokens[keep])
     assert num_masked_train(torch.tensor([0.0, 1.0]), n).tolist() == [n, 1]
+
+
+def test_input_masking_draws_a_uniform_fraction_per_clip_only_where_asked():
+    b, t, n = 400, 3, 256
+    tokens = torch.randint(0, 10, (b, t, 16, 16), generator=torch.Generator().manual_seed(0))
+    where = torch.zeros(b, t, dtype=torch.bool)
+    where[:, :2] = True  # the last frame is never masked
+    out = mask_input_tokens(tokens, 0.5, 10, where=where, generator=torch.Generator().manual_seed(1))
+    changed = out != tokens
+    assert bool((out[changed] == 10).all())
+    assert not bool(changed[:, 2].any())
+    # Each clip's fraction r ~ U(0, 0.5), shared by its frames: the per-clip fractions are uniform on [0, 0.5].
+    frac = changed[:, :2].flatten(1).float().mean(1).numpy()
+    assert frac.max() <= 0.5 + 3 / math.sqrt(2 * n)
+    assert scipy.stats.kstest(frac, "uniform", args=(0.0, 0.5)).pvalue > 1e-3
+    assert torch.equal(mask_input_tokens(tokens, 0.0, 10), tokens)
+
+
+@pytest.mark.parametrize("kind", ["gpt", "occworld", "maskgit"])
+def test_input_masking_reaches_training_inputs_only(make_model, tokens, cond, kind):
+    """With model.input_mask_ratio the network reads [MASK] inputs in training, never in evaluation; MaskGIT
+    masks only the frames before its target (frames after it are unseen)."""
+    extra = {"cond_drop_prob": 0.0, "train_pass": "whole"} if kind == "maskgit" else {}  # one net pass per loss
+    model = make_model(kind, input_mask_ratio=0.9, **extra)
+    seen = []
+    layer = model.tok_emb if kind == "gpt" else model.net
+    layer.register_forward_hook(lambda mod, args, out: seen.append(args[0].clone()))
+    for mode in (True, False):  # the same seed: MaskGIT draws the same target frames and corruption
+        torch.manual_seed(0)
+        model.train(mode).loss_tokens(tokens, cond)
+    train_in, eval_in = seen
+    mask_id = model.vocab_size
+    changed = train_in != eval_in
+    assert int(changed.sum()) > 0 and bool((train_in[changed] == mask_id).all())
+    if kind == "maskgit":  # evaluation inputs hold [MASK] only in each clip's target frame k
+        k = (eval_in == mask_id).flatten(2).any(2).int().argmax(1)  # [B]
+        frame = torch.arange(eval_in.shape[1])[None]
+        assert not bool(changed.flatten(2).any(2)[frame >= k[:, None]].any())
+    else:
+        assert int((eval_in == mask_id).sum()) == 0
+    with pytest.raises(ValueError, match=r"model.input_mask_ratio must be in \[0, 1\), got 1.0"):
+        make_model(kind, input_mask_ratio=1.0)
 
 
 def test_decoding_schedule_counts():

@@ -57,6 +57,10 @@ class WorldModelConfig:
     """With warp_prior: what the hint shows where the predicted frame sees past the warped frame's grid:
     'free' (the ego-warped copy's rule) or 'border' (the nearest edge column, so the road and roadside
     run on into the area entering the view; `warp_occupancy`)."""
+    input_mask_ratio: float = 0.0
+    """DrivingWorld's (arXiv 2412.19505) random input-token masking against rollout drift: in training, per
+    clip, a fraction U(0, r) of the input tokens is replaced by [MASK] (0 disables it; DrivingWorld: 0.5).
+    MaskGIT masks only the context frames (its target frame has its own schedule)."""
     prior_max_age: int = 1
     """With warp_prior: how many frames back a hint may come from. 1: every hint is the frame before, so a
     rollout's hints chain through its own generated frames. A: rollouts anchor the hints of the first A
@@ -82,6 +86,8 @@ class TokenWorldModel(nn.Module):
         self.sampling = SamplingConfig()
         if cfg.prior_outside not in WARP_OUTSIDE:
             raise ValueError(f"model.prior_outside must be 'free' or 'border', got {cfg.prior_outside!r}")
+        if not 0.0 <= cfg.input_mask_ratio < 1.0:
+            raise ValueError(f"model.input_mask_ratio must be in [0, 1), got {cfg.input_mask_ratio}")
         if cfg.prior_max_age < 1:
             raise ValueError(f"model.prior_max_age must be >= 1, got {cfg.prior_max_age}")
         if cfg.warp_prior:

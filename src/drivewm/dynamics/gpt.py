@@ -28,6 +28,7 @@ from drivewm.backbones import BackboneConfig, build_backbone
 from drivewm.dynamics.base import HintEmbedding, TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.prefill import causal_prefill, frame_positions
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
+from drivewm.dynamics.schedule import mask_input_tokens
 from drivewm.registry import register_model
 
 
@@ -44,7 +45,9 @@ class GPTWorldModel(TokenWorldModel):
         super().__init__(cfg)
         d, n = cfg.dim, self.tokens_per_frame
         self.sampling = cfg.sampling
-        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        # One more row with input masking: the [MASK] input, id vocab_size (never predicted).
+        self.mask_id = cfg.vocab_size
+        self.tok_emb = nn.Embedding(cfg.vocab_size + (cfg.input_mask_ratio > 0), d)
         self.action_emb = nn.Sequential(nn.Linear(self.action_dim, d), nn.GELU(), nn.Linear(d, d))
         # In-frame positions 0..N-1 for scene tokens, N for the frame's action token.
         self.inframe_pos = nn.Parameter(torch.randn(n + 1, d) * 0.02)
@@ -90,7 +93,10 @@ class GPTWorldModel(TokenWorldModel):
         if t > self.cfg.max_frames:
             raise ValueError(f"window of {t} frames exceeds model.max_frames={self.cfg.max_frames}")
         n = self.tokens_per_frame
-        logits = self.forward_logits(self.embed_frames(tokens, cond, next_prior), t)  # [B, T(N+1), V]
+        inputs = tokens
+        if self.training and self.cfg.input_mask_ratio > 0:  # DrivingWorld's masking; targets stay the true ids
+            inputs = mask_input_tokens(tokens, self.cfg.input_mask_ratio, self.mask_id)
+        logits = self.forward_logits(self.embed_frames(inputs, cond, next_prior), t)  # [B, T(N+1), V]
         # Targets: the next token wherever it is a scene token; action slots (continuous inputs) are ignored.
         target = torch.cat([tokens.flatten(2), torch.full_like(tokens[:, :, :1, 0], -100)], 2).flatten(1)
         logits, target = logits[:, :-1], target[:, 1:]  # position p predicts token p+1

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.sampling import SamplingConfig, sample_with_logprob
-from drivewm.dynamics.schedule import corrupt_tokens, num_masked_after_step
+from drivewm.dynamics.schedule import corrupt_tokens, mask_input_tokens, num_masked_after_step
 from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache
 from drivewm.registry import register_model
 
@@ -135,6 +135,9 @@ class MaskGITWorldModel(TokenWorldModel):
         target = tokens[torch.arange(b, device=dev), k]  # [B, h, w]
         corrupted, masked, _ = corrupt_tokens(target.flatten(1), self.mask_id, self.vocab_size, self.cfg.eta)
         inputs = tokens.clone()
+        if self.training and self.cfg.input_mask_ratio > 0:  # DrivingWorld's masking, on the context frames
+            context = torch.arange(t, device=dev)[None] < k[:, None]  # [B, T]
+            inputs = mask_input_tokens(inputs, self.cfg.input_mask_ratio, self.mask_id, where=context)
         inputs[torch.arange(b, device=dev), k] = corrupted.view_as(target)
         uncond = torch.rand(b, device=dev) < self.cfg.cond_drop_prob
         logits = self._logits_at(inputs, cond, uncond, k, next_prior)  # [B, h, w, V]

@@ -1,10 +1,13 @@
-"""MaskGIT masking schedule with Copilot4D's token noise, for training and iterative decoding.
+"""MaskGIT masking schedule with Copilot4D's token noise, for training and iterative decoding; DrivingWorld's
+random input masking.
 
 MaskGIT (Chang et al. 2022, arXiv 2202.04200) masks ceil(gamma(u) * N) of a frame's N tokens with
 gamma(u) = cos(u * pi / 2), u ~ U(0, 1), and decodes in S steps, keeping after step s the
 floor(gamma((s + 1) / S) * N) least confident tokens masked. Copilot4D (Zhang et al. 2023,
 arXiv 2311.01017) adds uniform noise: a fraction nu ~ U(0, eta) (eta = 20 %) of the tokens left
 unmasked is replaced by random codes, so the model also learns to correct wrong tokens.
+DrivingWorld (Hu et al. 2024, arXiv 2412.19505) masks random input tokens in training so that a model
+learns to forecast from the imperfect frames of its own rollouts.
 """
 
 from __future__ import annotations
@@ -59,3 +62,21 @@ def corrupt_tokens(
     out = torch.where(noised, (tokens + offset) % vocab_size, tokens)
     out = out.masked_fill(masked, mask_id)
     return out, masked, noised
+
+
+def mask_input_tokens(
+    tokens: torch.Tensor,
+    max_ratio: float,
+    mask_id: int,
+    where: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """DrivingWorld's input masking: tokens [B, T, ...] ids with, per clip, a fraction r ~ U(0, max_ratio) of
+    the tokens replaced by mask_id; where [B, T] bool limits it to those frames (default: all)."""
+    b, t = tokens.shape[:2]
+    extra = (1,) * (tokens.dim() - 2)
+    ratio = torch.rand(b, generator=generator, device=tokens.device) * max_ratio
+    drop = torch.rand(tokens.shape, generator=generator, device=tokens.device) < ratio.view(b, 1, *extra)
+    if where is not None:
+        drop &= where.view(b, t, *extra)
+    return tokens.masked_fill(drop, mask_id)

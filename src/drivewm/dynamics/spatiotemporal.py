@@ -4,8 +4,8 @@ OccWorld (Zheng et al. 2023, arXiv 2311.16038) forecasts the scene-token grid of
 <= t with a multi-scale (U-Net) transformer: spatial attention within a frame, causal temporal attention
 across frames, the ego pose as its own token, teacher forcing with causal temporal masks over the whole
 clip and one cross-entropy per token. DrivingWorld (Hu et al. 2024, arXiv 2412.19505) fights the drift
-of autoregressive rollouts by randomly masking input tokens during training (50 %); here
-`input_mask_ratio` r draws, per clip, a masking fraction uniformly in [0, r] (0 disables it).
+of autoregressive rollouts by randomly masking input tokens during training (50 %): `input_mask_ratio`
+(`schedule.mask_input_tokens`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from torch import Tensor
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
+from drivewm.dynamics.schedule import mask_input_tokens
 from drivewm.dynamics.st_net import SpatioTemporalNet
 from drivewm.registry import register_model
 
@@ -29,8 +30,6 @@ class SpatioTemporalWorldConfig(WorldModelConfig):
     """Registered model name."""
     dim_mult: list[int] = field(default_factory=lambda: [1, 2, 4])
     """Width multiplier of each scale of the U-Net (OccWorld: 128, 256, 512 = 128 x (1, 2, 4))."""
-    input_mask_ratio: float = 0.0
-    """DrivingWorld random input-token masking: per clip a fraction U(0, r) of input tokens is masked (0.5 option)."""
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.0))
     """Token choice of rollouts; OccWorld takes the argmax (temperature 0)."""
 
@@ -38,8 +37,6 @@ class SpatioTemporalWorldConfig(WorldModelConfig):
 class SpatioTemporalWorldModel(TokenWorldModel):
     def __init__(self, cfg: SpatioTemporalWorldConfig) -> None:
         super().__init__(cfg)
-        if not 0.0 <= cfg.input_mask_ratio < 1.0:
-            raise ValueError(f"input_mask_ratio must be in [0, 1), got {cfg.input_mask_ratio}")
         self.sampling = cfg.sampling
         self.mask_id = cfg.vocab_size
         self.ego_emb = nn.Sequential(nn.Linear(self.action_dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
@@ -60,9 +57,7 @@ class SpatioTemporalWorldModel(TokenWorldModel):
             raise ValueError(f"window of {t} frames: need 2..model.max_frames={self.cfg.max_frames}")
         inputs = tokens
         if self.training and self.cfg.input_mask_ratio > 0:
-            ratio = torch.rand(b, 1, 1, 1, device=tokens.device) * self.cfg.input_mask_ratio
-            drop = torch.rand(tokens.shape, device=tokens.device) < ratio
-            inputs = tokens.masked_fill(drop, self.mask_id)
+            inputs = mask_input_tokens(tokens, self.cfg.input_mask_ratio, self.mask_id)
         logits = self.next_frame_logits(inputs, cond, next_prior)[:, :-1]  # [B, T-1, h, w, V]
         target = tokens[:, 1:]
         loss = F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1))
