@@ -171,6 +171,7 @@ class MaskGITWorldModel(TokenWorldModel):
             result = result.index_copy(0, rows, logits)
         return result
 
+    # --- decoding ---------------------------------------------------------------------------------
     def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float,
                      next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Network inputs for `guidance`: the batch itself (w = 1), or doubled to [conditional; unconditional]
