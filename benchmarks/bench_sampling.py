@@ -100,9 +100,10 @@ def main() -> None:
         raise SystemExit(f"--device {args.device}: no CUDA device on this machine")
     if args.threads:
         torch.set_num_threads(args.threads)
-    small: list[str] = []
-    gpt = trained(args.gpt_run) if args.gpt_run else untrained("gpt_tiny.yaml", small)
-    maskgit = trained(args.maskgit_run) if args.maskgit_run else untrained("maskgit_tiny.yaml", small)
+    # The untrained GPT samples at temperature 1 (its preset forecasts greedily), so that "same_tokens" checks
+    # that the cache draws the same tokens from the same seeded generator, not only the same argmax.
+    gpt = trained(args.gpt_run) if args.gpt_run else untrained("gpt_tiny.yaml", ["model.sampling.temperature=1.0"])
+    maskgit = trained(args.maskgit_run) if args.maskgit_run else untrained("maskgit_tiny.yaml", [])
     gpt, maskgit = gpt.to(device), maskgit.to(device)
     h, w = gpt.token_shape
     ctx_len = args.context
