@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from drivewm.baselines import ConstantVelocityLidar, CopyLast, EgoWarpCopyLast, future_poses, se2_compose, se2_inverse
+from drivewm.baselines import ConstantVelocityLidar, CopyLast, EgoWarpCopyLast, future_poses
+from drivewm.geometry import se2_compose, se2_inverse
 from drivewm.data.spec import GridSpec
 from drivewm.metrics import OccupancyForecastMetric
 

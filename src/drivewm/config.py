@@ -15,11 +15,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from drivewm.errors import DrivewmError
 from drivewm.data.config import DataConfig
 from drivewm.train.config import TrainConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(DrivewmError):
     """A config file or override that does not fit the schema."""
 
 

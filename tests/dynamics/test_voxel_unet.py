@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drivewm.baselines.forecasters import se2_compose, se2_inverse, warp_occupancy, warp_seen
+from drivewm.geometry import se2_compose, se2_inverse, warp_occupancy, warp_seen
 from drivewm.data.spec import class_id, grid_preset
 from drivewm.dynamics import VoxelUNetConfig, VoxelUNetForecaster
 from drivewm.train.checkpoint import write_checkpoint

@@ -4,7 +4,7 @@ agree with it, the hint is the warped decoded frame, and the token cache serves 
 import pytest
 import torch
 
-from drivewm.baselines.forecasters import warp_occupancy
+from drivewm.geometry import warp_occupancy
 from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
 from drivewm.dynamics.conditions import ego_conditions, motion_from_conditions
@@ -213,7 +213,7 @@ def test_window_prior_anchors_each_window_once(make_model):
 def test_rollouts_anchor_hints_on_the_last_observed_frame(make_model, tokens, cond, kind):
     """Context hints chain (age 1); forecast frame k's hint is the last observed frame moved by the summed
     motion of k steps while k <= A, then the generated frame A back."""
-    from drivewm.baselines.forecasters import se2_compose
+    from drivewm.geometry import se2_compose
 
     model = _hinted(make_model, kind, prior_max_age=2).eval()
     calls = []

@@ -187,7 +187,7 @@ def test_observed_safety_scores_the_planned_footprint_against_the_held_observati
 def test_observed_safety_matches_warping_the_observation_into_each_pose():
     """With steps shorter than a voxel there is nothing to sweep: the cell lookup must equal the
     reference, `warp_occupancy` into every planned pose scored by `OccupancyCost.scene_cost`."""
-    from drivewm.baselines.forecasters import warp_occupancy
+    from drivewm.geometry import warp_occupancy
     from drivewm.planning.costs import ObservedSafety
 
     grid = grid_preset("tiny")
@@ -221,7 +221,7 @@ def test_observed_safety_sweeps_the_footprint_between_planned_poses():
     w = CostWeights(near=0.0, offroad=0.0)
     torch.testing.assert_close(ObservedSafety(grid, w, steps=2)(r), torch.tensor([100.0, 0.0, 0.0]))
     # The planned poses alone miss it: both footprints lie past the cone.
-    from drivewm.baselines.forecasters import warp_occupancy
+    from drivewm.geometry import warp_occupancy
 
     held = warp_occupancy(observed[None], ego[:1], grid)
     assert not OccupancyCost(grid, w).terms(held)["collision"].any()

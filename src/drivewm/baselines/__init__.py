@@ -10,8 +10,6 @@ from drivewm.baselines.forecasters import (
     EgoWarpCopyLast,
     EgoWarpLidar,
     future_poses,
-    se2_compose,
-    se2_inverse,
 )
 
 __all__ = [
@@ -24,7 +22,5 @@ __all__ = [
     "evaluate_occupancy_forecast",
     "future_poses",
     "occupancy_baselines",
-    "se2_compose",
-    "se2_inverse",
     "split_window",
 ]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
 
 
@@ -63,7 +64,7 @@ PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "ag
 FRAME_KEYS = tuple(k for k, s in KEYS.items() if s.dims[0] == "T")
 
 
-class EpisodeError(ValueError):
+class EpisodeError(DrivewmError):
     """An episode that breaks the data contract; the message names the source, the key and the problem."""
 
     def __init__(self, source: str, key: str | None, problem: str) -> None:

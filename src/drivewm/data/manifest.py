@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
 
 SCHEMA_VERSION = 1
@@ -38,7 +39,7 @@ MANIFEST = "manifest.json"
 EPISODES_DIR = "episodes"
 
 
-class StoreError(ValueError):
+class StoreError(DrivewmError):
     """A store on disk that is missing, inconsistent or corrupt; the message names the file and problem."""
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from drivewm.baselines.forecasters import WARP_OUTSIDE
+from drivewm.geometry import WARP_OUTSIDE
 from drivewm.dynamics.conditions import condition_dim, ego_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
@@ -154,7 +154,7 @@ class TokenWorldModel(nn.Module):
         """tokens [B, T, h, w], poses [B, T, A, 3] (target frames in each frame's ego frame) -> [B, T, A, h, w]:
         each frame decoded once, moved into each of its A target frames (static world, nearest voxel) and
         encoded: the ego-warped copy of the target frame, in tokens."""
-        from drivewm.baselines.forecasters import warp_occupancy
+        from drivewm.geometry import warp_occupancy
 
         if self.tokenizer is None:
             raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'next_prior'")
@@ -182,7 +182,7 @@ class TokenWorldModel(nn.Module):
         """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, A, h, w] (A = prior_max_age): entry [t, a-1] is the
         hint of frame t+1 made from frame t+1-a (warped by the motions summed over the a steps between);
         `none` (vocab_size) where that frame precedes the window. Sources run in chunks of `chunk` frames."""
-        from drivewm.baselines.forecasters import se2_compose
+        from drivewm.geometry import se2_compose
         from drivewm.dynamics.conditions import motion_from_conditions
 
         b, t = tokens.shape[:2]
@@ -213,7 +213,7 @@ class TokenWorldModel(nn.Module):
         Entry p hints frame p+1. Up to the first forecast frame it is made from frame p (age 1); with
         prior_max_age A, later ones come from the last observed frame while it is at most A frames back,
         then from the generated frame A back."""
-        from drivewm.baselines.forecasters import se2_compose
+        from drivewm.geometry import se2_compose
         from drivewm.dynamics.conditions import motion_from_conditions
 
         if not self.cfg.warp_prior:

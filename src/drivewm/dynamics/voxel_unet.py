@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drivewm.baselines.forecasters import WARP_OUTSIDE, se2_compose, se2_inverse, warp_occupancy, warp_seen
+from drivewm.geometry import WARP_OUTSIDE, se2_compose, se2_inverse, warp_occupancy, warp_seen
 from drivewm.data.spec import grid_preset
 from drivewm.registry import register_model
 from drivewm.tokenizers.bev_cnn import ResBlock

@@ -12,8 +12,10 @@ from typing import Sequence
 
 import torch
 
+from drivewm.errors import DrivewmError
 
-class PlanningError(ValueError):
+
+class PlanningError(DrivewmError):
     """A planner, goal, cost or world model that cannot be used as asked."""
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from drivewm.baselines.forecasters import column_index
+from drivewm.geometry import column_index
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout

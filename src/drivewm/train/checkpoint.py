@@ -28,10 +28,12 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from drivewm.errors import DrivewmError
+
 STEP_PREFIX = "step_"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DrivewmError):
     """A checkpoint that is missing, truncated or does not match the model built from its config."""
 
 

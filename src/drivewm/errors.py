@@ -1,0 +1,12 @@
+"""drivewm's own errors: what a user's input (a path, a config key, a checkpoint, a store) got wrong.
+
+Every subclass of `DrivewmError` is a mistake in what the user gave, not a bug: the `drivewm`
+command prints its message on one line and exits with code 2 (`--debug` shows the traceback).
+A message names the file, key or value at fault.
+"""
+
+from __future__ import annotations
+
+
+class DrivewmError(ValueError):
+    """Base of every error about the user's input; the CLI prints it as one line, exit code 2."""
