@@ -4,6 +4,8 @@ Block: in_proj -> (x, z); short causal depthwise conv1d on x; SiLU; input-depend
 rank-dt_rank projection), B and C; selective scan with diagonal A = -exp(A_log) (S4D-real init) and a
 D skip; y * SiLU(z); out_proj. Layers are pre-norm residual, as in Mamba. The step form carries the
 last d_conv - 1 conv inputs and the [E, N] scan state per layer, so a step costs O(1) in the past length.
+The scan is `scan.selective_scan`: the Mamba authors' fused kernel for CUDA inputs when mamba-ssm is
+installed (`pip install drivewm[mamba]`; its import guard sits in scan.py), drivewm's own scan otherwise.
 """
 
 from __future__ import annotations
