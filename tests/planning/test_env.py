@@ -45,7 +45,7 @@ def strict_check(env: gym.Env) -> None:
 
 
 def test_driving_env_passes_the_gymnasium_checker():
-    env = gym.make(DRIVING_GYM_ID, cfg=sim_preset("micro", lidar=False, camera=False, visibility=False))
+    env = gym.make(DRIVING_GYM_ID, cfg=sim_preset("micro", lidar=False, camera=False, visibility=False, episode_steps=4))
     strict_check(env.unwrapped)
 
 

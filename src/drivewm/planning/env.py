@@ -48,6 +48,7 @@ from drivewm.planning.mpc import Cost, PlanningModel, Rollout
 from drivewm.planning.observation import PlanningObservation
 from drivewm.sim.config import EGO_WHEELBASE
 
+
 class WorldModelEnv(gym.Env):
     """reset/step over a learned model's predicted frames, from observed contexts (see the module docstring)."""
 
@@ -82,12 +83,14 @@ class WorldModelEnv(gym.Env):
         # The spaces follow from what the model predicts: one zero action from the first context shows it.
         first = self.contexts[0] if self.contexts is not None else self._store_context(0, self.context_frames - 1)
         self.model.observe(first)
-        probe = self.model.rollout(torch.zeros(1, 1, self.bounds.dim, device=model.device))
-        self.predicts = "occ" if probe.occupancy is not None else "embedding"
+        with torch.no_grad():
+            probe = self.model.rollout(torch.zeros(1, 1, self.bounds.dim, device=model.device))
         if probe.occupancy is None and probe.embeddings is None:
             raise PlanningError(f"{type(model).__name__}.rollout predicts neither occupancy nor embeddings")
+        self.predicts = "occ" if probe.occupancy is not None else "embedding"
         if self.predicts == "occ":
-            self.grid = grid if grid is not None else getattr(getattr(getattr(model, "model", None), "tokenizer", None), "grid", None)
+            tokenizer = getattr(getattr(model, "model", None), "tokenizer", None)  # a token world model's decoder
+            self.grid = grid if grid is not None else getattr(tokenizer, "grid", None)
             if self.grid is None or tuple(self.grid.shape) != tuple(probe.occupancy.shape[-3:]):
                 raise PlanningError(f"pass grid= (the GridSpec of the predicted occupancy {tuple(probe.occupancy.shape[-3:])})")
             frame = gym.spaces.Box(0, self.grid.num_classes - 1, tuple(self.grid.shape), np.uint8)
