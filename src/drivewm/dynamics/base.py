@@ -58,10 +58,10 @@ class WorldModelConfig:
     """Token sampling of rollouts (temperature, top_k)."""
     warp_prior: bool = False
     """Give every predicted frame, token by token, the previous frame ego-warped into it (decoded, moved by
-    the known ego motion, encoded again): the ego-warped copy as a per-location hint. Needs an occupancy
+    the known ego motion, encoded again): the ego-warped copy as a per-location prior. Needs an occupancy
     tokenizer and condition='action_motion'."""
     prior_outside: str = "free"
-    """With warp_prior: what the hint shows where the predicted frame sees past the warped frame's grid:
+    """With warp_prior: what the prior shows where the predicted frame sees past the warped frame's grid:
     'free' (the ego-warped copy's rule) or 'border' (the nearest edge column, so the road and roadside
     run on into the area entering the view; `warp_occupancy`)."""
     input_mask_ratio: float = 0.0

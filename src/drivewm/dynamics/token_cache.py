@@ -1,7 +1,7 @@
 """Pre-tokenized windows: a token world model's frozen tokenizer runs once per frame, not once per step.
 
 The tokenizer is frozen, so a frame's tokens never change during training; encoding every window of
-every batch again costs about a third of a tiny world model's step on a CPU (and all of the hint's
+every batch again costs about a third of a tiny world model's step on a CPU (and all of the prior's
 decode + warp + encode with `warp_prior`). `TokenizedWindows` encodes each episode of a split once,
 keeps its tokens (and, with `warp_prior`, the ids of its `WarpPrior`) in memory, and serves the same
 windows as the dataset it wraps, with `tokens` [T, h, w] (and `prior` [T, h, w]) in place of `occ`. `TokenWorldModel.loss` reads those keys as it would read its own encodings.
