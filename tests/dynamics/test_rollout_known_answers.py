@@ -63,3 +63,11 @@ def test_seeded_rollout_matches_the_known_answer(make_model, kind, backbone, pri
     out = model.rollout(context, actions, 5, generator=torch.Generator().manual_seed(7), **kw)
     assert out.shape == (2, 5, 4, 4)
     assert "".join("%x" % v for v in out.flatten().tolist()) == KNOWN[_name(kind, backbone, prior, kw)]
+
+
+def test_rollout_options_are_the_models_own(make_model, tokens, cond):
+    """Options reach the model's next_frame by name: one it does not have is an error, never ignored."""
+    with pytest.raises(TypeError, match="guidance"):
+        make_model("gpt").eval().rollout(tokens[:, :3], cond, 1, guidance=2.0)
+    with pytest.raises(TypeError, match="use_cache"):
+        make_model("occworld").eval().rollout(tokens[:, :3], cond, 1, use_cache=False)

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from drivewm.backbones import BackboneConfig
 from drivewm.errors import DrivewmError
-from drivewm.geometry import WARP_OUTSIDE
-from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
+from drivewm.dynamics.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
 
@@ -95,8 +95,8 @@ class TokenWorldModel(nn.Module):
             raise ValueError(f"model.input_mask_ratio must be in [0, 1), got {cfg.input_mask_ratio}")
         for key in BACKBONE_FROM_MODEL:
             if getattr(cfg.backbone, key) != getattr(BackboneConfig, key):
-                raise DrivewmError(f"model.backbone.{key}: set by the world model (model.{BACKBONE_FROM_MODEL[key]}); "
-                                  f"remove it from model.backbone")
+                raise DrivewmError(f"model.backbone.{key}: set by the world model "
+                                   f"(model.{BACKBONE_FROM_MODEL[key]}); remove it from model.backbone")
         if cfg.warp_prior:
             if cfg.condition != "action_motion":
                 raise ValueError("model.warp_prior needs condition='action_motion' (the known ego motion to warp by)")
@@ -163,9 +163,6 @@ class TokenWorldModel(nn.Module):
 
         Training and rollouts compute it the same way, from tokens, so the prior a model learns to read
         is the prior it gets when it forecasts from its own frames."""
-        from drivewm.dynamics.conditions import motion_from_conditions
-        from drivewm.geometry import warp_occupancy
-
         if self.tokenizer is None:
             raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'prior'")
         b, t = tokens.shape[:2]
