@@ -106,6 +106,10 @@ class SSMBackbone(SequenceBackbone):
         ssm = torch.zeros(batch, e, self.cfg.d_state, device=device, dtype=torch.promote_types(dtype, torch.float32))
         return SSMState(conv=(conv,) * self.cfg.depth, ssm=(ssm,) * self.cfg.depth)
 
+    def prefill(self, x: Tensor, *, positions: Tensor | None = None) -> tuple[Tensor, SSMState]:
+        """The step form from the start: it is causal within a block of tokens, so it is the prompt's pass."""
+        return self.step(x, self.init_state(x.shape[0], x.device, x.dtype), positions=positions)
+
     def step(self, x: Tensor, state: SSMState, *, positions: Tensor | None = None) -> tuple[Tensor, SSMState]:
         self._check_input(x)
         if state.ssm[0].shape[0] != x.shape[0]:

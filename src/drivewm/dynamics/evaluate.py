@@ -45,7 +45,7 @@ def load_world_model(run_dir: str | Path, which: str = "best", device: str = "cp
         raise ValueError(f"{run_dir}: holds a {kind} model ({cfg.model.name}), not a token world model")
     if model.tokenizer is None:
         raise ValueError(f"{run_dir}: the world model has no tokenizer (model.tokenizer_run was empty)")
-    return f"{cfg.model.name} [{cfg.model.backbone}] ({Path(run_dir).name})", model
+    return f"{cfg.model.name} [{cfg.model.backbone.kind}] ({Path(run_dir).name})", model
 
 
 def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str = "occ"):

@@ -73,7 +73,7 @@ def load_planning_model(run_dir: str, cfg: PlanConfig, sim: SimConfig, device: s
     if kind == "jepa":
         return "jepa", JepaPlanningModel(model, cfg.context_frames, sim.hz, sim.max_speed)
     if kind == "world":
-        ctx = max(cfg.context_frames, int(getattr(run_cfg.model, "min_context", 1)))
+        ctx = max(cfg.context_frames, 1)
         return "token", TokenPlanningModel(model, ctx, sim.hz, sim.max_speed, seed=cfg.cem.seed)
     raise PlanningError(f"{run_dir}: a {kind} model ({run_cfg.model.name}) cannot plan; give a jepa_ac or a token world model run")
 
