@@ -78,10 +78,10 @@ def merge_into(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> Any:
 
 
 def preset_path(name: str | Path) -> Path:
-    """The packaged preset `name` (relative to drivewm/configs, e.g. "world/gpt_tiny.yaml")."""
+    """The packaged preset `name` (relative to drivewm/configs: "world/gpt_tiny.yaml", or a folder: "world")."""
     root = Path(str(resources.files("drivewm") / "configs"))
     p = root / name
-    if not p.is_file():
+    if not p.exists():
         known = sorted(str(q.relative_to(root)) for q in root.rglob("*.yaml"))
         raise ConfigError(f"no preset {str(name)!r}; packaged presets: {', '.join(known)}")
     return p
@@ -92,7 +92,7 @@ def resolve_config_path(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file():
         return p
-    if p.is_absolute():
+    if p.is_absolute() or p.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"config file not found: {p}")
     try:
         return preset_path(p)

@@ -1,8 +1,9 @@
-"""The `drivewm` command: one typer app, one module per command group, one error handler in `main`.
+"""The `drivewm` command: one typer app, one module per command group, one error handler.
 
 Commands only parse arguments, call a library function and print. A mistake in the user's input
 (`DrivewmError`, a missing file, a config OmegaConf rejects) prints one line
-`drivewm: error: <message>` on stderr and exits with code 2; `--debug` shows the traceback.
+`drivewm: error: <message>` on stderr and exits with code 2; `--debug` shows the traceback. The
+handler sits on the root command, so `main`, `python -m drivewm.cli` and typer's `CliRunner` share it.
 """
 
 from __future__ import annotations
@@ -13,14 +14,46 @@ from typing import Optional, Sequence
 
 import typer
 from omegaconf.errors import OmegaConfBaseException
+from typer.core import TyperGroup
 
 from drivewm import __version__
 from drivewm.errors import DrivewmError
 
 log = logging.getLogger("drivewm")
 
+
+class _Options:
+    debug = False
+
+
+def user_error_message(err: BaseException) -> Optional[str]:
+    """The one-line message of an error in the user's input, or None for a bug (shown as a traceback)."""
+    if isinstance(err, DrivewmError):
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, FileNotFoundError | IsADirectoryError | NotADirectoryError | PermissionError):
+        return f"{err.strerror}: {err.filename}" if err.filename else str(err).splitlines()[0]
+    if isinstance(err, OmegaConfBaseException):
+        return f"config: {str(err).splitlines()[0]}"
+    return None
+
+
+class _HandledGroup(TyperGroup):
+    """The root command: the one place where an error in the user's input becomes one line and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # noqa: BLE001 - user errors end here; anything else re-raises as a bug
+            message = user_error_message(err)
+            if message is None or _Options.debug:
+                raise
+            typer.echo(f"drivewm: error: {message}", err=True)
+            ctx.exit(2)
+
+
 # Help texts quote Python (`SeedSequence([seed, i])`, `[8,8]`): no rich markup, so brackets print as written.
 app = typer.Typer(
+    cls=_HandledGroup,
     help="drivewm: world models of driving scenes (tokenized, JEPA, state-space) on one data contract.",
     no_args_is_help=True,
     rich_markup_mode=None,
@@ -32,10 +65,6 @@ config_app = typer.Typer(help="Inspect model configs.", no_args_is_help=True, ri
 
 # Accepts `RUN... data=DIR key=value` after the options; `parse_run_args` checks every key.
 RUN_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-class _Options:
-    debug = False
 
 
 def _version(value: bool) -> None:
@@ -84,27 +113,6 @@ def _wire() -> None:
 _wire()
 
 
-def user_error_message(err: BaseException) -> Optional[str]:
-    """The one-line message of an error in the user's input, or None for a bug (shown as a traceback)."""
-    if isinstance(err, DrivewmError):
-        return str(err).splitlines()[0] if str(err) else type(err).__name__
-    if isinstance(err, FileNotFoundError):
-        return f"{err.strerror or 'not found'}: {err.filename}" if err.filename else str(err)
-    if isinstance(err, IsADirectoryError | NotADirectoryError | PermissionError):
-        return f"{err.strerror}: {err.filename}" if err.filename else str(err)
-    if isinstance(err, OmegaConfBaseException):
-        return f"config: {str(err).splitlines()[0]}"
-    return None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Entry point of `drivewm` and `python -m drivewm.cli`: run the app, turn user errors into one line."""
-    _Options.debug = False
-    try:
-        app(args=list(sys.argv[1:] if argv is None else argv), prog_name="drivewm")
-    except Exception as err:  # noqa: BLE001 - every user error ends here; anything else re-raises
-        message = user_error_message(err)
-        if message is None or _Options.debug:
-            raise
-        typer.echo(f"drivewm: error: {message}", err=True)
-        raise SystemExit(2) from None
+    """Entry point of `drivewm` and `python -m drivewm.cli`."""
+    app(args=list(sys.argv[1:] if argv is None else argv), prog_name="drivewm")
