@@ -40,8 +40,8 @@ def evaluate_open_loop_runs(runs: list[str], cfg: PlanConfig, sim: SimConfig, *,
     Returns the result table and the number of episodes."""
     from drivewm.planning.open_loop import evaluate_open_loop, simulated_episodes, store_episodes
 
-    episodes = store_episodes(data) if data else simulated_episodes(sim, list(seeds), frames)
     chosen, goal_fns = _planners_for_runs(runs, planners, sim, cfg)
+    episodes = store_episodes(data) if data else simulated_episodes(sim, list(seeds), frames)
     chosen["constant-velocity"] = build_planner("constant-velocity", sim, cfg)
     chosen["random"] = build_planner("random", sim, cfg)
     needs_sim = set()
