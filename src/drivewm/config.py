@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import logging
 import textwrap
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +28,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from drivewm.errors import DrivewmError
 from drivewm.data.config import DataConfig
 from drivewm.train.config import TrainConfig
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(DrivewmError):
@@ -95,9 +99,11 @@ def resolve_config_path(path: str | Path) -> Path:
     if p.is_absolute() or p.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"config file not found: {p}")
     try:
-        return preset_path(p)
+        packaged = preset_path(p)
     except ConfigError as e:
         raise ConfigError(f"config file not found: {p} (and {e})") from None
+    log.info("config %s: the packaged preset %s", p, packaged)
+    return packaged
 
 
 def read_yaml(path: str | Path) -> dict:

@@ -32,7 +32,7 @@ def scaling(
     steps: int = typer.Option(150, "--steps", help="Training steps per size."),
     seed: int = typer.Option(0, "--seed", help="Seed of every run."),
 ) -> None:
-    """[data=DIR] [key=value...]: model-size sweep of a world model (data=DIR: the episode store, default the demo's;
+    """Model-size sweep of a world model (data=DIR: the episode store, default the demo's;
     key=value: config overrides of every run) and the power-law fit L(N) = a N^-b + c of its validation CE (GAIA-1)."""
     from drivewm.config import ConfigError, parse_run_args, run_config_schema
     from drivewm.scaling import run_scaling

@@ -38,7 +38,7 @@ def eval_forecast(
         "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
     ),
 ) -> None:
-    """RUN_DIR... data=DIR: forecast with world models (token world models, or the direct voxel forecaster) beside
+    """Forecast with world models (token world models, or the direct voxel forecaster) beside
     copy-last, the ego-warped copy and the tokenizer bound: occupancy runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR
     runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.config import ConfigError, parse_run_args
@@ -101,7 +101,7 @@ def eval_baselines(
     lidar: bool = typer.Option(False, "--lidar", help="Also score the constant-velocity LiDAR baseline (4D-Occ CD / NFCD); needs lidar in the store."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
 ) -> None:
-    """data=DIR: score copy-last and ego-motion-warped copy-last forecasts on an episode store with the named
+    """Score copy-last and ego-motion-warped copy-last forecasts on an episode store with the named
     occupancy protocol (the no-learning rows of a forecasting table)."""
     from drivewm.config import ConfigError, parse_run_args
 
@@ -169,7 +169,7 @@ def eval_tokenizer(
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
     out: Optional[str] = typer.Option(None, "--out", help="Directory for results/tokenizer.json and tokenizer.png (default: the run)."),
 ) -> None:
-    """RUN_DIR data=DIR: reconstruct every frame through the tokens: IoU / mIoU / per-class IoU (occupancy, OccWorld
+    """Reconstruct every frame through the tokens: IoU / mIoU / per-class IoU (occupancy, OccWorld
     protocol) or depth L1 / Chamfer (LiDAR), codebook usage, perplexity, bits per frame, compression ratio; saves
     input vs reconstruction."""
     from drivewm.config import ConfigError, parse_run_args
@@ -208,7 +208,7 @@ def eval_probe(
     which: str = typer.Option("best", "--which", help="Checkpoint to load: 'best' or 'latest'."),
     ridge: float = typer.Option(1e-2, "--ridge", help="Ridge penalty of the linear probes (relative to the token count)."),
 ) -> None:
-    """RUN_DIR data=DIR [data.KEY=VALUE]: linear probes on the frozen features of a JEPA-kind run (jepa_bev,
+    """Linear probes on the frozen features of a JEPA-kind run (jepa_bev,
     mae_bev, contrastive_bev, jepa_ac): BEV segmentation mIoU (current frame) and future agent occupancy R^2."""
     from drivewm.config import ConfigError, merge_into, parse_run_args
     from drivewm.jepa.probe import probe_encoder

@@ -55,7 +55,7 @@ def eval_plan(
     sim: bool = typer.Option(True, "--sim/--no-sim", help="Also plan with the simulator itself as the model (simulated episodes only)."),
     out: Optional[str] = typer.Option(None, help="Directory to write results/plan_open_loop.json for the report."),
 ) -> None:
-    """[RUN_DIR...] [data=DIR] [key=value...]: open-loop planning of jepa_ac / token world-model runs (key=value:
+    """Open-loop planning of jepa_ac / token world-model runs (key=value:
     PlanConfig overrides, cem.samples=64): L2 to the expert at 1/2/3 s and collision rate (ST-P3, UniAD)."""
     from drivewm.planning.tasks import evaluate_open_loop_runs
 
@@ -82,7 +82,7 @@ def drive(
     compare: bool = typer.Option(True, "--compare/--no-compare", help="Also drive constant-velocity and random (the expert always drives: it sets EP)."),
     out: Optional[str] = typer.Option(None, help="Directory to write results/drive.json for the report."),
 ) -> None:
-    """[RUN_DIR] [key=value...]: closed loop, the planner drives the simulator through a jepa_ac or token world-model
+    """Closed loop: the planner drives the simulator through a jepa_ac or token world-model
     run (without one, CEM / MPPI plan through the simulator itself); key=value: PlanConfig overrides
     (weights.goal_l1=20 shaping=false cem.samples=64). Route completion, collisions/km, off-road, comfort, score."""
     from drivewm.config import ConfigError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -41,5 +42,6 @@ def train(
     if kind and model_entry(cfg.model.name).kind != kind:
         raise ConfigError(f"{cfg_path} trains {cfg.model.name!r}, a {model_entry(cfg.model.name).kind} model, not a {kind}")
     result = run_training(cfg, resume=resume)
-    typer.echo(f"{cfg.run_dir}: {result.steps} steps, last loss {result.last_loss:.4g}"
-               + (f", best validation loss {result.best_val:.4g}" if result.best_val is not None else ""))
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun, not one per process
+        typer.echo(f"{cfg.run_dir}: {result.steps} steps, last loss {result.last_loss:.4g}"
+                   + (f", best validation loss {result.best_val:.4g}" if result.best_val is not None else ""))
