@@ -103,11 +103,11 @@ def run_sweep(
 
 
 def run_scaling(*, config: str | Path, data: str | Path, tokenizer: str | Path, out: str | Path, widths: list[int],
-                steps: int, seed: int = 0, overrides: list[str] | None = None) -> tuple[list[dict], PowerLawFit, Path]:
-    """The sweep, its fit, the plot and results/scaling.json under `out`; returns (rows, fit, plot path)."""
+                steps: int, seed: int = 0, overrides: list[str] | None = None) -> tuple[list[dict], PowerLawFit, dict]:
+    """The sweep, its fit and its plot (results/scaling.png under `out`); returns the rows, the fit and the
+    result table (keyword arguments of `drivewm.report.results.write_result`)."""
     from drivewm.config import ConfigError, resolve_config_path
     from drivewm.data.manifest import StoreError
-    from drivewm.report.results import write_result
 
     if not Path(data).is_dir():
         raise StoreError(f"data={data}: no such store directory (run `make demo` first or pass data=DIR)")
@@ -121,9 +121,9 @@ def run_scaling(*, config: str | Path, data: str | Path, tokenizer: str | Path, 
                           widths=widths, steps=steps, seed=seed, overrides=list(overrides or []))
     (out / "results").mkdir(parents=True, exist_ok=True)
     png = plot_fit([r["params"] for r in rows], [r["val_ce"] for r in rows], fit, out / "results" / "scaling.png")
-    write_result(out, "scaling", title="Scaling: validation cross-entropy vs world-model size",
+    table = dict(name="scaling", title="Scaling: validation cross-entropy vs world-model size",
                  columns=["width", "parameters", "validation CE (nats)"],
                  rows=[[r["dim"], r["params"], r["val_ce"]] for r in rows], images=[png.name],
                  protocol="L(N) = a N^-b + c fitted by least squares (GAIA-1)",
                  notes=f"b = {fit.b:.3f} +- {fit.b_err:.3f}, c = {fit.c:.3f}")
-    return rows, fit, png
+    return rows, fit, table

@@ -35,6 +35,7 @@ def scaling(
     """Model-size sweep of a world model (data=DIR: the episode store, default the demo's;
     key=value: config overrides of every run) and the power-law fit L(N) = a N^-b + c of its validation CE (GAIA-1)."""
     from drivewm.config import ConfigError, parse_run_args, run_config_schema
+    from drivewm.report.results import write_result
     from drivewm.scaling import run_scaling
 
     extra = list(ctx.args)
@@ -45,7 +46,9 @@ def scaling(
         ws = [int(w) for w in widths.split(",") if w.strip()]
     except ValueError:
         raise ConfigError(f"--widths must be a comma list of integers, got {widths!r}") from None
-    rows, fit, png = run_scaling(config=config, data=args.data or demo_dir / "data" / "store",
-                                 tokenizer=tokenizer or demo_dir / "tokenizer", out=out, widths=ws, steps=steps,
-                                 seed=seed, overrides=args.overrides)
-    typer.echo(f"exponent b = {fit.b:.3f} +- {fit.b_err:.3f} (a = {fit.a:.3g}, c = {fit.c:.3f}); plot {png}")
+    rows, fit, table = run_scaling(config=config, data=args.data or demo_dir / "data" / "store",
+                                   tokenizer=tokenizer or demo_dir / "tokenizer", out=out, widths=ws, steps=steps,
+                                   seed=seed, overrides=args.overrides)
+    write_result(out, **table)
+    typer.echo(f"exponent b = {fit.b:.3f} +- {fit.b_err:.3f} (a = {fit.a:.3g}, c = {fit.c:.3f}); "
+               f"plot {out / 'results' / table['images'][0]}")

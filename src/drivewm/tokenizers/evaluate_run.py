@@ -40,6 +40,26 @@ class TokenizerEvaluation:
                     extra={"per_class_iou": self.result.get("per_class_iou", {})})
 
 
+def save_codebook_usage(counts: list[int], path: Path, *, title: str) -> Path:
+    """Tokens per code, most used first, on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.bar(range(len(counts)), counts, width=1.0, color="#3b7dd8")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("code (sorted by use)")
+    ax.set_ylabel("tokens")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str = "val", batch_size: int = 8,
                        max_frames: int = 0, device: str = "cpu") -> TokenizerEvaluation:
     """Reconstruct every frame of `split` of the store `data` through the tokens of `model` (run config `cfg`)."""
@@ -50,11 +70,8 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
         ds = frame_dataset(cfg, data, split, "occ", max_frames)
         result, inputs, recs = evaluate_occ(model, ds, batch_size, device)
         png = save_occ_comparison(results / "tokenizer.png", model, inputs, recs)
-        from drivewm.report.figures import bar_chart
-
-        counts = sorted(result.pop("code_counts"), reverse=True)
-        hist = bar_chart(counts, results / "codebook_usage.png", log=True, xlabel="code (sorted by use)",
-                         ylabel="tokens", title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
+        hist = save_codebook_usage(sorted(result.pop("code_counts"), reverse=True), results / "codebook_usage.png",
+                                   title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
         return TokenizerEvaluation(result=result, lidar=False, picture=png, images=[png.name, hist.name])
     if isinstance(model, LidarTokenizer):
         ds = frame_dataset(cfg, data, split, "lidar", max_frames)
