@@ -115,3 +115,10 @@ def test_bugs_are_not_turned_into_user_errors():
     assert user_error_message(RuntimeError("boom")) is None and user_error_message(KeyError("k")) is None
     assert user_error_message(ConfigError("a.yaml: bad\nsecond line")) == "a.yaml: bad"
     assert user_error_message(FileNotFoundError(2, "No such file or directory", "x.json")) == "No such file or directory: x.json"
+
+
+def test_help_prints_brackets_as_written(drivewm):
+    res = drivewm("data", "generate", "--help")
+    assert res.exit_code == 0 and "SeedSequence([seed, i])" in res.stdout
+    usage = drivewm("eval", "forecast", "--help").stdout.splitlines()[0]
+    assert usage.endswith(" eval forecast [OPTIONS] RUN_DIR... data=DIR")
