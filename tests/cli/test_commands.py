@@ -122,3 +122,14 @@ def test_help_prints_brackets_as_written(drivewm):
     assert res.exit_code == 0 and "SeedSequence([seed, i])" in res.stdout
     usage = drivewm("eval", "forecast", "--help").stdout.splitlines()[0]
     assert usage.endswith(" eval forecast [OPTIONS] RUN_DIR... data=DIR")
+
+
+def test_warnings_reach_each_commands_stderr(drivewm, capsys):
+    """Diagnostics go through the `drivewm` logger to the stderr of the command being run, every time."""
+    from drivewm.cli.data import log
+
+    for _ in range(2):
+        res = drivewm("-v", "train", "toy.yaml", "model.foo=1")
+        assert "drivewm: INFO: config toy.yaml: the packaged preset" in res.stderr
+    log.warning("a warning after the commands")  # no handler holds the closed stream of a finished command
+    assert "drivewm: WARNING: a warning after the commands" in capsys.readouterr().err

@@ -67,6 +67,18 @@ config_app = typer.Typer(help="Inspect model configs.", no_args_is_help=True, ri
 RUN_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr, looked up per record (a test runner swaps it between commands)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"drivewm {__version__}")
@@ -82,7 +94,7 @@ def _root(
     _Options.debug = debug
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     if not log.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("drivewm: %(levelname)s: %(message)s"))
         log.addHandler(handler)
     log.setLevel(level)
