@@ -124,12 +124,10 @@ def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path
 
 
 def test_the_tiny_preset_builds_and_reads_what_it_needs():
-    from pathlib import Path
-
     from drivewm.config import load_run_config
     from drivewm.registry import build_model
 
-    cfg = load_run_config(str(Path(__file__).parents[2] / "configs" / "world" / "voxel_unet_tiny.yaml"), [])
+    cfg = load_run_config("world/voxel_unet_tiny.yaml", [])
     model = build_model(cfg.model)
     assert isinstance(model, VoxelUNetForecaster) and model.grid.shape == grid_preset("tiny").shape
     assert {"occ", "ego_pose"} <= set(cfg.data.keys) and cfg.data.future >= cfg.model.max_horizon

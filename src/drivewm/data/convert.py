@@ -39,6 +39,7 @@ from drivewm.data.nuscenes import lidar_points, read_pcd_bin
 from drivewm.data.occ3d import occ3d_labels_path, read_occ3d_labels
 from drivewm.data.spec import GridSpec
 from drivewm.data.store import EpisodeWriter
+from drivewm.errors import DrivewmError
 
 MASKS = ("camera", "lidar")
 
@@ -51,19 +52,19 @@ def read_scene_file(path: str | Path) -> tuple[float, dict[str, list[dict]]]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise DrivewmError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("scenes"), dict) or not data["scenes"]:
-        raise ValueError(f"{path}: needs a non-empty object 'scenes': {{scene: [frames]}}")
+        raise DrivewmError(f"{path}: needs a non-empty object 'scenes': {{scene: [frames]}}")
     hz = float(data.get("hz", 2.0))
     if not hz > 0:
-        raise ValueError(f"{path}: 'hz' must be > 0, got {hz}")
+        raise DrivewmError(f"{path}: 'hz' must be > 0, got {hz}")
     for scene, frames in data["scenes"].items():
         if not isinstance(frames, list) or not frames:
-            raise ValueError(f"{path}: scene {scene!r} must be a non-empty list of frames")
+            raise DrivewmError(f"{path}: scene {scene!r} must be a non-empty list of frames")
         for t, fr in enumerate(frames):
             pose = fr.get("ego_pose") if isinstance(fr, dict) else None
             if not (isinstance(pose, list) and len(pose) == 3):
-                raise ValueError(f"{path}: scene {scene!r} frame {t}: 'ego_pose' must be [x, y, yaw]")
+                raise DrivewmError(f"{path}: scene {scene!r} frame {t}: 'ego_pose' must be [x, y, yaw]")
     return hz, data["scenes"]
 
 
@@ -80,7 +81,7 @@ def _lidar(frames: list[dict], base: Path, scene: str) -> dict[str, np.ndarray]:
     clouds = []
     for t, fr in enumerate(frames):
         if "lidar" not in fr:
-            raise KeyError(f"scene {scene!r} frame {t}: no 'lidar' path")
+            raise DrivewmError(f"scene {scene!r} frame {t}: no 'lidar' path")
         path = Path(fr["lidar"]) if Path(fr["lidar"]).is_absolute() else base / fr["lidar"]
         clouds.append(lidar_points(read_pcd_bin(path), fr.get("lidar_to_ego"), f"{path}"))
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in clouds])]).astype(np.int64)
@@ -137,7 +138,7 @@ def convert_occ3d(
     from drivewm.data.spec import grid_preset
 
     if mask not in MASKS:
-        raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+        raise DrivewmError(f"mask must be one of {MASKS}, got {mask!r}")
     if not Path(gts).is_dir():
         raise FileNotFoundError(f"{gts}: Occ3D gts directory not found")
     grid = grid or grid_preset("occ3d")
@@ -146,7 +147,7 @@ def convert_occ3d(
         labels = []
         for t, fr in enumerate(frames):
             if "token" not in fr:
-                raise KeyError(f"scene {scene!r} frame {t}: no 'token'")
+                raise DrivewmError(f"scene {scene!r} frame {t}: no 'token'")
             labels.append(read_occ3d_labels(occ3d_labels_path(gts, scene, fr["token"]), grid))
         arrays = {
             "occ": np.stack([lab["semantics"] for lab in labels]),  # [T, X, Y, Z]

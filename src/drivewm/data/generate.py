@@ -35,6 +35,7 @@ from drivewm.data.manifest import (
     write_manifest,
 )
 from drivewm.data.store import scan_episodes, write_episode_group
+from drivewm.errors import DrivewmError
 
 MANIFEST_EVERY_S = 2.0
 
@@ -49,9 +50,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+        raise DrivewmError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
     if not (n >= 1 and 0 <= i < n):
-        raise ValueError(f"--shard {text!r}: need 0 <= i < n")
+        raise DrivewmError(f"--shard {text!r}: need 0 <= i < n")
     return i, n
 
 
@@ -61,7 +62,7 @@ def generator_settings(preset: str, frames: int, seed: int, episodes: int,
     from drivewm.sim import sim_preset
 
     if not expert_noise >= 0:
-        raise ValueError(f"expert_noise must be >= 0, got {expert_noise}")
+        raise DrivewmError(f"expert_noise must be >= 0, got {expert_noise}")
     sim_cfg = sim_preset(preset, expert_noise=float(expert_noise))
     settings = json.loads(json.dumps(dataclasses.asdict(sim_cfg)))  # as the manifest holds it (tuples -> lists)
     generator = {"name": "drivewm.sim", "preset": preset, "frames": int(frames), "seed": int(seed),
@@ -117,7 +118,7 @@ def generate_store(
 ) -> dict:
     """Simulate this shard's episodes into ``out``; return the manifest. See the module docstring."""
     if episodes < 1 or frames < 1 or workers < 1:
-        raise ValueError(f"episodes, frames and workers must be >= 1; got {episodes}, {frames}, {workers}")
+        raise DrivewmError(f"episodes, frames and workers must be >= 1; got {episodes}, {frames}, {workers}")
     out = Path(out)
     generator, sensors, sim_cfg = generator_settings(preset, frames, seed, episodes, expert_noise)
     generator["shard"] = list(shard)

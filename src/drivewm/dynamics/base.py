@@ -312,7 +312,7 @@ def load_frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
     if not run.is_dir():
         raise FileNotFoundError(
             f"model.tokenizer_run: no tokenizer run directory {run}; train one first "
-            f"(drivewm train tokenizer --config configs/tokenizer/occ_tiny.yaml)"
+            f"(drivewm train tokenizer --config tokenizer/occ_tiny.yaml)"
         )
     tok_cfg, tokenizer = load_run(run)
     kind = model_entry(tok_cfg.model.name).kind

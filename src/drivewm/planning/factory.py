@@ -1,6 +1,6 @@
 """Build planners by name: CEM / MPPI through the simulator or a trained run, and the simple baselines.
 
-A planning preset (YAML under configs/planning/) fills `PlanConfig`; dotted overrides change it.
+A planning preset (a YAML file, or a packaged preset under drivewm/configs/planning/) fills `PlanConfig`; dotted overrides change it.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def load_planning_model(run_dir: str, cfg: PlanConfig, sim: SimConfig, device: s
     from drivewm.train.checkpoint import load_run
 
     if not Path(run_dir).is_dir():
-        raise FileNotFoundError(f"--model / RUN_DIR: no run directory {run_dir}")
+        raise FileNotFoundError(f"RUN_DIR: no run directory {run_dir}")
     run_cfg, model = load_run(run_dir, device=device)
     kind = model_entry(run_cfg.model.name).kind
     if kind == "jepa":

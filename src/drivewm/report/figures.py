@@ -37,18 +37,6 @@ def training_curves(run_dir: str | Path, out_png: str | Path, title: str | None 
     return _save(fig, out_png)
 
 
-def bar_chart(values: list[float], out_png: str | Path, *, title: str, xlabel: str, ylabel: str, log: bool = False) -> Path:
-    """A histogram-like bar chart (e.g. usage count per code, sorted)."""
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.bar(range(len(values)), values, width=1.0, color="#3b7dd8")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
-    return _save(fig, out_png)
-
-
 def _save(fig, out_png: str | Path) -> Path:
     fig.tight_layout()
     out = Path(out_png)

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-app = typer.Typer(help="Generate, inspect, merge and convert episode stores.", no_args_is_help=True)
-convert_app = typer.Typer(help="Convert real dataset layouts into an episode store.", no_args_is_help=True)
+from drivewm.cli.common import check_sim_preset, progress_bar
+
+app = typer.Typer(help="Generate, inspect, merge and convert episode stores.", no_args_is_help=True,
+                  rich_markup_mode=None)
+convert_app = typer.Typer(help="Convert real dataset layouts into an episode store.", no_args_is_help=True,
+                          rich_markup_mode=None)
 app.add_typer(convert_app, name="convert")
-
-
-def _fail(err: Exception) -> None:
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
-
-
-def _warn(msg: str) -> None:
-    typer.secho(f"warning: {msg}", fg="yellow", err=True)
-
-
-BAD_INPUT = (ValueError, KeyError, FileNotFoundError, IndexError)  # StoreError/EpisodeError are ValueErrors
+log = logging.getLogger("drivewm")
 
 
 @app.command()
@@ -42,22 +35,16 @@ def generate(
              "(V-JEPA 2-AC, planning) need it: with a clean expert the action is a function of the scene."),
 ) -> None:
     """Simulate episodes into a chunked, compressed store with a manifest (deterministic, resumable)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from drivewm.data.generate import generate_store, parse_shard
 
-    try:
-        shard_t = parse_shard(shard)
-        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn()) as bar:
-            task = bar.add_task(f"simulating {preset} episodes", total=None)
-            m = generate_store(
-                out, preset=preset, episodes=episodes, frames=frames, seed=seed, workers=workers, shard=shard_t,
-                skip_bad=skip_bad, chunk_frames=chunk_frames, expert_noise=expert_noise,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total), report=_warn,
-            )
-    except BAD_INPUT as e:
-        _fail(e)
+    check_sim_preset(preset)
+    shard_t = parse_shard(shard)
+    with progress_bar(f"simulating {preset} episodes") as update:
+        m = generate_store(
+            out, preset=preset, episodes=episodes, frames=frames, seed=seed, workers=workers, shard=shard_t,
+            skip_bad=skip_bad, chunk_frames=chunk_frames, expert_noise=expert_noise, on_progress=update,
+            report=log.warning,
+        )
     typer.echo(f"{out}: {len(m['episodes'])} episodes complete, {len(m['skipped'])} skipped")
 
 
@@ -75,14 +62,11 @@ def inspect(
     from drivewm.data.inspect import frame_png, print_summary, summarize
     from drivewm.data.store import EpisodeStore
 
-    try:
-        st = EpisodeStore(store, skip_bad=skip_bad, report=_warn)
-        summary = summarize(st, sample_episodes=sample_episodes, verify=verify)
-        print_summary(summary)
-        if png is not None:
-            typer.echo(f"wrote {frame_png(st, png, episode=episode, frame=frame)}")
-    except BAD_INPUT as e:
-        _fail(e)
+    st = EpisodeStore(store, skip_bad=skip_bad, report=log.warning)
+    summary = summarize(st, sample_episodes=sample_episodes, verify=verify)
+    print_summary(summary)
+    if png is not None:
+        typer.echo(f"wrote {frame_png(st, png, episode=episode, frame=frame)}")
     if summary.get("verify_failures"):
         raise typer.Exit(1)
 
@@ -95,10 +79,7 @@ def merge(
     """Join shard stores into one (checked, no index claimed twice), or rebuild a store's manifest."""
     from drivewm.data.merge import merge_stores
 
-    try:
-        m = merge_stores(out, list(sources or []))
-    except BAD_INPUT as e:
-        _fail(e)
+    m = merge_stores(out, list(sources or []))
     typer.echo(f"{out}: {len(m['episodes'])} episodes")
 
 
@@ -113,10 +94,7 @@ def convert_occ3d_cmd(
     """Occ3D-nuScenes occupancy (+ optional LiDAR sweeps) into an episode store, one episode per scene."""
     from drivewm.data.convert import convert_occ3d
 
-    try:
-        m = convert_occ3d(gts, poses, out, mask=mask, skip_bad=skip_bad, report=_warn)
-    except BAD_INPUT as e:
-        _fail(e)
+    m = convert_occ3d(gts, poses, out, mask=mask, skip_bad=skip_bad, report=log.warning)
     typer.echo(f"{out}: {len(m['episodes'])} episodes, {len(m['skipped'])} skipped")
 
 
@@ -128,11 +106,13 @@ def convert_nuscenes_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip a scene with a bad file."),
 ) -> None:
     """nuScenes .pcd.bin LiDAR sweeps (N x 5 float32) into an episode store, one episode per scene."""
+    from drivewm.config import ConfigError
     from drivewm.data.convert import convert_nuscenes_lidar
     from drivewm.data.spec import grid_preset
 
     try:
-        m = convert_nuscenes_lidar(samples, out, grid=grid_preset(grid), skip_bad=skip_bad, report=_warn)
-    except BAD_INPUT as e:
-        _fail(e)
+        grid_spec = grid_preset(grid)
+    except KeyError as e:
+        raise ConfigError(f"--grid: {e.args[0]}") from None
+    m = convert_nuscenes_lidar(samples, out, grid=grid_spec, skip_bad=skip_bad, report=log.warning)
     typer.echo(f"{out}: {len(m['episodes'])} episodes, {len(m['skipped'])} skipped")

@@ -17,9 +17,5 @@ def report(
     from drivewm.report.html import build_report
 
     target = out or (run_dirs[0] / "report.html" if len(run_dirs) == 1 else Path("report.html"))
-    try:
-        path = build_report(run_dirs, target, title=title)
-    except (FileNotFoundError, ValueError) as e:
-        typer.secho(f"report error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    path = build_report(run_dirs, target, title=title)
     typer.echo(f"wrote {path}")

@@ -1,19 +1,12 @@
-"""`drivewm sim ...`: look at the simulator and drive it without writing a store."""
+"""Look at the simulator and drive it without writing a store: a preview picture, the expert's statistics."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import typer
 
-app = typer.Typer(help="Preview and drive the procedural driving simulator.", no_args_is_help=True)
-
-
-def _fail(err: Exception) -> None:
-    msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
+from drivewm.sim.config import SimConfig
 
 
 def _top_class(occ: np.ndarray, free_id: int) -> np.ndarray:
@@ -24,28 +17,17 @@ def _top_class(occ: np.ndarray, free_id: int) -> np.ndarray:
     return np.where(occupied.any(-1), cls, free_id)
 
 
-@app.command()
-def preview(
-    out: Path = typer.Option(Path("sim_preview.png"), "--out", "-o", help="PNG file to write."),
-    preset: str = typer.Option("tiny", "--preset", help="Simulator preset: occ3d, small, tiny, micro."),
-    seed: int = typer.Option(0, "--seed", help="Scenario seed (map, traffic, ego start)."),
-    frames: int = typer.Option(8, "--frames", "-t", help="Frames to simulate; the last one is drawn."),
-    noise: float = typer.Option(0.0, "--noise", help="Expert action noise scale (0 = clean expert)."),
-) -> None:
+def preview_png(cfg: SimConfig, out: str | Path, *, seed: int = 0, frames: int = 8, preset: str = "") -> Path:
     """Simulate one episode and save its last frame: BEV occupancy, visibility, LiDAR and camera."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from drivewm.sim import sim_preset, simulate_episode
+    from drivewm.sim.episode import simulate_episode
     from drivewm.sim.sensors.camera import PALETTE
 
-    try:
-        cfg = sim_preset(preset, expert_noise=noise)
-        ep = simulate_episode(cfg, seed, frames)
-    except (ValueError, KeyError) as e:
-        _fail(e)
+    ep = simulate_episode(cfg, seed, frames)
     grid = cfg.grid_spec
     t = frames - 1
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
@@ -71,33 +53,25 @@ def preview(
         ax.set_yticks([])
     fig.suptitle(f"preset {preset}, seed {seed}: speed {ep['ego_speed'][t]:.1f} m/s, "
                  f"collisions {int(ep['collision'].sum())}, off-road {int(ep['offroad'].sum())}")
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100, bbox_inches="tight")
     plt.close(fig)
-    typer.echo(f"wrote {out}")
+    return out
 
 
-@app.command()
-def drive(
-    preset: str = typer.Option("tiny", "--preset", help="Simulator preset: occ3d, small, tiny, micro."),
-    seeds: int = typer.Option(4, "--seeds", help="Episodes to drive (seeds 0..N-1)."),
-    steps: int = typer.Option(40, "--steps", help="Frames per episode."),
-    noise: float = typer.Option(0.0, "--noise", help="Expert action noise scale (0 = clean expert)."),
-) -> None:
-    """Drive the scripted expert in DrivingEnv and print its driving statistics per episode."""
-    from drivewm.sim import DrivingEnv, ExpertDriver, sim_preset
+def drive_expert(cfg: SimConfig, seeds: int, *, noise: float = 0.0) -> list[dict]:
+    """Drive the scripted expert in DrivingEnv for seeds 0..seeds-1; the final info dict of each episode."""
+    from drivewm.sim.env import DrivingEnv
+    from drivewm.sim.expert import ExpertDriver
 
-    try:
-        cfg = sim_preset(preset, episode_steps=steps, lidar=False, camera=False, visibility=False)
-    except (ValueError, KeyError) as e:
-        _fail(e)
     env = DrivingEnv(cfg)
+    infos = []
     for seed in range(seeds):
         env.reset(seed=seed)
         expert, done, info = ExpertDriver(noise=noise, seed=seed), False, {}
         while not done:
             _, _, term, trunc, info = env.step(expert.act(env))
             done = term or trunc
-        typer.echo(f"seed {seed}: route {info['route_completion']:.2f}, distance {info['distance']:.1f} m, "
-                   f"collisions {info['collisions']}, off-road {info['offroad']}, jerk {info['jerk']:.2f} m/s^3, "
-                   f"steer rate {info['steer_rate']:.3f} rad/s")
+        infos.append(info)
+    return infos
