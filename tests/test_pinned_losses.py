@@ -26,19 +26,19 @@ def _losses(run_dir) -> list[float]:
 
 
 def test_toy_recipe_first_losses_are_pinned(tmp_path):
-    run_training(load_run_config("configs/toy.yaml", [*RUN, f"run_dir={tmp_path / 'toy'}"]))
+    run_training(load_run_config("toy.yaml", [*RUN, f"run_dir={tmp_path / 'toy'}"]))
     assert _losses(tmp_path / "toy") == pytest.approx(TOY_LOSSES, rel=1e-6)
 
 
 def test_voxel_world_model_first_losses_are_pinned(tmp_path):
-    """configs/world/voxel_unet_tiny.yaml at micro size, on a store of two simulated micro episodes."""
+    """world/voxel_unet_tiny.yaml at micro size, on a store of two simulated micro episodes."""
     from drivewm.data.store import write_episode
     from drivewm.sim import sim_preset, simulate_episode
 
     sim = sim_preset("micro", lidar=False, camera=False, visibility=False)
     for seed in (0, 1):
         write_episode(tmp_path / "store", simulate_episode(sim, seed, 8), grid=sim.grid_spec, hz=sim.hz)
-    cfg = load_run_config("configs/world/voxel_unet_tiny.yaml", [
+    cfg = load_run_config("world/voxel_unet_tiny.yaml", [
         *RUN, f"run_dir={tmp_path / 'unet'}", f"data.path={tmp_path / 'store'}", "data.past=2", "data.future=2",
         "data.val_fraction=0.5", "train.batch_size=2", "model.grid=micro", "model.width=8", "model.levels=2",
         "model.max_horizon=2"])
