@@ -1,5 +1,8 @@
 """`drivewm data convert occ3d|nuscenes-lidar`: real dataset layouts into an episode store, one episode per scene.
 
+``write_scenes`` is the one write loop of every converter (these two, nuscenes_camera, argoverse2 and
+video): validated, atomic and resumable.
+
 Both converters read a **scene file** the user supplies (JSON) with the frame order and ego poses,
 which the public Occ3D release does not carry (they come from the nuScenes tables)::
 
@@ -29,16 +32,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from drivewm.data.episode import actions_from_poses
-from drivewm.data.manifest import StoreError
+from drivewm.data.manifest import StoreError, read_manifest, write_manifest
 from drivewm.data.nuscenes import lidar_points, read_pcd_bin
 from drivewm.data.occ3d import occ3d_labels_path, read_occ3d_labels
 from drivewm.data.spec import GridSpec
-from drivewm.data.store import EpisodeWriter
+from drivewm.data.store import EpisodeWriter, remove_stale_tmp, scan_episodes
 from drivewm.errors import DrivewmError
 
 MASKS = ("camera", "lidar")
@@ -88,6 +91,56 @@ def _lidar(frames: list[dict], base: Path, scene: str) -> dict[str, np.ndarray]:
     return {"lidar": np.concatenate(clouds).astype(np.float32), "lidar_offsets": offsets}
 
 
+def write_scenes(
+    out: str | Path,
+    scenes: Iterable[tuple[str, Callable[[], dict[str, np.ndarray]]]],
+    *,
+    grid: GridSpec,
+    hz: float,
+    generator: dict,
+    sensors: dict | None = None,
+    skip_bad: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> dict:
+    """Write one episode per ``(source, build)`` into the store ``out``, resumably; return the manifest.
+
+    Every converter goes through here. ``build()`` reads and returns the arrays of one scene; they are
+    validated against the data contract and written under a temporary name, then renamed, and the
+    manifest is rewritten atomically, so an interrupted run leaves only whole episodes. A rerun with the
+    same settings skips the sources already in the store, deletes half-written episodes and lists
+    whole ones that an interrupt kept out of the manifest. A store written by another conversion (other
+    grid, rate or ``generator`` settings) is refused. With ``skip_bad`` a source whose files are bad is
+    reported, recorded in the manifest's ``skipped`` list and left out; a rerun retries it.
+    """
+    out = Path(out)
+    previous = read_manifest(out)["generator"] if (out / "manifest.json").exists() else None
+    if previous is not None and previous != generator:
+        raise StoreError(f"{out}: holds another conversion (generator {previous!r}, now {generator!r}); choose another out")
+    writer = EpisodeWriter(out, grid=grid, hz=hz, sensors=sensors, generator=generator)
+    remove_stale_tmp(out)
+    listed = {r["name"] for r in writer.manifest["episodes"]}
+    writer.manifest["episodes"] += [r for r in scan_episodes(out) if r["name"] not in listed]
+    done = {r.get("source") for r in writer.manifest["episodes"]}
+    scenes = [(source, build) for source, build in scenes if source not in done]
+    # a resumed conversion retries the sources it skipped before; they are reported again if still bad
+    retry = {source for source, _ in scenes}
+    writer.manifest["skipped"] = [s for s in writer.manifest["skipped"] if s["source"] not in retry]
+    write_manifest(out, writer.manifest)
+    for scene, build in scenes:
+        try:
+            writer.write(build(), source=scene)
+        except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
+            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            if not skip_bad:
+                if scene in msg:  # EpisodeError already names the scene
+                    raise
+                raise type(e)(f"scene {scene!r}: {msg}") from None
+            writer.skip(None, scene, msg)
+            if report:
+                report(f"skipped scene {scene!r}: {msg}")
+    return writer.manifest
+
+
 def _convert(
     out: str | Path,
     scene_file: str | Path,
@@ -101,26 +154,12 @@ def _convert(
 ) -> dict:
     hz, scenes = read_scene_file(scene_file)
     base = Path(scene_file).parent
-    writer = EpisodeWriter(out, grid=grid, hz=hz, generator=generator)
-    done = {r.get("source") for r in writer.manifest["episodes"]}
-    # a resumed conversion retries the scenes it skipped before; they are reported again if still bad
-    writer.manifest["skipped"] = [s for s in writer.manifest["skipped"] if s["source"] not in scenes]
-    for scene, frames in scenes.items():
-        if scene in done:
-            continue
-        try:
-            arrays = {**build(scene, frames, base), **_poses_and_actions(frames, hz, wheelbase)}
-            writer.write(arrays, source=scene)
-        except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
-            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-            if not skip_bad:
-                if scene in msg:  # EpisodeError already names the scene
-                    raise
-                raise type(e)(f"scene {scene!r}: {msg}") from None
-            writer.skip(None, scene, msg)
-            if report:
-                report(f"skipped scene {scene!r}: {msg}")
-    return writer.manifest
+
+    def scene_arrays(scene: str, frames: list[dict]) -> Callable[[], dict[str, np.ndarray]]:
+        return lambda: {**build(scene, frames, base), **_poses_and_actions(frames, hz, wheelbase)}
+
+    return write_scenes(out, [(scene, scene_arrays(scene, frames)) for scene, frames in scenes.items()],
+                        grid=grid, hz=hz, generator=generator, skip_bad=skip_bad, report=report)
 
 
 def convert_occ3d(

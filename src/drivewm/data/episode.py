@@ -17,9 +17,13 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
     collision      bool    [T]
     offroad        bool    [T]
     route          float32 [R, 2]         route polyline in the world frame (per episode, not per frame)
+    camera_intrinsics float32 [3, 3]      pinhole K of the stored camera images, pixels (per episode)
+    camera_extrinsics float32 [4, 4]      camera-to-ego transform, metres; camera axes x right, y down,
+                                          z forward (OpenCV) (per episode)
 
-An episode needs ``ego_pose``, ``action`` and at least one sensor (``occ``, ``lidar`` or ``camera``);
-``lidar``/``lidar_offsets`` and ``agents``/``agents_valid`` come in pairs.
+An episode needs ``ego_pose``, ``action`` and at least one sensor (``occ``, ``lidar``, ``camera``, or
+``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
+``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``.
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ KEYS: dict[str, KeySpec] = {
     "collision": KeySpec("bool", ("T",), "ego collided"),
     "offroad": KeySpec("bool", ("T",), "ego left the road"),
     "route": KeySpec("float32", ("R", 2), "route polyline, world frame"),
+    "camera_intrinsics": KeySpec("float32", (3, 3), "pinhole matrix of the stored images, pixels"),
+    "camera_extrinsics": KeySpec("float32", (4, 4), "camera-to-ego transform, m (OpenCV camera axes)"),
 }
 REQUIRED_KEYS = ("ego_pose", "action")
-SENSOR_KEYS = ("occ", "lidar", "camera")
+SENSOR_KEYS = ("occ", "lidar", "camera", "agents")
 PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
 # Keys whose first axis is the frame axis: a window slices them directly.
 FRAME_KEYS = tuple(k for k, s in KEYS.items() if s.dims[0] == "T")
@@ -120,8 +126,9 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     for key, other in PAIRED_KEYS.items():
         if key in arrays and other not in arrays:
             raise EpisodeError(source, other, f"missing (required together with {key!r})")
-    if "occ_mask" in arrays and "occ" not in arrays:
-        raise EpisodeError(source, "occ", "missing (required together with 'occ_mask')")
+    for key, needs in (("occ_mask", "occ"), ("camera_intrinsics", "camera"), ("camera_extrinsics", "camera")):
+        if key in arrays and needs not in arrays:
+            raise EpisodeError(source, needs, f"missing (required together with {key!r})")
 
     sizes: dict[str, int] = {"T": int(np.shape(arrays["ego_pose"])[0]) if np.ndim(arrays["ego_pose"]) else -1}
     sizes.update(X=grid.shape[0], Y=grid.shape[1], Z=grid.shape[2])
