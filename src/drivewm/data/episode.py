@@ -21,7 +21,8 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
     camera_extrinsics float32 [4, 4]      camera-to-ego transform, metres; camera axes x right, y down,
                                           z forward (OpenCV) (per episode)
 
-An episode needs ``ego_pose``, ``action`` and at least one sensor (``occ``, ``lidar``, ``camera``, or
+An episode needs ``ego_pose``, ``action`` (a camera-only episode, a video without a pose log, may
+leave out both) and at least one sensor (``occ``, ``lidar``, ``camera``, or
 ``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
 ``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``.
 """
@@ -64,6 +65,8 @@ KEYS: dict[str, KeySpec] = {
     "camera_extrinsics": KeySpec("float32", (4, 4), "camera-to-ego transform, m (OpenCV camera axes)"),
 }
 REQUIRED_KEYS = ("ego_pose", "action")
+# A video with no pose log holds these keys only; it may leave out ego_pose and action (both).
+UNPOSED_KEYS = frozenset({"camera", "camera_intrinsics", "camera_extrinsics"})
 SENSOR_KEYS = ("occ", "lidar", "camera", "agents")
 PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
 # Keys whose first axis is the frame axis: a window slices them directly.
@@ -118,9 +121,10 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     for key in arrays:
         if key not in KEYS:
             raise EpisodeError(source, key, f"unknown key; valid keys: {', '.join(KEYS)}")
+    unposed = set(arrays) <= UNPOSED_KEYS
     for key in REQUIRED_KEYS:
-        if key not in arrays:
-            raise EpisodeError(source, key, "missing (required)")
+        if key not in arrays and not unposed:
+            raise EpisodeError(source, key, "missing (required unless the episode is camera only)")
     if not any(k in arrays for k in SENSOR_KEYS):
         raise EpisodeError(source, None, f"needs at least one sensor key of {', '.join(SENSOR_KEYS)}")
     for key, other in PAIRED_KEYS.items():
@@ -130,7 +134,8 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
         if key in arrays and needs not in arrays:
             raise EpisodeError(source, needs, f"missing (required together with {key!r})")
 
-    sizes: dict[str, int] = {"T": int(np.shape(arrays["ego_pose"])[0]) if np.ndim(arrays["ego_pose"]) else -1}
+    first = arrays["ego_pose" if "ego_pose" in arrays else "camera"]
+    sizes: dict[str, int] = {"T": int(np.shape(first)[0]) if np.ndim(first) else -1}
     sizes.update(X=grid.shape[0], Y=grid.shape[1], Z=grid.shape[2])
     for key, arr in arrays.items():
         spec = KEYS[key]
@@ -143,8 +148,9 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     if T < 1:
         raise EpisodeError(source, "ego_pose", "an episode needs at least one frame")
 
-    _check_finite(source, "ego_pose", arrays["ego_pose"], "poses")
-    _check_finite(source, "action", arrays["action"], "actions")
+    for key, what in (("ego_pose", "poses"), ("action", "actions")):
+        if key in arrays:
+            _check_finite(source, key, arrays[key], what)
     if "occ" in arrays:
         occ = arrays["occ"]
         if occ.size and int(occ.max()) >= grid.num_classes:
