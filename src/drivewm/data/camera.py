@@ -92,18 +92,18 @@ def quaternion_matrix(wxyz: object, where: str) -> np.ndarray:
 
 
 def rigid_matrix(rotation: np.ndarray, translation: object, where: str) -> np.ndarray:
-    """4 x 4 float32 transform from a rotation [3, 3] and a translation [3] (m)."""
+    """4 x 4 float64 transform from a rotation [3, 3] and a translation [3] (m); DrivewmError naming ``where``."""
     t = np.asarray(translation, dtype=np.float64)
     if t.shape != (3,) or not np.all(np.isfinite(t)):
         raise DrivewmError(f"{where}: translation must be 3 finite numbers (m), got {np.asarray(translation).tolist()}")
     m = np.eye(4)
     m[:3, :3], m[:3, 3] = rotation, t
-    return m.astype(np.float32)
+    return m
 
 
-def planar_pose(rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
-    """(x, y, yaw) float64 of a 3-D pose: the position's x, y and the heading of the rotated x axis."""
-    return np.array([translation[0], translation[1], np.arctan2(rotation[1, 0], rotation[0, 0])])
+def planar_pose(transform: np.ndarray) -> np.ndarray:
+    """(x, y, yaw) float64 of a 4 x 4 pose: the position's x, y and the heading of the rotated x axis."""
+    return np.array([transform[0, 3], transform[1, 3], np.arctan2(transform[1, 0], transform[0, 0])])
 
 
 def nearest_in_time(items: Iterable[tuple[float, Item]], hz: float) -> Iterator[Item]:

@@ -36,7 +36,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from drivewm.data.episode import actions_from_poses
+from drivewm.data.episode import EpisodeError, actions_from_poses
 from drivewm.data.manifest import StoreError, read_manifest, write_manifest
 from drivewm.data.nuscenes import lidar_points, read_pcd_bin
 from drivewm.data.occ3d import occ3d_labels_path, read_occ3d_labels
@@ -132,8 +132,8 @@ def write_scenes(
         except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
             msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
             if not skip_bad:
-                if scene in msg:  # EpisodeError already names the scene
-                    raise
+                if isinstance(e, EpisodeError) or msg.startswith(scene) or f"scene {scene!r}" in msg:
+                    raise  # the message names the scene already
                 raise type(e)(f"scene {scene!r}: {msg}") from None
             writer.skip(None, scene, msg)
             if report:
