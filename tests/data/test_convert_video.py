@@ -85,3 +85,32 @@ def test_video_converter_resumes_and_names_bad_files(tmp_path, road_frames):
     with pytest.raises(DrivewmError, match="even height and width"):
         write_video(np.zeros((2, 31, 64, 3), np.uint8), tmp_path / "odd.mp4", fps=2.0)
     assert json.loads((tmp_path / "store" / "manifest.json").read_text())["generator"]["hz"] == 2.0
+
+
+def test_camera_only_contract_and_windows(tmp_path, road_frames):
+    from drivewm.data.config import DataConfig
+    from drivewm.data.episode import EpisodeError, validate_episode
+    from drivewm.data.windows import WindowDataset
+
+    grid = grid_preset("micro")
+    cam = road_frames(6, 16, 32)
+    K = np.array([[20.0, 0, 15.5], [0, 20.0, 7.5], [0, 0, 1]], np.float32)
+    assert validate_episode({"camera": cam, "camera_intrinsics": K, "camera_extrinsics": np.eye(4, dtype=np.float32)}, grid) == 6
+    with pytest.raises(EpisodeError, match="'action': missing"):  # poses without actions: not camera only
+        validate_episode({"camera": cam, "ego_pose": np.zeros((6, 3), np.float32)}, grid)
+    with pytest.raises(EpisodeError, match="'ego_pose': missing"):  # another sensor needs poses
+        validate_episode({"camera": cam, "occ": np.zeros((6, *grid.shape), np.uint8)}, grid)
+    with pytest.raises(EpisodeError, match="'camera': missing .*'camera_intrinsics'"):
+        validate_episode({"ego_pose": np.zeros((6, 3), np.float32), "action": np.zeros((6, 2), np.float32),
+                          "agents": np.zeros((6, 1, 8), np.float32), "agents_valid": np.zeros((6, 1), bool),
+                          "camera_intrinsics": K}, grid)
+    with pytest.raises(EpisodeError, match="'camera_intrinsics': axis 0 must be 3"):
+        validate_episode({"camera": cam, "camera_intrinsics": np.eye(4, dtype=np.float32)}, grid)
+
+    write_episode(tmp_path / "store", {"camera": cam}, grid=grid, hz=2.0)
+    ds = WindowDataset(DataConfig(path=str(tmp_path / "store"), past=2, future=2, keys=["camera"], val_fraction=0.0))
+    item = ds[1]
+    assert sorted(item) == ["camera"] and item["camera"].shape == (4, 16, 32, 3)
+    np.testing.assert_array_equal(item["camera"].numpy(), cam[1:5])
+    with pytest.raises((KeyError, ValueError), match="ego_pose"):  # a model that needs poses is refused by name
+        WindowDataset(DataConfig(path=str(tmp_path / "store"), past=2, future=2, keys=["camera", "ego_pose"]))
