@@ -114,3 +114,17 @@ def test_camera_only_contract_and_windows(tmp_path, road_frames):
     np.testing.assert_array_equal(item["camera"].numpy(), cam[1:5])
     with pytest.raises((KeyError, ValueError), match="ego_pose"):  # a model that needs poses is refused by name
         WindowDataset(DataConfig(path=str(tmp_path / "store"), past=2, future=2, keys=["camera", "ego_pose"]))
+
+
+def test_rerun_lists_an_episode_the_manifest_missed(tmp_path, road_frames):
+    from drivewm.data.manifest import write_manifest
+
+    files = []
+    for i in range(2):
+        files.append(write_video(road_frames(4, 16, 32, seed=i), tmp_path / f"v{i}.mp4", fps=2.0))
+    m = convert_video(files, tmp_path / "store", hz=2.0, size=(16, 32))
+    # an interrupt between renaming the second episode and rewriting the manifest
+    write_manifest(tmp_path / "store", {**m, "episodes": m["episodes"][:1]})
+    again = convert_video(files, tmp_path / "store", hz=2.0, size=(16, 32))
+    assert [r["checksum"] for r in again["episodes"]] == [r["checksum"] for r in m["episodes"]]
+    assert len(EpisodeStore(tmp_path / "store")) == 2
