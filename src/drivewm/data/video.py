@@ -54,9 +54,9 @@ def read_video(path: str | Path, *, hz: float, size: tuple[int, int] | None = No
             fps = float(stream.average_rate or stream.guessed_rate or 0)
             if fps and hz > fps * (1 + 1e-6):
                 raise DrivewmError(f"{path}: {fps:g} frames/s is slower than the store's {hz:g} Hz; lower hz")
-            decoded = ((f.time if f.time is not None else i / fps, f) for i, f in enumerate(container.decode(stream)))
+            decoded = ((f.time if f.time is not None else i / (fps or 1.0), f) for i, f in enumerate(container.decode(stream)))
             frames = [f.to_ndarray(format="rgb24") for f in nearest_in_time(decoded, hz)]
-    except av.FFmpegError as e:
+    except av.error.FFmpegError as e:
         raise DrivewmError(f"{path}: not a readable video ({type(e).__name__}: {e})") from None
     if not frames:
         raise DrivewmError(f"{path}: no video frames")
