@@ -76,6 +76,8 @@ def test_video_converter_resumes_and_names_bad_files(tmp_path, road_frames):
     assert m["skipped"][0]["source"] == str(files[1]) and "bad.mp4" in seen[0]
     assert verify_store(tmp_path / "store") == []
 
+    with pytest.raises(DrivewmError, match=r"sources given more than once: \['.*v0.mp4'\]"):
+        convert_video(files + files[:1], tmp_path / "store", hz=2.0, size=(32, 64))
     with pytest.raises(DrivewmError, match="holds another conversion"):
         convert_video(files, tmp_path / "store", hz=2.0, size=(16, 32))
     with pytest.raises(DrivewmError, match=r"v0.mp4: 4 frames/s is slower than the store's 5 Hz"):

@@ -31,6 +31,7 @@ a bad file is reported, recorded in the manifest's ``skipped`` list and left out
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -113,6 +114,10 @@ def write_scenes(
     reported, recorded in the manifest's ``skipped`` list and left out; a rerun retries it.
     """
     out = Path(out)
+    scenes = list(scenes)
+    twice = sorted(n for n, c in Counter(source for source, _ in scenes).items() if c > 1)
+    if twice:
+        raise DrivewmError(f"{out}: sources given more than once: {twice}")
     previous = read_manifest(out)["generator"] if (out / "manifest.json").exists() else None
     if previous is not None and previous != generator:
         raise StoreError(f"{out}: holds another conversion (generator {previous!r}, now {generator!r}); choose another out")
