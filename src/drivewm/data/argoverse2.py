@@ -32,7 +32,15 @@ from typing import Callable
 
 import numpy as np
 
-from drivewm.data.camera import check_intrinsics, parse_size, planar_pose, read_image, resize_image, scale_intrinsics, select_frames
+from drivewm.data.camera import (
+    check_intrinsics,
+    parse_size,
+    planar_pose,
+    read_image,
+    resize_image,
+    scale_intrinsics,
+    select_frames,
+)
 from drivewm.data.convert import write_scenes
 from drivewm.data.episode import actions_from_poses, wrap_angle
 from drivewm.data.spec import GridSpec, class_id

@@ -124,8 +124,8 @@ class NuScenesCamera:
             poses.append(planar_pose(rigid_matrix(rotation, translation, where)))
             calib_tokens.add(rec.get("calibrated_sensor_token"))
         where = f"{self.where['calibrated_sensor']} (scene {scene!r})"
-        calibs = {json.dumps({k: self.tables["calibrated_sensor"][t].get(k) for k in ("translation", "rotation", "camera_intrinsic")})
-                  for t in calib_tokens}
+        fields = ("translation", "rotation", "camera_intrinsic")
+        calibs = {json.dumps([self.tables["calibrated_sensor"][t].get(k) for k in fields]) for t in calib_tokens}
         if len(calibs) != 1:
             raise DrivewmError(f"{where}: the {self.channel} calibration changes within the scene")
         calib = self.tables["calibrated_sensor"][next(iter(calib_tokens))]
