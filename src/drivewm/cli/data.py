@@ -55,7 +55,7 @@ def inspect(
     episode: int = typer.Option(0, "--episode", help="Episode (position in the store) for --png."),
     frame: int = typer.Option(0, "--frame", help="Frame for --png."),
     sample_episodes: int = typer.Option(16, "--sample-episodes", help="Episodes read for the class frequencies."),
-    verify: bool = typer.Option(False, "--verify", help="Re-read every chunk and compare the episode checksums."),
+    verify: bool = typer.Option(False, "--verify", help="Re-read every episode: data contract and checksum."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Report episodes that do not match the manifest and go on."),
 ) -> None:
     """Summary table of a store (episodes, frames, class frequencies, point counts, disk size) and a PNG."""
@@ -116,3 +116,95 @@ def convert_nuscenes_cmd(
         raise ConfigError(f"--grid: {e.args[0]}") from None
     m = convert_nuscenes_lidar(samples, out, grid=grid_spec, skip_bad=skip_bad, report=log.warning)
     typer.echo(f"{out}: {len(m['episodes'])} episodes, {len(m['skipped'])} skipped")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'64x128' -> (64, 128): the stored image height and width in pixels."""
+    from drivewm.config import ConfigError
+
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"--size: expected HEIGHTxWIDTH in pixels (e.g. 64x128), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _converted(out: Path, m: dict) -> None:
+    typer.echo(f"{out}: {len(m['episodes'])} episodes, {len(m['skipped'])} skipped")
+
+
+@convert_app.command("nuscenes-camera")
+def convert_nuscenes_camera_cmd(
+    dataroot: Path = typer.Option(..., "--dataroot", help="nuScenes root (holds samples/ and the VERSION/ tables)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store directory to write (resumed if it holds this run)."),
+    version: str = typer.Option("v1.0-mini", "--version", help="Table folder under the root."),
+    channel: str = typer.Option("CAM_FRONT", "--channel", help="Camera channel."),
+    size: str = typer.Option("64x128", "--size", help="Stored image size, HEIGHTxWIDTH pixels."),
+    scenes: Optional[str] = typer.Option(None, "--scenes", help="Comma-separated scene names (default: all)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip a scene with a bad file."),
+) -> None:
+    """nuScenes camera keyframes (2 Hz) with intrinsics, extrinsics and ego poses, one episode per scene."""
+    from drivewm.data.nuscenes_camera import convert_nuscenes_camera
+
+    names = [s for s in scenes.split(",") if s] if scenes else None
+    _converted(out, convert_nuscenes_camera(dataroot, out, version=version, channel=channel, size=_size(size),
+                                            scenes=names, skip_bad=skip_bad, report=log.warning))
+
+
+@convert_app.command("av2")
+def convert_av2_cmd(
+    root: Path = typer.Option(..., "--root", help="An Argoverse 2 sensor log, or a split directory of logs."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store directory to write (resumed if it holds this run)."),
+    camera: str = typer.Option("ring_front_center", "--camera", help="Camera of the ring."),
+    hz: float = typer.Option(2.0, "--hz", help="Frame rate of the store (Hz)."),
+    size: str = typer.Option("64x128", "--size", help="Stored image size, HEIGHTxWIDTH pixels."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip a log with a bad file."),
+) -> None:
+    """Argoverse 2 sensor logs (camera, intrinsics, city poses) through the av2 package, one episode per log."""
+    from drivewm.data.argoverse2 import convert_av2_sensor
+
+    _converted(out, convert_av2_sensor(root, out, camera=camera, hz=hz, size=_size(size), skip_bad=skip_bad,
+                                       report=log.warning))
+
+
+@convert_app.command("av2-scenarios")
+def convert_av2_scenarios_cmd(
+    root: Path = typer.Option(..., "--root", help="Directory of Argoverse 2 motion-forecasting scenarios."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store directory to write (resumed if it holds this run)."),
+    hz: float = typer.Option(2.0, "--hz", help="Frame rate of the store (Hz)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip a scenario with a bad file."),
+) -> None:
+    """Argoverse 2 scenarios: the ego track as poses, the other tracks as agents, one episode per scenario."""
+    from drivewm.data.argoverse2 import convert_av2_scenarios
+
+    _converted(out, convert_av2_scenarios(root, out, hz=hz, skip_bad=skip_bad, report=log.warning))
+
+
+@convert_app.command("video")
+def convert_video_cmd(
+    files: List[Path] = typer.Argument(..., help="Video files (mp4 or anything FFmpeg reads)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Store directory to write (resumed if it holds this run)."),
+    hz: float = typer.Option(2.0, "--hz", help="Frame rate of the store (Hz): the nearest frame to each tick."),
+    size: str = typer.Option("64x128", "--size", help="Stored image size, HEIGHTxWIDTH pixels."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Report and skip a file that fails."),
+) -> None:
+    """Video files into camera-only episodes (no poses), one episode per file, through PyAV."""
+    from drivewm.data.video import convert_video
+
+    _converted(out, convert_video(files, out, hz=hz, size=_size(size), skip_bad=skip_bad, report=log.warning))
+
+
+export_app = typer.Typer(help="Export a store's frames to other formats.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("video")
+def export_video_cmd(
+    store: Path = typer.Argument(..., help="Store directory."),
+    out: Path = typer.Argument(..., help="MP4 file to write."),
+    episode: int = typer.Option(0, "--episode", help="Episode (position in the store)."),
+    crf: int = typer.Option(18, "--crf", help="H.264 quality (lower is better; 18 is visually lossless)."),
+) -> None:
+    """One episode's camera frames to an H.264 MP4 at the store's frame rate."""
+    from drivewm.data.video import export_video
+
+    typer.echo(f"wrote {export_video(store, out, episode=episode, crf=crf)}")
