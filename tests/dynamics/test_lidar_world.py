@@ -43,7 +43,7 @@ def _world_cfg(tok_dir):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A micro store with LiDAR, an untrained LiDAR tokenizer run and a MaskGIT world-model run on it."""
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
 
     root = tmp_path_factory.mktemp("lidar_world")
     generate_store(root / "data", preset="micro", episodes=2, frames=12, seed=0)

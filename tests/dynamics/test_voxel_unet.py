@@ -111,7 +111,7 @@ def test_bad_input_is_named():
 
 def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path):
     from drivewm.config import RunConfig, to_yaml
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
     from drivewm.dynamics.evaluate import evaluate_forecast
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)

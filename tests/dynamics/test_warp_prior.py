@@ -134,7 +134,7 @@ def test_next_prior_is_the_decoded_frame_moved_by_the_known_motion(tmp_path, tok
 
 def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_run):
     from drivewm.data.config import DataConfig
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
     from drivewm.data.windows import WindowDataset
     from drivewm.dynamics import MaskGITWorldConfig, MaskGITWorldModel
     from drivewm.dynamics.token_cache import TokenizedWindows
@@ -273,7 +273,7 @@ def test_hint_embedding_keeps_old_runs_loadable():
 
 def test_token_cache_serves_hints_by_age(tmp_path, tokenizer_run):
     from drivewm.data.config import DataConfig
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
     from drivewm.data.windows import WindowDataset
     from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
     from drivewm.dynamics.token_cache import TokenizedWindows

@@ -44,7 +44,7 @@ def generate(
     """Simulate episodes into a chunked, compressed store with a manifest (deterministic, resumable)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from drivewm.data.generate import generate_store, parse_shard
+    from drivewm.sim.generate import generate_store, parse_shard
 
     try:
         shard_t = parse_shard(shard)
