@@ -7,9 +7,12 @@ warp of an observation into another pose uses.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from drivewm.data.spec import GridSpec
+if TYPE_CHECKING:  # any grid with lower, voxel_size, voxel_centers and free_id will do
+    from drivewm.data.spec import GridSpec
 
 
 def se2_compose(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

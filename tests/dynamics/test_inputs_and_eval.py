@@ -7,7 +7,7 @@ import torch
 
 from drivewm.config import to_yaml
 from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
-from drivewm.dynamics.conditions import ego_conditions, relative_motion
+from drivewm.conditions import ego_conditions, relative_motion
 from drivewm.train.checkpoint import write_checkpoint
 
 

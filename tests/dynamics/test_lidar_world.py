@@ -10,7 +10,7 @@ import torch
 from drivewm.config import RunConfig, load_run_config, to_yaml
 from drivewm.data.config import DataConfig
 from drivewm.data.windows import build_dataset
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 from drivewm.metrics import PointCloudForecastMetric
 from drivewm.registry import build_model
 from drivewm.train.checkpoint import write_checkpoint

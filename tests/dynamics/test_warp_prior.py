@@ -7,7 +7,7 @@ import torch
 from drivewm.geometry import warp_occupancy
 from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
-from drivewm.dynamics.conditions import ego_conditions, motion_from_conditions
+from drivewm.conditions import ego_conditions, motion_from_conditions
 
 VOCAB = 16  # the conftest models' vocabulary
 

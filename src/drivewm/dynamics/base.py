@@ -1,7 +1,7 @@
 """What the three token world models share: config fields, the frozen tokenizer, input checks, loss(batch).
 
 A world model predicts the scene tokens of future frames from past tokens and per-frame ego
-conditions (see `conditions.py`). It holds the tokenizer of a finished tokenizer run, frozen
+conditions (see `drivewm.conditions`). It holds the tokenizer of a finished tokenizer run, frozen
 (`requires_grad=False`, always in eval mode), and tokenizes the frames of its modality inside `loss`
 under `no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
 The modality follows from the tokenizer's type: an occupancy tokenizer reads `batch['occ']`
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from drivewm.geometry import WARP_OUTSIDE
-from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.conditions import condition_dim, ego_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
 
@@ -171,7 +171,7 @@ class TokenWorldModel(nn.Module):
 
         Training and rollouts compute it the same way, from tokens, so the hint a model learns to read
         is the hint it gets when it forecasts from its own frames."""
-        from drivewm.dynamics.conditions import motion_from_conditions
+        from drivewm.conditions import motion_from_conditions
 
         t = tokens.shape[1]
         motion = motion_from_conditions(cond[:, :t].float())[:, :, None]  # [B, T, 1, 3]
@@ -183,7 +183,7 @@ class TokenWorldModel(nn.Module):
         hint of frame t+1 made from frame t+1-a (warped by the motions summed over the a steps between);
         `none` (vocab_size) where that frame precedes the window. Sources run in chunks of `chunk` frames."""
         from drivewm.geometry import se2_compose
-        from drivewm.dynamics.conditions import motion_from_conditions
+        from drivewm.conditions import motion_from_conditions
 
         b, t = tokens.shape[:2]
         ages = self.cfg.prior_max_age
@@ -214,7 +214,7 @@ class TokenWorldModel(nn.Module):
         prior_max_age A, later ones come from the last observed frame while it is at most A frames back,
         then from the generated frame A back."""
         from drivewm.geometry import se2_compose
-        from drivewm.dynamics.conditions import motion_from_conditions
+        from drivewm.conditions import motion_from_conditions
 
         if not self.cfg.warp_prior:
             return None

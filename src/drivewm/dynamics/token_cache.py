@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from drivewm.data.windows import WindowDataset
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 
 
 class TokenizedWindows(Dataset):
