@@ -30,7 +30,7 @@ def eval_forecast(
     """Forecast with world models beside copy-last, the ego-warped copy and the tokenizer bound: occupancy
     runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.dynamics.report import is_lidar, print_table
+    from drivewm.report.forecast import is_lidar, print_table
 
     data = [t.split("=", 1)[1] for t in targets if t.startswith("data=")]
     runs = [t for t in targets if "=" not in t]
