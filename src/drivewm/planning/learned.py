@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from drivewm.planning.config import PlanningError
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.geometry import to_frame
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.mpc import Rollout
 from drivewm.planning.observation import PlanningObservation
 

@@ -23,7 +23,8 @@ import torch
 
 from drivewm.planning.config import ActionBounds, PlanningError
 from drivewm.planning.costs import route_progress
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.geometry import ego_to_world, to_frame
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.mpc import Rollout
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH
 from drivewm.sim.rasterize import CAR, DRIVEABLE
@@ -58,10 +59,7 @@ def _footprint_points(poses: torch.Tensor) -> torch.Tensor:
     lx, ly = torch.meshgrid(torch.linspace(-EGO_LENGTH / 2, EGO_LENGTH / 2, 9, dtype=poses.dtype),
                             torch.linspace(-EGO_WIDTH / 2, EGO_WIDTH / 2, 5, dtype=poses.dtype), indexing="ij")
     lx, ly = lx.reshape(-1) + EGO_BOX_OFFSET_X, ly.reshape(-1)  # [45] in the rear-axle frame
-    c, s = torch.cos(poses[..., 2:3]), torch.sin(poses[..., 2:3])  # [S, H, 1]
-    x = poses[..., 0:1] + c * lx - s * ly
-    y = poses[..., 1:2] + s * lx + c * ly
-    return torch.stack([x, y], -1)
+    return ego_to_world(torch.stack([lx, ly], -1), poses[..., None, :])
 
 
 CORNERS = [0, 4, 40, 44]  # indices of the four box corners in the 9 x 5 sample grid
