@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from drivewm.geometry import column_index, rotate
+from drivewm.geometry import column_index, rotate, world_to_ego
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
@@ -276,10 +276,9 @@ class ObservedSafety:
         if when is not None:
             ax = ax + agents[:, 5] * when[..., None, None]  # [..., 1, K]
             ay = ay + agents[:, 6] * when[..., None, None]
-        dx, dy = px[..., None] - ax, py[..., None] - ay  # [..., C, K]
-        c, s = torch.cos(agents[:, 2]), torch.sin(agents[:, 2])
-        along, across = c * dx + s * dy, -s * dx + c * dy
-        inside = (along.abs() <= agents[:, 3] / 2 + pad) & (across.abs() <= agents[:, 4] / 2 + pad)
+        boxes = torch.stack(torch.broadcast_tensors(ax, ay, agents[:, 2]), -1)  # [..., K, 3] (x, y, yaw)
+        local = world_to_ego(torch.stack([px, py], -1)[..., None, :], boxes)  # [..., C, K, 2] in each box frame
+        inside = (local[..., 0].abs() <= agents[:, 3] / 2 + pad) & (local[..., 1].abs() <= agents[:, 4] / 2 + pad)
         return inside.any(-1)
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:

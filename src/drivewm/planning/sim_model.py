@@ -23,7 +23,7 @@ import torch
 
 from drivewm.planning.config import ActionBounds, PlanningError
 from drivewm.planning.costs import route_progress
-from drivewm.geometry import ego_to_world, to_frame
+from drivewm.geometry import ego_to_world, to_frame, world_to_ego
 from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.mpc import Rollout
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH
@@ -145,11 +145,8 @@ class SimulatorModel:
         for k, b in enumerate(boxes_t):
             if len(b) == 0:
                 continue
-            d = pts[:, k, :, None, :] - b[None, None, :, :2]  # [S, 45, K, 2]
-            cy, sy = torch.cos(b[:, 6]), torch.sin(b[:, 6])
-            lx = cy * d[..., 0] + sy * d[..., 1]
-            ly = -sy * d[..., 0] + cy * d[..., 1]
-            inside = (lx.abs() <= b[:, 3] / 2) & (ly.abs() <= b[:, 4] / 2)
+            local = world_to_ego(pts[:, k, :, None, :], b[:, [0, 1, 6]])  # [S, 45, K, 2] in each box frame
+            inside = (local[..., 0].abs() <= b[:, 3] / 2) & (local[..., 1].abs() <= b[:, 4] / 2)
             coll[:, k] = inside.any(-1).any(-1)
         ix, iy = sc.road.cell_index(pts.numpy())
         static = torch.from_numpy(sc.road.height[ix, iy] > OBSTACLE_HEIGHT).any(-1)  # [S, H]

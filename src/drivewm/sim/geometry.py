@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from drivewm.geometry import world_to_ego
+
 
 def rot(yaw: float) -> np.ndarray:
     """2x2 rotation matrix of angle yaw (rad)."""
@@ -52,8 +54,5 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 def points_in_box(px: np.ndarray, py: np.ndarray, box: tuple[float, float, float, float, float]) -> np.ndarray:
     """Mask of points inside the oriented rectangle (x, y, yaw, length, width)."""
-    x, y, yaw, length, width = box
-    c, s = np.cos(yaw), np.sin(yaw)
-    dx, dy = px - x, py - y
-    lx, ly = c * dx + s * dy, -s * dx + c * dy
-    return (np.abs(lx) <= length / 2) & (np.abs(ly) <= width / 2)
+    local = world_to_ego(np.stack(np.broadcast_arrays(px, py), -1), np.array(box[:3]))  # [..., 2] in the box frame
+    return (np.abs(local[..., 0]) <= box[3] / 2) & (np.abs(local[..., 1]) <= box[4] / 2)
