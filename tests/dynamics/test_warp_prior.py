@@ -159,6 +159,13 @@ def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_
     with torch.no_grad():  # the model trains on the cached items as on raw windows
         loss = model.loss({k: v[None] for k, v in cached[0].items()})["loss"]
     assert torch.isfinite(loss)
+    # The engine reaches the cache through the registry's hook, without knowing the model family.
+    from drivewm.registry import training_dataset
+    from drivewm.train.toy import ToyConfig, ToyForecaster
+
+    hooked = training_dataset(model, windows, "cpu", False)
+    assert isinstance(hooked, TokenizedWindows) and torch.equal(hooked[6]["tokens"], cached[6]["tokens"])
+    assert training_dataset(ToyForecaster(ToyConfig()), windows, "cpu", False) is windows
 
 
 # --- hints anchored on the last observed frame (model.prior_max_age > 1) -----------------------------
