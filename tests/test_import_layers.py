@@ -1,7 +1,9 @@
 """Imports flow one way: an AST check of every module under src/drivewm against the layer table.
 
 A module of package P may import package Q only if rank(Q) < rank(P) or Q == P; distinct packages of
-the same rank never import each other. Function-level imports count; imports under
+the same rank never import each other. `errors` sits alone at the bottom, since every layer raises its
+errors; `config` is the typed-config machinery (a training run's RunConfig lives in `train`); `hub`
+rebuilds models from the registry and their configs. Function-level imports count; imports under
 `if TYPE_CHECKING:` do not (they never run). Two more rules: the training engine imports no model
 family, and the report imports no training code.
 """
@@ -15,16 +17,18 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "drivewm"
 
 RANK = {
-    "errors": 0, "geometry": 0, "registry": 0, "hub": 0, "forecaster": 0,
-    "data": 1, "conditions": 1,
-    "sim": 2, "metrics": 2,
-    "tokenizers": 3, "backbones": 3, "baselines": 3,
-    "dynamics": 4, "jepa": 4,
-    "planning": 5, "evaluation": 5,
-    "train": 6, "config": 6,
-    "report": 7, "scaling": 7,
-    "demo": 8,
-    "cli": 9,
+    "errors": 0,
+    "geometry": 1, "registry": 1, "config": 1, "forecaster": 1,
+    "hub": 2,
+    "data": 3, "conditions": 3,
+    "sim": 4, "metrics": 4,
+    "tokenizers": 5, "backbones": 5, "baselines": 5,
+    "dynamics": 6, "jepa": 6,
+    "planning": 7, "evaluation": 7,
+    "train": 8,
+    "report": 9, "scaling": 9,
+    "demo": 10,
+    "cli": 11,
 }
 MODEL_FAMILIES = {"tokenizers", "dynamics", "jepa", "backbones"}
 # Packages that must not import others regardless of rank: {importer: forbidden}.

@@ -1,13 +1,12 @@
-"""Run configs: typed dataclasses validated by OmegaConf, loaded from YAML plus dotted overrides.
+"""Typed configs: dataclasses validated by OmegaConf, filled from YAML files plus dotted overrides.
 
-``load_run_config("configs/tiny.yaml", ["model.depth=4"])`` returns a ``RunConfig`` whose ``model``
-is the dataclass registered under ``model.name``. An unknown key or a wrongly typed value raises
-``ConfigError`` naming the key and the valid choices.
+``merge_into(schema, sources)`` merges YAML mappings and ``key=value`` lists into a config dataclass;
+an unknown key or a wrongly typed value raises ``ConfigError`` naming the key and the valid choices.
+Every layer reads its configs with it (a training run's ``RunConfig`` lives in ``drivewm.train.config``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,22 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from drivewm.errors import DrivewmError
-from drivewm.data.config import DataConfig
-from drivewm.train.config import TrainConfig
 
 
 class ConfigError(DrivewmError):
     """A config file or override that does not fit the schema."""
-
-
-@dataclass(kw_only=True)
-class RunConfig:
-    model: Any = None
-    """The registered model's own config dataclass, chosen by `model.name`."""
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run_dir: str = "runs/default"
-    """Directory for checkpoints, metrics.jsonl and TensorBoard events."""
 
 
 def _valid_keys(node: Any) -> list[str]:
@@ -81,34 +68,5 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Load a run config from YAML and `key=value` overrides (the model schema picked by model.name)."""
-    from drivewm.registry import config_class
-
-    raw = read_yaml(path) if path is not None else {}
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} is not of the form key=value")
-    name_override = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "model.name"]
-    model_name = name_override[-1] if name_override else (raw.get("model") or {}).get("name")
-    if not model_name:
-        raise ConfigError(f"{path}: the config must set model.name (a registered model)")
-    try:
-        model_cls = config_class(model_name)
-    except KeyError as e:
-        raise ConfigError(f"{path}: model.name: {e.args[0]}") from None
-    schema = RunConfig(model=model_cls())
-    return merge_into(schema, [(str(path), raw), ("command line", list(overrides))])
-
-
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def run_config_from_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig from the dict stored in a checkpoint's config.yaml."""
-    from drivewm.registry import config_class
-
-    model_cls = config_class(d["model"]["name"])
-    return merge_into(RunConfig(model=model_cls()), [("checkpoint config", d)])
-

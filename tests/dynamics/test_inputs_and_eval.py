@@ -60,7 +60,7 @@ def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer
 
 
 def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
-    from drivewm.config import load_run_config
+    from drivewm.train.config import load_run_config
     from drivewm.sim.generate import generate_store
     from drivewm.dynamics.evaluate import evaluate_forecast
     from drivewm.registry import build_model

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from drivewm.config import RunConfig, load_run_config, to_yaml
+from drivewm.config import to_yaml
+from drivewm.train.config import RunConfig, load_run_config
 from drivewm.data.config import DataConfig
 from drivewm.data.windows import build_dataset
 from drivewm.conditions import ego_conditions

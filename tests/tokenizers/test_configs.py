@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "tokenizer").glob("*.yaml"))

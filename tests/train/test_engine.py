@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivewm.config import RunConfig
-from drivewm.train.config import TrainConfig
+from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.engine import NonFiniteLossError
 from drivewm.report.results import read_metrics
 from drivewm.train.run import run_training

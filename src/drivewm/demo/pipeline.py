@@ -29,7 +29,7 @@ def default_configs_dir() -> Path:
 
 def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.config import load_run_config
+        from drivewm.train.config import load_run_config
         from drivewm.train.checkpoint import CheckpointManager
         from drivewm.train.run import run_training
 

@@ -37,7 +37,8 @@ def train(
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (overrides run_dir)."),
 ) -> None:
     """Train a model. Extra KEY=VALUE arguments override config keys (model.depth=4 train.lr=1e-3 data=DIR)."""
-    from drivewm.config import ConfigError, load_run_config
+    from drivewm.config import ConfigError
+    from drivewm.train.config import load_run_config
     from drivewm.registry import model_entry
     from drivewm.train.run import run_training
 

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import torch
 
-from drivewm.config import RunConfig, to_yaml
+from drivewm.config import to_yaml
+from drivewm.train.config import RunConfig
 from drivewm.registry import build_model, model_entry, training_dataset
 from drivewm.train.distributed import setup_distributed, teardown_distributed
 from drivewm.train.engine import FitResult, Trainer
