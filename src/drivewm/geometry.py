@@ -47,21 +47,23 @@ def rotate(xy, yaw):
     return xp.stack([c * xy[..., 0] - s * xy[..., 1], s * xy[..., 0] + c * xy[..., 1]], -1)
 
 
-def ego_to_world(xy, pose):
-    """Points xy [..., 2] given in the frame of pose [..., 3] -> the parent frame: t + R(yaw) xy."""
+def _points_and_pose(xy, pose):
+    """(array library, xy, pose, cos yaw, sin yaw) of points xy [..., 2] and a pose [..., 3]."""
     xp = _xp(xy, pose)
     if xp is np:
         xy, pose = np.asarray(xy), np.asarray(pose)
-    c, s = xp.cos(pose[..., 2]), xp.sin(pose[..., 2])
+    return xp, xy, pose, xp.cos(pose[..., 2]), xp.sin(pose[..., 2])
+
+
+def ego_to_world(xy, pose):
+    """Points xy [..., 2] given in the frame of pose [..., 3] -> the parent frame: t + R(yaw) xy."""
+    xp, xy, pose, c, s = _points_and_pose(xy, pose)
     return xp.stack([pose[..., 0] + c * xy[..., 0] - s * xy[..., 1], pose[..., 1] + s * xy[..., 0] + c * xy[..., 1]], -1)
 
 
 def world_to_ego(xy, pose):
     """Points xy [..., 2] of the parent frame -> the frame of pose [..., 3]: R(-yaw) (xy - t)."""
-    xp = _xp(xy, pose)
-    if xp is np:
-        xy, pose = np.asarray(xy), np.asarray(pose)
-    c, s = xp.cos(pose[..., 2]), xp.sin(pose[..., 2])
+    xp, xy, pose, c, s = _points_and_pose(xy, pose)
     dx, dy = xy[..., 0] - pose[..., 0], xy[..., 1] - pose[..., 1]
     return xp.stack([c * dx + s * dy, -s * dx + c * dy], -1)
 
