@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
 
 
@@ -107,7 +107,7 @@ def main() -> None:
     if args.data and args.gpt_run:
         batch = window_batch(args.data, ctx_len, args.batch, device)
         context = gpt.encode(batch["occ"][:, :ctx_len])
-        from drivewm.dynamics.conditions import ego_conditions
+        from drivewm.conditions import ego_conditions
 
         actions = ego_conditions(batch, gpt.cfg.condition)
     else:

@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from drivewm.config import load_run_config
-from drivewm.train.logging import read_metrics
+from drivewm.train.config import load_run_config
+from drivewm.report.results import read_metrics
 from drivewm.train.run import run_training
 
 RUN = ["train.steps=3", "train.log_every=1", "train.device=cpu", "train.precision=fp32", "train.progress=false",

@@ -1,8 +1,8 @@
-"""Run configs: typed dataclasses validated by OmegaConf, loaded from YAML plus dotted overrides.
+"""Typed configs: dataclasses validated by OmegaConf, filled from YAML files plus dotted overrides.
 
-``load_run_config("tiny.yaml", ["model.depth=4"])`` returns a ``RunConfig`` whose ``model``
-is the dataclass registered under ``model.name``. An unknown key or a wrongly typed value raises
-``ConfigError`` naming the key and the valid choices.
+``merge_into(schema, sources)`` merges YAML mappings and ``key=value`` lists into a config dataclass;
+an unknown key or a wrongly typed value raises ``ConfigError`` naming the key and the valid choices.
+Every layer reads its configs with it (a training run's ``RunConfig`` lives in ``drivewm.train.config``).
 
 Presets ship inside the package (``drivewm/configs``): a config path that is not a file names a
 preset (``world/gpt_tiny.yaml``), so every command works from any directory; a user's file wins.
@@ -16,7 +16,7 @@ import dataclasses
 import inspect
 import logging
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,8 +26,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from drivewm.errors import DrivewmError
-from drivewm.data.config import DataConfig
-from drivewm.train.config import TrainConfig
 
 
 log = logging.getLogger(__name__)
@@ -35,16 +33,6 @@ log = logging.getLogger(__name__)
 
 class ConfigError(DrivewmError):
     """A config file or override that does not fit the schema."""
-
-
-@dataclass(kw_only=True)
-class RunConfig:
-    model: Any = None
-    """The registered model's own config dataclass, chosen by `model.name`."""
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run_dir: str = "runs/default"
-    """Directory for checkpoints, metrics.jsonl and TensorBoard events."""
 
 
 def _valid_keys(node: Any) -> list[str]:
@@ -115,36 +103,6 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
     return data
-
-
-def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Load a run config from YAML and `key=value` overrides (the model schema picked by model.name)."""
-    raw = read_yaml(path) if path is not None else {}
-    schema = _run_schema(raw, overrides, path)
-    return merge_into(schema, [(str(path), raw), ("command line", list(overrides))])
-
-
-def _run_schema(raw: dict, overrides: Sequence[str], path: Any) -> RunConfig:
-    """An empty RunConfig whose model schema is the one `model.name` (YAML or override) registers."""
-    from drivewm.registry import config_class
-
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} is not of the form key=value")
-    name_override = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "model.name"]
-    model_name = name_override[-1] if name_override else (raw.get("model") or {}).get("name")
-    if not model_name:
-        raise ConfigError(f"{path}: the config must set model.name (a registered model)")
-    try:
-        model_cls = config_class(model_name)
-    except KeyError as e:
-        raise ConfigError(f"{path}: model.name: {e.args[0]}") from None
-    return RunConfig(model=model_cls())
-
-
-def run_config_schema(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """The schema `load_run_config(path, overrides)` validates against (for `parse_run_args`)."""
-    return _run_schema(read_yaml(path) if path is not None else {}, overrides, path)
 
 
 @dataclass(frozen=True)
@@ -242,12 +200,3 @@ def config_fields(cls: type, prefix: str = "") -> list[FieldDoc]:
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def run_config_from_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig from the dict stored in a checkpoint's config.yaml."""
-    from drivewm.registry import config_class
-
-    model_cls = config_class(d["model"]["name"])
-    return merge_into(RunConfig(model=model_cls()), [("checkpoint config", d)])
-

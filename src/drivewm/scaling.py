@@ -77,7 +77,7 @@ def run_sweep(
     overrides: list[str] | None = None,
 ) -> tuple[list[dict], PowerLawFit]:
     """Train the world model config at each width; returns per-run rows and the fit."""
-    from drivewm.config import load_run_config
+    from drivewm.train.config import load_run_config
     from drivewm.registry import build_model
     from drivewm.train.checkpoint import CheckpointManager
     from drivewm.train.run import run_training

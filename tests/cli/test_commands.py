@@ -8,16 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from drivewm import __version__
-from drivewm.config import (
-    ConfigError,
-    attribute_docs,
-    config_fields,
-    load_run_config,
-    parse_run_args,
-    preset_path,
-    resolve_config_path,
-    run_config_schema,
-)
+from drivewm.config import ConfigError, attribute_docs, config_fields, parse_run_args, preset_path, resolve_config_path
+from drivewm.train.config import load_run_config, run_config_schema
 from drivewm.planning.factory import PlanConfig
 
 

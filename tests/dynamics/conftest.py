@@ -54,7 +54,8 @@ def make_model():
 
 def _tokenizer_run(path, codebook=64):
     """An untrained micro-grid occupancy tokenizer saved as a run directory (8 x 8 tokens, `codebook` codes)."""
-    from drivewm.config import RunConfig, to_yaml
+    from drivewm.config import to_yaml
+    from drivewm.train.config import RunConfig
     from drivewm.registry import build_model
     from drivewm.tokenizers.occ import OccTokenizerConfig
     from drivewm.train.checkpoint import write_checkpoint

@@ -7,7 +7,7 @@ import torch
 
 from drivewm.config import to_yaml
 from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
-from drivewm.dynamics.conditions import ego_conditions, relative_motion
+from drivewm.conditions import ego_conditions, relative_motion
 from drivewm.train.checkpoint import write_checkpoint
 
 
@@ -58,8 +58,8 @@ def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer
 
 
 def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
-    from drivewm.config import load_run_config
-    from drivewm.data.generate import generate_store
+    from drivewm.train.config import load_run_config
+    from drivewm.sim.generate import generate_store
     from drivewm.dynamics.evaluate import evaluate_forecast
     from drivewm.registry import build_model
 

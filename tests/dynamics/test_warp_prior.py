@@ -8,7 +8,7 @@ from drivewm.geometry import warp_occupancy
 from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
 from drivewm.dynamics.base import WarpPrior
-from drivewm.dynamics.conditions import ego_conditions, motion_from_conditions
+from drivewm.conditions import ego_conditions, motion_from_conditions
 
 VOCAB = 16  # the conftest models' vocabulary
 
@@ -135,7 +135,7 @@ def test_prior_is_the_decoded_frame_moved_by_the_known_motion(tmp_path, tokenize
 
 def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_run):
     from drivewm.data.config import DataConfig
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
     from drivewm.data.windows import WindowDataset
     from drivewm.dynamics import MaskGITWorldConfig, MaskGITWorldModel
     from drivewm.dynamics.token_cache import TokenizedWindows
@@ -160,6 +160,13 @@ def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_
     with torch.no_grad():  # the model trains on the cached items as on raw windows
         loss = model.loss({k: v[None] for k, v in cached[0].items()})["loss"]
     assert torch.isfinite(loss)
+    # The engine reaches the cache through the registry's hook, without knowing the model family.
+    from drivewm.registry import training_dataset
+    from drivewm.train.toy import ToyConfig, ToyForecaster
+
+    hooked = training_dataset(model, windows, "cpu", False)
+    assert isinstance(hooked, TokenizedWindows) and torch.equal(hooked[6]["tokens"], cached[6]["tokens"])
+    assert training_dataset(ToyForecaster(ToyConfig()), windows, "cpu", False) is windows
 
 
 def test_border_priors_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_run):

@@ -2,7 +2,8 @@
 
 import pytest
 
-from drivewm.config import load_run_config, preset_path
+from drivewm.config import preset_path
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
 
 CONFIGS = sorted(preset_path("tokenizer").glob("*.yaml"))

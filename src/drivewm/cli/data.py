@@ -35,7 +35,7 @@ def generate(
              "(V-JEPA 2-AC, planning) need it: with a clean expert the action is a function of the scene."),
 ) -> None:
     """Simulate episodes into a chunked, compressed store with a manifest (deterministic, resumable)."""
-    from drivewm.data.generate import generate_store, parse_shard
+    from drivewm.sim.generate import generate_store, parse_shard
 
     check_sim_preset(preset)
     shard_t = parse_shard(shard)

@@ -34,7 +34,8 @@ def scaling(
 ) -> None:
     """Model-size sweep of a world model (data=DIR: the episode store, default the demo's;
     key=value: config overrides of every run) and the power-law fit L(N) = a N^-b + c of its validation CE (GAIA-1)."""
-    from drivewm.config import ConfigError, parse_run_args, run_config_schema
+    from drivewm.config import ConfigError, parse_run_args
+    from drivewm.train.config import run_config_schema
     from drivewm.report.results import write_result
     from drivewm.scaling import run_scaling
 

@@ -43,7 +43,7 @@ def eval_forecast(
     runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.config import ConfigError, parse_run_args
     from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.dynamics.report import is_lidar, print_table
+    from drivewm.report.forecast import is_lidar, print_table
 
     args = parse_run_args(ctx.args)
     data = _store(args, "forecast")

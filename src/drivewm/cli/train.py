@@ -22,7 +22,8 @@ def train(
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (overrides run_dir)."),
 ) -> None:
     """Train a model. Then data=DIR (the episode store) and KEY=VALUE overrides (model.depth=4 train.lr=1e-3)."""
-    from drivewm.config import ConfigError, load_run_config, parse_run_args, run_config_schema
+    from drivewm.config import ConfigError, parse_run_args
+    from drivewm.train.config import load_run_config, run_config_schema
     from drivewm.registry import KINDS, model_entry
     from drivewm.train.run import run_training
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
+from drivewm.geometry import to_frame, wrap_angle
 
 
 @dataclass(frozen=True)
@@ -189,19 +190,9 @@ def episode_checksum(arrays: dict[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped to [-pi, pi)."""
-    return (a + np.pi) % (2 * np.pi) - np.pi
-
-
 def relative_poses(ego_pose: np.ndarray, ref: int) -> np.ndarray:
     """Poses [T, 3] (x, y, yaw world) expressed in the ego frame of frame ``ref`` (x forward, y left)."""
-    d = ego_pose[:, :2] - ego_pose[ref, :2]  # [T, 2] world offsets
-    c, s = np.cos(ego_pose[ref, 2]), np.sin(ego_pose[ref, 2])
-    x = c * d[:, 0] + s * d[:, 1]  # rotate by -yaw_ref
-    y = -s * d[:, 0] + c * d[:, 1]
-    yaw = wrap_angle(ego_pose[:, 2] - ego_pose[ref, 2])
-    return np.stack([x, y, yaw], axis=1).astype(np.float32)
+    return to_frame(ego_pose, ego_pose[ref]).astype(np.float32)
 
 
 def actions_from_poses(ego_pose: np.ndarray, hz: float, wheelbase: float = 2.588) -> np.ndarray:

@@ -20,7 +20,7 @@ from drivewm.demo.stages import StageRunner
 
 def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.config import load_run_config
+        from drivewm.train.config import load_run_config
         from drivewm.train.checkpoint import CheckpointManager
         from drivewm.train.run import run_training
 
@@ -33,7 +33,7 @@ def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], d
 
 def _data_stage(p: DemoPreset, seed: int) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.data.generate import generate_store
+        from drivewm.sim.generate import generate_store
         from drivewm.data.inspect import frame_png, summarize
         from drivewm.data.store import EpisodeStore
         from drivewm.report.results import write_result

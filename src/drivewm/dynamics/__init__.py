@@ -8,10 +8,10 @@ tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldMo
 """
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
-from drivewm.dynamics.conditions import ego_conditions
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
+from drivewm.dynamics import token_cache  # noqa: F401  (registers the token cache as training_dataset)
 from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 from drivewm.dynamics.voxel_unet import VoxelUNetConfig, VoxelUNetForecaster
 
@@ -27,7 +27,6 @@ __all__ = [
     "VoxelUNetConfig",
     "VoxelUNetForecaster",
     "WorldModelConfig",
-    "ego_conditions",
     "guided_logits",
     "sample_logits",
 ]

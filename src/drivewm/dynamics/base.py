@@ -2,7 +2,7 @@
 input checks, loss(batch) and the rollout loop (each model supplies only `next_frame`).
 
 A world model predicts the scene tokens of future frames from past tokens and per-frame ego
-conditions (see `conditions.py`). It holds the tokenizer of a finished tokenizer run, frozen
+conditions (see `drivewm.conditions`). It holds the tokenizer of a finished tokenizer run, frozen
 (`requires_grad=False`, always in eval mode), and tokenizes the frames of its modality inside `loss`
 under `no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
 The modality follows from the tokenizer's type: an occupancy tokenizer reads `batch['occ']`
@@ -23,7 +23,7 @@ from torch import Tensor
 from drivewm.backbones import BackboneConfig
 from drivewm.errors import DrivewmError
 from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
-from drivewm.dynamics.conditions import condition_dim, ego_conditions, motion_from_conditions
+from drivewm.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
 

@@ -127,7 +127,7 @@ def evaluate_forecast(
             example = {"context": occ[0, :past].cpu(), "truth": gt[0].cpu(), **{n: p[0].cpu() for n, p in preds.items()}}
     results = {n: m.compute() for n, m in metrics.items()}
     if out_dir is not None:
-        from drivewm.dynamics.report import save_forecast_pictures, write_forecast_result
+        from drivewm.report.forecast import save_forecast_pictures, write_forecast_result
 
         images = save_forecast_pictures(example, grid, Path(out_dir) / "results")
         write_forecast_result(results, out_dir, images=images, data=str(data_path), split=split, windows=len(ds))
@@ -142,7 +142,7 @@ def _evaluate_lidar(models, data_path, *, past, horizon, split, batch_size, max_
     results, example = evaluate_lidar_runs(models, ds, past=past, horizon=horizon, hz=full.store.hz,
                                            batch_size=batch_size, device=device, seed=seed, rollout_kw=rollout_kw)
     if out_dir is not None:
-        from drivewm.dynamics.report import save_lidar_forecast_picture, write_forecast_result
+        from drivewm.report.forecast import save_lidar_forecast_picture, write_forecast_result
 
         steps = [k for k in next(iter(results.values()))["cd"] if k != "all"]
         images = save_lidar_forecast_picture(example, steps, Path(out_dir) / "results")

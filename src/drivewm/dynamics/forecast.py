@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 
 
 @torch.no_grad()

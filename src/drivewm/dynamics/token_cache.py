@@ -17,7 +17,8 @@ from torch.utils.data import Dataset
 
 from drivewm.data.windows import WindowDataset
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
+from drivewm.registry import training_dataset
 
 
 class TokenizedWindows(Dataset):
@@ -69,9 +70,11 @@ class TokenizedWindows(Dataset):
         return item
 
 
-def tokenized(model, dataset, device: torch.device | str = "cpu", progress: bool = True):
+@training_dataset.register(TokenWorldModel)
+def tokenized(model: TokenWorldModel, dataset, device: torch.device | str = "cpu", progress: bool = True):
     """`dataset` pre-tokenized for a token world model with an occupancy tokenizer; anything else unchanged."""
-    if (isinstance(model, TokenWorldModel) and model.tokenizer is not None and model.modality == "occ"
+    if (model.tokenizer is not None and model.modality == "occ"
             and isinstance(dataset, WindowDataset) and "occ" in dataset.keys):
+        model.to(device)
         return TokenizedWindows(model, dataset, device=device, progress=progress)
     return dataset

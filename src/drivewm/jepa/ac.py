@@ -11,7 +11,7 @@ layer-normed targets.
 
 The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw), as the
 paper's robot arm reads its end-effector pose. The action token carries the conditioning vector of
-the transition t -> t + 1 (``drivewm.dynamics.conditions``, shared with the token world models):
+the transition t -> t + 1 (``drivewm.conditions``, shared with the token world models):
 ``condition="action"`` the applied (accel, steer); ``"action_motion"`` (default) also the ego motion
 to the next frame. The ego's own dynamics are known (the planner integrates the bicycle model for
 each candidate, as V-JEPA 2-AC integrates end-effector deltas into the next state), so a rollout
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, build_backbone
-from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.conditions import condition_dim, ego_conditions
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, init_weights, sincos_2d
 from drivewm.registry import register_model
 
@@ -66,7 +66,7 @@ class JepaACConfig:
     state_weight: float = 0.1
     """Weight of the next-state L1 loss at the state token."""
     condition: str = "action_motion"
-    """Per-frame conditioning (drivewm.dynamics.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
+    """Per-frame conditioning (drivewm.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
     """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
 

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from drivewm.train.logging import read_metrics  # noqa: E402
+from drivewm.report.results import read_metrics  # noqa: E402
 
 # Logged keys drawn in their own panels when a run has them.
 CURVE_KEYS = (("loss", "val_loss"), ("rankme",), ("codebook_usage", "perplexity"))

@@ -251,7 +251,8 @@ def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Rebuild a trained model from its run directory: returns (RunConfig, model in eval mode)."""
-    from drivewm.config import ConfigError, run_config_from_dict
+    from drivewm.config import ConfigError
+    from drivewm.train.config import run_config_from_dict
     from drivewm.registry import build_model
 
     path = find_checkpoint(run_dir, which)

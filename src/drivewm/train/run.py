@@ -7,8 +7,9 @@ import random
 import numpy as np
 import torch
 
-from drivewm.config import RunConfig, to_yaml
-from drivewm.registry import build_model, model_entry
+from drivewm.config import to_yaml
+from drivewm.train.config import RunConfig
+from drivewm.registry import build_model, model_entry, training_dataset
 from drivewm.train.distributed import setup_distributed, teardown_distributed
 from drivewm.train.engine import FitResult, Trainer
 
@@ -37,15 +38,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         model = build_model(cfg.model)
-        from drivewm.dynamics.base import TokenWorldModel
-
-        if isinstance(model, TokenWorldModel):  # a frozen tokenizer: encode each frame once
-            from drivewm.dynamics.token_cache import tokenized
-
-            model.to(env.device)
-            show = cfg.train.progress and env.is_main
-            train_set = tokenized(model, train_set, env.device, show)
-            val_set = tokenized(model, val_set, env.device, show)
+        show = cfg.train.progress and env.is_main
+        train_set = training_dataset(model, train_set, env.device, show)
+        val_set = training_dataset(model, val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
         return trainer.fit(resume=resume)
     finally:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from drivewm.geometry import world_to_ego
+
 CONDITIONS = {"action": 2, "action_motion": 5}
 # Typical magnitudes: accel 3 m/s^2, steer 0.5 rad, 5 m forward and 1 m sideways per 0.5 s step, 0.2 rad yaw.
 _SCALE = (3.0, 0.5, 5.0, 1.0, 0.2)
@@ -25,13 +27,10 @@ def condition_dim(condition: str) -> int:
 
 def relative_motion(ego_pose: torch.Tensor) -> torch.Tensor:
     """ego_pose [B, T, 3] (x, y, yaw world) -> [B, T, 3] pose of frame t+1 in frame t (last frame: 0)."""
-    d = ego_pose[:, 1:] - ego_pose[:, :-1]  # [B, T-1, 3]
-    yaw = ego_pose[:, :-1, 2]
-    c, s = torch.cos(yaw), torch.sin(yaw)
-    dx = c * d[..., 0] + s * d[..., 1]
-    dy = -s * d[..., 0] + c * d[..., 1]
-    dyaw = torch.atan2(torch.sin(d[..., 2]), torch.cos(d[..., 2]))
-    motion = torch.stack([dx, dy, dyaw], -1)
+    xy = world_to_ego(ego_pose[:, 1:, :2], ego_pose[:, :-1])  # [B, T-1, 2]
+    d = ego_pose[:, 1:, 2] - ego_pose[:, :-1, 2]
+    dyaw = torch.atan2(torch.sin(d), torch.cos(d))
+    motion = torch.cat([xy, dyaw[..., None]], -1)
     return torch.cat([motion, torch.zeros_like(motion[:, :1])], 1)
 
 

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drivewm.data.config import DataConfig
-from drivewm.data.generate import episode_seed, generate_store, parse_shard
+from drivewm.sim.generate import episode_seed, generate_store, parse_shard
 from drivewm.data.manifest import StoreError, read_manifest
 from drivewm.data.merge import merge_stores
 from drivewm.data.store import EpisodeStore
