@@ -6,8 +6,9 @@ embeddings, layer-normed. Per frame the predictor reads the tokens [action_t, st
 t sees all tokens of frames <= t: ``drivewm.backbones`` with ``block_size = N + 2``), 3D RoPE over
 (frame, row, col) and 2-D sin-cos positions on the patches. The patch outputs of frame t predict the embeddings
 of frame t + 1. Training, as in the paper: teacher forcing (predict t + 1 from the true frames <= t)
-plus a 2-step autoregressive rollout loss (from frame 0, predictions fed back), both L1 against the
-layer-normed targets.
+plus a 2-step autoregressive rollout loss (from frame 0, predictions fed back, averaged over both
+predicted frames), both L1 against the layer-normed targets. Every predictor output is layer-normed
+(no affine) before it is scored, fed back or used to plan, as the official ``normalize_reps``.
 
 The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw), as the
 paper's robot arm reads its end-effector pose. The action token carries the conditioning vector of
@@ -20,7 +21,8 @@ what the scene does. The output at the state token also predicts the next state 
 ``state_weight``, ours), which a rollout without future poses feeds forward.
 
 Whether a trained predictor uses its conditioning shows in the teacher-forced L1 with the
-conditioning shuffled across the batch. On 48 tiny episodes (BENCHMARKS.md): with frame-index RoPE
+conditioning shuffled across the batch. On 48 tiny episodes (BENCHMARKS.md; figures from before the
+predictions were layer-normed and the rollout loss covered both frames): with frame-index RoPE
 and 800 steps it did not change (0.127 either way, copying the frame scores 0.129); with 3D RoPE,
 lr 3e-3 and 2500 steps it is 0.058 against 0.111 shuffled, close to the 0.052 of encoding the
 ego-warped frame, and the predicted planning energy follows the true one (correlation 0.7-0.9).
@@ -154,9 +156,15 @@ class JepaAC(nn.Module):
         return torch.cat([frames[:, None], self.block_grid.to(device).repeat(t, 1)], -1)
 
     def _readout(self, h: Tensor, t: int) -> tuple[Tensor, Tensor]:
-        """Backbone outputs [B, T*(N+2), W] -> next embeddings [B, T, N, D] and next states [B, T, 3]."""
+        """Backbone outputs [B, T*(N+2), W] -> next embeddings [B, T, N, D] and next states [B, T, 3].
+
+        The embeddings are layer-normed over D without affine, as every predictor output in V-JEPA 2-AC
+        (``normalize_reps``: ``_step_predictor`` in facebookresearch/vjepa2 app/vjepa_droid/train.py at
+        c2963a47433ecca0ad4f06ec28bcfa8cb5b5cefb): they live in the space of the layer-normed targets and goals,
+        so a plan cannot lower the energy by scale or offset, and what is fed back is what is scored."""
         h = h.view(h.shape[0], t, self.n + 2, -1)
-        return self.patch_out(h[:, :, 2:]), self.state_out(h[:, :, 1]) * self.s_scale
+        z = self.patch_out(h[:, :, 2:])
+        return F.layer_norm(z, z.shape[-1:]), self.state_out(h[:, :, 1]) * self.s_scale
 
     def forward(self, z: Tensor, cond: Tensor, states: Tensor) -> tuple[Tensor, Tensor]:
         """Teacher-forced pass: frames z [B, T, N, D], their conditioning [B, T, A] (from `conditions`) and
@@ -237,12 +245,14 @@ class JepaAC(nn.Module):
         out = {"tf_loss": tf.detach(), "state_loss": st.detach()}
         k = min(self.cfg.rollout_steps, t - 1)
         if k > 0 and self.cfg.rollout_weight > 0:
-            # From frame 0 only, predictions fed back for k steps (the poses are the ego's, known); L1 on the last.
+            # From frame 0 only, predictions fed back for k steps (the poses are the ego's, known); L1 averaged over
+            # all k predicted frames, as ``forward_predictions`` / ``loss_fn`` (``auto_steps`` = 2) in vjepa2
+            # app/vjepa_droid/train.py at c2963a47433ecca0ad4f06ec28bcfa8cb5b5cefb.
             zs = [z[:, 0]]
             for i in range(k):
                 pz, _ = self(torch.stack(zs, 1), cond[:, : i + 1], states[:, : i + 1])
                 zs.append(pz[:, -1])
-            ro = (zs[-1] - z[:, k]).abs().mean()
+            ro = (torch.stack(zs[1:], 1) - z[:, 1 : k + 1]).abs().mean()
             total = total + self.cfg.rollout_weight * ro
             out["rollout_loss"] = ro.detach()
         out["loss"] = total
