@@ -113,3 +113,39 @@ def test_bad_inputs_raise():
         sigreg(torch.randn(1, 4), step=0)
     with pytest.raises(RegularizerError, match="num_slices"):
         sigreg(torch.randn(4, 4), step=0, num_slices=0)
+
+
+def _official_vicreg(x, y, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
+    """``VICReg.forward`` of facebookresearch/vicreg main_vicreg.py (4e12602fd495af83efd1631fbe82523e6db092e0),
+    after the projector, on one process (FullGatherLayer is the identity)."""
+
+    def off_diagonal(x):
+        n, m = x.shape
+        assert n == m
+        return x.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+    batch_size, num_features = x.shape
+    repr_loss = torch.nn.functional.mse_loss(x, y)
+    x = x - x.mean(dim=0)
+    y = y - y.mean(dim=0)
+    std_x = torch.sqrt(x.var(dim=0) + 0.0001)
+    std_y = torch.sqrt(y.var(dim=0) + 0.0001)
+    std_loss = torch.mean(torch.relu(1 - std_x)) / 2 + torch.mean(torch.relu(1 - std_y)) / 2
+    cov_x = (x.T @ x) / (batch_size - 1)
+    cov_y = (y.T @ y) / (batch_size - 1)
+    cov_loss = off_diagonal(cov_x).pow_(2).sum().div(num_features) + off_diagonal(cov_y).pow_(2).sum().div(num_features)
+    return sim_coeff * repr_loss + std_coeff * std_loss + cov_coeff * cov_loss
+
+
+def test_vicreg_collapse_terms_equal_the_official_loss():
+    from drivewm.jepa.objectives import CollapseConfig, collapse_terms
+
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(6, 6, generator=g)
+    x = 0.5 * torch.randn(32, 6, generator=g) @ mix  # correlated and under unit std: every term is active
+    y = x + 0.3 * torch.randn(32, 6, generator=g) @ mix
+    cfg = CollapseConfig(target="shared", stop_grad=False, vicreg_sim=25.0)
+    out = collapse_terms(cfg, torch.nn.functional.mse_loss(x, y), x, y, x, step=0, seed=0)
+    ref = _official_vicreg(x.clone(), y.clone())
+    torch.testing.assert_close(out["loss"], ref, rtol=1e-5, atol=1e-6)
+    assert float(out["vicreg_cov"]) > 0.1  # the covariance term matters at this size

@@ -79,8 +79,10 @@ def collapse_terms(
     out: dict[str, Tensor] = {"pred_loss": pred_loss.detach()}
     total = pred_loss
     if cfg.vicreg_sim > 0:
+        # VICReg.forward in facebookresearch/vicreg main_vicreg.py (4e12602fd495af83efd1631fbe82523e6db092e0):
+        # the variance hinge is averaged over the two branches, the covariance term summed.
         std = 0.5 * (vicreg_variance(context, cfg.vicreg_gamma) + vicreg_variance(predicted, cfg.vicreg_gamma))
-        cov = 0.5 * (vicreg_covariance(context) + vicreg_covariance(predicted))
+        cov = vicreg_covariance(context) + vicreg_covariance(predicted)
         total = cfg.vicreg_sim * pred_loss + cfg.vicreg_std * std + cfg.vicreg_cov * cov
         out.update(vicreg_std=std.detach(), vicreg_cov=cov.detach())
     if cfg.adl_variance > 0:

@@ -3,7 +3,9 @@
 - EMA target encoder (I-JEPA, arXiv 2301.08243): theta_t <- m theta_t + (1 - m) theta_o, with m
   linear from 0.996 to 1.0 over training; the target branch gets no gradient.
 - VICReg (Bardes et al., 2022, arXiv 2105.04906): variance term mean_j ReLU(gamma - sqrt(Var_j + eps)),
-  covariance term sum of squared off-diagonal covariances / D; weights 25 / 25 / 1.
+  covariance term sum of squared off-diagonal covariances / D; weights 25 / 25 / 1. Over two branches the
+  variance terms are averaged and the covariance terms summed (``main_vicreg.py``; combined in
+  ``drivewm.jepa.objectives.collapse_terms``).
 - AD-L-JEPA (arXiv 2501.04969): mean_j ReLU(1/sqrt(D) - sqrt(Var_j + 1e-4)) on L2-normalised embeddings
   (a unit vector spread evenly over D dimensions has per-dimension std 1/sqrt(D)).
 - SIGReg (Balestriero & LeCun, 2025, "LeJEPA", arXiv 2511.08544, Alg. 1 and the official
