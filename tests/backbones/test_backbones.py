@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from drivewm.backbones import BackboneConfig, SSMBackbone, build_backbone
+from drivewm.train.engine import _param_groups
 
 
 def _model(kind, **kw):
@@ -105,6 +108,42 @@ def test_mamba_init_follows_the_paper():
     dt = torch.nn.functional.softplus(mixer.dt_proj.bias)
     assert dt.min() >= 1e-4 and dt.max() <= 0.1 + 1e-6
     assert mixer.dt_proj.in_features == 2  # dt_rank 'auto' = ceil(32 / 16)
+
+
+def test_mamba_residual_projection_init_is_kaiming_uniform_over_sqrt_depth():
+    """mixer_seq_simple._init_weights: out_proj ~ U(-b, b), b = gain * sqrt(3 / fan_in) / sqrt(n_layer) with
+    kaiming_uniform's gain sqrt(2 / (1 + a^2)) at a = sqrt(5), i.e. b = 1 / sqrt(fan_in * n_layer)."""
+    torch.manual_seed(0)
+    depth = 4
+    model = SSMBackbone(BackboneConfig(kind="ssm", dim=32, depth=depth, d_state=8, chunk=8))
+    w = torch.cat([m.out_proj.weight.flatten() for m in model.mixers])  # 4 * 32 * 64 weights
+    fan_in = model.mixers[0].out_proj.in_features
+    bound = 1.0 / math.sqrt(fan_in * depth)
+    w = w.detach()
+    assert float(w.abs().max()) <= bound
+    assert float(w.abs().max()) > 0.98 * bound  # the whole interval is used
+    assert float(w.std()) == pytest.approx(bound / math.sqrt(3.0), rel=0.03)  # a uniform's std
+    assert float(w.mean()) == pytest.approx(0.0, abs=0.02 * bound)
+
+
+def test_engine_never_decays_mamba_A_log_or_D():
+    model = SSMBackbone(BackboneConfig(kind="ssm", dim=16, depth=2, d_state=4, chunk=4))
+    groups = _param_groups(model, weight_decay=0.1)
+    opt = torch.optim.AdamW(groups, lr=0.1)
+    by_decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in opt.param_groups}
+    for mixer in model.mixers:
+        assert mixer.A_log.ndim == 2 and id(mixer.A_log) in by_decay[0.0]
+        assert id(mixer.D) in by_decay[0.0]
+        assert id(mixer.in_proj.weight) in by_decay[0.1] and id(mixer.out_proj.weight) in by_decay[0.1]
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    # one step with zero gradients: decayed matrices shrink, A_log does not move
+    A_log = model.mixers[0].A_log.detach().clone()
+    w = model.mixers[0].in_proj.weight.detach().clone()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    torch.testing.assert_close(model.mixers[0].A_log.detach(), A_log, rtol=0, atol=0)
+    torch.testing.assert_close(model.mixers[0].in_proj.weight.detach(), w * (1 - 0.1 * 0.1))
 
 
 def test_config_nests_in_a_model_config_and_one_override_swaps_the_backbone():

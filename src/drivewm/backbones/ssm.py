@@ -2,7 +2,8 @@
 
 Block: in_proj -> (x, z); short causal depthwise conv1d on x; SiLU; input-dependent delta (softplus of a
 rank-dt_rank projection), B and C; selective scan with diagonal A = -exp(A_log) (S4D-real init) and a
-D skip; y * SiLU(z); out_proj. Layers are pre-norm residual, as in Mamba. The step form carries the
+D skip; y * SiLU(z); out_proj. Layers are pre-norm residual, as in Mamba, with out_proj scaled by
+1/sqrt(depth) at init and A_log, D marked ``_no_weight_decay``. The step form carries the
 last d_conv - 1 conv inputs and the [E, N] scan state per layer, so a step costs O(1) in the past length.
 The scan is `scan.selective_scan`: the Mamba authors' fused kernel for CUDA inputs when mamba-ssm is
 installed (`pip install drivewm[mamba]`; its import guard sits in scan.py), drivewm's own scan otherwise.
@@ -49,6 +50,10 @@ class MambaBlock(nn.Module):
         # S4D-real: A_n = -(n + 1) for every channel
         self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(e, 1))  # [E, N]
         self.D = nn.Parameter(torch.ones(e))
+        # Never weight-decayed (the training engine honours the mark): decay would pull A_log towards A = -1
+        # and erase the S4D spread. As mamba_ssm/modules/mamba_simple.py (state-spaces/mamba e9594ce1c732d97440f0332fdc43170a2294dbfa).
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
         # Mamba's delta init: softplus(bias) log-uniform in [dt_min, dt_max]
         nn.init.uniform_(self.dt_proj.weight, -(r**-0.5), r**-0.5)
         dt = torch.exp(torch.rand(e) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=1e-4)
@@ -89,6 +94,18 @@ class SSMBackbone(SequenceBackbone):
         self.mixers = nn.ModuleList(MambaBlock(cfg) for _ in range(cfg.depth))
         self.drop = nn.Dropout(cfg.dropout)
         self.norm = make_norm(cfg.norm, cfg.dim)
+        self._rescale_residual_projections()
+
+    @torch.no_grad()
+    def _rescale_residual_projections(self) -> None:
+        """``_init_weights(rescale_prenorm_residual=True, n_residuals_per_layer=1)`` of state-spaces/mamba
+        mamba_ssm/models/mixer_seq_simple.py (e9594ce1c732d97440f0332fdc43170a2294dbfa): each mixer's out_proj,
+        the projection that writes into the residual stream, is redrawn kaiming_uniform(a=sqrt(5)) and scaled
+        by 1/sqrt(n_layer) (GPT-2's scheme), so the residual stream's variance does not grow with depth."""
+        for mixer in self.mixers:
+            w = mixer.out_proj.weight
+            nn.init.kaiming_uniform_(w, a=math.sqrt(5))
+            w /= math.sqrt(self.cfg.depth)
 
     def forward(self, x: Tensor, *, positions: Tensor | None = None, block_size: int = 1) -> Tensor:
         """Strictly causal in sequence order. positions are ignored (the recurrence knows the order);
