@@ -14,8 +14,9 @@ Two maskings, one code path:
   loss is 0.75 (1 - cos) on masked occupied cells + 0.25 (1 - cos) on masked empty cells.
 
 Collapse control (``CollapseConfig``): EMA teacher with stop-gradient (momentum 0.996 -> 1.0 linear,
-updated in ``on_step_end``), VICReg (arXiv 2105.04906), AD-L-JEPA's variance term, LeJEPA SIGReg
-(arXiv 2511.08544, no teacher and no stop-gradient), or none (the collapse baseline).
+updated in ``on_step_end``), VICReg (arXiv 2105.04906), AD-L-JEPA's variance term, SIGReg (arXiv
+2511.08544) on the online encoder's patch tokens next to the I-JEPA prediction loss (drivewm's variant;
+LeJEPA as published, on pooled views without a predictor, is ``lejepa``), or none (the collapse baseline).
 With 'multiblock' / 'bev' a window [B, T, X, Y, Z] is read as B * T independent frames.
 """
 

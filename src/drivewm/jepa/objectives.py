@@ -40,9 +40,9 @@ class CollapseConfig:
     adl_variance: float = 0.0
     """Weight of AD-L-JEPA's variance regulariser on normalised context and predicted embeddings (0 = off)."""
     sigreg_lambda: float = 0.0
-    """LeJEPA: loss = (1 - lambda) * prediction + lambda * SIGReg (0 = off; paper 0.02-0.05)."""
+    """SIGReg on the patch tokens: loss = (1 - lambda) * prediction + lambda * SIGReg (0 = off; LeJEPA's 0.02-0.05)."""
     sigreg_slices: int = 256
-    """LeJEPA: random unit projections per step."""
+    """SIGReg: random unit projections per step."""
 
     def __post_init__(self) -> None:
         if self.target not in ("ema", "shared"):
