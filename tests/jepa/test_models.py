@@ -34,6 +34,10 @@ def _jepa_models():
     tubes_enc = EncoderConfig(grid_shape=[16, 16, 4], patch=2, dim=32, depth=1, heads=2)
     out.append(pytest.param(JepaBEVConfig(encoder=tubes_enc, masking="tubes", pred_loss="l1", diag_every=1,
                                           collapse=CollapseConfig(sigreg_lambda=0.05, sigreg_slices=8)), id="jepa_bev-vjepa-tubes"))
+    vjepa2_enc = EncoderConfig(grid_shape=[16, 16, 4], patch=2, dim=36, depth=1, heads=2, tubelet=2, pos_embed="rope3d")
+    out.append(pytest.param(JepaBEVConfig(encoder=vjepa2_enc, masking="tubes", pred_loss="l1", diag_every=1,
+                                          collapse=CollapseConfig(ema_start=0.99925, ema_end=0.99925)),
+                            id="jepa_bev-vjepa2-tubelet-rope3d"))
     return out
 
 
@@ -41,7 +45,7 @@ def _jepa_models():
 def test_forward_backward_all_params_get_grads(cfg):
     torch.manual_seed(0)
     model = build_model(cfg)
-    batch = scene_batch(3, 3, seed=1, grid=(16, 16, 4))
+    batch = scene_batch(3, 4, seed=1, grid=(16, 16, 4))
     out = model.loss(batch)
     assert torch.isfinite(out["loss"])
     out["loss"].backward()
@@ -52,7 +56,7 @@ def test_forward_backward_all_params_get_grads(cfg):
         model.on_step_end(0, 10)
     z = model.encode(batch["occ"][:, 0])
     n = (16 // cfg.encoder.patch) ** 2
-    assert z.shape == (3, n, 32)
+    assert z.shape == (3, n, cfg.encoder.dim)
 
 
 def test_ema_teacher_follows_schedule_and_gets_no_grad():
@@ -178,3 +182,21 @@ def test_ac_loads_frozen_encoder_from_run_dir(tmp_path):
     out["loss"].backward()
     assert all(p.grad is None for p in ac.encoder.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, ac.encoder.parameters()))
+
+
+def test_jepa_presets_load_and_the_vjepa_presets_are_the_published_recipes():
+    from drivewm.config import preset_path
+    from drivewm.train.config import load_run_config
+
+    paths = sorted(preset_path("jepa").glob("*.yaml"))
+    cfgs = {p.stem: load_run_config(p) for p in paths}
+    assert {"jepa_bev_vjepa", "jepa_bev_vjepa2", "lejepa"} <= set(cfgs)
+    v1, v2 = cfgs["jepa_bev_vjepa"].model, cfgs["jepa_bev_vjepa2"].model
+    assert v1.encoder.tubelet == 2 and v1.encoder.pos_embed == "sincos" and (v1.collapse.ema_start, v1.collapse.ema_end) == (0.998, 1.0)
+    assert v2.encoder.tubelet == 2 and v2.encoder.pos_embed == "rope3d" and v2.masking == "tubes"
+    assert v2.collapse.ema_start == v2.collapse.ema_end == 0.99925  # constant, V-JEPA 2
+    for name, cfg in cfgs.items():
+        if cfg.model.name != "jepa_ac":  # jepa_ac presets read an encoder run
+            build_model(cfg.model)
+        if getattr(cfg.model, "masking", None) == "tubes":
+            assert cfg.data.past % cfg.model.encoder.tubelet == 0, name

@@ -6,8 +6,10 @@ Two maskings, one code path:
   context tokens; a narrow predictor fills 4 target blocks from them with mask tokens at the target
   positions; the targets are the layer-normed patch embeddings of the full view; smooth-L1 loss.
 - 'tubes' (V-JEPA, Bardes et al., 2024, arXiv 2404.08471): the window's T frames form one clip of
-  T * N space-time tokens; two mask groups per step (8 tubes at spatial scale 0.15, 2 at 0.7, each
-  repeated over every frame), the prediction loss averaged over both; L1 in the paper (``pred_loss``).
+  T / tubelet * N space-time tokens (``encoder.tubelet``, 2 in V-JEPA and V-JEPA 2); two mask groups per
+  step (8 tubes at spatial scale 0.15, 2 at 0.7, each repeated over every tubelet), the prediction loss
+  averaged over both; L1 in the paper (``pred_loss``). With ``encoder.pos_embed='rope3d'`` and a constant
+  EMA of 0.99925 this is V-JEPA 2's encoder recipe (arXiv 2506.09985; preset ``jepa/jepa_bev_vjepa2.yaml``).
 - 'bev' (AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969): 50 % of the BEV cells are masked; the
   context encoder sees every cell, masked cells replaced by a learnable mask token and empty cells
   (no occupied voxel) by a learnable empty token; predictions and targets are L2-normalised and the
@@ -130,7 +132,7 @@ class JepaBEV(nn.Module):
         if self.cfg.masking == "multiblock":
             return self.encoder(occ, keep=m.context)
         if self.cfg.masking == "tubes":
-            return self.encoder.run(gather_tokens(self.encoder.video_tokens(occ), m.context))
+            return self.encoder.run(gather_tokens(self.encoder.video_tokens(occ), m.context), m.context)
         tokens = self.encoder.tokens(occ)  # [B, N, D]
         b, n, d = tokens.shape
         masked = torch.zeros(b, n, dtype=torch.bool, device=occ.device).scatter_(1, m.targets.flatten(1), True)
@@ -154,8 +156,10 @@ class JepaBEV(nn.Module):
         """The model's input view of batch['occ']: a clip [B, T, ...] for tubes, else frames [B * T, ...]."""
         if self.cfg.masking != "tubes":
             return frames_of(occ)
-        if occ.dim() != 5 or occ.shape[1] < 2:
-            raise ValueError(f"masking='tubes' needs windows [B, T >= 2, X, Y, Z], got occ {tuple(occ.shape)}")
+        k = self.cfg.encoder.tubelet
+        if occ.dim() != 5 or occ.shape[1] < 2 or occ.shape[1] % k:
+            raise ValueError(f"masking='tubes' needs windows [B, T >= 2, X, Y, Z] with T a multiple of encoder.tubelet={k}, "
+                             f"got occ {tuple(occ.shape)}")
         return occ
 
     def _weights(self, occ: Tensor, targets: Tensor) -> Tensor | None:
@@ -172,7 +176,8 @@ class JepaBEV(nn.Module):
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         occ = self._clip(batch["occ"])
-        b, frames = occ.shape[0], (occ.shape[1] if self.cfg.masking == "tubes" else 1)
+        tubes = self.cfg.masking == "tubes"
+        b, frames = occ.shape[0], (occ.shape[1] // self.cfg.encoder.tubelet if tubes else 1)  # frames: of tokens
         step = self.counter.value
         h = self._targets(occ)  # [B, (T *) N, D]
         online = h
@@ -190,7 +195,7 @@ class JepaBEV(nn.Module):
         pl = torch.stack(losses).mean()
         if self.cfg.collapse.sigreg_lambda > 0 and not h.requires_grad:
             # SIGReg acts on the online encoder's full view, with gradient
-            online = self.encoder.run(self.encoder.video_tokens(occ)) if frames > 1 else self.encoder(occ)
+            online = self.encoder.run(self.encoder.video_tokens(occ)) if tubes else self.encoder(occ)
         out = collapse_terms(self.cfg.collapse, pl, torch.cat(ctxs), torch.cat(preds), online, step, self.cfg.seed)
         if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
             out.update(diagnostics(h))  # over all patch tokens [B * N, D]

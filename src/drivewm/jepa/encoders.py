@@ -10,6 +10,16 @@ over the kept tokens -> [B, N, D] patch embeddings, N = h * w (or the kept count
   offsets to the pillar centre) -> linear + LayerNorm + ReLU -> max-scattered to the BEV grid, then the
   same patchifying conv and ViT;
 - camera: the plain ViT patch embedding (Dosovitskiy et al., 2021, arXiv 2010.11929).
+
+Video (V-JEPA, arXiv 2404.08471; V-JEPA 2, arXiv 2506.09985): ``tubelet`` consecutive frames form one
+space-time token, the patchifying conv reading their stacked features (a Conv3d of kernel
+(tubelet, p, p)); a single frame is repeated over the tubelet, as vjepa2 feeds images
+(``forward_target`` in app/vjepa_droid/train.py). Positions: ``pos_embed='sincos'`` adds the fixed
+sin-cos table (frame-major 1-D over tubelets for clips); ``'rope3d'`` adds none and rotates queries and
+keys in every block by (tubelet, row, col), each axis on an equal even share of the head, read from the
+kept token ids (``RoPEAttention`` in facebookresearch/vjepa2 src/models/utils/modules.py at
+c2963a47433ecca0ad4f06ec28bcfa8cb5b5cefb; the same frequencies, in the half-split layout of
+``drivewm.backbones.rotary``, which equals theirs up to a fixed permutation of the head dimensions).
 """
 
 from __future__ import annotations
@@ -21,8 +31,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from drivewm.backbones import TransformerBlock, make_norm
+from drivewm.backbones.rotary import RotaryEmbedding
 
 MODALITIES = ("occ", "lidar", "camera")
+POS_EMBEDS = ("sincos", "rope3d")
 
 
 @dataclass(kw_only=True)
@@ -51,6 +63,11 @@ class EncoderConfig:
     """Attention heads."""
     mlp_ratio: float = 4.0
     """MLP hidden width as a multiple of D."""
+    tubelet: int = 1
+    """Frames per space-time token of a clip (V-JEPA / V-JEPA 2: 2); a single frame is repeated over it."""
+    pos_embed: str = "sincos"
+    """'sincos' (fixed sin-cos added to the tokens: I-JEPA, V-JEPA) or 'rope3d' (V-JEPA 2: 3D RoPE over
+    (tubelet, row, col) in every block, no additive position)."""
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -61,6 +78,12 @@ class EncoderConfig:
             raise ValueError(f"encoder grid_shape {self.grid_shape[:2]} must be divisible by patch {self.patch}")
         if self.dim % self.heads or self.dim % 4:
             raise ValueError(f"encoder dim {self.dim} must divide by heads {self.heads} and by 4 (2-D sin-cos)")
+        if self.tubelet < 1:
+            raise ValueError(f"encoder tubelet must be >= 1, got {self.tubelet}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"encoder pos_embed {self.pos_embed!r} not in {POS_EMBEDS}")
+        if self.pos_embed == "rope3d" and (self.dim // self.heads) < 6:
+            raise ValueError(f"encoder pos_embed='rope3d' needs a head size >= 6 (3 axes x 2), got {self.dim // self.heads}")
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -102,27 +125,27 @@ def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
 
 
 class OccStem(nn.Module):
-    """uint8 occupancy [B, X, Y, Z] -> [B, D, X/p, Y/p]: class embedding, height into channels, patch conv."""
+    """uint8 occupancy [B, X, Y, Z]: class embedding, height into channels; ``proj`` the patch conv."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
         self.num_classes = cfg.num_classes
         self.embed = nn.Embedding(cfg.num_classes, cfg.class_dim)
-        self.proj = nn.Conv2d(cfg.grid_shape[2] * cfg.class_dim, cfg.dim, cfg.patch, stride=cfg.patch)
+        self.proj = nn.Conv2d(cfg.tubelet * cfg.grid_shape[2] * cfg.class_dim, cfg.dim, cfg.patch, stride=cfg.patch)
 
-    def forward(self, occ: Tensor) -> Tensor:
+    def features(self, occ: Tensor) -> Tensor:
+        """[B, X, Y, Z] -> per-cell features [B, Z * C, X, Y] (the patch conv's input for one frame)."""
         if occ.dim() != 4:
             raise ValueError(f"occupancy encoder expects [B, X, Y, Z] class ids, got shape {tuple(occ.shape)}")
         if int(occ.max()) >= self.num_classes:
             raise ValueError(f"occupancy class id {int(occ.max())} >= num_classes {self.num_classes}")
         e = self.embed(occ.long())  # [B, X, Y, Z, C]
         b, x, y, z, c = e.shape
-        e = e.permute(0, 3, 4, 1, 2).reshape(b, z * c, x, y)  # height folded into channels
-        return self.proj(e)
+        return e.permute(0, 3, 4, 1, 2).reshape(b, z * c, x, y)  # height folded into channels
 
 
 class PillarStem(nn.Module):
-    """LiDAR points [B, P, 4] (+ valid [B, P]) -> pillar features max-scattered to BEV -> [B, D, X/p, Y/p]."""
+    """LiDAR points [B, P, 4] (+ valid [B, P]) -> pillar features max-scattered to BEV; ``proj`` the patch conv."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -130,9 +153,10 @@ class PillarStem(nn.Module):
         self.lower = cfg.grid_lower
         self.voxel = cfg.voxel_size
         self.pointnet = nn.Sequential(nn.Linear(6, cfg.pillar_dim), nn.LayerNorm(cfg.pillar_dim), nn.ReLU())
-        self.proj = nn.Conv2d(cfg.pillar_dim, cfg.dim, cfg.patch, stride=cfg.patch)
+        self.proj = nn.Conv2d(cfg.tubelet * cfg.pillar_dim, cfg.dim, cfg.patch, stride=cfg.patch)
 
-    def forward(self, points: Tensor, valid: Tensor | None = None) -> Tensor:
+    def features(self, points: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Points [B, P, 4] -> pillar features [B, C, X, Y]."""
         if points.dim() != 3 or points.shape[-1] != 4:
             raise ValueError(f"lidar encoder expects points [B, P, 4] (x, y, z, intensity), got {tuple(points.shape)}")
         b, p, _ = points.shape
@@ -153,29 +177,29 @@ class PillarStem(nn.Module):
         # ReLU features are >= 0, so the zero init is the max of an empty pillar.
         bev = bev.scatter_reduce(0, idx, f.reshape(b * p, -1), "amax", include_self=True)
         bev = bev.view(b, self.X * self.Y + 1, -1)[:, :-1]  # [B, X*Y, C]
-        bev = bev.transpose(1, 2).reshape(b, -1, self.X, self.Y)
-        return self.proj(bev)
+        return bev.transpose(1, 2).reshape(b, -1, self.X, self.Y)
 
 
 class CameraStem(nn.Module):
-    """uint8 image [B, H, W, 3] -> [B, D, H/p, W/p]."""
+    """uint8 image [B, H, W, 3] -> pixels in [-1, 1]; ``proj`` the patch conv."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(3, cfg.dim, cfg.patch, stride=cfg.patch)
+        self.proj = nn.Conv2d(cfg.tubelet * 3, cfg.dim, cfg.patch, stride=cfg.patch)
 
-    def forward(self, img: Tensor) -> Tensor:
+    def features(self, img: Tensor) -> Tensor:
+        """[B, H, W, 3] -> [B, 3, H, W] in [-1, 1]."""
         if img.dim() != 4 or img.shape[-1] != 3:
             raise ValueError(f"camera encoder expects [B, H, W, 3] images, got shape {tuple(img.shape)}")
-        x = img.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return self.proj(x)
+        return img.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
 class PatchEncoder(nn.Module):
-    """Stem + 2-D positions + ViT: ``forward(x, keep=None) -> [B, N or K, D]``.
+    """Stem + positions + ViT: ``forward(x, keep=None) -> [B, N or K, D]``.
 
-    ``keep`` [B, K] runs the ViT on those tokens only (I-JEPA context); ``replace`` = (mask [B, N]
-    bool, token [D]) swaps masked tokens for a learned token before the ViT (AD-L-JEPA context).
+    ``keep`` [B, K] runs the ViT on those tokens only (I-JEPA context). ``tokens`` / ``video_tokens``
+    and ``run`` split the pass for callers that edit the tokens in between (AD-L-JEPA's mask and empty
+    tokens, V-JEPA's tube context); ``run`` takes the kept token ids, which 'rope3d' reads positions from.
     """
 
     def __init__(self, cfg: EncoderConfig) -> None:
@@ -188,28 +212,51 @@ class PatchEncoder(nn.Module):
             TransformerBlock(cfg.dim, cfg.heads, mlp_ratio=cfg.mlp_ratio, norm="layer") for _ in range(cfg.depth)
         )
         self.norm = make_norm("layer", cfg.dim)
+        self.rope = RotaryEmbedding(cfg.dim // cfg.heads, max_len=max(h, w, 64), axes=3) if cfg.pos_embed == "rope3d" else None
 
     @property
     def num_tokens(self) -> int:
         h, w = self.cfg.token_grid
         return h * w
 
-    def tokens(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
-        """Patch tokens before the ViT, positions included: [B, N, D]."""
-        f = self.stem(x, valid) if self.cfg.modality == "lidar" else self.stem(x)  # [B, D, h, w]
-        return f.flatten(2).transpose(1, 2) + self.pos
+    def _patchify(self, f: Tensor) -> Tensor:
+        """Stacked features of a tubelet [B, tubelet * C, X, Y] -> tokens [B, N, D] (no positions)."""
+        return self.stem.proj(f).flatten(2).transpose(1, 2)
 
-    def run(self, t: Tensor) -> Tensor:
-        """The ViT over tokens [B, K, D] (bidirectional) -> [B, K, D]."""
-        for blk in self.blocks:
-            t = blk(t)
-        return self.norm(t)
+    def tokens(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Patch tokens of single frames before the ViT, 'sincos' positions included: [B, N, D]."""
+        f = self.stem.features(x, valid) if self.cfg.modality == "lidar" else self.stem.features(x)  # [B, C, X, Y]
+        if self.cfg.tubelet > 1:
+            f = f.repeat(1, self.cfg.tubelet, 1, 1)  # the frame fills its tubelet
+        t = self._patchify(f)
+        return t + self.pos if self.cfg.pos_embed == "sincos" else t
 
     def video_tokens(self, x: Tensor) -> Tensor:
-        """Frames [B, T, ...] -> tokens [B, T * N, D] with space-time positions (V-JEPA)."""
+        """Clips [B, T, ...] -> tokens [B, T / tubelet * N, D] (tubelet-major), with 'sincos' space-time positions."""
         b, t = x.shape[:2]
-        tok = self.tokens(x.flatten(0, 1)) - self.pos  # [B*T, N, D], re-positioned below
-        return tok.reshape(b, t * self.num_tokens, -1) + spacetime_pos(self.pos, t)
+        k = self.cfg.tubelet
+        if t % k:
+            raise ValueError(f"a clip of {t} frames does not split into tubelets of {k} (encoder.tubelet)")
+        f = self.stem.features(x.flatten(0, 1))  # [B * T, C, X, Y]
+        f = f.reshape(b * (t // k), k * f.shape[1], *f.shape[2:])  # the frames of a tubelet stacked on channels
+        tok = self._patchify(f).reshape(b, (t // k) * self.num_tokens, -1)
+        return tok + spacetime_pos(self.pos, t // k) if self.cfg.pos_embed == "sincos" else tok
+
+    def _rope(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """Token ids [K] or [B, K] over (tubelet, row, col) frame-major -> the blocks' rotation tables."""
+        n, w = self.num_tokens, self.cfg.token_grid[1]
+        pos = torch.stack([ids // n, (ids % n) // w, ids % w], dim=-1)  # [(B,) K, 3]
+        return self.rope(pos)
+
+    def run(self, t: Tensor, ids: Tensor | None = None) -> Tensor:
+        """The ViT over tokens [B, K, D] (bidirectional) -> [B, K, D]; ``ids`` [B, K]: which tokens these are
+        (None: all, in order), for 'rope3d'."""
+        rope = None
+        if self.rope is not None:
+            rope = self._rope(ids if ids is not None else torch.arange(t.shape[1], device=t.device))
+        for blk in self.blocks:
+            t = blk(t, rope=rope)
+        return self.norm(t)
 
     def forward(self, x: Tensor, keep: Tensor | None = None, valid: Tensor | None = None) -> Tensor:
         t = self.tokens(x, valid)
@@ -217,7 +264,7 @@ class PatchEncoder(nn.Module):
             if keep.shape[1] < 1:
                 raise ValueError("encoder keep indices are empty: the mask left no context tokens")
             t = gather_tokens(t, keep)  # [B, K, D]
-        return self.run(t)
+        return self.run(t, keep)
 
 
 def patch_labels(occ: Tensor, patch: int, free_id: int) -> Tensor:
