@@ -16,50 +16,30 @@ def baselines(
     protocol: str = typer.Option("occworld", "--protocol", help="occworld (no mask, empty class = 1) or occ3d (mask_camera, nan-mean)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
     max_batches: int = typer.Option(0, "--max-batches", help="Stop after this many batches (0 = all windows)."),
-    lidar: bool = typer.Option(False, "--lidar", help="Also score the constant-velocity LiDAR baseline (4D-Occ CD / NFCD); needs lidar in the store."),
+    lidar: bool = typer.Option(False, "--lidar", help="Also score the LiDAR baselines (4D-Occ CD / NFCD); needs lidar in the store."),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
 ) -> None:
-    """Score copy-last and ego-motion-warped copy-last forecasts with the named occupancy protocol."""
-    from torch.utils.data import DataLoader
-
-    from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupancy_forecast, occupancy_baselines
-    from drivewm.baselines.forecasters import ConstantVelocityLidar
-    from drivewm.data.config import DataConfig
-    from drivewm.data.windows import WindowDataset
+    """Score the no-learning forecasters every table shows (copy-last, ego-motion-warped copies) with the named protocol."""
+    from drivewm.evaluation import evaluate_baselines
 
     if protocol not in ("occworld", "occ3d"):
         raise typer.BadParameter(f"must be occworld or occ3d, got {protocol!r}", param_hint="--protocol")
-    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
     try:
-        dataset = WindowDataset(DataConfig(path=str(data), past=past, future=horizon, keys=keys), split)
+        results = evaluate_baselines(data, split=split, past=past, horizon=horizon, protocol=protocol,
+                                     batch_size=batch_size, max_batches=max_batches or None, lidar=lidar)
     except (FileNotFoundError, KeyError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
-    if len(dataset) == 0:
-        typer.echo(f"error: {data} has no {split} window of {past + horizon} frames", err=True)
-        raise typer.Exit(2)
-    hz = dataset.store.hz
-    report_steps = tuple(max(1, round(sec * hz)) for sec in (1.0, 2.0, 3.0))  # the 1 s / 2 s / 3 s frames
-    results = []
-    for forecaster in occupancy_baselines(dataset.grid):
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        results.append(
-            evaluate_occupancy_forecast(
-                forecaster, loader, past=past, horizon=horizon, protocol=protocol, grid=dataset.grid, hz=hz, report_steps=report_steps,
-                max_batches=max_batches or None,
-            )
-        )
-    names = list(results[0]["miou"])
-    typer.echo(f"protocol {protocol}, {results[0]['windows']} windows, values in %")
+    occupancy = [r for r in results if "miou" in r]
+    names = list(occupancy[0]["miou"])
+    typer.echo(f"protocol {protocol}, {occupancy[0]['windows']} windows, values in %")
     typer.echo(f"{'forecaster':<24}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names))
-    for r in results:
+    for r in occupancy:
         row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
         typer.echo(f"{r['forecaster']:<24}{row}")
-    if lidar:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        r = evaluate_lidar_forecast(ConstantVelocityLidar(), loader, past=past, horizon=horizon, max_batches=max_batches or None)
-        typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")
-        results.append(r)
+    for r in results:
+        if "cd" in r:
+            typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(out.suffix + ".tmp")

@@ -29,8 +29,9 @@ def eval_forecast(
 ) -> None:
     """Forecast with world models beside copy-last, the ego-warped copy and the tokenizer bound: occupancy
     runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
-    from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.dynamics.report import is_lidar, print_table
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.evaluation.tables import print_table
+    from drivewm.report.forecast import write_forecast_table
 
     data = [t.split("=", 1)[1] for t in targets if t.startswith("data=")]
     runs = [t for t in targets if "=" not in t]
@@ -38,11 +39,13 @@ def eval_forecast(
         raise typer.BadParameter("give the episode store as data=DIR")
     if not runs:
         raise typer.BadParameter("give at least one world-model run directory")
-    results = evaluate_forecast(
+    table = evaluate_forecast(
         runs, data[-1], past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
-        which=which, device=device, seed=seed, out_dir=out or runs[0],
+        which=which, device=device, seed=seed,
     )
-    if is_lidar(results):
+    write_forecast_table(table, out or runs[0])
+    results = table.results
+    if table.modality == "lidar":
         print_table(results, f"LiDAR forecasting, Copilot4D / 4D-Occ metrics ({data[-1]}, {split})")
         typer.echo(json.dumps({n: {"cd": r["cd"], "l1": r["l1"]} for n, r in results.items()}))
     else:

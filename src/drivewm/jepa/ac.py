@@ -50,9 +50,11 @@ class JepaACConfig:
     name: str = "jepa_ac"
     """Registered model name."""
     encoder_run: str = ""
-    """Run directory of a trained jepa_bev model whose encoder is frozen here ('' = a frozen random encoder, for tests)."""
+    """Run directory of a trained jepa_bev model whose encoder (the EMA teacher if it has one) a new run copies
+    in, frozen: its config into `encoder`, its weights into the model ('' = a frozen random encoder, for tests).
+    Recorded with the run, never read to load it."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """Encoder config used when encoder_run is '' (otherwise the run's own config wins)."""
+    """The frozen encoder's config (filled from encoder_run when a run starts)."""
     width: int = 64
     """Predictor width."""
     depth: int = 4
@@ -73,19 +75,30 @@ class JepaACConfig:
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
     """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
 
+    def frozen_sources(self, missing_only: bool = False) -> dict[str, str]:
+        """{model attribute: run directory} of the frozen encoder copied from a jepa_bev run (its config is
+        always nested, so nothing is ever missing)."""
+        return {} if missing_only or not self.encoder_run else {"encoder": self.encoder_run}
 
-def _load_encoder(cfg: JepaACConfig) -> PatchEncoder:
+    def adopt_frozen(self, attribute: str, run_kind: str, run_model: nn.Module) -> PatchEncoder:
+        """Nest the config of `run_model`'s encoder (the EMA teacher if it has one); returns that encoder."""
+        enc = getattr(run_model, "target_encoder", None) or getattr(run_model, "encoder", None)
+        if attribute != "encoder" or not isinstance(enc, PatchEncoder):
+            raise ValueError(f"encoder_run {self.encoder_run!r}: model {type(run_model).__name__} has no PatchEncoder to freeze")
+        self.encoder = enc.cfg
+        return enc
+
+
+def _frozen_encoder(cfg: JepaACConfig) -> PatchEncoder:
     if not cfg.encoder_run:
         enc = PatchEncoder(cfg.encoder)
         init_weights(enc)
         return enc
-    from drivewm.train.checkpoint import load_run
-
-    _, model = load_run(cfg.encoder_run)
-    enc = getattr(model, "target_encoder", None) or getattr(model, "encoder", None)
-    if not isinstance(enc, PatchEncoder):
-        raise ValueError(f"encoder_run {cfg.encoder_run!r}: model {type(model).__name__} has no PatchEncoder to freeze")
-    cfg.encoder = enc.cfg  # the run's encoder config is the truth (and is stored with this run)
+    # Its weights are copied in (or loaded with the run's): building it must not move the global RNG, so the
+    # predictor starts exactly as when the encoder run was loaded in here.
+    with torch.random.fork_rng(devices=[]):
+        enc = PatchEncoder(cfg.encoder)
+        init_weights(enc)
     return enc
 
 
@@ -93,7 +106,7 @@ class JepaAC(nn.Module):
     def __init__(self, cfg: JepaACConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = _load_encoder(cfg).requires_grad_(False).eval()
+        self.encoder = _frozen_encoder(cfg).requires_grad_(False).eval()
         ecfg = self.encoder.cfg
         self.n = self.encoder.num_tokens
         d, w = ecfg.dim, cfg.width

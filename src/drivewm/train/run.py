@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from drivewm.config import RunConfig, to_yaml
-from drivewm.registry import build_model, model_entry
+from drivewm.registry import model_entry
+from drivewm.train.checkpoint import build_model_from_sources
 from drivewm.train.distributed import setup_distributed, teardown_distributed
 from drivewm.train.engine import FitResult, Trainer
 
@@ -36,7 +37,9 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         seed_everything(cfg.train.seed)
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
-        model = build_model(cfg.model)
+        # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
+        # config this run records rebuilds the model without those runs.
+        model = build_model_from_sources(cfg.model)
         from drivewm.dynamics.base import TokenWorldModel
 
         if isinstance(model, TokenWorldModel):  # a frozen tokenizer: encode each frame once

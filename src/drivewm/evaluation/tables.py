@@ -1,5 +1,5 @@
-"""Tables and pictures of `drivewm eval forecast`: a rich table, results/forecast.json, PNG and GIF
-(LiDAR world models: results/forecast_lidar.json and forecast_lidar.png)."""
+"""Tables and pictures of the forecasting tables: rows of results/forecast.json (LiDAR:
+forecast_lidar.json), a rich table, forecast.png + forecast.gif (LiDAR: forecast_lidar.png)."""
 
 from __future__ import annotations
 
@@ -75,26 +75,6 @@ def print_table(results: dict[str, dict], title: str) -> None:
     if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
         console = Console(width=220)
     console.print(table)
-
-
-def write_forecast_result(results: dict[str, dict], out_dir: str | Path, *, images: list[str], **extra) -> Path:
-    from drivewm.report.results import write_result
-
-    columns, rows = table_rows(results)
-    if is_lidar(results):
-        return write_result(
-            out_dir, "forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
-            rows=rows, protocol="Copilot4D arXiv 2311.01017 / 4D-Occ arXiv 2302.13130: 5 observed + 6 predicted "
-            "sweeps at 2 Hz; tokens rendered along the true future rays; Chamfer distance and NFCD (m^2), depth "
-            "L1 (m) and AbsRel on the returns inside the tokenizer's grid; baselines have no per-ray depth",
-            images=images, extra={"metrics": results, **extra},
-        )
-    return write_result(
-        out_dir, "forecast", title="Occupancy forecasting (OccWorld protocol)", columns=columns, rows=rows,
-        protocol="OccWorld arXiv 2311.16038: 5 observed + 6 predicted frames at 2 Hz, no visibility mask, "
-                 "mIoU over classes 0..16 (zero-GT class scores 1), IoU of occupied vs free, percent",
-        images=images, extra={"metrics": results, **extra},
-    )
 
 
 def _tile(occ: torch.Tensor, grid: GridSpec, scale: int) -> np.ndarray:
