@@ -8,6 +8,7 @@ from drivewm.geometry import warp_occupancy
 from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
 from drivewm.dynamics.conditions import ego_conditions, motion_from_conditions
+from drivewm.train.checkpoint import build_model_from_sources
 
 VOCAB = 16  # the conftest models' vocabulary
 
@@ -112,7 +113,7 @@ def test_next_prior_is_the_decoded_frame_moved_by_the_known_motion(tmp_path, tok
     from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 
     tokenizer_run(tmp_path / "tok")
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(
+    model = build_model_from_sources(SpatioTemporalWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         tokenizer_run=str(tmp_path / "tok")))
     g = torch.Generator().manual_seed(0)
@@ -141,7 +142,7 @@ def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
     tokenizer_run(tmp_path / "tok")
-    model = MaskGITWorldModel(MaskGITWorldConfig(
+    model = build_model_from_sources(MaskGITWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         tokenizer_run=str(tmp_path / "tok")))
     windows = WindowDataset(DataConfig(path=str(tmp_path / "data"), past=3, future=2, val_fraction=0.0), "train")
@@ -239,7 +240,7 @@ def test_aged_priors_warp_each_source_by_the_summed_motion(tmp_path, tokenizer_r
     from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 
     tokenizer_run(tmp_path / "tok")
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(
+    model = build_model_from_sources(SpatioTemporalWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         prior_max_age=3, tokenizer_run=str(tmp_path / "tok")))
     g = torch.Generator().manual_seed(0)
@@ -280,7 +281,7 @@ def test_token_cache_serves_hints_by_age(tmp_path, tokenizer_run):
 
     generate_store(tmp_path / "data", preset="micro", episodes=1, frames=12, seed=0)
     tokenizer_run(tmp_path / "tok")
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(
+    model = build_model_from_sources(SpatioTemporalWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         prior_max_age=3, tokenizer_run=str(tmp_path / "tok")))
     windows = WindowDataset(DataConfig(path=str(tmp_path / "data"), past=3, future=2, val_fraction=0.0), "train")
@@ -305,7 +306,7 @@ def test_border_hints_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_r
     tokenizer_run(tmp_path / "tok")
     kw = dict(vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
               tokenizer_run=str(tmp_path / "tok"))
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(prior_outside="border", **kw))
+    model = build_model_from_sources(SpatioTemporalWorldConfig(prior_outside="border", **kw))
     tokens = torch.randint(0, 64, (1, 2, 8, 8), generator=torch.Generator().manual_seed(0))
     pose = torch.zeros(1, 2, 3)
     pose[:, 1, 0] = 8.0  # 5 voxels forward: the front of frame 1 was never seen
@@ -314,4 +315,4 @@ def test_border_hints_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_r
                             model.tokenizer.grid, outside="border")
     assert torch.equal(model.next_prior(tokens, cond)[:, 0], model.encode(warped)[:, 0])
     with pytest.raises(ValueError, match="prior_outside must be 'free' or 'border'"):
-        SpatioTemporalWorldModel(SpatioTemporalWorldConfig(prior_outside="edge", **kw))
+        build_model_from_sources(SpatioTemporalWorldConfig(prior_outside="edge", **kw))
