@@ -105,3 +105,24 @@ def test_bad_directories_are_one_line_errors(tmp_path):
         from_pretrained(tmp_path / "pre")
     with pytest.raises(TypeError, match="no config"):
         save_pretrained(torch.nn.Linear(2, 2), tmp_path / "lin")
+
+
+def test_a_predictor_loads_without_the_run_its_encoder_came_from(tmp_path):
+    import shutil
+
+    from drivewm.config import RunConfig, to_yaml
+    from drivewm.jepa.ac import JepaACConfig
+    from drivewm.train.checkpoint import CheckpointManager, build_model_from_sources
+
+    torch.manual_seed(0)
+    src = build_model(_small_config("jepa_bev"))
+    CheckpointManager(tmp_path / "jepa").save(1, config_yaml=to_yaml(RunConfig(model=src.cfg)),
+                                             model_state=src.state_dict(), optim_state=None, state={"step": 1})
+    ac = build_model_from_sources(JepaACConfig(encoder_run=str(tmp_path / "jepa"), width=32, depth=1, heads=2))
+    save_pretrained(ac, tmp_path / "ac")
+    shutil.rmtree(tmp_path / "jepa")
+    loaded = from_pretrained(tmp_path / "ac")
+    teacher = getattr(src, "target_encoder", None) or src.encoder
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(loaded.encoder.state_dict()[k], v)
+    assert loaded.cfg.encoder == teacher.cfg

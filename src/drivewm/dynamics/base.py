@@ -204,6 +204,13 @@ class TokenWorldModel(nn.Module):
             raise KeyError(f"the context has no {self.modality!r} frames (keys {sorted(context)}); add it to data.keys")
         return context[self.modality].shape[1]
 
+    def prepare_dataset(self, dataset, device: torch.device | str = "cpu", progress: bool = True):
+        """The training data as the loss reads it, made once per run: each frame tokenized by the frozen
+        tokenizer (and its hint computed) once (`token_cache.tokenized`); other data unchanged."""
+        from drivewm.dynamics.token_cache import tokenized
+
+        return tokenized(self, dataset, device, progress)
+
     # --- the ego-warped prior ------------------------------------------------------------------------
     @torch.no_grad()
     def warp_hints(self, tokens: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:

@@ -40,15 +40,13 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
         # config this run records rebuilds the model without those runs.
         model = build_model_from_sources(cfg.model)
-        from drivewm.dynamics.base import TokenWorldModel
-
-        if isinstance(model, TokenWorldModel):  # a frozen tokenizer: encode each frame once
-            from drivewm.dynamics.token_cache import tokenized
-
+        # A model may turn its data once per run into what its loss reads (a frozen tokenizer encodes each frame once).
+        prepare = getattr(model, "prepare_dataset", None)
+        if prepare is not None:
             model.to(env.device)
             show = cfg.train.progress and env.is_main
-            train_set = tokenized(model, train_set, env.device, show)
-            val_set = tokenized(model, val_set, env.device, show)
+            train_set = prepare(train_set, env.device, show)
+            val_set = prepare(val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
         return trainer.fit(resume=resume)
     finally:
