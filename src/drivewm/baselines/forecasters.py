@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from drivewm.data.spec import GridSpec
+from drivewm.forecaster import Forecaster
 from drivewm.geometry import WARP_OUTSIDE, se2_compose, se2_inverse, warp_occupancy
 
 
@@ -190,7 +191,7 @@ class ConstantVelocityLidar(EgoWarpLidar):
         super().__init__(motion="constant_velocity")
 
 
-def baselines(grid: GridSpec, modality: str) -> list:
+def baselines(grid: GridSpec, modality: str) -> list[Forecaster]:
     """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order."""
     if modality == "occ":
         return [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity"),

@@ -392,8 +392,8 @@ def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
     from drivewm.hub import build_from_config
 
     if cfg.tokenizer_run:
-        # Its weights are copied in (or loaded with the run's): building it must not move the global RNG,
-        # so the world model's own layers start exactly as when the tokenizer run was loaded in here.
+        # Its weights come from that run (or this run's checkpoint), so building it draws nothing from the global
+        # RNG: the world model's own layers start from the state that loading the tokenizer run left.
         with torch.random.fork_rng(devices=[]):
             tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
     else:

@@ -94,8 +94,8 @@ def _frozen_encoder(cfg: JepaACConfig) -> PatchEncoder:
         enc = PatchEncoder(cfg.encoder)
         init_weights(enc)
         return enc
-    # Its weights are copied in (or loaded with the run's): building it must not move the global RNG, so the
-    # predictor starts exactly as when the encoder run was loaded in here.
+    # Its weights come from that run (or this run's checkpoint), so building it draws nothing from the global
+    # RNG: the predictor starts from the state that loading the encoder run left.
     with torch.random.fork_rng(devices=[]):
         enc = PatchEncoder(cfg.encoder)
         init_weights(enc)
