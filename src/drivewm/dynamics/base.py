@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional
 import torch
 import torch.nn as nn
 
+from drivewm.errors import DrivewmError
 from drivewm.geometry import WARP_OUTSIDE
 from drivewm.dynamics.conditions import condition_dim, ego_conditions
 from drivewm.dynamics.sampling import SamplingConfig
@@ -114,7 +115,7 @@ class TokenWorldModel(nn.Module):
         self.action_dim = condition_dim(cfg.condition)
         self.name = cfg.name
         if cfg.tokenizer is None and cfg.tokenizer_run:
-            raise ValueError(f"model.tokenizer_run={cfg.tokenizer_run} is not nested in model.tokenizer: build a new "
+            raise DrivewmError(f"model.tokenizer_run={cfg.tokenizer_run} is not nested in model.tokenizer: build a new "
                              f"run's model with drivewm.train.checkpoint.build_model_from_sources")
         self.tokenizer: nn.Module | None = frozen_tokenizer(cfg) if cfg.tokenizer is not None else None
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
@@ -400,7 +401,7 @@ def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
         tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
     vocab, shape = int(tokenizer.vocab_size), tuple(int(s) for s in tokenizer.token_shape)
     if vocab != cfg.vocab_size or shape != tuple(cfg.token_shape):
-        raise ValueError(
+        raise DrivewmError(
             f"model.tokenizer: tokenizer {cfg.tokenizer_run or cfg.tokenizer['name']} has vocab_size={vocab}, "
             f"token_shape={list(shape)} but the world model is configured for vocab_size={cfg.vocab_size}, "
             f"token_shape={list(cfg.token_shape)}"

@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader, Subset
 
 from drivewm.baselines import baselines
 from drivewm.data.config import DataConfig
+from drivewm.data.manifest import StoreError
 from drivewm.data.spec import GridSpec
 from drivewm.data.windows import WindowDataset, build_dataset
+from drivewm.errors import CheckpointError, DrivewmError
 from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
 from drivewm.evaluation.tables import save_forecast_pictures, save_lidar_forecast_picture, table_rows
 from drivewm.forecaster import Forecaster
@@ -46,7 +48,7 @@ def load_forecaster(run_dir: str | Path, which: str = "best", device: str = "cpu
     model = from_pretrained(run_dir, device, which)
     kind = model_entry(model.cfg.name).kind
     if kind != "world" or not hasattr(model, "forecast"):
-        raise ValueError(f"{run_dir}: holds a {kind} model ({model.cfg.name}), not a world model")
+        raise CheckpointError(f"{run_dir}: holds a {kind} model ({model.cfg.name}), not a world model")
     backbone = getattr(model.cfg, "backbone", None)  # token world models name their temporal mixer
     model.name = f"{model.cfg.name}{f' [{backbone}]' if backbone else ''} ({Path(run_dir).name})"
     return model
@@ -101,7 +103,7 @@ def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: i
     ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=[frames_key, "action", "ego_pose"]),
                        split)
     if len(ds) == 0:
-        raise ValueError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
+        raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
         idx = torch.linspace(0, len(ds) - 1, max_windows).round().long().unique().tolist()
         return ds, Subset(ds, idx)
@@ -125,11 +127,11 @@ def evaluate_forecast(
     from drivewm.dynamics.forecast import TokenizerBound
 
     if past < 1 or horizon < 1:
-        raise ValueError(f"past and horizon must be >= 1, got {past}, {horizon}")
+        raise DrivewmError(f"past and horizon must be >= 1, got {past}, {horizon}")
     models = [load_forecaster(r, which, device) for r in run_dirs]
     modalities = {m.modality for m in models}
     if len(modalities) > 1:
-        raise ValueError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
+        raise DrivewmError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
                          f"evaluate each modality in its own call")
     modality = modalities.pop() if modalities else "occ"
     full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ")
@@ -172,11 +174,11 @@ def evaluate_baselines(
     `forecaster` name and the `windows` scored (occupancy under `protocol`; with `lidar`, also the LiDAR
     baselines on whole sweeps)."""
     if protocol not in ("occworld", "occ3d"):
-        raise ValueError(f"protocol must be occworld or occ3d, got {protocol!r}")
+        raise DrivewmError(f"protocol must be occworld or occ3d, got {protocol!r}")
     keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
     dataset = WindowDataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys), split)
     if len(dataset) == 0:
-        raise ValueError(f"{data_path} has no {split} window of {past + horizon} frames")
+        raise StoreError(f"{data_path} has no {split} window of {past + horizon} frames")
     hz, grid = dataset.store.hz, dataset.grid
     report_steps = tuple(max(1, round(sec * hz)) for sec in (1.0, 2.0, 3.0))  # the 1 s / 2 s / 3 s frames
     tables = [("occ", OccupancyScoring(lambda: OccupancyForecastMetric(
