@@ -56,14 +56,14 @@ def _models(args, sim):
         trained.append("world")
     else:
         if sim.grid == "micro":  # the micro tokenizer: 8 x 8 tokens of a 64-code book
-            tok = _untrained("configs/tokenizer/occ_micro.yaml")
-            w = _untrained("configs/world/gpt_tiny.yaml", tokenizer_run="", vocab_size=64, token_shape=[8, 8],
+            tok = _untrained("tokenizer/occ_micro.yaml")
+            w = _untrained("world/gpt_tiny.yaml", tokenizer_run="", vocab_size=64, token_shape=[8, 8],
                            warp_prior=False)
         else:
-            tok = _untrained("configs/tokenizer/occ_tiny.yaml")
+            tok = _untrained("tokenizer/occ_tiny.yaml")
             # Without the ego-warped hint (a decode + encode per predicted frame): the cheaper token
             # model, so the embedding-vs-generation ratio is the conservative one.
-            w = _untrained("configs/world/gpt_tiny.yaml", tokenizer_run="", warp_prior=False)
+            w = _untrained("world/gpt_tiny.yaml", tokenizer_run="", warp_prior=False)
         w.tokenizer = tok.requires_grad_(False)
         world = TokenPlanningModel(w, 2, sim.hz, sim.max_speed)
     return jepa, world, trained

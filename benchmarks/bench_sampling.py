@@ -4,7 +4,7 @@
    frame after a 4-frame context; target >= 10x. Both draw the same tokens with the same seed.
 2. MaskGIT (Copilot4D, 8 parallel decoding steps) vs GPT with the cache, frames/s; target >= 5x.
 
-Models come from configs/world/{gpt,maskgit}_tiny.yaml (16 x 16 tokens, 512 codes), untrained, unless
+Models come from the presets world/{gpt,maskgit}_tiny.yaml (16 x 16 tokens, 512 codes), untrained, unless
 --gpt-run / --maskgit-run name trained runs; with --data, the forecast occupancy IoU (OccWorld protocol,
 1 step ahead) of each sampler is printed beside its speed, so speed is never bought silently with quality.
 
@@ -16,19 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def untrained(config: str, overrides: list[str]):
     # No tokenizer, so no ego-warped hint (it decodes and re-encodes frames): the samplers alone are timed.
-    cfg = load_run_config(ROOT / "configs" / "world" / config,
+    cfg = load_run_config(f"world/{config}",
                           ["model.tokenizer_run=''", "model.warp_prior=false", *overrides])
     torch.manual_seed(0)
     return build_model(cfg.model).eval()
@@ -110,7 +107,7 @@ def main() -> None:
     if args.data and args.gpt_run:
         batch = window_batch(args.data, ctx_len, args.batch, device)
         context = gpt.encode(batch["occ"][:, :ctx_len])
-        from drivewm.dynamics.conditions import ego_conditions
+        from drivewm.conditions import ego_conditions
 
         actions = ego_conditions(batch, gpt.cfg.condition)
     else:

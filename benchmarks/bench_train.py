@@ -20,9 +20,9 @@ from pathlib import Path
 
 
 def worker(run_dir: str, steps: int) -> None:
-    from drivewm.config import RunConfig
+    from drivewm.train.config import RunConfig
     from drivewm.train.config import TrainConfig
-    from drivewm.train.logging import read_metrics
+    from drivewm.report.results import read_metrics
     from drivewm.train.run import run_training
     from drivewm.train.toy import ToyConfig
 

@@ -7,7 +7,7 @@
    up to ten times fewer kernels (auto's choice on a GPU). ratio > 1: auto chose the faster one here.
 2. On a CUDA device only: bf16 autocast (train.precision=auto there) against fp32, OccWorld tiny.
 
-Models come from configs/world/{maskgit,occworld}_tiny.yaml, untrained, on random tokens (no tokenizer,
+Models come from the presets world/{maskgit,occworld}_tiny.yaml, untrained, on random tokens (no tokenizer,
 so no ego-warped hint): the training step alone is timed, forward, backward and AdamW.
 
     python benchmarks/bench_world_train.py [--quick] [--device cuda]
@@ -19,18 +19,15 @@ import argparse
 import contextlib
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def untrained(config: str, device: torch.device):
-    cfg = load_run_config(ROOT / "configs" / "world" / config, ["model.tokenizer_run=''", "model.warp_prior=false"])
+    cfg = load_run_config(f"world/{config}", ["model.tokenizer_run=''", "model.warp_prior=false"])
     torch.manual_seed(0)
     return build_model(cfg.model).to(device).train()
 

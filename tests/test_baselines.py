@@ -128,10 +128,9 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     import json
 
     import numpy as np
-    import typer
     from typer.testing import CliRunner
 
-    from drivewm.baselines.cli import baselines
+    from drivewm.cli import app
     from drivewm.forecaster import split_window
     from drivewm.data.spec import grid_preset
     from drivewm.data.store import EpisodeWriter
@@ -155,11 +154,10 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     with pytest.raises(ValueError, match="leaves no future"):
         split_window(batch, frames)
 
-    cli = typer.Typer()
-    cli.command()(baselines)
     out = tmp_path / "res.json"
-    args = ["--data", str(tmp_path / "store"), "--split", "train", "--past", "2", "--horizon", "6", "--out", str(out)]
-    res = CliRunner().invoke(cli, args)
+    args = ["eval", "baselines", f"data={tmp_path / 'store'}", "--split", "train", "--past", "2", "--horizon", "6",
+            "--out", str(out)]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = {r["forecaster"]: r for r in json.loads(out.read_text())}
     assert rows["ego_warp_copy_last"]["iou"]["avg"] == 100.0 and rows["ego_warp_copy_last"]["miou"]["avg"] == 100.0
@@ -167,8 +165,8 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     assert rows["ego_warp_copy_last_border"]["iou"]["avg"] == 100.0  # the entering area is free here
     assert rows["copy_last"]["iou"]["3s"] == 0.0  # the box has moved 6 voxels, beyond its own length
     assert "copy_last" in res.output and rows["copy_last"]["protocol"] == "occworld"
-    bad = CliRunner().invoke(cli, ["--data", str(tmp_path / "nothing")])
-    assert bad.exit_code != 0 and "nothing" in bad.output
+    bad = CliRunner().invoke(app, ["eval", "baselines", f"data={tmp_path / 'nothing'}"])
+    assert bad.exit_code == 2 and "nothing" in bad.stderr
 
 
 def test_lidar_evaluation_static_world_constant_speed():

@@ -110,7 +110,8 @@ def test_bad_directories_are_one_line_errors(tmp_path):
 def test_a_predictor_loads_without_the_run_its_encoder_came_from(tmp_path):
     import shutil
 
-    from drivewm.config import RunConfig, to_yaml
+    from drivewm.config import to_yaml
+    from drivewm.train.config import RunConfig
     from drivewm.jepa.ac import JepaACConfig
     from drivewm.train.checkpoint import CheckpointManager, build_model_from_sources
 

@@ -1,13 +1,23 @@
-"""Run configs: typed dataclasses validated by OmegaConf, loaded from YAML plus dotted overrides.
+"""Typed configs: dataclasses validated by OmegaConf, filled from YAML files plus dotted overrides.
 
-``load_run_config("configs/tiny.yaml", ["model.depth=4"])`` returns a ``RunConfig`` whose ``model``
-is the dataclass registered under ``model.name``. An unknown key or a wrongly typed value raises
-``ConfigError`` naming the key and the valid choices.
+``merge_into(schema, sources)`` merges YAML mappings and ``key=value`` lists into a config dataclass;
+an unknown key or a wrongly typed value raises ``ConfigError`` naming the key and the valid choices.
+Every layer reads its configs with it (a training run's ``RunConfig`` lives in ``drivewm.train.config``).
+
+Presets ship inside the package (``drivewm/configs``): a config path that is not a file names a
+preset (``world/gpt_tiny.yaml``), so every command works from any directory; a user's file wins.
+``parse_run_args`` is the one parser of the command-line grammar ``RUN... data=DIR key=value``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import ast
+import dataclasses
+import inspect
+import logging
+import textwrap
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,22 +26,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from drivewm.errors import DrivewmError
-from drivewm.data.config import DataConfig
-from drivewm.train.config import TrainConfig
+
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(DrivewmError):
     """A config file or override that does not fit the schema."""
-
-
-@dataclass(kw_only=True)
-class RunConfig:
-    model: Any = None
-    """The registered model's own config dataclass, chosen by `model.name`."""
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    run_dir: str = "runs/default"
-    """Directory for checkpoints, metrics.jsonl and TensorBoard events."""
 
 
 def _valid_keys(node: Any) -> list[str]:
@@ -68,10 +69,33 @@ def merge_into(schema_obj: Any, sources: Sequence[tuple[str, Any]]) -> Any:
         raise _explain(e, schema, "config") from None
 
 
-def read_yaml(path: str | Path) -> dict:
+def preset_path(name: str | Path) -> Path:
+    """The packaged preset `name` (relative to drivewm/configs: "world/gpt_tiny.yaml", or a folder: "world")."""
+    root = Path(str(resources.files("drivewm") / "configs"))
+    p = root / name
+    if not p.exists():
+        known = sorted(str(q.relative_to(root)) for q in root.rglob("*.yaml"))
+        raise ConfigError(f"no preset {str(name)!r}; packaged presets: {', '.join(known)}")
+    return p
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A user's config file when it exists, else the packaged preset of that name."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_file():
+        return p
+    if p.is_absolute() or p.suffix not in (".yaml", ".yml"):
         raise ConfigError(f"config file not found: {p}")
+    try:
+        packaged = preset_path(p)
+    except ConfigError as e:
+        raise ConfigError(f"config file not found: {p} (and {e})") from None
+    log.info("config %s: the packaged preset %s", p, packaged)
+    return packaged
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = resolve_config_path(path)
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
@@ -81,34 +105,98 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_run_config(path: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Load a run config from YAML and `key=value` overrides (the model schema picked by model.name)."""
-    from drivewm.registry import config_class
+@dataclass(frozen=True)
+class RunArgs:
+    """A command line `RUN... data=DIR key=value` taken apart."""
 
-    raw = read_yaml(path) if path is not None else {}
-    for o in overrides:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} is not of the form key=value")
-    name_override = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "model.name"]
-    model_name = name_override[-1] if name_override else (raw.get("model") or {}).get("name")
-    if not model_name:
-        raise ConfigError(f"{path}: the config must set model.name (a registered model)")
-    try:
-        model_cls = config_class(model_name)
-    except KeyError as e:
-        raise ConfigError(f"{path}: model.name: {e.args[0]}") from None
-    schema = RunConfig(model=model_cls())
-    return merge_into(schema, [(str(path), raw), ("command line", list(overrides))])
+    paths: list[str]
+    """Positional arguments (run directories, config files), in the order given."""
+    data: str | None
+    """The episode store of `data=DIR` (None when not given)."""
+    overrides: list[str]
+    """The `key=value` overrides, every key checked against the command's schema."""
+
+
+def parse_run_args(args: Sequence[str], schema: Any = None, *, source: str = "command line") -> RunArgs:
+    """Split `RUN... data=DIR key=value` and check every key against `schema` (a config dataclass).
+
+    `data=DIR` names the episode store everywhere. Each other `key=value` must be a field of `schema`
+    with a value of its type, or a ConfigError names it (`unknown key 'model.foo'` with the valid keys);
+    with `schema=None` the command takes no overrides.
+    """
+    paths, data, overrides = [], None, []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if not eq:
+            paths.append(a)
+        elif not key:
+            raise ConfigError(f"{source}: {a!r} is not of the form key=value")
+        elif key == "data":
+            data = value
+        else:
+            overrides.append(a)
+    if overrides:
+        if schema is None:
+            key = overrides[0].split("=", 1)[0]
+            raise ConfigError(f"{source}: unknown key {key!r}; this command takes RUN... data=DIR only")
+        merge_into(schema, [(source, overrides)])
+    return RunArgs(paths=paths, data=data, overrides=overrides)
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One field of a config dataclass, as `drivewm config show` prints it."""
+
+    name: str
+    """Dotted name (`sampling.temperature` for a nested config)."""
+    type: str
+    default: Any
+    """The default value; for a nested config, None (its fields follow under `name.`)."""
+    doc: str
+    """The attribute docstring (the string literal right below the field), '' when there is none."""
+    nested: bool = False
+    """True for a nested config dataclass."""
+
+
+def attribute_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings of a dataclass and its bases, parsed from the source with `ast`."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for stmt, nxt in zip(body, body[1:] + [None]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
+                    and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+                docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def config_fields(cls: type, prefix: str = "") -> list[FieldDoc]:
+    """Every field of a config dataclass with its type, default and docstring; nested configs are expanded."""
+    docs = attribute_docs(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        name = prefix + f.name
+        if dataclasses.is_dataclass(default):
+            out.append(FieldDoc(name=name, type=type(default).__name__, default=None, doc=docs.get(f.name, ""), nested=True))
+            out.extend(config_fields(type(default), prefix=name + "."))
+            continue
+        type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        out.append(FieldDoc(name=name, type=type_name, default="(required)" if default is dataclasses.MISSING else default,
+                            doc=docs.get(f.name, "")))
+    return out
 
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
-
-
-def run_config_from_dict(d: dict) -> RunConfig:
-    """Rebuild a RunConfig from the dict stored in a checkpoint's config.yaml."""
-    from drivewm.registry import config_class
-
-    model_cls = config_class(d["model"]["name"])
-    return merge_into(RunConfig(model=model_cls()), [("checkpoint config", d)])
-

@@ -15,6 +15,7 @@ strict: a CheckpointError names every missing or unexpected tensor and every sha
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -58,6 +59,39 @@ def config_from_dict(data: dict, source: str = "config") -> Any:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls()), data))
     except OmegaConfBaseException as e:
         raise CheckpointError(f"{source}: {str(e).splitlines()[0]}") from None
+
+
+def upgrade_model_config(data: dict) -> list[str]:
+    """Bring a model config dict written by an older drivewm up to date in place (its config class's `upgrade`,
+    if it has one); returns the keys changed. A ValueError names an option that cannot be carried over."""
+    from drivewm.registry import config_class
+
+    try:
+        cls = config_class(data.get("name", ""))
+    except KeyError:
+        return []  # config_from_dict names the unknown model
+    upgrade = getattr(cls, "upgrade", None)
+    return upgrade(data) if upgrade is not None else []
+
+
+def convert_command(path: Path) -> str:
+    """The command that converts the run holding `path` (a checkpoint directory or the run itself)."""
+    path = Path(path)
+    run = path.parent.parent if path.parent.name == "checkpoints" else path
+    return f"drivewm convert {run}"
+
+
+def check_current(model: dict, path: Path) -> None:
+    """Refuse, in one line naming the command that converts it, a checkpoint whose model config an older drivewm
+    wrote (options since renamed or removed)."""
+    try:
+        outdated = upgrade_model_config(copy.deepcopy(model))
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    if outdated:
+        keys = ", ".join(f"model.{k}" for k in outdated)
+        raise CheckpointError(f"{path}: written by an older drivewm ({keys}); convert the run once: "
+                              f"{convert_command(path)}")
 
 
 def build_from_config(data: dict, source: str = "config") -> nn.Module:
@@ -217,7 +251,7 @@ def nest_frozen_parts(cfg: Any, *, missing_only: bool, source: str) -> dict[str,
             if missing_only:
                 raise CheckpointError(
                     f"{source}: names its {attribute} by the run directory {run}, which does not exist; convert the run "
-                    f"where that directory exists: drivewm.train.checkpoint.convert_run(RUN, {attribute}_run=DIR)")
+                    f"once, naming where that run is now: {convert_command(Path(source).parent)} {attribute}_run=DIR")
             raise CheckpointError(f"model.{attribute}_run: no {attribute} run directory {run}; train one first")
         run_model = from_pretrained(run)
         try:
@@ -240,5 +274,7 @@ def load_model(cfg: Any, path: Path) -> nn.Module:
 def from_pretrained(directory: str | Path, device: str | torch.device = "cpu", which: str = "best") -> nn.Module:
     """Rebuild a model from a pretrained, checkpoint or run directory (strict), in eval mode on `device`."""
     path = find_checkpoint(directory, which)
-    cfg = config_from_dict(read_model_config(path), str(path / CONFIG_NAME))
+    model = read_model_config(path)
+    check_current(model, path)
+    cfg = config_from_dict(model, str(path / CONFIG_NAME))
     return load_model(cfg, path).to(device).eval()

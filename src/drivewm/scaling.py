@@ -77,7 +77,7 @@ def run_sweep(
     overrides: list[str] | None = None,
 ) -> tuple[list[dict], PowerLawFit]:
     """Train the world model config at each width; returns per-run rows and the fit."""
-    from drivewm.config import load_run_config
+    from drivewm.train.config import load_run_config
     from drivewm.train.checkpoint import CheckpointManager, build_model_from_sources
     from drivewm.train.run import run_training
 
@@ -99,3 +99,30 @@ def run_sweep(
         rows.append({"dim": w, "params": n_params, "val_ce": float(val)})
     fit = fit_power_law(np.array([r["params"] for r in rows]), np.array([r["val_ce"] for r in rows]))
     return rows, fit
+
+
+def run_scaling(*, config: str | Path, data: str | Path, tokenizer: str | Path, out: str | Path, widths: list[int],
+                steps: int, seed: int = 0, overrides: list[str] | None = None) -> tuple[list[dict], PowerLawFit, dict]:
+    """The sweep, its fit and its plot (results/scaling.png under `out`); returns the rows, the fit and the
+    result table (keyword arguments of `drivewm.report.results.write_result`)."""
+    from drivewm.config import ConfigError, resolve_config_path
+    from drivewm.data.manifest import StoreError
+
+    if not Path(data).is_dir():
+        raise StoreError(f"data={data}: no such store directory (run `make demo` first or pass data=DIR)")
+    if not Path(tokenizer).is_dir():
+        raise ConfigError(f"--tokenizer {tokenizer}: no such run directory (run `make demo` first or pass --tokenizer)")
+    if len(widths) < 3:
+        raise ConfigError(f"--widths needs at least 3 sizes (4 for an uncertainty), got {widths}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, fit = run_sweep(config=str(resolve_config_path(config)), data=str(data), tokenizer=str(tokenizer), out=out,
+                          widths=widths, steps=steps, seed=seed, overrides=list(overrides or []))
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    png = plot_fit([r["params"] for r in rows], [r["val_ce"] for r in rows], fit, out / "results" / "scaling.png")
+    table = dict(name="scaling", title="Scaling: validation cross-entropy vs world-model size",
+                 columns=["width", "parameters", "validation CE (nats)"],
+                 rows=[[r["dim"], r["params"], r["val_ce"]] for r in rows], images=[png.name],
+                 protocol="L(N) = a N^-b + c fitted by least squares (GAIA-1)",
+                 notes=f"b = {fit.b:.3f} +- {fit.b_err:.3f}, c = {fit.c:.3f}")
+    return rows, fit, table

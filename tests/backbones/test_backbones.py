@@ -27,6 +27,25 @@ def test_token_by_token_step_equals_parallel_form(kind):
     torch.testing.assert_close(torch.cat(outs, 1), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["attention", "ssm"])
+def test_prefill_is_the_causal_pass_and_its_state_continues_token_by_token(kind):
+    """A token-causal prompt (frame-wise positions, as the GPT world model's) in one pass: its outputs are
+    forward's, and stepping on from its state gives forward's outputs for the later tokens."""
+    model = _model(kind)
+    x = torch.randn(2, 12, 32)
+    positions = torch.arange(12) // 4  # every token of frame t at position t
+    ref = model(x, positions=positions)
+    out, state = model.prefill(x[:, :9], positions=positions[:9])
+    if kind == "attention":  # the very ops of the causal forward pass
+        assert torch.equal(out, model(x[:, :9], positions=positions[:9]))
+    torch.testing.assert_close(out, ref[:, :9], atol=1e-5, rtol=1e-5)
+    outs = []
+    for t in range(9, 12):
+        step, state = model.step(x[:, t : t + 1], state, positions=positions[t : t + 1])
+        outs.append(step)
+    torch.testing.assert_close(torch.cat(outs, 1), ref[:, 9:], atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("piece", [2, 5, 13])
 def test_ssm_pieces_continue_the_state(piece):
     model = _model("ssm")

@@ -9,6 +9,7 @@ from drivewm.data.nuscenes import read_pcd_bin
 from drivewm.data.occ3d import read_occ3d_labels
 from drivewm.data.spec import grid_preset
 from drivewm.data.store import EpisodeStore
+from drivewm.errors import DrivewmError
 
 OCC3D = grid_preset("occ3d")
 
@@ -76,7 +77,7 @@ def test_occ3d_bad_files_named_and_skipped(occ3d_layout):
 
 def test_occ3d_reader_errors(tmp_path):
     np.savez(tmp_path / "a.npz", semantics=np.zeros((200, 200, 16), np.uint8), mask_lidar=np.zeros((200, 200, 16)))
-    with pytest.raises(KeyError, match="a.npz: missing key 'mask_camera'"):
+    with pytest.raises(DrivewmError, match="a.npz: missing key 'mask_camera'"):
         read_occ3d_labels(tmp_path / "a.npz", OCC3D)
     full = {k: np.zeros((200, 200, 16), np.uint8) for k in ("mask_lidar", "mask_camera")}
     np.savez(tmp_path / "b.npz", semantics=np.zeros((200, 200, 8), np.uint8), **full)

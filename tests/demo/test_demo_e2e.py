@@ -9,7 +9,6 @@ import pytest
 from drivewm.report.browser import check_in_browser, find_chromium
 from drivewm.report.results import read_results
 
-ROOT = Path(__file__).resolve().parents[2]
 DRIVEWM = str(Path(sys.executable).parent / "drivewm")
 
 
@@ -23,8 +22,9 @@ def _finite_numbers(rows):
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
+    # From a directory that is not the repository: the presets come from the package.
     proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--minutes", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=out.parent)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout
 
@@ -49,7 +49,7 @@ def test_demo_writes_report_with_finite_numbers(demo_out):
 def test_demo_rerun_reuses_stages(demo_out):
     out, _ = demo_out
     proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--minutes", "1", "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=out.parent)
     assert proc.returncode == 0
     assert proc.stdout.count("cached") >= 9
 
@@ -66,8 +66,8 @@ def test_demo_unwritable_output_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = subprocess.run([DRIVEWM, "demo", "--preset", "micro", "--out", str(blocker / "out")],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 2 and "not writable" in proc.stderr
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "not writable" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
 
 def test_scaling_sweep_on_the_demo_output(demo_out, tmp_path):
@@ -76,7 +76,7 @@ def test_scaling_sweep_on_the_demo_output(demo_out, tmp_path):
     proc = subprocess.run(
         [DRIVEWM, "scaling", "--from-demo", str(out), "--out", str(res), "--widths", "8,16,32,64", "--steps", "4",
          "model.vocab_size=64", "model.token_shape=[8,8]", "model.depth=1", "model.heads=2", "train.batch_size=4"],
-        capture_output=True, text=True, cwd=ROOT)
+        capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "exponent b =" in proc.stdout
     (doc,) = [d for d in read_results(res) if d["_name"] == "scaling"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from drivewm.backbones import BackboneConfig
 from drivewm.dynamics import (
     GPTWorldConfig,
     GPTWorldModel,
@@ -20,7 +21,8 @@ torch.set_num_threads(1)
 
 
 def tiny_model(kind: str, backbone: str = "attention", **over):
-    common = dict(vocab_size=VOCAB, token_shape=list(GRID), dim=32, depth=1, heads=2, max_frames=6, backbone=backbone)
+    common = dict(vocab_size=VOCAB, token_shape=list(GRID), dim=32, depth=1, heads=2, max_frames=6,
+                  backbone=BackboneConfig(kind=backbone))
     common.update(over)
     torch.manual_seed(0)
     if kind == "gpt":
@@ -52,7 +54,8 @@ def make_model():
 
 def _tokenizer_run(path, codebook=64):
     """An untrained micro-grid occupancy tokenizer saved as a run directory (8 x 8 tokens, `codebook` codes)."""
-    from drivewm.config import RunConfig, to_yaml
+    from drivewm.config import to_yaml
+    from drivewm.train.config import RunConfig
     from drivewm.registry import build_model
     from drivewm.tokenizers.occ import OccTokenizerConfig
     from drivewm.train.checkpoint import write_checkpoint

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from drivewm.dynamics import SamplingConfig, guided_logits
+from drivewm.dynamics.base import WarpPrior
 
 BACKBONES = ["attention", "ssm"]
 
@@ -39,7 +40,7 @@ def test_frame_models_are_causal_over_frames(make_model, tokens, cond, kind, bac
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.8, top_k=5, top_p=0.9)])
+@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.8, top_k=5)])
 def test_kv_cache_sampling_equals_uncached(make_model, tokens, cond, backbone, sampling):
     model = make_model("gpt", backbone).eval()
     outs = [
@@ -89,11 +90,11 @@ def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_mo
     guided0, guided1 = run(0.0), run(1.0)
     original = model.frame_logits
     # The plain conditional model: conditional logits only.
-    model.frame_logits = lambda w, c, g, cache=None, next_prior=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None, prior=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
     plain_cond = run(1.0)
     # The plain unconditional model: past frames and actions dropped.
     drop = torch.ones(ctx.shape[0], dtype=torch.bool)
-    model.frame_logits = lambda w, c, g, cache=None, next_prior=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
+    model.frame_logits = lambda w, c, g, cache=None, prior=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
     plain_uncond = run(0.0)
     model.frame_logits = original
     assert torch.equal(guided1, plain_cond)
@@ -115,7 +116,7 @@ def test_maskgit_training_logits_one_pass_equal_cut_clips(make_model, backbone):
     b, t, v, grid = 6, 6, model.vocab_size, model.token_shape
     inputs = torch.randint(0, v, (b, t, *grid), generator=g)
     cond = torch.randn(b, t, model.action_dim, generator=g)
-    prior = torch.randint(0, v, (b, t - 1, *grid), generator=g)
+    prior = WarpPrior(torch.randint(0, v, (b, t - 1, *grid), generator=g))
     k = torch.tensor([1, 5, 3, 3, 2, 5])
     uncond = torch.tensor([False, True, False, True, True, False])
     model.cfg.train_pass = "cut"

@@ -7,14 +7,12 @@ import torch
 
 from drivewm.config import to_yaml
 from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
-from drivewm.dynamics.conditions import ego_conditions, relative_motion
+from drivewm.conditions import ego_conditions, relative_motion
 from drivewm.train.checkpoint import write_checkpoint
 
 
 def test_bad_rollout_inputs_are_named(make_model, tokens, cond):
-    model = make_model("gpt", min_context=2).eval()
-    with pytest.raises(ValueError, match="context: the model needs at least 2 frames"):
-        model.rollout(tokens[:, :1], cond, 1)
+    model = make_model("gpt").eval()
     with pytest.raises(ValueError, match=r"actions: expected \[B=2, T>=4, 5\]"):
         model.rollout(tokens[:, :3], cond[..., :2], 2)
     with pytest.raises(ValueError, match="need 5 per-frame conditions, got 4"):
@@ -69,8 +67,8 @@ def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer
 
 
 def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
-    from drivewm.config import load_run_config
-    from drivewm.data.generate import generate_store
+    from drivewm.train.config import load_run_config
+    from drivewm.sim.generate import generate_store
     from drivewm.evaluation import evaluate_forecast
     from drivewm.report.forecast import write_forecast_table
     from drivewm.train.checkpoint import build_model_from_sources

@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
-from drivewm.config import RunConfig, load_run_config, to_yaml
+from drivewm.config import to_yaml
+from drivewm.train.config import RunConfig, load_run_config
 from drivewm.data.config import DataConfig
 from drivewm.data.windows import build_dataset
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 from drivewm.metrics import PointCloudForecastMetric
 from drivewm.registry import build_model
 from drivewm.train.checkpoint import build_model_from_sources, write_checkpoint
@@ -43,7 +44,7 @@ def _world_cfg(tok_dir):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A micro store with LiDAR, an untrained LiDAR tokenizer run and a MaskGIT world-model run on it."""
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
 
     root = tmp_path_factory.mktemp("lidar_world")
     generate_store(root / "data", preset="micro", episodes=2, frames=12, seed=0)

@@ -36,7 +36,7 @@ def test_overfits_a_few_sequences(make_model, kind):
     assert float(out["token_acc"]) > 0.95
     # Greedy rollout reproduces the memorised future frame.
     from drivewm.dynamics import SamplingConfig
-    from drivewm.dynamics.conditions import ego_conditions
+    from drivewm.conditions import ego_conditions
 
     cond = ego_conditions(batch, model.cfg.condition)
     pred = model.rollout(tokens[:, :3], cond, 1, sampling=SamplingConfig(temperature=0.0))
@@ -71,7 +71,7 @@ def test_seeded_training_beats_copy_last(make_model):
         opt.step()
     model.eval()
     test = _shift_world(32, 4, seed=99)
-    from drivewm.dynamics.conditions import ego_conditions
+    from drivewm.conditions import ego_conditions
 
     future = model.rollout(test["tokens"][:, :2], ego_conditions(test, "action"), 2)
     truth = test["tokens"][:, 2:]

@@ -111,8 +111,9 @@ def test_bad_input_is_named():
 
 
 def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path):
-    from drivewm.config import RunConfig, to_yaml
-    from drivewm.data.generate import generate_store
+    from drivewm.config import to_yaml
+    from drivewm.train.config import RunConfig
+    from drivewm.sim.generate import generate_store
     from drivewm.evaluation import evaluate_forecast
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
@@ -128,10 +129,10 @@ def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path
 def test_the_tiny_preset_builds_and_reads_what_it_needs():
     from pathlib import Path
 
-    from drivewm.config import load_run_config
+    from drivewm.train.config import load_run_config
     from drivewm.registry import build_model
 
-    cfg = load_run_config(str(Path(__file__).parents[2] / "configs" / "world" / "voxel_unet_tiny.yaml"), [])
+    cfg = load_run_config("world/voxel_unet_tiny.yaml", [])
     model = build_model(cfg.model)
     assert isinstance(model, VoxelUNetForecaster) and model.grid.shape == grid_preset("tiny").shape
     assert {"occ", "ego_pose"} <= set(cfg.data.keys) and cfg.data.future >= cfg.model.max_horizon

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from drivewm.config import load_run_config
+from drivewm.train.config import load_run_config
 from drivewm.errors import CheckpointError
 from drivewm.evaluation import evaluate_forecast
 from drivewm.hub import find_checkpoint, from_pretrained
@@ -25,7 +25,7 @@ TRAIN = ["train.steps=2", "train.batch_size=2", "train.log_every=1", "train.ckpt
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A micro store, a 2-step tokenizer run and a 2-step OccWorld run started from it."""
-    from drivewm.data.generate import generate_store
+    from drivewm.sim.generate import generate_store
 
     root = tmp_path_factory.mktemp("self_contained")
     generate_store(root / "data", preset="micro", episodes=2, frames=12, seed=0)
@@ -82,10 +82,10 @@ def test_a_moved_run_without_its_tokenizer_run_evaluates_the_same(runs, tmp_path
         assert _evaluate(runs, old) == want
         _, model = load_run(moved)
         assert model.tokenizer is not None
-        with pytest.raises(CheckpointError, match=r"convert_run\(RUN, tokenizer_run=DIR\)") as err:
+        with pytest.raises(CheckpointError, match=f"drivewm convert {stale} tokenizer_run=DIR") as err:
             from_pretrained(stale)
         assert "\n" not in str(err.value) and str(runs / "tok") in str(err.value)
-        with pytest.raises(CheckpointError, match="convert_run"):
+        with pytest.raises(CheckpointError, match="drivewm convert"):
             load_run(stale)
         convert_run(stale, tokenizer_run=str(tmp_path / "tok_away"))  # pointed at where the tokenizer run now is
         assert _evaluate(runs, stale) == want

@@ -157,7 +157,8 @@ def test_bad_inputs():
 
 
 def test_ac_loads_frozen_encoder_from_run_dir(tmp_path):
-    from drivewm.config import RunConfig, to_yaml
+    from drivewm.config import to_yaml
+    from drivewm.train.config import RunConfig
     from drivewm.train.checkpoint import CheckpointManager
 
     torch.manual_seed(0)

@@ -28,8 +28,8 @@ def micro_jepa():
 @pytest.fixture(scope="session")
 def micro_token_world():
     torch.manual_seed(0)
-    tok = build_from_yaml("configs/tokenizer/occ_micro.yaml")
-    world = build_from_yaml("configs/world/gpt_tiny.yaml", tokenizer_run="", vocab_size=64, token_shape=[8, 8],
+    tok = build_from_yaml("tokenizer/occ_micro.yaml")
+    world = build_from_yaml("world/gpt_tiny.yaml", tokenizer_run="", vocab_size=64, token_shape=[8, 8],
                             dim=32, depth=1, heads=2, warp_prior=False)
     world.tokenizer = tok.eval().requires_grad_(False)
     return world.eval()

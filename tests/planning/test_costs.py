@@ -277,7 +277,7 @@ def test_tracked_agents_velocity_predicts_where_they_go():
     from drivewm.planning.closed_loop import tracked_agents
     from drivewm.planning.observation import PlanningObservation
     from drivewm.sim import sim_preset
-    from drivewm.sim.geometry import world_to_ego
+    from drivewm.geometry import world_to_ego
     from drivewm.sim.scenario import Scenario
 
     cfg = sim_preset("tiny", lidar=False, camera=False, visibility=False)

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.geometry import to_frame
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.sim.ego import EgoState, bicycle_step
 
 

@@ -24,11 +24,11 @@ def test_jepa_rollout_is_batched_and_env_steps_agree(micro_jepa, micro_obs):
     assert r.embeddings.shape == (3, 4, 16, 16) and r.ego.shape == (3, 4, 3)
     alone = m.rollout(acts[1:2])
     torch.testing.assert_close(alone.embeddings[0], r.embeddings[1], atol=1e-5, rtol=1e-5)
-    env = WorldModelEnv(m, BOUNDS, max_steps=4)
+    env = WorldModelEnv(m, context=micro_obs, bounds=BOUNDS, max_steps=4)
     env.reset(options={"observation": micro_obs})
     for k in range(4):
         obs, _, _, trunc, info = env.step(acts[1, k].numpy())
-        np.testing.assert_allclose(obs, r.embeddings[1, k].numpy(), atol=1e-5)
+        np.testing.assert_allclose(obs["embedding"], r.embeddings[1, k].numpy(), atol=1e-5)
         np.testing.assert_allclose(info["ego"], r.ego[1, k].numpy(), atol=1e-5)
     assert trunc
     twin = env.clone()
@@ -62,10 +62,10 @@ def test_token_model_plans_on_decoded_occupancy(micro_token_world, micro_obs):
     cost = OccupancyCost(grid_preset("micro"))
     c = cost(r1, acts, micro_obs.route)
     assert c.shape == (2,) and torch.isfinite(c).all()
-    env = WorldModelEnv(m, BOUNDS, max_steps=2, cost=cost, goal=micro_obs.route)
+    env = WorldModelEnv(m, context=micro_obs, bounds=BOUNDS, max_steps=2, cost=cost, goal=micro_obs.route)
     env.reset(options={"observation": micro_obs})
     obs, reward, *_ = env.step(np.zeros(2, np.float32))
-    assert obs.shape == (32, 32, 4) and np.isfinite(reward)
+    assert obs["occ"].shape == (32, 32, 4) and np.isfinite(reward)
 
 
 def test_bad_observation_and_model_errors(micro_jepa, micro_obs):
@@ -74,11 +74,11 @@ def test_bad_observation_and_model_errors(micro_jepa, micro_obs):
         m.observe(micro_obs)
     with pytest.raises(PlanningError, match="needs .encode"):
         JepaPlanningModel(torch.nn.Linear(2, 2))
-    env = WorldModelEnv(JepaPlanningModel(micro_jepa, context_frames=2), BOUNDS)
+    env = WorldModelEnv(JepaPlanningModel(micro_jepa, context_frames=2), context=micro_obs)
     with pytest.raises(PlanningError, match="observation"):
-        env.reset(options={})
+        env.reset(options={"observation": micro_obs.occ})
     with pytest.raises(PlanningError, match="action dim"):
-        WorldModelEnv(JepaPlanningModel(micro_jepa), ActionBounds(low=(0.0,), high=(1.0,)))
+        WorldModelEnv(JepaPlanningModel(micro_jepa), context=micro_obs, bounds=ActionBounds(low=(0.0,), high=(1.0,)))
 
 
 def test_observed_safety_keeps_jepa_cem_off_the_obstacle_that_progress_alone_drives_into(micro_jepa, micro_obs):

@@ -1,12 +1,11 @@
 """Every planning preset loads into PlanConfig (a mistyped key is an error), and holds what it says."""
 
-from pathlib import Path
-
 import pytest
 
+from drivewm.config import preset_path
 from drivewm.planning.factory import load_plan_config
 
-PRESETS = sorted((Path(__file__).parents[2] / "configs" / "planning").glob("*.yaml"))
+PRESETS = sorted(preset_path("planning").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
@@ -16,7 +15,7 @@ def test_planning_presets_load(path):
 
 
 def test_jepa_preset_scores_every_step_with_light_shaping():
-    cfg = load_plan_config(str(Path(__file__).parents[2] / "configs" / "planning" / "jepa_tiny.yaml"))
+    cfg = load_plan_config("planning/jepa_tiny.yaml")
     assert cfg.goal_every_step and cfg.shaping
     assert cfg.weights.goal_l1_intermediate == 1.0 and cfg.weights.progress == 0.02
     with pytest.raises(Exception, match="goal_every_stp"):

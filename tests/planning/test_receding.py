@@ -69,7 +69,7 @@ def test_planning_through_the_perfect_model_reaches_the_goal():
     model = SimulatorModel("exact")
     planner = RecedingHorizonPlanner(model, CEM(CEMConfig(horizon=3, samples=12, elites=3, iterations=2), bounds_of(cfg)),
                                      SimulatorCost(), "cem-sim")
-    from drivewm.sim.geometry import world_to_ego
+    from drivewm.geometry import world_to_ego
 
     reached = False
     for _ in range(10):

@@ -5,13 +5,12 @@ import math
 import pytest
 import torch
 
+from drivewm.geometry import integrate_steps, relative_steps
 from drivewm.tokenizers.actions import (
     ActionTokenizer,
     ActionTokenizerConfig,
     PoseTokenizer,
     PoseTokenizerConfig,
-    integrate_steps,
-    relative_steps,
 )
 
 

@@ -1,7 +1,6 @@
 """`drivewm train tokenizer` then `drivewm eval tokenizer` end to end on a tiny store of structured scenes."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
@@ -9,8 +8,6 @@ from typer.testing import CliRunner
 from drivewm.cli import app
 from drivewm.data.spec import grid_preset
 from drivewm.data.store import write_episode
-
-ROOT = Path(__file__).parents[2]
 
 
 def test_train_then_eval_tokenizer(toy_occ, tmp_path):
@@ -25,7 +22,7 @@ def test_train_then_eval_tokenizer(toy_occ, tmp_path):
         }, grid=grid)
     run = tmp_path / "run"
     runner = CliRunner()
-    res = runner.invoke(app, ["train", "tokenizer", "--config", str(ROOT / "configs/tokenizer/occ_micro.yaml"),
+    res = runner.invoke(app, ["train", "tokenizer", "--config", "tokenizer/occ_micro.yaml",
                               f"data={store}", f"run_dir={run}", "train.steps=2", "train.batch_size=2",
                               "data.val_fraction=0.34"])
     assert res.exit_code == 0, res.output
@@ -37,4 +34,4 @@ def test_train_then_eval_tokenizer(toy_occ, tmp_path):
     assert 0 <= values["iou"] <= 100 and values["frames"] == 4 and values["bits_per_frame"] == 64 * 6
     assert (run / "results" / "tokenizer.png").stat().st_size > 1000
     res = runner.invoke(app, ["eval", "tokenizer", str(run)])
-    assert res.exit_code != 0 and "data=DIR" in res.output
+    assert res.exit_code == 2 and "data=DIR" in res.stderr

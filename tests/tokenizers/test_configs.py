@@ -1,13 +1,12 @@
 """The tokenizer presets load as RunConfigs, and the Occ3D preset matches OccWorld's tokenizer."""
 
-from pathlib import Path
-
 import pytest
 
-from drivewm.config import load_run_config
+from drivewm.config import preset_path
+from drivewm.train.config import load_run_config
 from drivewm.registry import build_model
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "tokenizer").glob("*.yaml"))
+CONFIGS = sorted(preset_path("tokenizer").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
@@ -20,7 +19,7 @@ def test_preset_loads_as_single_frame_run(path):
 
 
 def test_occ3d_preset_is_occworlds_tokenizer():
-    cfg = load_run_config(Path(__file__).parents[2] / "configs/tokenizer/occ_occ3d.yaml")
+    cfg = load_run_config("tokenizer/occ_occ3d.yaml")
     m = build_model(cfg.model)
     assert m.token_shape == (50, 50) and m.vocab_size == 512
     assert m.class_embed.weight.shape == (18, 8)

@@ -6,9 +6,9 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from drivewm.config import RunConfig
-from drivewm.train.checkpoint import CheckpointError, find_checkpoint, load_run
-from drivewm.train.config import TrainConfig
+from drivewm.errors import CheckpointError
+from drivewm.train.checkpoint import find_checkpoint, load_run
+from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
 

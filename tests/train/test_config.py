@@ -1,6 +1,7 @@
 import pytest
 
-from drivewm.config import ConfigError, load_run_config
+from drivewm.config import ConfigError
+from drivewm.train.config import load_run_config
 
 
 def _write(tmp_path, text):

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivewm.config import RunConfig
-from drivewm.train.config import TrainConfig
+from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.engine import NonFiniteLossError
-from drivewm.train.logging import read_metrics
+from drivewm.report.results import read_metrics
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
 

@@ -7,8 +7,8 @@ import os
 import signal
 import sys
 
-from drivewm.config import RunConfig, to_yaml
-from drivewm.train.config import TrainConfig
+from drivewm.config import to_yaml
+from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig, ToyForecaster
 

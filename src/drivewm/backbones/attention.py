@@ -102,6 +102,11 @@ class Attention(nn.Module):
         v = torch.cat([past_v, v.to(past_v.dtype)], dim=2)
         return self._attend(q, k.to(q.dtype), v.to(q.dtype), None, False), k, v
 
+    def prefill(self, x: Tensor, *, rope: Rope | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Causal attention over x [B, L, D] -> (out [B, L, D], its rotated keys and values [B, H, L, hd])."""
+        q, k, v = self._qkv(x, rope)
+        return self._attend(q, k, v, None, True), k, v
+
 
 class MLP(nn.Module):
     def __init__(self, dim: int, hidden: int, *, dropout: float = 0.0, bias: bool = False) -> None:
@@ -134,11 +139,19 @@ class TransformerBlock(nn.Module):
                 key_padding_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
         """x [B, L, D] -> [B, L, D]; masks as in Attention.forward."""
         h = self.attn(self.norm1(x), rope=rope, attn_mask=attn_mask, key_padding_mask=key_padding_mask, is_causal=is_causal)
-        x = x + self.drop(h)
-        return x + self.drop(self.mlp(self.norm2(x)))
+        return self._mlp_residual(x, h)
 
     def step(self, x: Tensor, past_k: Tensor, past_v: Tensor, *, rope: Rope | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Cached form of forward for new tokens x [B, n, D] -> (out [B, n, D], keys, values)."""
         h, k, v = self.attn.step(self.norm1(x), past_k, past_v, rope=rope)
+        return self._mlp_residual(x, h), k, v
+
+    def prefill(self, x: Tensor, *, rope: Rope | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Causal forward of x [B, L, D] that also returns the keys and values a KV cache holds after it."""
+        h, k, v = self.attn.prefill(self.norm1(x), rope=rope)
+        return self._mlp_residual(x, h), k, v
+
+    def _mlp_residual(self, x: Tensor, h: Tensor) -> Tensor:
+        """x + attention output h, then the MLP's residual."""
         x = x + self.drop(h)
-        return x + self.drop(self.mlp(self.norm2(x))), k, v
+        return x + self.drop(self.mlp(self.norm2(x)))

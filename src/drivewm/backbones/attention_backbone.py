@@ -64,6 +64,17 @@ class AttentionBackbone(SequenceBackbone):
         empty = torch.zeros(batch, self.cfg.heads, 0, self.cfg.head_dim, device=device, dtype=dtype)
         return KVCache(keys=(empty,) * self.cfg.depth, values=(empty,) * self.cfg.depth)
 
+    def prefill(self, x: Tensor, *, positions: Tensor | None = None) -> tuple[Tensor, KVCache]:
+        """The causal forward pass, keeping every layer's rotated keys and values as the KV cache."""
+        self._check_input(x)
+        rope = self.rope(_positions(positions, 0, x.shape[1], x.device, self.cfg.rope_axes))
+        keys, values = [], []
+        for block in self.blocks:
+            x, k, v = block.prefill(x, rope=rope)
+            keys.append(k)
+            values.append(v)
+        return self.norm(x), KVCache(keys=tuple(keys), values=tuple(values))
+
     def step(self, x: Tensor, state: KVCache, *, positions: Tensor | None = None) -> tuple[Tensor, KVCache]:
         self._check_input(x)
         if state.keys[0].shape[0] != x.shape[0]:

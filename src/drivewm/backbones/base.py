@@ -16,7 +16,8 @@ class SequenceBackbone(nn.Module, abc.ABC):
     """Causal mixer over [B, L, D]; every world model swaps 'attention' for 'ssm' through BackboneConfig.kind.
 
     Contract: feeding a sequence through `step` in pieces of n tokens, starting from `init_state`,
-    gives the same outputs as `forward(x, block_size=n)` on the whole sequence (n = 1: plain causal).
+    gives the same outputs as `forward(x, block_size=n)` on the whole sequence (n = 1: plain causal);
+    `prefill` gives forward's outputs and the state `step` token by token would reach.
     States are values: `step` returns a new state and never mutates the one passed in, so a planner can
     branch many futures from one context state.
     """
@@ -34,6 +35,11 @@ class SequenceBackbone(nn.Module, abc.ABC):
     @abc.abstractmethod
     def step(self, x: Tensor, state: Any, *, positions: Tensor | None = None) -> tuple[Tensor, Any]:
         """Append n new tokens x [B, n, D] (seeing each other as one block) -> (out [B, n, D], new state)."""
+
+    @abc.abstractmethod
+    def prefill(self, x: Tensor, *, positions: Tensor | None = None) -> tuple[Tensor, Any]:
+        """A causal prompt x [B, L, D] in one parallel pass -> (out [B, L, D] == forward(x), the state after
+        it): token i sees tokens <= i, unlike `step`, whose n tokens see each other as one block."""
 
     def _check_input(self, x: Tensor, block_size: int = 1) -> None:
         if x.dim() != 3 or x.shape[-1] != self.cfg.dim:

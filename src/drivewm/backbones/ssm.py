@@ -4,6 +4,8 @@ Block: in_proj -> (x, z); short causal depthwise conv1d on x; SiLU; input-depend
 rank-dt_rank projection), B and C; selective scan with diagonal A = -exp(A_log) (S4D-real init) and a
 D skip; y * SiLU(z); out_proj. Layers are pre-norm residual, as in Mamba. The step form carries the
 last d_conv - 1 conv inputs and the [E, N] scan state per layer, so a step costs O(1) in the past length.
+The scan is `scan.selective_scan`: the Mamba authors' fused kernel for CUDA inputs when mamba-ssm is
+installed (`pip install drivewm[mamba]`; its import guard sits in scan.py), drivewm's own scan otherwise.
 """
 
 from __future__ import annotations
@@ -103,6 +105,10 @@ class SSMBackbone(SequenceBackbone):
         conv = torch.zeros(batch, e, self.cfg.d_conv - 1, device=device, dtype=dtype)
         ssm = torch.zeros(batch, e, self.cfg.d_state, device=device, dtype=torch.promote_types(dtype, torch.float32))
         return SSMState(conv=(conv,) * self.cfg.depth, ssm=(ssm,) * self.cfg.depth)
+
+    def prefill(self, x: Tensor, *, positions: Tensor | None = None) -> tuple[Tensor, SSMState]:
+        """The step form from the start: it is causal within a block of tokens, so it is the prompt's pass."""
+        return self.step(x, self.init_state(x.shape[0], x.device, x.dtype), positions=positions)
 
     def step(self, x: Tensor, state: SSMState, *, positions: Tensor | None = None) -> tuple[Tensor, SSMState]:
         self._check_input(x)

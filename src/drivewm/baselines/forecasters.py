@@ -29,7 +29,7 @@ import torch
 
 from drivewm.data.spec import GridSpec
 from drivewm.forecaster import Forecaster
-from drivewm.geometry import WARP_OUTSIDE, se2_compose, se2_inverse, warp_occupancy
+from drivewm.geometry import WARP_OUTSIDE, rotate, se2_compose, se2_inverse, warp_occupancy
 
 
 def _poses(context: dict, past: int, name: str = "rel_pose") -> torch.Tensor:
@@ -171,12 +171,9 @@ class EgoWarpLidar:
         past = lidar.shape[1]
         poses = future_poses(context, past, horizon, self.motion)  # [B, H, 3]
         inv = se2_inverse(poses).to(lidar.device)  # current frame seen from each future frame
-        c, s = torch.cos(inv[..., 2])[..., None], torch.sin(inv[..., 2])[..., None]  # [B, H, 1]
         pts = lidar[:, -1:].double()  # [B, 1, N, C]
-        x = c * pts[..., 0] - s * pts[..., 1] + inv[..., 0, None]  # [B, H, N]
-        y = s * pts[..., 0] + c * pts[..., 1] + inv[..., 1, None]
         out = pts.expand(-1, horizon, -1, -1).clone()
-        out[..., 0], out[..., 1] = x, y
+        out[..., :2] = rotate(pts[..., :2], inv[..., 2, None]) + inv[..., None, :2]  # [B, H, N, 2]
         n = count[:, -1:].expand(-1, horizon).clone()
         # Padding rows stay zero so the layout matches the data contract.
         pad = torch.arange(lidar.shape[2], device=lidar.device)[None, None, :] >= n[..., None]

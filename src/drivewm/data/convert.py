@@ -1,5 +1,8 @@
 """`drivewm data convert occ3d|nuscenes-lidar`: real dataset layouts into an episode store, one episode per scene.
 
+``write_scenes`` is the one write loop of every converter (these two, nuscenes_camera, argoverse2 and
+video): validated, atomic and resumable.
+
 Both converters read a **scene file** the user supplies (JSON) with the frame order and ego poses,
 which the public Occ3D release does not carry (they come from the nuScenes tables)::
 
@@ -28,17 +31,19 @@ a bad file is reported, recorded in the manifest's ``skipped`` list and left out
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
-from drivewm.data.episode import actions_from_poses
-from drivewm.data.manifest import StoreError
+from drivewm.data.episode import EpisodeError, actions_from_poses
+from drivewm.data.manifest import StoreError, read_manifest, write_manifest
 from drivewm.data.nuscenes import lidar_points, read_pcd_bin
 from drivewm.data.occ3d import occ3d_labels_path, read_occ3d_labels
 from drivewm.data.spec import GridSpec
-from drivewm.data.store import EpisodeWriter
+from drivewm.data.store import EpisodeWriter, remove_stale_tmp, scan_episodes
+from drivewm.errors import DrivewmError
 
 MASKS = ("camera", "lidar")
 
@@ -51,19 +56,19 @@ def read_scene_file(path: str | Path) -> tuple[float, dict[str, list[dict]]]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise DrivewmError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, dict) or not isinstance(data.get("scenes"), dict) or not data["scenes"]:
-        raise ValueError(f"{path}: needs a non-empty object 'scenes': {{scene: [frames]}}")
+        raise DrivewmError(f"{path}: needs a non-empty object 'scenes': {{scene: [frames]}}")
     hz = float(data.get("hz", 2.0))
     if not hz > 0:
-        raise ValueError(f"{path}: 'hz' must be > 0, got {hz}")
+        raise DrivewmError(f"{path}: 'hz' must be > 0, got {hz}")
     for scene, frames in data["scenes"].items():
         if not isinstance(frames, list) or not frames:
-            raise ValueError(f"{path}: scene {scene!r} must be a non-empty list of frames")
+            raise DrivewmError(f"{path}: scene {scene!r} must be a non-empty list of frames")
         for t, fr in enumerate(frames):
             pose = fr.get("ego_pose") if isinstance(fr, dict) else None
             if not (isinstance(pose, list) and len(pose) == 3):
-                raise ValueError(f"{path}: scene {scene!r} frame {t}: 'ego_pose' must be [x, y, yaw]")
+                raise DrivewmError(f"{path}: scene {scene!r} frame {t}: 'ego_pose' must be [x, y, yaw]")
     return hz, data["scenes"]
 
 
@@ -80,11 +85,65 @@ def _lidar(frames: list[dict], base: Path, scene: str) -> dict[str, np.ndarray]:
     clouds = []
     for t, fr in enumerate(frames):
         if "lidar" not in fr:
-            raise KeyError(f"scene {scene!r} frame {t}: no 'lidar' path")
+            raise DrivewmError(f"scene {scene!r} frame {t}: no 'lidar' path")
         path = Path(fr["lidar"]) if Path(fr["lidar"]).is_absolute() else base / fr["lidar"]
         clouds.append(lidar_points(read_pcd_bin(path), fr.get("lidar_to_ego"), f"{path}"))
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in clouds])]).astype(np.int64)
     return {"lidar": np.concatenate(clouds).astype(np.float32), "lidar_offsets": offsets}
+
+
+def write_scenes(
+    out: str | Path,
+    scenes: Iterable[tuple[str, Callable[[], dict[str, np.ndarray]]]],
+    *,
+    grid: GridSpec,
+    hz: float,
+    generator: dict,
+    sensors: dict | None = None,
+    skip_bad: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> dict:
+    """Write one episode per ``(source, build)`` into the store ``out``, resumably; return the manifest.
+
+    Every converter goes through here. ``build()`` reads and returns the arrays of one scene; they are
+    validated against the data contract and written under a temporary name, then renamed, and the
+    manifest is rewritten atomically, so an interrupted run leaves only whole episodes. A rerun with the
+    same settings skips the sources already in the store, deletes half-written episodes and lists
+    whole ones that an interrupt kept out of the manifest. A store written by another conversion (other
+    grid, rate or ``generator`` settings) is refused. With ``skip_bad`` a source whose files are bad is
+    reported, recorded in the manifest's ``skipped`` list and left out; a rerun retries it.
+    """
+    out = Path(out)
+    scenes = list(scenes)
+    twice = sorted(n for n, c in Counter(source for source, _ in scenes).items() if c > 1)
+    if twice:
+        raise DrivewmError(f"{out}: sources given more than once: {twice}")
+    previous = read_manifest(out)["generator"] if (out / "manifest.json").exists() else None
+    if previous is not None and previous != generator:
+        raise StoreError(f"{out}: holds another conversion (generator {previous!r}, now {generator!r}); choose another out")
+    writer = EpisodeWriter(out, grid=grid, hz=hz, sensors=sensors, generator=generator)
+    remove_stale_tmp(out)
+    listed = {r["name"] for r in writer.manifest["episodes"]}
+    writer.manifest["episodes"] += [r for r in scan_episodes(out) if r["name"] not in listed]
+    done = {r.get("source") for r in writer.manifest["episodes"]}
+    scenes = [(source, build) for source, build in scenes if source not in done]
+    # a resumed conversion retries the sources it skipped before; they are reported again if still bad
+    retry = {source for source, _ in scenes}
+    writer.manifest["skipped"] = [s for s in writer.manifest["skipped"] if s["source"] not in retry]
+    write_manifest(out, writer.manifest)
+    for scene, build in scenes:
+        try:
+            writer.write(build(), source=scene)
+        except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
+            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            if not skip_bad:
+                if isinstance(e, EpisodeError) or msg.startswith(scene) or f"scene {scene!r}" in msg:
+                    raise  # the message names the scene already
+                raise type(e)(f"scene {scene!r}: {msg}") from None
+            writer.skip(None, scene, msg)
+            if report:
+                report(f"skipped scene {scene!r}: {msg}")
+    return writer.manifest
 
 
 def _convert(
@@ -100,26 +159,12 @@ def _convert(
 ) -> dict:
     hz, scenes = read_scene_file(scene_file)
     base = Path(scene_file).parent
-    writer = EpisodeWriter(out, grid=grid, hz=hz, generator=generator)
-    done = {r.get("source") for r in writer.manifest["episodes"]}
-    # a resumed conversion retries the scenes it skipped before; they are reported again if still bad
-    writer.manifest["skipped"] = [s for s in writer.manifest["skipped"] if s["source"] not in scenes]
-    for scene, frames in scenes.items():
-        if scene in done:
-            continue
-        try:
-            arrays = {**build(scene, frames, base), **_poses_and_actions(frames, hz, wheelbase)}
-            writer.write(arrays, source=scene)
-        except (ValueError, KeyError, FileNotFoundError, StoreError) as e:
-            msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-            if not skip_bad:
-                if scene in msg:  # EpisodeError already names the scene
-                    raise
-                raise type(e)(f"scene {scene!r}: {msg}") from None
-            writer.skip(None, scene, msg)
-            if report:
-                report(f"skipped scene {scene!r}: {msg}")
-    return writer.manifest
+
+    def scene_arrays(scene: str, frames: list[dict]) -> Callable[[], dict[str, np.ndarray]]:
+        return lambda: {**build(scene, frames, base), **_poses_and_actions(frames, hz, wheelbase)}
+
+    return write_scenes(out, [(scene, scene_arrays(scene, frames)) for scene, frames in scenes.items()],
+                        grid=grid, hz=hz, generator=generator, skip_bad=skip_bad, report=report)
 
 
 def convert_occ3d(
@@ -137,7 +182,7 @@ def convert_occ3d(
     from drivewm.data.spec import grid_preset
 
     if mask not in MASKS:
-        raise ValueError(f"mask must be one of {MASKS}, got {mask!r}")
+        raise DrivewmError(f"mask must be one of {MASKS}, got {mask!r}")
     if not Path(gts).is_dir():
         raise FileNotFoundError(f"{gts}: Occ3D gts directory not found")
     grid = grid or grid_preset("occ3d")
@@ -146,7 +191,7 @@ def convert_occ3d(
         labels = []
         for t, fr in enumerate(frames):
             if "token" not in fr:
-                raise KeyError(f"scene {scene!r} frame {t}: no 'token'")
+                raise DrivewmError(f"scene {scene!r} frame {t}: no 'token'")
             labels.append(read_occ3d_labels(occ3d_labels_path(gts, scene, fr["token"]), grid))
         arrays = {
             "occ": np.stack([lab["semantics"] for lab in labels]),  # [T, X, Y, Z]

@@ -17,9 +17,14 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
     collision      bool    [T]
     offroad        bool    [T]
     route          float32 [R, 2]         route polyline in the world frame (per episode, not per frame)
+    camera_intrinsics float32 [3, 3]      pinhole K of the stored camera images, pixels (per episode)
+    camera_extrinsics float32 [4, 4]      camera-to-ego transform, metres; camera axes x right, y down,
+                                          z forward (OpenCV) (per episode)
 
-An episode needs ``ego_pose``, ``action`` and at least one sensor (``occ``, ``lidar`` or ``camera``);
-``lidar``/``lidar_offsets`` and ``agents``/``agents_valid`` come in pairs.
+An episode needs ``ego_pose``, ``action`` (a camera-only episode, a video without a pose log, may
+leave out both) and at least one sensor (``occ``, ``lidar``, ``camera``, or
+``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
+``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
+from drivewm.geometry import to_frame, wrap_angle
 
 
 @dataclass(frozen=True)
@@ -56,9 +62,13 @@ KEYS: dict[str, KeySpec] = {
     "collision": KeySpec("bool", ("T",), "ego collided"),
     "offroad": KeySpec("bool", ("T",), "ego left the road"),
     "route": KeySpec("float32", ("R", 2), "route polyline, world frame"),
+    "camera_intrinsics": KeySpec("float32", (3, 3), "pinhole matrix of the stored images, pixels"),
+    "camera_extrinsics": KeySpec("float32", (4, 4), "camera-to-ego transform, m (OpenCV camera axes)"),
 }
 REQUIRED_KEYS = ("ego_pose", "action")
-SENSOR_KEYS = ("occ", "lidar", "camera")
+# A video with no pose log holds these keys only; it may leave out ego_pose and action (both).
+UNPOSED_KEYS = frozenset({"camera", "camera_intrinsics", "camera_extrinsics"})
+SENSOR_KEYS = ("occ", "lidar", "camera", "agents")
 PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
 # Keys whose first axis is the frame axis: a window slices them directly.
 FRAME_KEYS = tuple(k for k, s in KEYS.items() if s.dims[0] == "T")
@@ -112,18 +122,21 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     for key in arrays:
         if key not in KEYS:
             raise EpisodeError(source, key, f"unknown key; valid keys: {', '.join(KEYS)}")
+    unposed = set(arrays) <= UNPOSED_KEYS
     for key in REQUIRED_KEYS:
-        if key not in arrays:
-            raise EpisodeError(source, key, "missing (required)")
+        if key not in arrays and not unposed:
+            raise EpisodeError(source, key, "missing (required unless the episode is camera only)")
     if not any(k in arrays for k in SENSOR_KEYS):
         raise EpisodeError(source, None, f"needs at least one sensor key of {', '.join(SENSOR_KEYS)}")
     for key, other in PAIRED_KEYS.items():
         if key in arrays and other not in arrays:
             raise EpisodeError(source, other, f"missing (required together with {key!r})")
-    if "occ_mask" in arrays and "occ" not in arrays:
-        raise EpisodeError(source, "occ", "missing (required together with 'occ_mask')")
+    for key, needs in (("occ_mask", "occ"), ("camera_intrinsics", "camera"), ("camera_extrinsics", "camera")):
+        if key in arrays and needs not in arrays:
+            raise EpisodeError(source, needs, f"missing (required together with {key!r})")
 
-    sizes: dict[str, int] = {"T": int(np.shape(arrays["ego_pose"])[0]) if np.ndim(arrays["ego_pose"]) else -1}
+    first = arrays["ego_pose" if "ego_pose" in arrays else "camera"]
+    sizes: dict[str, int] = {"T": int(np.shape(first)[0]) if np.ndim(first) else -1}
     sizes.update(X=grid.shape[0], Y=grid.shape[1], Z=grid.shape[2])
     for key, arr in arrays.items():
         spec = KEYS[key]
@@ -136,8 +149,9 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     if T < 1:
         raise EpisodeError(source, "ego_pose", "an episode needs at least one frame")
 
-    _check_finite(source, "ego_pose", arrays["ego_pose"], "poses")
-    _check_finite(source, "action", arrays["action"], "actions")
+    for key, what in (("ego_pose", "poses"), ("action", "actions")):
+        if key in arrays:
+            _check_finite(source, key, arrays[key], what)
     if "occ" in arrays:
         occ = arrays["occ"]
         if occ.size and int(occ.max()) >= grid.num_classes:
@@ -176,19 +190,9 @@ def episode_checksum(arrays: dict[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped to [-pi, pi)."""
-    return (a + np.pi) % (2 * np.pi) - np.pi
-
-
 def relative_poses(ego_pose: np.ndarray, ref: int) -> np.ndarray:
     """Poses [T, 3] (x, y, yaw world) expressed in the ego frame of frame ``ref`` (x forward, y left)."""
-    d = ego_pose[:, :2] - ego_pose[ref, :2]  # [T, 2] world offsets
-    c, s = np.cos(ego_pose[ref, 2]), np.sin(ego_pose[ref, 2])
-    x = c * d[:, 0] + s * d[:, 1]  # rotate by -yaw_ref
-    y = -s * d[:, 0] + c * d[:, 1]
-    yaw = wrap_angle(ego_pose[:, 2] - ego_pose[ref, 2])
-    return np.stack([x, y, yaw], axis=1).astype(np.float32)
+    return to_frame(ego_pose, ego_pose[ref]).astype(np.float32)
 
 
 def actions_from_poses(ego_pose: np.ndarray, hz: float, wheelbase: float = 2.588) -> np.ndarray:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from drivewm.errors import DrivewmError
+
 PCD_BIN_FIELDS = 5
 
 
@@ -22,7 +24,7 @@ def read_pcd_bin(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"{path}: LiDAR sweep not found")
     size = path.stat().st_size
     if size % (4 * PCD_BIN_FIELDS):
-        raise ValueError(
+        raise DrivewmError(
             f"{path}: {size} bytes is not a whole number of points (5 float32 = 20 bytes each); truncated file?"
         )
     return np.fromfile(path, dtype="<f4").reshape(-1, PCD_BIN_FIELDS)
@@ -33,7 +35,7 @@ def lidar_points(raw: np.ndarray, sensor_to_ego: np.ndarray | None = None, sourc
     if sensor_to_ego is not None:
         m = np.asarray(sensor_to_ego, dtype=np.float64)
         if m.shape != (4, 4) or not np.all(np.isfinite(m)):
-            raise ValueError(f"{source}: lidar_to_ego must be a finite 4 x 4 matrix, got shape {list(m.shape)}")
+            raise DrivewmError(f"{source}: lidar_to_ego must be a finite 4 x 4 matrix, got shape {list(m.shape)}")
     points = raw[:, :4].astype(np.float32)
     if sensor_to_ego is not None:
         points[:, :3] = (raw[:, :3].astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)

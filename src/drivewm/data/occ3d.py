@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from drivewm.data.spec import GridSpec
+from drivewm.errors import DrivewmError
 
 OCC3D_KEYS = ("semantics", "mask_lidar", "mask_camera")
 
@@ -36,17 +37,17 @@ def read_occ3d_labels(path: str | Path, grid: GridSpec) -> dict[str, np.ndarray]
             raw = {k: npz[k] for k in OCC3D_KEYS if k in npz.files}
             present = list(npz.files)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+        raise DrivewmError(f"{path}: not a readable .npz file ({e})") from None
     for key in OCC3D_KEYS:
         if key not in raw:
-            raise KeyError(f"{path}: missing key {key!r} (has {present})")
+            raise DrivewmError(f"{path}: missing key {key!r} (has {present})")
         if raw[key].shape != grid.shape:
-            raise ValueError(f"{path}: key {key!r} has shape {list(raw[key].shape)}, the grid needs {list(grid.shape)}")
+            raise DrivewmError(f"{path}: key {key!r} has shape {list(raw[key].shape)}, the grid needs {list(grid.shape)}")
     sem = raw["semantics"]
     if not np.issubdtype(sem.dtype, np.integer):
-        raise ValueError(f"{path}: key 'semantics' must hold integer class ids, got {sem.dtype}")
+        raise DrivewmError(f"{path}: key 'semantics' must hold integer class ids, got {sem.dtype}")
     if sem.size and (sem.min() < 0 or sem.max() >= grid.num_classes):
-        raise ValueError(
+        raise DrivewmError(
             f"{path}: key 'semantics' has class id {int(sem.max() if sem.max() >= grid.num_classes else sem.min())} "
             f"outside the class table (0..{grid.num_classes - 1})"
         )

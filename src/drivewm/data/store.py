@@ -96,7 +96,7 @@ def write_episode_group(
     record = {
         "name": name,
         "index": int(index),
-        "frames": int(arrays["ego_pose"].shape[0]),
+        "frames": int(arrays["ego_pose" if "ego_pose" in arrays else "camera"].shape[0]),
         "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype)} for k, a in sorted(arrays.items())},
         **(extra or {}),
         "checksum": episode_checksum(arrays),

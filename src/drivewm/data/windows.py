@@ -5,7 +5,7 @@ A window of episode e starting at frame s covers frames s .. s + T - 1 with T = 
 0, stride, ... up to L - T. Each item is a dict of tensors (the DataLoader adds the batch axis):
 
     <key>      the store's dtype, [T, ...] for every key of cfg.keys (occ uint8 [T, X, Y, Z], ...)
-    rel_pose   float32 [T, 3]: each frame's (x, y, yaw) in the ego frame of the current frame, so
+    rel_pose   float32 [T, 3] (when the store has poses): each frame's (x, y, yaw) in the ego frame of the current frame, so
                frame t's ego-frame content maps into the current frame by this rigid transform
     lidar      float32 [T, N, 4] (when 'lidar' is a key): each frame's points, zero-padded to N
                (cfg.lidar_max_points, or the store's largest frame); frames with more points are
@@ -77,6 +77,7 @@ class WindowDataset(Dataset):
                 f"{cfg.path}: no training window of {self.window} frames (past {cfg.past} + future {cfg.future}); "
                 f"the longest training episode has {longest} frames"
             )
+        self.posed = "ego_pose" in available  # camera-only stores of unposed video have no poses
         self.agent_slots = max((r["arrays"].get("agents", {"shape": [0, 0]})["shape"][1] for r in self.store.episodes), default=0)
         self.lidar_points = cfg.lidar_max_points or max(
             (r.get("lidar_max_points", 0) for r in self.store.episodes), default=0
@@ -95,7 +96,8 @@ class WindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ep, start = self.locate(int(index))
         stop = start + self.window
-        frame_keys = [k for k in dict.fromkeys(self.keys + ["ego_pose"]) if k != "lidar"]
+        poses = ["ego_pose"] if self.posed else []
+        frame_keys = [k for k in dict.fromkeys(self.keys + poses) if k != "lidar"]
         arrays = self.store.read_window(ep, frame_keys, start, stop)
         out: dict[str, torch.Tensor] = {}
         for key in self.keys:
@@ -107,7 +109,8 @@ class WindowDataset(Dataset):
             if key in ("agents", "agents_valid") and arr.shape[1] < self.agent_slots:  # pad K
                 arr = np.pad(arr, [(0, 0), (0, self.agent_slots - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2))
             out[key] = torch.from_numpy(np.ascontiguousarray(arr))
-        out["rel_pose"] = torch.from_numpy(relative_poses(arrays["ego_pose"], self.cfg.past - 1))
+        if self.posed:
+            out["rel_pose"] = torch.from_numpy(relative_poses(arrays["ego_pose"], self.cfg.past - 1))
         return out
 
     def _lidar(self, ep: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,25 +11,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Callable
 
-import drivewm
+from drivewm.config import ConfigError, preset_path
 from drivewm.demo.presets import DemoPreset, demo_preset
 from drivewm.demo.stages import StageRunner
 
 
-def default_configs_dir() -> Path:
-    """The repository's configs/ (the demo reads the same presets a user trains with)."""
-    here = Path(drivewm.__file__).resolve().parents[2] / "configs"
-    if not here.is_dir():
-        raise FileNotFoundError(f"configs directory not found at {here}; pass --configs DIR")
-    return here
-
-
 def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.config import load_run_config
+        from drivewm.train.config import load_run_config
         from drivewm.train.checkpoint import CheckpointManager
         from drivewm.train.run import run_training
 
@@ -42,7 +33,7 @@ def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], d
 
 def _data_stage(p: DemoPreset, seed: int) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.data.generate import generate_store
+        from drivewm.sim.generate import generate_store
         from drivewm.data.inspect import frame_png, summarize
         from drivewm.data.store import EpisodeStore
         from drivewm.report.results import write_result
@@ -66,12 +57,14 @@ def _data_stage(p: DemoPreset, seed: int) -> Callable[[Path, bool], dict]:
 
 def _tokenizer_eval_stage(tok_dir: Path, store: Path) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.tokenizers.cli import eval_tokenizer
+        from drivewm.report.results import write_result
+        from drivewm.tokenizers.evaluate_run import evaluate_tokenizer
+        from drivewm.train.checkpoint import load_run
 
-        eval_tokenizer(targets=[str(tok_dir), f"data={store}"], split="val", batch_size=8, max_frames=64,
-                       which="best", device="cpu", out=str(stage_dir))
-        doc = json.loads((stage_dir / "results" / "tokenizer.json").read_text())
-        return {row[0]: row[1] for row in doc["rows"] if row[0] in ("iou", "miou", "usage", "perplexity")}
+        cfg, model = load_run(tok_dir, which="best")
+        ev = evaluate_tokenizer(model, cfg, str(store), stage_dir, split="val", batch_size=8, max_frames=64)
+        write_result(stage_dir, **ev.result_table(f"Tokenizer {cfg.model.name} reconstruction ({store}, val)"))
+        return {k: float(ev.result[k]) for k in ("iou", "miou", "usage", "perplexity")}
 
     return run
 
@@ -106,17 +99,24 @@ def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int
     return run
 
 
-def _planning_stage(ac_dir: Path, p: DemoPreset, plan_config: Path) -> Callable[[Path, bool], dict]:
+def _planning_stage(ac_dir: Path, p: DemoPreset, plan_config: Path,
+                    echo: Callable[[str], None]) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.planning.cli import drive, eval_plan
+        from drivewm.planning.factory import load_plan_config
+        from drivewm.planning.tasks import drive_closed_loop_run, evaluate_open_loop_runs
+        from drivewm.report.results import write_result
+        from drivewm.sim import sim_preset
 
-        eval_plan(SimpleNamespace(args=[]), args=[str(ac_dir)], preset=p.sim, config=str(plan_config),
-                  seeds=[9001], frames=16, stride=4, planners="cem", sim=False, out=str(stage_dir))
-        gif = stage_dir / "results" / "drive.gif"
-        drive(overrides=[], planner="cem", model=str(ac_dir), seeds=list(p.plan_seeds), seconds=p.drive_seconds, gif=str(gif),
-              preset=p.sim, config=str(plan_config), compare=True, out=str(stage_dir))
-        doc = json.loads((stage_dir / "results" / "drive.json").read_text())
-        return {row[0]: {"route_completion": row[1], "collision_rate": row[4]} for row in doc["rows"]}
+        cfg = load_plan_config(str(plan_config))
+        sim = sim_preset(p.sim, lidar=False, camera=False, visibility=False)
+        open_loop, _ = evaluate_open_loop_runs([str(ac_dir)], cfg, sim, planners=["cem"], seeds=[9001], frames=16,
+                                               stride=4, plan_with_sim=False, progress=echo)
+        write_result(stage_dir, **open_loop)
+        drive, gif = drive_closed_loop_run(cfg, sim, planner="cem", model=str(ac_dir), seeds=list(p.plan_seeds),
+                                           seconds=p.drive_seconds, gif=stage_dir / "results" / "drive.gif",
+                                           compare=True, progress=echo)
+        write_result(stage_dir, **drive, images=[gif.name] if gif is not None else [])
+        return {row[0]: {"route_completion": row[1], "collision_rate": row[4]} for row in drive["rows"]}
 
     return run
 
@@ -128,9 +128,10 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     from drivewm.report.results import environment_info
 
     if minutes <= 0:
-        raise ValueError(f"--minutes must be > 0, got {minutes}")
+        raise ConfigError(f"--minutes must be > 0, got {minutes}")
     p = demo_preset(preset)
-    cfg_dir = Path(configs) if configs else default_configs_dir()
+    if configs is not None and not Path(configs).is_dir():
+        raise ConfigError(f"--configs {configs}: no such directory")
     out = Path(out)
     runner = StageRunner(out, fresh=fresh, echo=echo)
     steps = {k: max(2, round(v * minutes / 10.0)) for k, v in p.steps.items()}
@@ -140,10 +141,17 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     def cfg_key(path: Path, overrides: list[str]) -> dict:
         return {"yaml": path.read_text(), "overrides": overrides}
 
-    def train(name: str, config: str, group: str, extra: list[str]) -> Path:
-        path = cfg_dir / config
+    def config_path(name: str) -> Path:
+        """A preset of the --configs directory when given, else the packaged one."""
+        if configs is None:
+            return preset_path(name)
+        path = Path(configs) / name
         if not path.is_file():
-            raise FileNotFoundError(f"demo config {path} is missing")
+            raise ConfigError(f"demo config {path} is missing")
+        return path
+
+    def train(name: str, config: str, group: str, extra: list[str]) -> Path:
+        path = config_path(config)
         overrides = [f"data.path={store}", f"train.steps={steps[name]}", f"train.seed={seed}", "train.progress=true",
                      f"train.ckpt_every={max(10, steps[name] // 4)}", f"train.log_every={max(1, steps[name] // 20)}",
                      *p.overrides.get(group, []), *p.overrides.get(name, []), *extra]
@@ -181,9 +189,9 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     fc = runner.run("forecast", {"worlds": {w.name: steps[w.name] for w in worlds}, "windows": p.eval_windows},
                     _forecast_stage(worlds, store, p.eval_windows, seed))
     banner(7 + len(worlds), "plan: open and closed loop")
-    plan_cfg = cfg_dir / "planning" / "jepa_tiny.yaml"  # per-step expert goals + the observed-safety term
+    plan_cfg = config_path("planning/jepa_tiny.yaml")  # per-step expert goals + the observed-safety term
     runner.run("planning", {"ac": steps["jepa_ac"], "plan": plan_cfg.read_text(), "seeds": p.plan_seeds,
-                            "seconds": p.drive_seconds}, _planning_stage(ac, p, plan_cfg))
+                            "seconds": p.drive_seconds}, _planning_stage(ac, p, plan_cfg, echo))
     banner(total, "write the report")
     report = build_report([out], out / "report.html", title=f"drivewm demo ({preset}, {minutes:g} min budget)")
     echo(f"[demo] {fc.get('headline', '')}")

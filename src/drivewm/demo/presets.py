@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from drivewm.errors import DrivewmError
+
 
 @dataclass(kw_only=True)
 class DemoPreset:
@@ -72,5 +74,5 @@ PRESETS: dict[str, DemoPreset] = {
 
 def demo_preset(name: str) -> DemoPreset:
     if name not in PRESETS:
-        raise KeyError(f"unknown demo preset {name!r}; valid: {', '.join(PRESETS)}")
+        raise DrivewmError(f"--preset: unknown demo preset {name!r}; valid: {', '.join(PRESETS)}")
     return PRESETS[name]

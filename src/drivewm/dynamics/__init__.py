@@ -8,7 +8,6 @@ tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldMo
 """
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
-from drivewm.dynamics.conditions import ego_conditions
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
@@ -27,7 +26,6 @@ __all__ = [
     "VoxelUNetConfig",
     "VoxelUNetForecaster",
     "WorldModelConfig",
-    "ego_conditions",
     "guided_logits",
     "sample_logits",
 ]

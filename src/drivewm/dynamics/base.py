@@ -1,7 +1,8 @@
-"""What the three token world models share: config fields, the frozen tokenizer, input checks, loss(batch).
+"""What the three token world models share: config fields, the frozen tokenizer, the ego-warped prior,
+input checks, loss(batch) and the rollout loop (each model supplies only `next_frame`).
 
 A world model predicts the scene tokens of future frames from past tokens and per-frame ego
-conditions (see `conditions.py`). It holds a trained tokenizer, frozen: the tokenizer's config is nested
+conditions (see `drivewm.conditions`). It holds a trained tokenizer, frozen: the tokenizer's config is nested
 in the world model's (`model.tokenizer`) and its weights are part of the world model's, so a run is
 self-contained; when a new run starts from a tokenizer run (`model.tokenizer_run`), the train layer nests
 that run's config and copies its weights in (`drivewm.train.checkpoint.build_model_from_sources`). It is frozen
@@ -14,15 +15,18 @@ The modality follows from the tokenizer's type: an occupancy tokenizer reads `ba
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 
+from drivewm.backbones import BackboneConfig
 from drivewm.errors import DrivewmError
-from drivewm.geometry import WARP_OUTSIDE
-from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
+from drivewm.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.lidar import LidarTokenizer
 
@@ -43,8 +47,10 @@ class WorldModelConfig:
     """Token grid (h, w) of one frame; must equal the tokenizer's."""
     condition: str = "action_motion"
     """Ego conditioning per frame: 'action' (accel, steer) or 'action_motion' (+ known ego motion to the next frame)."""
-    backbone: str = "attention"
-    """Temporal sequence mixer: 'attention' or 'ssm' (drivewm.backbones)."""
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    """Temporal sequence mixer: `kind` 'attention' or 'ssm' (drivewm.backbones) and the mixer's own options
+    (norm, mlp_ratio, rope_base; the SSM's d_state, d_conv, expand, dt_rank, chunk). Its width, depth, heads,
+    dropout and length come from the model's dim, depth, heads, dropout and max_frames."""
     dim: int = 128
     """Model width."""
     depth: int = 4
@@ -55,25 +61,44 @@ class WorldModelConfig:
     """Dropout inside the blocks."""
     max_frames: int = 11
     """Longest window (frames) the model attends over; longer rollouts slide this window."""
-    min_context: int = 1
-    """Fewest context frames rollout accepts."""
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    """Token sampling of rollouts (temperature, top_k)."""
     warp_prior: bool = False
     """Give every predicted frame, token by token, the previous frame ego-warped into it (decoded, moved by
-    the known ego motion, encoded again): the ego-warped copy as a per-location hint. Needs an occupancy
+    the known ego motion, encoded again): the ego-warped copy as a per-location prior. Needs an occupancy
     tokenizer and condition='action_motion'."""
     prior_outside: str = "free"
-    """With warp_prior: what the hint shows where the predicted frame sees past the warped frame's grid:
+    """With warp_prior: what the prior shows where the predicted frame sees past the warped frame's grid:
     'free' (the ego-warped copy's rule) or 'border' (the nearest edge column, so the road and roadside
     run on into the area entering the view; `warp_occupancy`)."""
     input_mask_ratio: float = 0.0
     """DrivingWorld's (arXiv 2412.19505) random input-token masking against rollout drift: in training, per
     clip, a fraction U(0, r) of the input tokens is replaced by [MASK] (0 disables it; DrivingWorld: 0.5).
     MaskGIT masks only the context frames (its target frame has its own schedule)."""
-    prior_max_age: int = 1
-    """With warp_prior: how many frames back a hint may come from. 1: every hint is the frame before, so a
-    rollout's hints chain through its own generated frames. A: rollouts anchor the hints of the first A
-    forecast frames on the last observed frame (one warp by the summed motion, one encoding), and training
-    draws, per window, the frame its hints are anchored on; the hint's age enters as its own embedding."""
+
+    @staticmethod
+    def upgrade(data: dict) -> list[str]:
+        """Bring the model section of a config written by an older drivewm up to date, in place; returns the
+        keys changed (none: already current). `backbone` was the mixer's kind alone; `min_context`,
+        `prior_max_age` and `sampling.top_p` are gone, and go only with the one value they ever took effect
+        with (a ValueError names any other)."""
+        changed = []
+        if isinstance(data.get("backbone"), str):
+            data["backbone"] = {"kind": data["backbone"]}
+            changed.append("backbone")
+        for keys, value in REMOVED_OPTIONS.items():
+            *parents, key = keys.split(".")
+            section = data
+            for parent in parents:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if not isinstance(section, dict) or key not in section:
+                continue
+            if section[key] != value:
+                raise ValueError(f"model.{keys}={section[key]}: this option is gone (only {keys}={value} remains); "
+                                 f"the run cannot be converted")
+            del section[key]
+            changed.append(keys)
+        return changed
 
     def frozen_sources(self, missing_only: bool = False) -> dict[str, str]:
         """{model attribute: run directory} of the frozen parts copied from finished runs; with `missing_only`,
@@ -97,11 +122,13 @@ class WorldModelConfig:
 
 
 class TokenWorldModel(nn.Module):
-    """Base class: subclasses implement `loss_tokens(tokens, cond)` and `rollout(context, actions, horizon)`.
+    """Base class: subclasses implement `loss_tokens(tokens, cond, prior)` and `next_frame(...)`, and set
+    `rollout_window`, the most past frames `next_frame` reads (the rest of `max_frames` holds the new frame).
 
     A `drivewm.forecaster.Forecaster`: `forecast(context, horizon)` encodes the context frames, rolls out and
     returns occupancy (occupancy tokenizer) or a field to render along the true future rays (LiDAR)."""
 
+    rollout_window: int
     sees_future = False
 
     def __init__(self, cfg: WorldModelConfig) -> None:
@@ -120,13 +147,15 @@ class TokenWorldModel(nn.Module):
         self.tokenizer: nn.Module | None = frozen_tokenizer(cfg) if cfg.tokenizer is not None else None
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
         self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
-        self.sampling = SamplingConfig()
+        self.sampling = cfg.sampling
         if cfg.prior_outside not in WARP_OUTSIDE:
             raise ValueError(f"model.prior_outside must be 'free' or 'border', got {cfg.prior_outside!r}")
         if not 0.0 <= cfg.input_mask_ratio < 1.0:
             raise ValueError(f"model.input_mask_ratio must be in [0, 1), got {cfg.input_mask_ratio}")
-        if cfg.prior_max_age < 1:
-            raise ValueError(f"model.prior_max_age must be >= 1, got {cfg.prior_max_age}")
+        for key in BACKBONE_FROM_MODEL:
+            if getattr(cfg.backbone, key) != getattr(BackboneConfig, key):
+                raise DrivewmError(f"model.backbone.{key}: set by the world model "
+                                   f"(model.{BACKBONE_FROM_MODEL[key]}); remove it from model.backbone")
         if cfg.warp_prior:
             if cfg.condition != "action_motion":
                 raise ValueError("model.warp_prior needs condition='action_motion' (the known ego motion to warp by)")
@@ -214,131 +243,80 @@ class TokenWorldModel(nn.Module):
 
     # --- the ego-warped prior ------------------------------------------------------------------------
     @torch.no_grad()
-    def warp_hints(self, tokens: torch.Tensor, poses: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T, h, w], poses [B, T, A, 3] (target frames in each frame's ego frame) -> [B, T, A, h, w]:
-        each frame decoded once, moved into each of its A target frames (static world, nearest voxel) and
-        encoded: the ego-warped copy of the target frame, in tokens."""
-        from drivewm.geometry import warp_occupancy
+    def make_prior(self, tokens: Tensor, cond: Tensor) -> WarpPrior:
+        """tokens [B, T, h, w], cond [B, T, 5] -> the WarpPrior of those frames: entry t is frame t decoded,
+        moved by the known motion t -> t+1 (`cond`) into frame t+1 (static world, nearest voxel) and encoded.
 
+        Training and rollouts compute it the same way, from tokens, so the prior a model learns to read
+        is the prior it gets when it forecasts from its own frames."""
         if self.tokenizer is None:
-            raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'next_prior'")
-        b, t, a = poses.shape[:3]
-        occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
-        warped = warp_occupancy(occ, poses.reshape(b * t, a, 3), self.tokenizer.grid,
-                                self.cfg.prior_outside)  # [B*T, A, X, Y, Z]
-        return self.encode(warped.reshape(b, t * a, *occ.shape[1:])).reshape(b, t, a, *self.token_shape)
-
-    @torch.no_grad()
-    def next_prior(self, tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, h, w]: entry t is frame t decoded, warped by the
-        known motion t -> t+1 (`cond`) into frame t+1, and encoded: the ego-warped copy of frame t+1.
-
-        Training and rollouts compute it the same way, from tokens, so the hint a model learns to read
-        is the hint it gets when it forecasts from its own frames."""
-        from drivewm.dynamics.conditions import motion_from_conditions
-
-        t = tokens.shape[1]
+            raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'prior'")
+        b, t = tokens.shape[:2]
         motion = motion_from_conditions(cond[:, :t].float())[:, :, None]  # [B, T, 1, 3]
-        return self.warp_hints(tokens, motion)[:, :, 0]
+        occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
+        warped = warp_occupancy(occ, motion.reshape(b * t, 1, 3), self.tokenizer.grid,
+                                self.cfg.prior_outside)  # [B*T, 1, X, Y, Z]
+        return WarpPrior(self.encode(warped.reshape(b, t, *occ.shape[1:])))
 
-    @torch.no_grad()
-    def aged_priors(self, tokens: torch.Tensor, cond: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-        """tokens [B, T, h, w], cond [B, T, 5] -> [B, T, A, h, w] (A = prior_max_age): entry [t, a-1] is the
-        hint of frame t+1 made from frame t+1-a (warped by the motions summed over the a steps between);
-        `none` (vocab_size) where that frame precedes the window. Sources run in chunks of `chunk` frames."""
-        from drivewm.geometry import se2_compose
-        from drivewm.dynamics.conditions import motion_from_conditions
-
-        b, t = tokens.shape[:2]
-        ages = self.cfg.prior_max_age
-        motion = motion_from_conditions(cond[:, :t].float())  # [B, T, 3], step i -> i+1 (as next_prior reads it)
-        motion = torch.cat([motion, motion.new_zeros(b, ages, 3)], 1)  # past the window: never read
-        poses = [motion[:, :t]]  # poses[a-1][:, i]: frame i+a in frame i
-        for a in range(1, ages):
-            poses.append(se2_compose(poses[-1], motion[:, a : a + t]))
-        poses = torch.stack(poses, 2)  # [B, T, A, 3]
-        by_source = torch.cat([self.warp_hints(tokens[:, lo : lo + chunk], poses[:, lo : lo + chunk])
-                               for lo in range(0, t, chunk)], 1)  # [B, T, A, h, w]: from frame i to i+a
-        out = torch.full_like(by_source, self.vocab_size)
-        for a in range(1, ages + 1):  # target position t = source + a - 1
-            out[:, a - 1 :, a - 1] = by_source[:, : t - a + 1, a - 1]
-        return out
-
-    def pack_hints(self, codes: torch.Tensor, age: torch.Tensor | int) -> torch.Tensor:
-        """Hint ids the networks read: code (0..V, V = none) + (V + 1) * (age - 1); unpacked by `HintEmbedding`."""
-        return codes + (self.vocab_size + 1) * (torch.as_tensor(age, device=codes.device) - 1)
-
-    def rollout_prior(self, prior: torch.Tensor | None, frames: torch.Tensor, actions: torch.Tensor,
-                      observed: int) -> torch.Tensor | None:
-        """A rollout's hints so far: `prior` (the hints of the frames it already covers, None at the start)
-        extended by those of the frames [B, T, h, w] after them, each with its own transition in `actions`;
-        the first `observed` frames are the context. None without warp_prior.
-
-        Entry p hints frame p+1. Up to the first forecast frame it is made from frame p (age 1); with
-        prior_max_age A, later ones come from the last observed frame while it is at most A frames back,
-        then from the generated frame A back."""
-        from drivewm.geometry import se2_compose
-        from drivewm.dynamics.conditions import motion_from_conditions
-
+    def batch_prior(self, batch: dict[str, Tensor], tokens: Tensor, cond: Tensor) -> WarpPrior | None:
+        """The window's WarpPrior: the batch's `prior` (pre-tokenized data) or computed from its tokens;
+        None without warp_prior."""
         if not self.cfg.warp_prior:
             return None
-        done, t = (0 if prior is None else prior.shape[1]), frames.shape[1]
-        ages = self.cfg.prior_max_age
-        parts = [] if prior is None else [prior]
-        chained = min(t, observed) if ages > 1 else t
-        if done < chained:
-            parts.append(self.next_prior(frames[:, done:chained], actions[:, done:chained]))
-        for p in range(max(done, chained), t):
-            src = max(observed - 1, p + 1 - ages)
-            motion = motion_from_conditions(actions[:, src : p + 1].double())  # [B, age, 3]
-            pose = motion[:, 0]
-            for k in range(1, p + 1 - src):
-                pose = se2_compose(pose, motion[:, k])
-            hint = self.warp_hints(frames[:, src : src + 1], pose[:, None, None])[:, :, 0]  # [B, 1, h, w]
-            parts.append(self.pack_hints(hint, p + 1 - src))
-        return torch.cat(parts, 1)
-
-    def window_prior(self, batch: dict[str, torch.Tensor], tokens: torch.Tensor, cond: torch.Tensor) -> torch.Tensor | None:
-        """The window's hint ids [B, T, h, w] from the batch's `next_prior` (pre-tokenized data: [B, T, h, w],
-        or [B, T, A, h, w] by age) or computed from its tokens; None without warp_prior.
-
-        With prior_max_age > 1 each window draws the frame c its hints are anchored on, as a rollout anchors
-        them on its last observed frame: frames up to c get age-1 hints, frame j > c the hint from frame
-        max(c, j - A). c = T - 1 leaves every hint at age 1."""
-        if not self.cfg.warp_prior:
-            return None
-        ages = self.cfg.prior_max_age
-        if "next_prior" in batch:
-            prior = batch["next_prior"].long()
-        else:
-            prior = self.next_prior(tokens, cond) if ages == 1 else self.aged_priors(tokens, cond)
-        if ages == 1:
-            self.check_tokens(prior, "next_prior")
-            return prior
-        b, t = tokens.shape[:2]
-        if prior.dim() != 5 or prior.shape[2] != ages:
-            raise ValueError(f"next_prior: model.prior_max_age={ages} needs hints by age [B, T, {ages}, h, w], "
-                             f"got {tuple(prior.shape)}")
-        anchor = torch.randint(0, t, (b, 1), device=tokens.device)
-        target = torch.arange(1, t + 1, device=tokens.device)[None]  # entry p hints frame p+1
-        age = torch.where(target <= anchor, 1, (target - anchor).clamp(max=ages))  # [B, T]
-        codes = prior[:, :t].gather(2, (age - 1)[:, :, None, None, None].expand(-1, -1, 1, *prior.shape[3:]))[:, :, 0]
-        self.check_tokens(codes, "next_prior")
-        return self.pack_hints(codes, age[:, :, None, None])
+        if "prior" not in batch:
+            return self.make_prior(tokens, cond)
+        ids = batch["prior"].long()
+        self.check_tokens(ids, "prior")
+        return WarpPrior(ids)
 
     # --- training --------------------------------------------------------------------------------
-    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         tokens = batch["tokens"].long() if "tokens" in batch else self.encode_batch(batch)
         self.check_tokens(tokens, "tokens")
         cond = ego_conditions(batch, self.cfg.condition)
-        return self.loss_tokens(tokens, cond, self.window_prior(batch, tokens, cond))
+        return self.loss_tokens(tokens, cond, self.batch_prior(batch, tokens, cond))
 
-    def loss_tokens(self, tokens: torch.Tensor, cond: torch.Tensor,
-                    next_prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss_tokens(self, tokens: Tensor, cond: Tensor, prior: WarpPrior | None = None) -> dict[str, Tensor]:
         raise TypeError(f"{type(self).__name__} must define loss_tokens")
 
+    # --- rollout -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def rollout(self, context: Tensor, actions: Tensor, horizon: int, *, sampling: SamplingConfig | None = None,
+                generator: torch.Generator | None = None, **options) -> Tensor:
+        """context [B, Tc, h, w] tokens, actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w].
+
+        Each new frame is `next_frame` of the last `rollout_window` frames (a window sliding over longer
+        rollouts), their conditions and, with warp_prior, their prior, extended by each generated frame.
+        `options` are the model's own `next_frame` keywords (GPT: use_cache; MaskGIT: steps, guidance,
+        use_cache)."""
+        self.check_rollout_inputs(context, actions, horizon)
+        sampling = sampling or self.sampling
+        frames = context.long()
+        prior = self.make_prior(frames, actions[:, : frames.shape[1]]) if self.cfg.warp_prior else None
+        for k in range(horizon):
+            t = frames.shape[1]
+            start = max(0, t - self.rollout_window)
+            # Entry i: the transition out of window frame i; the new frame's own (last) one may lie past the
+            # given actions and is never read, so it is padded with zeros.
+            cond = actions[:, start : t + 1].float()
+            if cond.shape[1] < t - start + 1:
+                cond = torch.cat([cond, torch.zeros_like(cond[:, :1])], 1)
+            window_prior = prior.window(start) if prior is not None else None
+            new = self.next_frame(frames[:, start:], cond, window_prior, sampling=sampling, generator=generator,
+                                  **options)  # [B, h, w]
+            frames = torch.cat([frames, new[:, None]], 1)
+            if prior is not None and k < horizon - 1:
+                prior = prior.extend(self.make_prior(new[:, None], actions[:, t : t + 1]))
+        return frames[:, context.shape[1] :]
+
+    def next_frame(self, window: Tensor, cond: Tensor, prior: WarpPrior | None, *, sampling: SamplingConfig,
+                   generator: torch.Generator | None) -> Tensor:
+        """window [B, T, h, w], cond [B, T+1, A] (entry i: the transition out of frame i), prior (warp_prior:
+        T entries, the last the new frame's) -> the next frame's tokens [B, h, w]."""
+        raise TypeError(f"{type(self).__name__} must define next_frame")
+
     # --- input checks shared by loss and rollout ---------------------------------------------------
-    def check_tokens(self, tokens: torch.Tensor, name: str) -> None:
+    def check_tokens(self, tokens: Tensor, name: str) -> None:
         if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
             raise ValueError(f"{name}: token ids must be an integer tensor, got {tokens.dtype}")
         if tokens.dim() != 4 or tuple(tokens.shape[2:]) != self.token_shape:
@@ -352,12 +330,8 @@ class TokenWorldModel(nn.Module):
                 f"[{int(tokens.min())}, {int(tokens.max())}]"
             )
 
-    def check_rollout_inputs(self, context: torch.Tensor, actions: torch.Tensor, horizon: int) -> None:
+    def check_rollout_inputs(self, context: Tensor, actions: Tensor, horizon: int) -> None:
         self.check_tokens(context, "context")
-        if context.shape[1] < self.cfg.min_context:
-            raise ValueError(
-                f"context: the model needs at least {self.cfg.min_context} frames, got {context.shape[1]}"
-            )
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         need = context.shape[1] + horizon - 1
@@ -373,19 +347,49 @@ class TokenWorldModel(nn.Module):
             )
 
 
-class HintEmbedding(nn.Embedding):
-    """Embedding of hint ids (`TokenWorldModel.pack_hints`): the code's row (vocab_size + 1 rows, the last
-    for `none`) plus, with max_age > 1, the age's row. Its weight keeps nn.Embedding's name, so runs
-    trained before ages existed load unchanged."""
+# Options of older world-model configs that were removed, with the one value each run can drop them at.
+REMOVED_OPTIONS = {"min_context": 1, "prior_max_age": 1, "sampling.top_p": 1.0}
 
-    def __init__(self, vocab_size: int, dim: int, max_age: int = 1) -> None:
-        super().__init__(vocab_size + 1, dim)
-        self.age = nn.Embedding(max_age, dim) if max_age > 1 else None
+# BackboneConfig fields a world model sets from its own config.
+BACKBONE_FROM_MODEL = {"dim": "dim", "depth": "depth", "heads": "heads", "dropout": "dropout", "max_len": "max_frames"}
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if self.age is None:
-            return super().forward(ids)
-        return super().forward(ids % self.num_embeddings) + self.age(ids // self.num_embeddings)
+
+def temporal_backbone(cfg: WorldModelConfig, *, dim: int, depth: int, max_len: int) -> BackboneConfig:
+    """A world model's temporal mixer (model.backbone) at the width, depth and length one part of it needs."""
+    return dataclasses.replace(cfg.backbone, dim=dim, depth=depth, heads=cfg.heads, dropout=cfg.dropout,
+                               max_len=max_len)
+
+
+@dataclass(frozen=True)
+class WarpPrior:
+    """The ego-warped prior of a clip (model.warp_prior): `ids` [B, T, h, w], entry t the ego-warped copy of
+    frame t+1 made from frame t (decoded, moved by the known ego motion t -> t+1, encoded again).
+
+    Each model adds its embedding where it predicts frame t+1 (OccWorld: at input frame t; MaskGIT: at frame
+    t+1's own input, `by_frame`; GPT: at the input that predicts each token)."""
+
+    ids: Tensor
+
+    def window(self, start: int, stop: int | None = None) -> WarpPrior:
+        """The entries of frames start..stop-1."""
+        return WarpPrior(self.ids[:, start:stop])
+
+    def rows(self, index: Tensor) -> WarpPrior:
+        """The clips `index` of the batch."""
+        return WarpPrior(self.ids[index])
+
+    def extend(self, later: WarpPrior) -> WarpPrior:
+        """This prior followed by that of the frames after them."""
+        return WarpPrior(torch.cat([self.ids, later.ids], 1))
+
+    def by_frame(self, frames: int, none_id: int) -> Tensor:
+        """Ids [B, frames, h, w] aligned with the frames they predict: frame j's prior, made from frame j-1;
+        `none_id` for frame 0, which has no frame before it."""
+        if self.ids.shape[1] < frames - 1:
+            raise ValueError(f"model.warp_prior: need the prior of the {frames - 1} frames before the last, "
+                             f"got {self.ids.shape[1]}")
+        none = torch.full_like(self.ids[:, :1], none_id)
+        return torch.cat([none, self.ids[:, : frames - 1]], 1)
 
 
 def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:

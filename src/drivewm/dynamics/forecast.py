@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig
 from drivewm.dynamics.sampling import SamplingConfig, sample_with_logprob
 from drivewm.dynamics.schedule import corrupt_tokens, mask_input_tokens, num_masked_after_step
 from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache
@@ -80,58 +80,52 @@ class MaskGITWorldModel(TokenWorldModel):
             raise ValueError(f"model.train_pass must be one of {', '.join(TRAIN_PASSES)}, got {cfg.train_pass!r}")
         if not 0.0 <= cfg.eta < 1.0 or not 0.0 <= cfg.cond_drop_prob < 1.0:
             raise ValueError(f"eta and cond_drop_prob must be in [0, 1), got {cfg.eta}, {cfg.cond_drop_prob}")
-        self.sampling = cfg.sampling
+        self.rollout_window = cfg.max_frames - 1  # the frame being decoded is the window's last
         self.mask_id = cfg.vocab_size
         self.ego_emb = nn.Sequential(nn.Linear(self.action_dim, cfg.dim), nn.GELU(), nn.Linear(cfg.dim, cfg.dim))
         self.null_ego = nn.Parameter(torch.zeros(cfg.dim))  # ego token without conditioning (frame 0, CFG)
-        self.net = SpatioTemporalNet(
-            vocab_size=cfg.vocab_size, token_shape=self.token_shape, dim=cfg.dim, dim_mult=cfg.dim_mult,
-            depth=cfg.depth, heads=cfg.heads, backbone=cfg.backbone, max_frames=cfg.max_frames,
-            dropout=cfg.dropout, prior=cfg.warp_prior, prior_ages=cfg.prior_max_age,
-        )
+        self.net = SpatioTemporalNet(cfg)
 
     def _condition(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None,
-                   next_prior: Tensor | None = None, target: Tensor | None = None
+                   prior: WarpPrior | None = None, target: Tensor | None = None
                    ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Network inputs (token ids, ego tokens [B, T, D], prior ids or None) of a window, with conditioning
-        dropped where uncond. next_prior [B, >=T-1, h, w]: entry t is the ego-warped hint of frame t+1.
+        dropped where uncond. prior: of >= T-1 frames; frame t's input carries the prior made from frame t-1.
         target [B]: the frame each clip denoises (default: the last); the frames before it are its past."""
         b, t = tokens.shape[:2]
         ego = self.ego_emb(cond[:, : t - 1])  # [B, T-1, D]: transition t-1 -> t enters frame t
         ego = torch.cat([self.null_ego.expand(b, 1, -1), ego], 1)  # [B, T, D]
-        prior = None
+        prior_ids = None
         if self.cfg.warp_prior:
-            if next_prior is None or next_prior.shape[1] < t - 1:
-                raise ValueError(f"model.warp_prior: need next_prior for the {t - 1} frames before the last")
-            none = torch.full_like(tokens[:, :1], self.mask_id)  # frame 0 has no previous frame
-            prior = torch.cat([none, next_prior[:, : t - 1].long()], 1)  # frame t's hint, from frame t-1
+            if prior is None:
+                raise ValueError("model.warp_prior: no prior given")
+            prior_ids = prior.by_frame(t, self.mask_id)  # [B, T, h, w]
         if uncond is not None and bool(uncond.any()):
-            # Unconditional: the past frames become [MASK], every ego token the null token, no hints.
+            # Unconditional: the past frames become [MASK], every ego token the null token, no priors.
             if target is None:
                 target = torch.full((b,), t - 1, device=tokens.device)
             past = torch.arange(t, device=tokens.device)[None] < target[:, None]  # [B, T]
             tokens = torch.where((uncond[:, None] & past)[:, :, None, None], self.mask_id, tokens)
             ego = torch.where(uncond[:, None, None], self.null_ego.expand(b, t, -1), ego)
-            if prior is not None:
-                prior = torch.where(uncond[:, None, None, None], self.mask_id, prior)
-        return tokens, ego, prior
+            if prior_ids is not None:
+                prior_ids = torch.where(uncond[:, None, None, None], self.mask_id, prior_ids)
+        return tokens, ego, prior_ids
 
     def denoise_logits(self, tokens: Tensor, cond: Tensor, uncond: Tensor | None = None,
-                       next_prior: Tensor | None = None, target: Tensor | None = None) -> Tensor:
+                       prior: WarpPrior | None = None, target: Tensor | None = None) -> Tensor:
         """tokens [B, T, h, w] (last frames may hold [MASK]), cond [B, >=T-1, A] (frame t: transition t -> t+1),
-        uncond [B] bool (drop conditioning), next_prior [B, >=T-1, h, w] (model.warp_prior) -> logits
+        uncond [B] bool (drop conditioning), prior of >= T-1 frames (model.warp_prior) -> logits
         [B, T, h, w, V] of each frame's clean tokens; target [B] as in `_condition`."""
-        tokens, ego, prior = self._condition(tokens, cond, uncond, next_prior, target)
-        return self.net(tokens, ego, prior=prior)
+        tokens, ego, prior_ids = self._condition(tokens, cond, uncond, prior, target)
+        return self.net(tokens, ego, prior=prior_ids)
 
-    def loss_tokens(self, tokens: Tensor, cond: Tensor, next_prior: Tensor | None = None) -> dict[str, Tensor]:
+    def loss_tokens(self, tokens: Tensor, cond: Tensor, prior: WarpPrior | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
-        lo = max(self.cfg.min_context, 1)
-        if not lo < t <= self.cfg.max_frames:
-            raise ValueError(f"window of {t} frames: need {lo + 1}..model.max_frames={self.cfg.max_frames}")
+        if not 1 < t <= self.cfg.max_frames:
+            raise ValueError(f"window of {t} frames: need 2..model.max_frames={self.cfg.max_frames}")
         dev = tokens.device
         # One target frame k per clip; frames < k are clean context, frames > k are invisible (causal).
-        k = torch.randint(lo, t, (b,), device=dev)
+        k = torch.randint(1, t, (b,), device=dev)
         target = tokens[torch.arange(b, device=dev), k]  # [B, h, w]
         corrupted, masked, _ = corrupt_tokens(target.flatten(1), self.mask_id, self.vocab_size, self.cfg.eta)
         inputs = tokens.clone()
@@ -140,7 +134,7 @@ class MaskGITWorldModel(TokenWorldModel):
             inputs = mask_input_tokens(inputs, self.cfg.input_mask_ratio, self.mask_id, where=context)
         inputs[torch.arange(b, device=dev), k] = corrupted.view_as(target)
         uncond = torch.rand(b, device=dev) < self.cfg.cond_drop_prob
-        logits = self._logits_at(inputs, cond, uncond, k, next_prior)  # [B, h, w, V]
+        logits = self._logits_at(inputs, cond, uncond, k, prior)  # [B, h, w, V]
         loss = F.cross_entropy(
             logits.reshape(-1, self.vocab_size), target.reshape(-1), label_smoothing=self.cfg.label_smoothing
         )
@@ -150,7 +144,7 @@ class MaskGITWorldModel(TokenWorldModel):
         return {"loss": loss, "token_acc": hit.float().mean(), "masked_acc": masked_acc}
 
     def _logits_at(self, inputs: Tensor, cond: Tensor, uncond: Tensor, k: Tensor,
-                   next_prior: Tensor | None = None) -> Tensor:
+                   prior: WarpPrior | None = None) -> Tensor:
         """Logits of frame k[b] of each clip. The network is causal in time, so the frames after k[b] never
         reach it: one pass over the whole clips gives the same logits as passes over the clips cut after
         frame k[b]. The cut clips save the FLOPs of the unseen frames, which is what counts on a CPU; on a
@@ -158,13 +152,13 @@ class MaskGITWorldModel(TokenWorldModel):
         b, t = inputs.shape[:2]
         whole = self.cfg.train_pass == "whole" or (self.cfg.train_pass == "auto" and inputs.device.type != "cpu")
         if whole:
-            logits = self.denoise_logits(inputs, cond[:, :t], uncond, next_prior, target=k)  # [B, T, h, w, V]
+            logits = self.denoise_logits(inputs, cond[:, :t], uncond, prior, target=k)  # [B, T, h, w, V]
             return logits[torch.arange(b, device=inputs.device), k]
         out = []
         for kk in k.unique().tolist():  # clips sharing a target index run as one batch
             rows = (k == kk).nonzero().squeeze(1)
-            prior = next_prior[rows, :kk] if next_prior is not None else None
-            logits = self.denoise_logits(inputs[rows, : kk + 1], cond[rows, : kk + 1], uncond[rows], prior)
+            clip_prior = prior.rows(rows).window(0, kk) if prior is not None else None
+            logits = self.denoise_logits(inputs[rows, : kk + 1], cond[rows, : kk + 1], uncond[rows], clip_prior)
             out.append((rows, logits[:, -1]))
         result = torch.empty(inputs.shape[0], *out[0][1].shape[1:], device=inputs.device, dtype=out[0][1].dtype)
         for rows, logits in out:
@@ -172,18 +166,19 @@ class MaskGITWorldModel(TokenWorldModel):
         return result
 
     # --- decoding ---------------------------------------------------------------------------------
-    def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float,
-                     next_prior: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    def _guided_rows(self, window: Tensor, cond: Tensor, guidance: float, prior: WarpPrior | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor, WarpPrior | None]:
         """Network inputs for `guidance`: the batch itself (w = 1), or doubled to [conditional; unconditional]
         rows so that both terms of classifier-free guidance come from one network pass.
 
-        window [B, T, h, w], cond [B, T', A], next_prior [B, T-1, h, w] or None -> (window, cond,
-        drop [B or 2B] bool, next_prior)."""
+        window [B, T, h, w], cond [B, T', A], prior of T-1 frames or None -> (window, cond, drop [B or 2B]
+        bool, prior)."""
         b = window.shape[0]
         if guidance == 1.0:  # uncond + 1 * (cond - uncond) is exactly cond (guided_logits is a lerp)
-            return window, cond, torch.zeros(b, dtype=torch.bool, device=window.device), next_prior
+            return window, cond, torch.zeros(b, dtype=torch.bool, device=window.device), prior
         drop = torch.arange(2 * b, device=window.device) >= b
-        prior = torch.cat([next_prior, next_prior]) if next_prior is not None else None
+        if prior is not None:
+            prior = WarpPrior(torch.cat([prior.ids, prior.ids]))
         return torch.cat([window, window]), torch.cat([cond, cond]), drop, prior
 
     @staticmethod
@@ -194,48 +189,50 @@ class MaskGITWorldModel(TokenWorldModel):
         cond_logits, uncond_logits = logits.chunk(2)
         return guided_logits(cond_logits, uncond_logits, guidance)
 
-    def context_cache(self, window: Tensor, cond: Tensor, guidance: float,
-                      next_prior: Tensor | None = None) -> tuple[TemporalCache, Tensor, Tensor | None]:
+    def context_cache(self, window: Tensor, cond: Tensor, guidance: float, prior: WarpPrior | None = None
+                      ) -> tuple[TemporalCache, Tensor, Tensor | None]:
         """Run the context frames of window [B, T, h, w] (its last frame is the one being decoded) once.
 
         Returns the temporal states (TemporalCache in step mode), the new frame's ego token [B', 1, D] and its
         prior ids [B', 1, h, w] (or None), for the rows of `_guided_rows` (B' = 2B when guidance != 1:
         conditional rows, then unconditional ones)."""
-        window, cond, drop, next_prior = self._guided_rows(window, cond, guidance, next_prior)
-        tokens, ego, prior = self._condition(window, cond, drop, next_prior)
-        ctx_prior, new_prior = (prior[:, :-1], prior[:, -1:]) if prior is not None else (None, None)
-        return self.net.record(tokens[:, :-1], ego[:, :-1], ctx_prior), ego[:, -1:], new_prior
+        window, cond, drop, prior = self._guided_rows(window, cond, guidance, prior)
+        tokens, ego, prior_ids = self._condition(window, cond, drop, prior)
+        ctx_ids, new_ids = (prior_ids[:, :-1], prior_ids[:, -1:]) if prior_ids is not None else (None, None)
+        return self.net.record(tokens[:, :-1], ego[:, :-1], ctx_ids), ego[:, -1:], new_ids
 
     def frame_logits(self, window: Tensor, cond: Tensor, guidance: float,
                      cache: tuple[TemporalCache, Tensor, Tensor | None] | None = None,
-                     next_prior: Tensor | None = None) -> Tensor:
+                     prior: WarpPrior | None = None) -> Tensor:
         """Guided logits [B, N, V] of the last frame of window [B, T, h, w]; with `cache` (from context_cache
         with the same guidance) only the last frame runs through the network."""
         if cache is None:
-            window, cond, drop, next_prior = self._guided_rows(window, cond, guidance, next_prior)
-            logits = self.denoise_logits(window, cond, drop, next_prior)[:, -1].flatten(1, 2)
+            window, cond, drop, prior = self._guided_rows(window, cond, guidance, prior)
+            logits = self.denoise_logits(window, cond, drop, prior)[:, -1].flatten(1, 2)
         else:
             new = window[:, -1:]  # [B, 1, h, w]
             new = new if guidance == 1.0 else torch.cat([new, new])
             logits = self.net(new, cache[1], cache[0], prior=cache[2])[:, -1].flatten(1, 2)
         return self._guide(logits, guidance)
 
-    def decode_frame(self, context: Tensor, cond: Tensor, *, steps: int, guidance: float,
-                     sampling: SamplingConfig, generator: torch.Generator | None, use_cache: bool = True,
-                     next_prior: Tensor | None = None) -> Tensor:
-        """context [B, Tc, h, w], cond [B, Tc+1, A] (, next_prior [B, Tc, h, w] with model.warp_prior) -> the
-        next frame's tokens [B, h, w] in `steps` passes."""
-        b, n = context.shape[0], self.tokens_per_frame
-        x = torch.full((b, n), self.mask_id, dtype=torch.long, device=context.device)
+    def next_frame(self, window: Tensor, cond: Tensor, prior: WarpPrior | None, *, sampling: SamplingConfig,
+                   generator: torch.Generator | None, steps: int | None = None, guidance: float | None = None,
+                   use_cache: bool = True) -> Tensor:
+        """The next frame's tokens [B, h, w] in `steps` passes (default model.steps) with guidance scale
+        `guidance` (default model.guidance), from a fully masked frame after the window."""
+        steps = self.cfg.steps if steps is None else steps
+        guidance = self.cfg.guidance if guidance is None else guidance
+        b, n = window.shape[0], self.tokens_per_frame
+        x = torch.full((b, n), self.mask_id, dtype=torch.long, device=window.device)
         cache = None
         if use_cache:  # the context runs once; each decoding step then costs one frame
-            cache = self.context_cache(torch.cat([context, x.view(b, 1, *self.token_shape)], 1), cond, guidance,
-                                       next_prior)
+            cache = self.context_cache(torch.cat([window, x.view(b, 1, *self.token_shape)], 1), cond, guidance,
+                                       prior)
         for s in range(steps):
             masked = x == self.mask_id
-            window = torch.cat([context, x.view(b, 1, *self.token_shape)], 1)
-            logits = self.frame_logits(window, cond, guidance, cache, next_prior)  # [B, N, V]
-            # The draw and its log-probability under the tempered, top-k / top-p filtered distribution.
+            frames = torch.cat([window, x.view(b, 1, *self.token_shape)], 1)
+            logits = self.frame_logits(frames, cond, guidance, cache, prior)  # [B, N, V]
+            # The draw and its log-probability under the tempered, top-k filtered distribution.
             sampled, conf = sample_with_logprob(logits, sampling, generator)  # [B, N] each
             anneal = self.cfg.choice_temperature * (1.0 - (s + 1) / steps)
             if anneal > 0:
@@ -248,39 +245,6 @@ class MaskGITWorldModel(TokenWorldModel):
                 lowest = conf.topk(remask, dim=-1, largest=False).indices  # [B, remask]
                 x = x.scatter(-1, lowest, self.mask_id)
         return x.view(b, *self.token_shape)
-
-    @torch.no_grad()
-    def rollout(
-        self,
-        context: Tensor,
-        actions: Tensor,
-        horizon: int,
-        *,
-        steps: int | None = None,
-        guidance: float | None = None,
-        sampling: SamplingConfig | None = None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> Tensor:
-        """context [B, Tc, h, w], actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w]."""
-        self.check_rollout_inputs(context, actions, horizon)
-        steps = self.cfg.steps if steps is None else steps
-        guidance = self.cfg.guidance if guidance is None else guidance
-        frames = context.long()
-        prior = self.rollout_prior(None, frames, actions, context.shape[1])  # entry t: the hint of frame t+1
-        for k in range(horizon):
-            ctx = frames[:, -(self.cfg.max_frames - 1) :]
-            start = frames.shape[1] - ctx.shape[1]
-            cond = actions[:, start : frames.shape[1] + 1].float()
-            if cond.shape[1] < ctx.shape[1] + 1:  # the last frame's own transition is never used
-                cond = torch.cat([cond, torch.zeros_like(cond[:, :1])], 1)
-            new = self.decode_frame(ctx, cond, steps=steps, guidance=guidance, sampling=sampling or self.sampling,
-                                    generator=generator, use_cache=use_cache,
-                                    next_prior=prior[:, start:] if prior is not None else None)
-            frames = torch.cat([frames, new[:, None]], 1)
-            if k < horizon - 1:
-                prior = self.rollout_prior(prior, frames, actions, context.shape[1])
-        return frames[:, context.shape[1] :]
 
 
 @register_model("maskgit_world", MaskGITWorldConfig, kind="world")

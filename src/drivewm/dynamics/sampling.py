@@ -1,8 +1,7 @@
-"""Sampling from categorical logits: temperature, top-k and nucleus (top-p), seeded by a generator.
+"""Sampling from categorical logits: temperature and top-k, seeded by a generator.
 
 Used by every token world model so that "the same seed gives the same rollout" holds across the
-cached and uncached GPT paths and the MaskGIT decoder (Holtzman et al. 2019, arXiv 1904.09751, for
-nucleus sampling). `sample_logits` filters the full vocabulary and draws from it (the GPT and OccWorld
+cached and uncached GPT paths and the MaskGIT decoder. `sample_logits` filters the full vocabulary and draws from it (the GPT and OccWorld
 samplers, whose seeded token streams it defines); `sample_with_logprob` draws from the same filtered
 distribution but only over the top-k candidates and also returns each draw's log-probability, which
 MaskGIT needs as its confidence: one top-k and one softmax over k values per token instead of
@@ -22,30 +21,19 @@ class SamplingConfig:
     """Softmax temperature; 0 picks the most likely token (greedy)."""
     top_k: int = 0
     """Keep only the k most likely tokens before sampling (0: all)."""
-    top_p: float = 1.0
-    """Keep the smallest set of tokens whose probability mass reaches p (1.0: all)."""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
-def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Set logits outside the top-k / top-p set to -inf (last dim is the vocabulary)."""
+def filter_logits(logits: torch.Tensor, top_k: int = 0) -> torch.Tensor:
+    """Set logits outside the top-k set to -inf (last dim is the vocabulary)."""
     if top_k and top_k < logits.shape[-1]:
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        # Drop a token when the mass strictly before it already reaches p (the first token always stays).
-        drop_sorted = (probs.cumsum(-1) - probs) >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
     return logits
 
 
@@ -55,7 +43,7 @@ def sample_logits(
     """Draw token ids [...] from logits [..., V]."""
     if cfg.temperature == 0:
         return logits.argmax(-1)
-    logits = filter_logits(logits.float() / cfg.temperature, cfg.top_k, cfg.top_p)
+    logits = filter_logits(logits.float() / cfg.temperature, cfg.top_k)
     probs = logits.softmax(-1)
     flat = probs.reshape(-1, probs.shape[-1])  # [N, V]
     ids = torch.multinomial(flat, 1, generator=generator)  # [N, 1]
@@ -67,7 +55,7 @@ def sample_with_logprob(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw token ids [...] from logits [..., V] and return (ids, log-probabilities [...] of the draws).
 
-    The distribution is sample_logits's: softmax(logits / T) restricted to the top-k / top-p set (ties at
+    The distribution is sample_logits's: softmax(logits / T) restricted to the top-k set (ties at
     the k-th logit aside, which sample_logits keeps and this drops). The log-probability is taken under that
     tempered, filtered distribution (T = 1 for greedy decoding, temperature 0, which returns the argmax).
     """
@@ -76,13 +64,8 @@ def sample_with_logprob(
     vocab = scaled.shape[-1]
     if cfg.top_k and cfg.top_k < vocab:
         cand, ids = torch.topk(scaled, cfg.top_k, dim=-1)  # [..., k], sorted descending
-    elif cfg.top_p < 1.0:
-        cand, ids = torch.sort(scaled, dim=-1, descending=True)  # [..., V]
     else:
         cand, ids = scaled, None  # the whole vocabulary, in id order
-    if cfg.top_p < 1.0:  # candidates are sorted here: nucleus as in filter_logits
-        probs = cand.softmax(-1)
-        cand = cand.masked_fill((probs.cumsum(-1) - probs) >= cfg.top_p, float("-inf"))
     logp = cand.log_softmax(-1)  # [..., k]
     if cfg.temperature == 0:
         choice = logp.argmax(-1, keepdim=True)  # [..., 1]

@@ -9,9 +9,8 @@ joins the spatial attention and has its own temporal sequence. The temporal mixe
 `drivewm.backbones` backbone (attention with RoPE over frame indices, or the selective SSM).
 
 Input ids may include `mask_id = vocab_size` (MaskGIT's [MASK], also DrivingWorld-style input masking).
-With `prior=True` a second grid of ids [B, T, h, w] (0..V, V = none, packed with the hint's age when
-prior_ages > 1) adds its own embedding to each token: the world models' ego-warped prior
-(`TokenWorldModel.next_prior`, `HintEmbedding`).
+With `warp_prior` a second grid of ids [B, T, h, w] (0..V, V = none) adds its own embedding to each token:
+the world models' ego-warped prior (`TokenWorldModel.make_prior`), aligned with the frames by the caller.
 Output: logits [B, T, h, w, V] at every frame; what frame t's logits predict is the caller's choice
 (OccWorld: frame t+1, MaskGIT: the clean frame t).
 """
@@ -26,8 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, TransformerBlock, build_backbone, make_norm
-from drivewm.dynamics.base import HintEmbedding
-from drivewm.dynamics.prefill import causal_prefill
+from drivewm.dynamics.base import WorldModelConfig, temporal_backbone
 
 
 @dataclass
@@ -48,12 +46,10 @@ class TemporalCache:
 class STBlock(nn.Module):
     """Spatial attention within each frame, then causal temporal mixing per location."""
 
-    def __init__(self, dim: int, heads: int, backbone: str, max_frames: int, dropout: float) -> None:
+    def __init__(self, temporal: BackboneConfig) -> None:
         super().__init__()
-        self.spatial = TransformerBlock(dim, heads, dropout=dropout)
-        self.temporal = build_backbone(
-            BackboneConfig(kind=backbone, dim=dim, depth=1, heads=heads, dropout=dropout, max_len=max_frames)
-        )
+        self.spatial = TransformerBlock(temporal.dim, temporal.heads, dropout=temporal.dropout)
+        self.temporal = build_backbone(temporal)
 
     def forward(self, x: Tensor, cache: TemporalCache | None = None) -> Tensor:
         """x [B, T, S, D] (S = grid tokens + 1 ego token) -> [B, T, S, D]."""
@@ -64,7 +60,7 @@ class STBlock(nn.Module):
         if cache is None:
             xt = xt + self.temporal(xt)
         elif cache.mode == "record":
-            y, state = causal_prefill(self.temporal, xt, torch.arange(t, device=xt.device))
+            y, state = self.temporal.prefill(xt)
             cache.states.append(state)
             xt = xt + y
         else:  # step: the new frame(s) after the recorded context
@@ -75,11 +71,10 @@ class STBlock(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, dim: int, grid: tuple[int, int], depth: int, heads: int, backbone: str,
-                 max_frames: int, dropout: float) -> None:
+    def __init__(self, grid: tuple[int, int], depth: int, temporal: BackboneConfig) -> None:
         super().__init__()
-        self.pos = nn.Parameter(torch.randn(grid[0] * grid[1] + 1, dim) * 0.02)  # grid tokens + ego token
-        self.blocks = nn.ModuleList(STBlock(dim, heads, backbone, max_frames, dropout) for _ in range(depth))
+        self.pos = nn.Parameter(torch.randn(grid[0] * grid[1] + 1, temporal.dim) * 0.02)  # grid tokens + ego token
+        self.blocks = nn.ModuleList(STBlock(temporal) for _ in range(depth))
 
     def forward(self, x: Tensor, cache: TemporalCache | None = None) -> Tensor:
         x = x + self.pos
@@ -89,13 +84,16 @@ class Stage(nn.Module):
 
 
 class SpatioTemporalNet(nn.Module):
-    """tokens [B, T, h, w] (ids in 0..V, V = mask) + ego tokens [B, T, D0] -> logits [B, T, h, w, V]."""
+    """tokens [B, T, h, w] (ids in 0..V, V = mask) + ego tokens [B, T, D0] -> logits [B, T, h, w, V].
 
-    def __init__(self, *, vocab_size: int, token_shape: tuple[int, int], dim: int, dim_mult: list[int],
-                 depth: int, heads: int, backbone: str, max_frames: int, dropout: float, prior: bool = False,
-                 prior_ages: int = 1) -> None:
+    Built from a world model's config with `dim_mult` (OccWorld's or MaskGIT's): width dim * dim_mult[i] at
+    scale i, `depth` blocks per stage, model.backbone as every block's temporal mixer."""
+
+    def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
-        dims = [dim * m for m in dim_mult]
+        token_shape, vocab_size = (int(cfg.token_shape[0]), int(cfg.token_shape[1])), cfg.vocab_size
+        dims = [cfg.dim * m for m in cfg.dim_mult]
+        temporal = [temporal_backbone(cfg, dim=d, depth=1, max_len=cfg.max_frames) for d in dims]
         grids = [token_shape]
         for _ in dims[1:]:
             h, w = grids[-1]
@@ -103,21 +101,17 @@ class SpatioTemporalNet(nn.Module):
                 raise ValueError(f"token grid {token_shape} too small for {len(dims)} scales (dim_mult)")
             grids.append(((h + 1) // 2, (w + 1) // 2))
         self.grids = grids
-        self.tok_emb = nn.Embedding(vocab_size + 1, dim)  # + [MASK]
-        self.prior_emb = HintEmbedding(vocab_size, dim, prior_ages) if prior else None
-        self.down_stages = nn.ModuleList(
-            Stage(d, g, depth, heads, backbone, max_frames, dropout) for d, g in zip(dims, grids)
-        )
+        self.tok_emb = nn.Embedding(vocab_size + 1, cfg.dim)  # + [MASK]
+        self.prior_emb = nn.Embedding(vocab_size + 1, cfg.dim) if cfg.warp_prior else None  # + none
+        self.down_stages = nn.ModuleList(Stage(g, cfg.depth, tb) for g, tb in zip(grids, temporal))
         self.down = nn.ModuleList(nn.Conv2d(a, b, 2, stride=2) for a, b in zip(dims[:-1], dims[1:]))
         self.ego_down = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.up = nn.ModuleList(nn.ConvTranspose2d(b, a, 2, stride=2) for a, b in zip(dims[:-1], dims[1:]))
         self.ego_up = nn.ModuleList(nn.Linear(b, a) for a, b in zip(dims[:-1], dims[1:]))
         self.fuse = nn.ModuleList(nn.Linear(2 * a, a) for a in dims[:-1])
-        self.up_stages = nn.ModuleList(
-            Stage(d, g, depth, heads, backbone, max_frames, dropout) for d, g in zip(dims[:-1], grids[:-1])
-        )
-        self.norm = make_norm("rms", dim)
-        self.head = nn.Linear(dim, vocab_size)
+        self.up_stages = nn.ModuleList(Stage(g, cfg.depth, tb) for g, tb in zip(grids[:-1], temporal[:-1]))
+        self.norm = make_norm("rms", cfg.dim)
+        self.head = nn.Linear(cfg.dim, vocab_size)
 
     @staticmethod
     def _resample(x: Tensor, conv: nn.Module, grid: tuple[int, int], out_grid: tuple[int, int]) -> Tensor:
@@ -146,13 +140,13 @@ class SpatioTemporalNet(nn.Module):
 
     def features(self, tokens: Tensor, ego: Tensor, cache: TemporalCache | None = None,
                  prior: Tensor | None = None) -> Tensor:
-        """tokens [B, T, h, w], ego [B, T, D0], prior ids [B, T, h, w] (with prior=True) -> last-stage
+        """tokens [B, T, h, w], ego [B, T, D0], prior ids [B, T, h, w] (with warp_prior) -> last-stage
         features [B, T, N+1, D0] (ego token last)."""
         if cache is not None:
             cache.index = 0
         x = self.tok_emb(tokens.flatten(2))  # [B, T, N, D0]
         if (prior is None) != (self.prior_emb is None):
-            raise ValueError("prior ids are given exactly when the network was built with prior=True")
+            raise ValueError("prior ids are given exactly when the network was built with warp_prior")
         if prior is not None:
             x = x + self.prior_emb(prior.flatten(2))
         x = torch.cat([x, ego[:, :, None]], 2)  # [B, T, N+1, D0]

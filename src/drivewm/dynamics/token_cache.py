@@ -1,12 +1,10 @@
 """Pre-tokenized windows: a token world model's frozen tokenizer runs once per frame, not once per step.
 
 The tokenizer is frozen, so a frame's tokens never change during training; encoding every window of
-every batch again costs about a third of a tiny world model's step on a CPU (and all of the hint's
+every batch again costs about a third of a tiny world model's step on a CPU (and all of the prior's
 decode + warp + encode with `warp_prior`). `TokenizedWindows` encodes each episode of a split once,
-keeps its tokens (and, with `warp_prior`, each frame's ego-warped hint of the next frame, or with
-`prior_max_age` A > 1 its A hints made 1..A frames back) in memory,
-and serves the same windows as the dataset it wraps, with `tokens` [T, h, w] (and `next_prior`)
-in place of `occ`. `TokenWorldModel.loss` reads those keys as it would read its own encodings.
+keeps its tokens (and, with `warp_prior`, the ids of its `WarpPrior`) in memory, and serves the same
+windows as the dataset it wraps, with `tokens` [T, h, w] (and `prior` [T, h, w]) in place of `occ`. `TokenWorldModel.loss` reads those keys as it would read its own encodings.
 """
 
 from __future__ import annotations
@@ -19,7 +17,7 @@ from torch.utils.data import Dataset
 
 from drivewm.data.windows import WindowDataset
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.dynamics.conditions import ego_conditions
+from drivewm.conditions import ego_conditions
 
 
 class TokenizedWindows(Dataset):
@@ -36,7 +34,7 @@ class TokenizedWindows(Dataset):
         # The same windows without the occupancy reads: only the small per-frame arrays stay.
         self.rest = WindowDataset(dataclasses.replace(windows.cfg, keys=keys), windows.split) if keys else None
         self.tokens: dict[int, torch.Tensor] = {}
-        self.next_prior: dict[int, torch.Tensor] = {}
+        self.prior: dict[int, torch.Tensor] = {}
         store = windows.store
         was_training = model.training
         model.eval()
@@ -52,9 +50,10 @@ class TokenizedWindows(Dataset):
                 arrays = store.read_window(ep, ["action", "ego_pose"], 0, frames)
                 cond = ego_conditions({k: torch.from_numpy(v)[None].to(device) for k, v in arrays.items()},
                                       model.cfg.condition)
-                hints = model.aged_priors(self.tokens[ep][None].to(device).long(), cond, chunk)[0]  # [frames, A, h, w]
-                # Age 1 alone is next_prior's [frames, h, w]; more ages stay by age.
-                self.next_prior[ep] = (hints if model.cfg.prior_max_age > 1 else hints[:, 0]).to("cpu", torch.int32)
+                tokens = self.tokens[ep][None].to(device).long()
+                prior = [model.make_prior(tokens[:, lo : lo + chunk], cond[:, lo : lo + chunk]).ids
+                         for lo in range(0, frames, chunk)]
+                self.prior[ep] = torch.cat(prior, 1)[0].to("cpu", torch.int32)  # [frames, h, w]
         model.train(was_training)
 
     def __len__(self) -> int:
@@ -65,14 +64,15 @@ class TokenizedWindows(Dataset):
         stop = start + self.windows.window
         item = dict(self.rest[index]) if self.rest is not None else {}
         item["tokens"] = self.tokens[ep][start:stop].long()
-        if ep in self.next_prior:
-            item["next_prior"] = self.next_prior[ep][start:stop].long()
+        if ep in self.prior:
+            item["prior"] = self.prior[ep][start:stop].long()
         return item
 
 
-def tokenized(model, dataset, device: torch.device | str = "cpu", progress: bool = True):
+def tokenized(model: TokenWorldModel, dataset, device: torch.device | str = "cpu", progress: bool = True):
     """`dataset` pre-tokenized for a token world model with an occupancy tokenizer; anything else unchanged."""
-    if (isinstance(model, TokenWorldModel) and model.tokenizer is not None and model.modality == "occ"
+    if (model.tokenizer is not None and model.modality == "occ"
             and isinstance(dataset, WindowDataset) and "occ" in dataset.keys):
+        model.to(device)
         return TokenizedWindows(model, dataset, device=device, progress=progress)
     return dataset

@@ -3,15 +3,15 @@
 A frozen encoder (loaded from a ``jepa_bev`` run directory) turns each occupancy frame into N patch
 embeddings, layer-normed. Per frame the predictor reads the tokens [action_t, state_t, patches_t]
 (block of N + 2), all frames interleaved in time, with block-causal attention (every token of frame
-t sees all tokens of frames <= t: ``drivewm.backbones`` with ``block_size = N + 2``), frame-index
-RoPE and 2-D sin-cos positions on the patches. The patch outputs of frame t predict the embeddings
+t sees all tokens of frames <= t: ``drivewm.backbones`` with ``block_size = N + 2``), 3D RoPE over
+(frame, row, col) and 2-D sin-cos positions on the patches. The patch outputs of frame t predict the embeddings
 of frame t + 1. Training, as in the paper: teacher forcing (predict t + 1 from the true frames <= t)
 plus a 2-step autoregressive rollout loss (from frame 0, predictions fed back), both L1 against the
 layer-normed targets.
 
 The ego state is the frame's pose in the current ego frame (``rel_pose``: x, y, yaw), as the
 paper's robot arm reads its end-effector pose. The action token carries the conditioning vector of
-the transition t -> t + 1 (``drivewm.dynamics.conditions``, shared with the token world models):
+the transition t -> t + 1 (``drivewm.conditions``, shared with the token world models):
 ``condition="action"`` the applied (accel, steer); ``"action_motion"`` (default) also the ego motion
 to the next frame. The ego's own dynamics are known (the planner integrates the bicycle model for
 each candidate, as V-JEPA 2-AC integrates end-effector deltas into the next state), so a rollout
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig, build_backbone
-from drivewm.dynamics.conditions import condition_dim, ego_conditions
+from drivewm.conditions import condition_dim, ego_conditions
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, init_weights, sincos_2d
 from drivewm.registry import register_model
 
@@ -67,13 +67,23 @@ class JepaACConfig:
     """Weight of the rollout loss next to the teacher-forcing loss."""
     state_weight: float = 0.1
     """Weight of the next-state L1 loss at the state token."""
-    rope3d: bool = True
-    """3D RoPE over (frame, row, col) on the patch tokens, the frame axis alone on the action and state tokens
-    (V-JEPA 2-AC); False: frame-index RoPE only. The 2-D sin-cos table is added to the patches either way."""
     condition: str = "action_motion"
-    """Per-frame conditioning (drivewm.dynamics.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
+    """Per-frame conditioning (drivewm.conditions): 'action' (accel, steer) or 'action_motion' (+ ego motion to the next frame)."""
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
     """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
+
+    @staticmethod
+    def upgrade(data: dict) -> list[str]:
+        """Bring the model section of a config written by an older drivewm up to date, in place; returns the
+        keys changed. `rope3d` is gone (3D RoPE only): it goes when it was on, a ValueError says a run with
+        frame-index RoPE cannot be converted."""
+        if "rope3d" not in data:
+            return []
+        if data["rope3d"] is not True:
+            raise ValueError(f"model.rope3d={data['rope3d']}: frame-index RoPE is gone (3D RoPE only); "
+                             f"the run cannot be converted")
+        del data["rope3d"]
+        return ["rope3d"]
 
     def frozen_sources(self, missing_only: bool = False) -> dict[str, str]:
         """{model attribute: run directory} of the frozen encoder copied from a jepa_bev run (its config is
@@ -122,7 +132,7 @@ class JepaAC(nn.Module):
         self.register_buffer("s_scale", torch.tensor(cfg.state_scale, dtype=torch.float32), persistent=False)
         self.backbone = build_backbone(
             BackboneConfig(kind="attention", dim=w, depth=cfg.depth, heads=cfg.heads, norm="layer", max_len=4096,
-                           rope_axes=3 if cfg.rope3d else 1)
+                           rope_axes=3)
         )
         self.patch_out = nn.Linear(w, d)
         self.state_out = nn.Linear(w, 3)
@@ -164,10 +174,9 @@ class JepaAC(nn.Module):
         return torch.cat([a, s, p], dim=2).reshape(b, t * (self.n + 2), -1)
 
     def _positions(self, t0: int, t: int, device) -> Tensor:
-        """RoPE positions of frames t0..t0+t-1: the frame index per token [T*(N+2)], with rope3d [T*(N+2), 3]."""
+        """3D RoPE positions (frame, row, col) [T*(N+2), 3] of frames t0..t0+t-1 (V-JEPA 2-AC): the patch tokens
+        rotate by all three axes, the action and state tokens, at (0, 0), by the frame axis alone."""
         frames = torch.arange(t0, t0 + t, device=device).repeat_interleave(self.n + 2)
-        if not self.cfg.rope3d:
-            return frames
         return torch.cat([frames[:, None], self.block_grid.to(device).repeat(t, 1)], -1)
 
     def _readout(self, h: Tensor, t: int) -> tuple[Tensor, Tensor]:

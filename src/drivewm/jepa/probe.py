@@ -17,16 +17,14 @@ on the train split's tokens and scored on the validation split's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
-import typer
 from torch import Tensor
 
+from drivewm.data.config import DataConfig
 from drivewm.data.spec import class_id
 from drivewm.metrics import linear_probe
 
@@ -93,33 +91,20 @@ def run_probes(
     return {"seg_miou": seg["miou"], "agents_r2": ag["r2"], "train_tokens": int(xtr.shape[0]), "val_tokens": int(xte.shape[0])}
 
 
-def eval_probe(
-    run_dir: str = typer.Argument(..., help="Run directory of a trained JEPA-kind model (jepa_bev, mae_bev, contrastive_bev, jepa_ac)."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="data=DIR (episode store to probe on) and other data.KEY=VALUE overrides."),
-    offset: int = typer.Option(2, "--offset", help="Frames ahead for the future agent-occupancy probe."),
-    batches: int = typer.Option(16, "--batches", help="Batches of windows per split to fit / score the probes on."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Windows per batch."),
-    which: str = typer.Option("best", "--which", help="Checkpoint to load: 'best' or 'latest'."),
-    ridge: float = typer.Option(1e-2, "--ridge", help="Ridge penalty of the linear probes (relative to the token count)."),
-) -> None:
-    """Linear probes on frozen features: BEV segmentation mIoU (current frame) and future agent occupancy R^2."""
-    from drivewm.config import ConfigError, merge_into
+def probe_encoder(model, data: DataConfig, *, offset: int = 2, batches: int = 16, batch_size: int = 8,
+                  ridge: float = 1e-2) -> dict:
+    """Linear probes on the frozen features of a JEPA-kind `model` over the store of `data` (train split fits,
+    val split scores): BEV segmentation mIoU (current frame) and future agent occupancy R^2."""
     from drivewm.data.windows import build_dataset
-    from drivewm.train.checkpoint import load_run
+    from drivewm.errors import DrivewmError
 
-    cfg, model = load_run(run_dir, which)
     if not hasattr(model, "encode"):
-        raise typer.BadParameter(f"{run_dir}: model {cfg.model.name!r} has no encode(); not a JEPA-kind model")
-    dots = [("path=" + o.split("=", 1)[1]) if o.startswith("data=") else o.removeprefix("data.") for o in overrides or []]
-    try:
-        data = merge_into(cfg.data, [("command line", dots)])
-    except ConfigError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise DrivewmError(f"model {type(model).__name__} has no encode(); not a JEPA-kind model")
     data = replace(data, past=1, future=offset, keys=["occ"])
     enc = model.encoder.cfg
     train_set, val_set = build_dataset(data, "train"), build_dataset(data, "val")
     if len(val_set) == 0:
-        raise typer.BadParameter(f"{data.path}: no validation windows (raise data.val_fraction or add episodes)")
+        raise DrivewmError(f"{data.path}: no validation windows (raise data.val_fraction or add episodes)")
 
     def loader(ds):
         gen = torch.Generator().manual_seed(0)
@@ -128,6 +113,5 @@ def eval_probe(
 
     res = run_probes(model.encode, loader(train_set), loader(val_set), current=0, offset=offset, patch=enc.patch,
                      num_classes=enc.num_classes, free_id=enc.num_classes - 1, ridge=ridge)
-    res.update(run_dir=str(run_dir), model=cfg.model.name, data=data.path, offset=offset)
-    Path(run_dir, "probe.json").write_text(json.dumps(res, indent=2))
-    typer.echo(json.dumps(res))
+    res.update(data=data.path, offset=offset)
+    return res

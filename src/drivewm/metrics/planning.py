@@ -22,6 +22,7 @@ import math
 
 import torch
 
+from drivewm.geometry import world_to_ego
 from drivewm.metrics.distributed import StreamingMetric, check_finite
 
 EGO_WIDTH = 1.85
@@ -30,13 +31,8 @@ EGO_LENGTH = 4.084
 
 def _inside_boxes(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Whether points [..., P, 2] lie in boxes [..., K, 5] = (x, y, length, width, yaw): [..., P, K]."""
-    d = points[..., :, None, :] - boxes[..., None, :, :2]  # [..., P, K, 2]
-    cos, sin = torch.cos(boxes[..., 4]), torch.sin(boxes[..., 4])  # [..., K]
-    cos, sin = cos[..., None, :], sin[..., None, :]
-    # Rotate the offset into each box's own frame (by -yaw).
-    lx = cos * d[..., 0] + sin * d[..., 1]
-    ly = -sin * d[..., 0] + cos * d[..., 1]
-    return (lx.abs() <= boxes[..., None, :, 2] / 2) & (ly.abs() <= boxes[..., None, :, 3] / 2)
+    local = world_to_ego(points[..., :, None, :], boxes[..., None, :, [0, 1, 4]])  # [..., P, K, 2] in each box frame
+    return (local[..., 0].abs() <= boxes[..., None, :, 2] / 2) & (local[..., 1].abs() <= boxes[..., None, :, 3] / 2)
 
 
 class PlanningMetric(StreamingMetric):

@@ -10,6 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import gymnasium
+
+WORLD_MODEL_GYM_ID = "drivewm/WorldModel-v0"
+"""`gymnasium.make(WORLD_MODEL_GYM_ID, model=TokenPlanningModel(...), context=obs)` builds a `WorldModelEnv`."""
+if WORLD_MODEL_GYM_ID not in gymnasium.registry:
+    gymnasium.register(id=WORLD_MODEL_GYM_ID, entry_point="drivewm.planning.env:WorldModelEnv")
+
 _EXPORTS = {
     "ActionBounds": "drivewm.planning.config",
     "CEMConfig": "drivewm.planning.config",

@@ -22,7 +22,7 @@ from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.observation import PlanningObservation
 from drivewm.planning.score import DriveStats, comfort_extremes, pdm_score, summarize
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, SimConfig
-from drivewm.sim.geometry import world_to_ego
+from drivewm.geometry import world_to_ego
 from drivewm.sim.scenario import Scenario
 from drivewm.sim.sensors.occupancy import OccupancyRenderer
 

@@ -2,7 +2,7 @@
 
 Defaults are V-JEPA 2-AC's planning code scaled down for a CPU (arXiv 2506.09985: 400 samples,
 top-k 10, 10 iterations, momentum 0.15 on mean and std); a GPU user raises `samples` and
-`iterations` back in a YAML preset under `configs/planning/`.
+`iterations` back in a YAML preset under `drivewm/configs/planning/`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from drivewm.geometry import column_index
+from drivewm.geometry import column_index, rotate, world_to_ego
 from drivewm.data.spec import GridSpec
 from drivewm.planning.config import PlanningError
 from drivewm.planning.mpc import Rollout
@@ -259,8 +259,8 @@ class ObservedSafety:
 
     def _to_observed_frame(self, poses: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Cell centres [C, 2] of each pose [..., 3] -> x, y [..., C] in the observation's ego frame."""
-        c, s = torch.cos(poses[..., 2:3]), torch.sin(poses[..., 2:3])  # [..., 1]
-        return c * cells[:, 0] - s * cells[:, 1] + poses[..., 0:1], s * cells[:, 0] + c * cells[:, 1] + poses[..., 1:2]
+        p = rotate(cells, poses[..., 2:3]) + poses[..., None, :2]  # [..., C, 2], rounded as the warps round
+        return p[..., 0], p[..., 1]
 
     def _lookup(self, column: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
         """column [X, Y] bool at points (px, py) of the observation's frame; outside the grid is False."""
@@ -276,10 +276,9 @@ class ObservedSafety:
         if when is not None:
             ax = ax + agents[:, 5] * when[..., None, None]  # [..., 1, K]
             ay = ay + agents[:, 6] * when[..., None, None]
-        dx, dy = px[..., None] - ax, py[..., None] - ay  # [..., C, K]
-        c, s = torch.cos(agents[:, 2]), torch.sin(agents[:, 2])
-        along, across = c * dx + s * dy, -s * dx + c * dy
-        inside = (along.abs() <= agents[:, 3] / 2 + pad) & (across.abs() <= agents[:, 4] / 2 + pad)
+        boxes = torch.stack(torch.broadcast_tensors(ax, ay, agents[:, 2]), -1)  # [..., K, 3] (x, y, yaw)
+        local = world_to_ego(torch.stack([px, py], -1)[..., None, :], boxes)  # [..., C, K, 2] in each box frame
+        inside = (local[..., 0].abs() <= agents[:, 3] / 2 + pad) & (local[..., 1].abs() <= agents[:, 4] / 2 + pad)
         return inside.any(-1)
 
     def __call__(self, rollout: Rollout) -> torch.Tensor:

@@ -9,10 +9,9 @@ tests/planning/test_kinematics.py checks it against the simulator's function.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from drivewm.geometry import wrap_angle
 from drivewm.sim.config import EGO_WHEELBASE
 
 
@@ -52,15 +51,8 @@ def rollout_bicycle(
         y_arc = y - (torch.cos(yaw + dyaw) - torch.cos(yaw)) / safe_k
         x = torch.where(straight, x + dist * torch.cos(yaw), x_arc)
         y = torch.where(straight, y + dist * torch.sin(yaw), y_arc)
-        yaw = torch.remainder(yaw + dyaw + math.pi, 2 * math.pi) - math.pi
+        yaw = wrap_angle(yaw + dyaw)
         poses.append(torch.stack([x, y, yaw], -1))
         speeds.append(v)
     return torch.stack(poses, 1), torch.stack(speeds, 1)
 
-
-def to_frame(poses: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
-    """Poses [..., 3] in the world expressed in the frame of origin [3] (x, y, yaw)."""
-    c, s = torch.cos(origin[2]), torch.sin(origin[2])
-    dx, dy = poses[..., 0] - origin[0], poses[..., 1] - origin[1]
-    yaw = torch.remainder(poses[..., 2] - origin[2] + math.pi, 2 * math.pi) - math.pi
-    return torch.stack([c * dx + s * dy, -s * dx + c * dy, yaw], -1)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from drivewm.planning.config import PlanningError
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.geometry import to_frame
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.mpc import Rollout
 from drivewm.planning.observation import PlanningObservation
 
@@ -109,7 +110,7 @@ class TokenPlanningModel(_LearnedModel):
         self.generator.manual_seed(seed)
 
     def observe(self, observation: PlanningObservation) -> None:
-        from drivewm.dynamics.conditions import condition_dim
+        from drivewm.conditions import condition_dim
 
         self._observe(observation)
         if condition_dim(self.model.cfg.condition) != self.model.action_dim:
@@ -119,7 +120,7 @@ class TokenPlanningModel(_LearnedModel):
 
     @torch.no_grad()
     def rollout(self, actions: torch.Tensor) -> Rollout:
-        from drivewm.dynamics.conditions import ego_conditions
+        from drivewm.conditions import ego_conditions
 
         ego, speed = self.ego(actions)
         s, h = actions.shape[:2]

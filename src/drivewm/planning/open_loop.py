@@ -22,10 +22,10 @@ import torch
 
 from drivewm.metrics.planning import PlanningMetric
 from drivewm.planning.config import PlanningError
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.observation import PlanningObservation
 from drivewm.sim.config import EGO_BOX_OFFSET_X, SimConfig
-from drivewm.sim.geometry import world_to_ego
+from drivewm.geometry import ego_to_world, to_frame, world_to_ego
 from drivewm.sim.scenario import Scenario
 
 GoalFn = Callable[[dict, int, int, PlanningObservation], Any]
@@ -83,7 +83,7 @@ def _speed(arr: dict, t: int) -> float:
 
 def _centres(poses: np.ndarray) -> np.ndarray:
     """Rear-axle poses [H, 3] -> box centres [H, 2]."""
-    return poses[:, :2] + EGO_BOX_OFFSET_X * np.stack([np.cos(poses[:, 2]), np.sin(poses[:, 2])], -1)
+    return ego_to_world(np.array([EGO_BOX_OFFSET_X, 0.0], poses.dtype), poses)
 
 
 def _obstacles(arr: dict, t: int, h: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,10 +94,7 @@ def _obstacles(arr: dict, t: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     for k in range(h):
         pk = arr["ego_pose"][t + 1 + k]
         a = agents[t + 1 + k]
-        # ego frame of t+k -> world -> ego frame of t
-        c, s = np.cos(pk[2]), np.sin(pk[2])
-        world = np.stack([pk[0] + c * a[:, 0] - s * a[:, 1], pk[1] + s * a[:, 0] + c * a[:, 1]], -1)
-        out[k, :, :2] = world_to_ego(world, pose_t)
+        out[k, :, :2] = world_to_ego(ego_to_world(a[:, :2], pk), pose_t)  # ego frame of t+k -> world -> of t
         out[k, :, 2], out[k, :, 3] = a[:, 3], a[:, 4]
         out[k, :, 4] = a[:, 6] + pk[2] - pose_t[2]
     return out, valid[t + 1 : t + 1 + h]

@@ -23,7 +23,8 @@ import torch
 
 from drivewm.planning.config import ActionBounds, PlanningError
 from drivewm.planning.costs import route_progress
-from drivewm.planning.kinematics import rollout_bicycle, to_frame
+from drivewm.geometry import ego_to_world, to_frame, world_to_ego
+from drivewm.planning.kinematics import rollout_bicycle
 from drivewm.planning.mpc import Rollout
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH
 from drivewm.sim.rasterize import CAR, DRIVEABLE
@@ -58,10 +59,7 @@ def _footprint_points(poses: torch.Tensor) -> torch.Tensor:
     lx, ly = torch.meshgrid(torch.linspace(-EGO_LENGTH / 2, EGO_LENGTH / 2, 9, dtype=poses.dtype),
                             torch.linspace(-EGO_WIDTH / 2, EGO_WIDTH / 2, 5, dtype=poses.dtype), indexing="ij")
     lx, ly = lx.reshape(-1) + EGO_BOX_OFFSET_X, ly.reshape(-1)  # [45] in the rear-axle frame
-    c, s = torch.cos(poses[..., 2:3]), torch.sin(poses[..., 2:3])  # [S, H, 1]
-    x = poses[..., 0:1] + c * lx - s * ly
-    y = poses[..., 1:2] + s * lx + c * ly
-    return torch.stack([x, y], -1)
+    return ego_to_world(torch.stack([lx, ly], -1), poses[..., None, :])
 
 
 CORNERS = [0, 4, 40, 44]  # indices of the four box corners in the 9 x 5 sample grid
@@ -147,11 +145,8 @@ class SimulatorModel:
         for k, b in enumerate(boxes_t):
             if len(b) == 0:
                 continue
-            d = pts[:, k, :, None, :] - b[None, None, :, :2]  # [S, 45, K, 2]
-            cy, sy = torch.cos(b[:, 6]), torch.sin(b[:, 6])
-            lx = cy * d[..., 0] + sy * d[..., 1]
-            ly = -sy * d[..., 0] + cy * d[..., 1]
-            inside = (lx.abs() <= b[:, 3] / 2) & (ly.abs() <= b[:, 4] / 2)
+            local = world_to_ego(pts[:, k, :, None, :], b[:, [0, 1, 6]])  # [S, 45, K, 2] in each box frame
+            inside = (local[..., 0].abs() <= b[:, 3] / 2) & (local[..., 1].abs() <= b[:, 4] / 2)
             coll[:, k] = inside.any(-1).any(-1)
         ix, iy = sc.road.cell_index(pts.numpy())
         static = torch.from_numpy(sc.road.height[ix, iy] > OBSTACLE_HEIGHT).any(-1)  # [S, H]

@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from drivewm.train.logging import read_metrics  # noqa: E402
+from drivewm.report.results import read_metrics  # noqa: E402
 
 # Logged keys drawn in their own panels when a run has them.
 CURVE_KEYS = (("loss", "val_loss"), ("rankme",), ("codebook_usage", "perplexity"))
@@ -34,18 +34,6 @@ def training_curves(run_dir: str | Path, out_png: str | Path, title: str | None 
         if keys[0] == "loss":
             ax.set_yscale("log")
     fig.suptitle(title or Path(run_dir).name, fontsize=10)
-    return _save(fig, out_png)
-
-
-def bar_chart(values: list[float], out_png: str | Path, *, title: str, xlabel: str, ylabel: str, log: bool = False) -> Path:
-    """A histogram-like bar chart (e.g. usage count per code, sorted)."""
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.bar(range(len(values)), values, width=1.0, color="#3b7dd8")
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if log:
-        ax.set_yscale("log")
     return _save(fig, out_png)
 
 

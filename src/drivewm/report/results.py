@@ -88,3 +88,11 @@ def environment_info(**extra: Any) -> dict:
     }
     info.update(extra)
     return info
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The lines of a training run's metrics.jsonl (written by the engine's MetricsLogger); [] if none."""
+    p = Path(run_dir) / "metrics.jsonl"
+    if not p.exists():
+        return []
+    return [json.loads(ln) for ln in p.read_text().splitlines() if ln.strip()]

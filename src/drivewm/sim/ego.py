@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drivewm.geometry import ego_to_world, wrap_angle
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WHEELBASE, EGO_WIDTH
 
 
@@ -29,8 +30,8 @@ class EgoState:
 
     def box(self) -> tuple[float, float, float, float, float]:
         """Footprint (centre x, centre y, yaw, length, width) in the world frame."""
-        return (self.x + EGO_BOX_OFFSET_X * np.cos(self.yaw), self.y + EGO_BOX_OFFSET_X * np.sin(self.yaw),
-                self.yaw, EGO_LENGTH, EGO_WIDTH)
+        cx, cy = ego_to_world(np.array([EGO_BOX_OFFSET_X, 0.0]), self.pose())
+        return (cx, cy, self.yaw, EGO_LENGTH, EGO_WIDTH)
 
 
 def travel_distance(v: float, a: float, dt: float, v_max: float) -> tuple[float, float]:
@@ -55,5 +56,5 @@ def bicycle_step(state: EgoState, accel: float, steer: float, dt: float, v_max: 
     else:
         x = state.x + (np.sin(state.yaw + dyaw) - np.sin(state.yaw)) / kappa
         y = state.y - (np.cos(state.yaw + dyaw) - np.cos(state.yaw)) / kappa
-    yaw = float((state.yaw + dyaw + np.pi) % (2 * np.pi) - np.pi)
+    yaw = float(wrap_angle(state.yaw + dyaw))
     return EgoState(x=float(x), y=float(y), yaw=yaw, v=float(v_new))

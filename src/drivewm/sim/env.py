@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from drivewm.sim.config import EGO_WHEELBASE, SimConfig, sim_preset
-from drivewm.sim.geometry import world_to_ego
+from drivewm.geometry import world_to_ego
 from drivewm.sim.scenario import Scenario
 from drivewm.sim.sensors.camera import PALETTE
 from drivewm.sim.sensors.suite import SensorSuite

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WHEELBASE, EGO_WIDTH
-from drivewm.sim.geometry import world_to_ego
+from drivewm.geometry import world_to_ego
 from drivewm.sim.maps import PATH_SPACING
 from drivewm.sim.scenario import Scenario
 from drivewm.sim.traffic import corridor_leader, idm_accel

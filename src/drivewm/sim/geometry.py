@@ -1,32 +1,17 @@
-"""Small 2D geometry helpers shared by the map generator, traffic and sensors (numpy, vectorized)."""
+"""Polylines and oriented boxes for the map generator, traffic and sensors (numpy, vectorized); poses and
+frame changes are `drivewm.geometry`'s."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from drivewm.geometry import world_to_ego
 
 
 def rot(yaw: float) -> np.ndarray:
     """2x2 rotation matrix of angle yaw (rad)."""
     c, s = np.cos(yaw), np.sin(yaw)
     return np.array([[c, -s], [s, c]])
-
-
-def wrap_angle(a: np.ndarray | float) -> np.ndarray | float:
-    """Angle(s) wrapped to [-pi, pi)."""
-    return (np.asarray(a) + np.pi) % (2 * np.pi) - np.pi
-
-
-def world_to_ego(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """Points [..., 2] from the world frame into the frame of pose (x, y, yaw)."""
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    dx, dy = xy[..., 0] - pose[0], xy[..., 1] - pose[1]
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
-
-
-def ego_to_world(xy: np.ndarray, pose: np.ndarray) -> np.ndarray:
-    """Points [..., 2] from the frame of pose (x, y, yaw) into the world frame."""
-    c, s = np.cos(pose[2]), np.sin(pose[2])
-    return np.stack([pose[0] + c * xy[..., 0] - s * xy[..., 1], pose[1] + s * xy[..., 0] + c * xy[..., 1]], axis=-1)
 
 
 def resample_polyline(points: np.ndarray, spacing: float) -> np.ndarray:
@@ -69,8 +54,5 @@ def boxes_overlap(a: np.ndarray, b: np.ndarray) -> bool:
 
 def points_in_box(px: np.ndarray, py: np.ndarray, box: tuple[float, float, float, float, float]) -> np.ndarray:
     """Mask of points inside the oriented rectangle (x, y, yaw, length, width)."""
-    x, y, yaw, length, width = box
-    c, s = np.cos(yaw), np.sin(yaw)
-    dx, dy = px - x, py - y
-    lx, ly = c * dx + s * dy, -s * dx + c * dy
-    return (np.abs(lx) <= length / 2) & (np.abs(ly) <= width / 2)
+    local = world_to_ego(np.stack(np.broadcast_arrays(px, py), -1), np.array(box[:3]))  # [..., 2] in the box frame
+    return (np.abs(local[..., 0]) <= box[3] / 2) & (np.abs(local[..., 1]) <= box[4] / 2)

@@ -13,7 +13,8 @@ import numpy as np
 
 from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, SimConfig
 from drivewm.sim.ego import EgoState, bicycle_step
-from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box, world_to_ego
+from drivewm.geometry import ego_to_world, world_to_ego, wrap_angle
+from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box
 from drivewm.sim.maps import PATH_SPACING, generate_map
 from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
@@ -99,7 +100,7 @@ class Scenario:
         pose = self.ego.pose()
         out = boxes.copy()
         out[:, :2] = world_to_ego(boxes[:, :2], pose)
-        out[:, 6] = (boxes[:, 6] - pose[2] + np.pi) % (2 * np.pi) - np.pi
+        out[:, 6] = wrap_angle(boxes[:, 6] - pose[2])
         lo, hi = self.grid.lower, self.grid.upper
         inside = (out[:, 0] >= lo[0]) & (out[:, 0] < hi[0]) & (out[:, 1] >= lo[1]) & (out[:, 1] < hi[1])
         return out.astype(np.float32), active & inside
@@ -300,8 +301,7 @@ class Scenario:
                 return True
         r = self.road
         lx, ly = np.meshgrid(np.linspace(-EGO_LENGTH / 2, EGO_LENGTH / 2, 9), np.linspace(-EGO_WIDTH / 2, EGO_WIDTH / 2, 5))
-        c, s = np.cos(ego_box[2]), np.sin(ego_box[2])
-        pts = np.stack([ego_box[0] + c * lx - s * ly, ego_box[1] + s * lx + c * ly], axis=-1)
+        pts = ego_to_world(np.stack([lx, ly], -1), np.asarray(ego_box[:3]))
         ix, iy = r.cell_index(pts)
         return bool(np.any(r.height[ix, iy] > 0.3))
 

@@ -18,35 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-def wrap_angle(a: torch.Tensor) -> torch.Tensor:
-    """Angles to [-pi, pi)."""
-    return torch.remainder(a + math.pi, 2 * math.pi) - math.pi
-
-
-def relative_steps(ego_pose: torch.Tensor) -> torch.Tensor:
-    """World poses [..., T, 3] (x, y, yaw) -> per-step motion [..., T-1, 3]: frame t+1 in frame t."""
-    if ego_pose.shape[-1] != 3 or ego_pose.dim() < 2:
-        raise ValueError(f"ego_pose must be [..., T, 3] (x, y, yaw), got {tuple(ego_pose.shape)}")
-    prev, nxt = ego_pose[..., :-1, :], ego_pose[..., 1:, :]
-    d = nxt[..., :2] - prev[..., :2]
-    c, s = torch.cos(prev[..., 2]), torch.sin(prev[..., 2])
-    dx = c * d[..., 0] + s * d[..., 1]  # rotate the world displacement into frame t
-    dy = -s * d[..., 0] + c * d[..., 1]
-    return torch.stack([dx, dy, wrap_angle(nxt[..., 2] - prev[..., 2])], -1)
-
-
-def integrate_steps(steps: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
-    """Inverse of ``relative_steps``: per-step motion [..., S, 3] -> world poses [..., S+1, 3] from ``start`` [..., 3]."""
-    pose = torch.zeros(*steps.shape[:-2], 3, dtype=steps.dtype) if start is None else start.clone()
-    out = [pose]
-    for t in range(steps.shape[-2]):
-        c, s = torch.cos(pose[..., 2]), torch.sin(pose[..., 2])
-        dx, dy, dth = steps[..., t, 0], steps[..., t, 1], steps[..., t, 2]
-        pose = torch.stack([pose[..., 0] + c * dx - s * dy, pose[..., 1] + s * dx + c * dy, wrap_angle(pose[..., 2] + dth)], -1)
-        out.append(pose)
-    return torch.stack(out, -2)
-
+from drivewm.geometry import relative_steps, wrap_angle
 
 def _check_range(name: str, lo: float, hi: float, bins: int) -> None:
     if not hi > lo:

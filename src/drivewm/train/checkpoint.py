@@ -38,11 +38,13 @@ from drivewm.errors import CheckpointError
 from drivewm.hub import (
     CARD_NAME,
     CONFIG_NAME,
+    check_current,
     check_state_dict,
     find_checkpoint,
     load_model,
     nest_frozen_parts,
     read_tensors,
+    upgrade_model_config,
     write_pretrained_files,
     write_tensors,
 )
@@ -235,11 +237,14 @@ def build_model_from_sources(model_cfg):
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Rebuild a trained model from its run directory: returns (RunConfig, model in eval mode)."""
-    from drivewm.config import ConfigError, run_config_from_dict
+    from drivewm.config import ConfigError
+    from drivewm.train.config import run_config_from_dict
 
     path = find_checkpoint(run_dir, which)
+    d = read_config(path)
+    check_current(d["model"], path)
     try:
-        cfg = run_config_from_dict(read_config(path))
+        cfg = run_config_from_dict(d)
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path / 'config.yaml'}: {e}") from None
     model = load_model(cfg.model, path)
@@ -247,11 +252,13 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
 
 
 def convert_run(run_dir: str | Path, **sources: str) -> list[Path]:
-    """Make a run written before runs were self-contained loadable anywhere: in every checkpoint (and the run's
-    config.yaml) nest the config of each frozen part its config names by path (or the path given here, e.g.
-    tokenizer_run="runs/tok" when that run has moved), and write config.json and the model card. The weights
-    are already in each checkpoint. Returns the checkpoint directories converted."""
-    from drivewm.config import ConfigError, run_config_from_dict, to_yaml
+    """Make a run written by an older drivewm loadable anywhere: in every checkpoint (and the run's config.yaml)
+    bring the model config up to date (options renamed or removed since: `upgrade_model_config`), nest the config
+    of each frozen part it names by path (or the path given here, e.g. tokenizer_run="runs/tok" when that run has
+    moved), and write config.json and the model card. The weights are already in each checkpoint. Returns the
+    checkpoint directories converted."""
+    from drivewm.config import ConfigError, to_yaml
+    from drivewm.train.config import run_config_from_dict
 
     run_dir = Path(run_dir)
     ckpts = sorted(p for p in (run_dir / "checkpoints").glob(f"{STEP_PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp"))
@@ -261,6 +268,10 @@ def convert_run(run_dir: str | Path, **sources: str) -> list[Path]:
         if directory == run_dir and not (run_dir / "config.yaml").is_file():
             continue
         d = read_config(directory)
+        try:
+            upgrade_model_config(d["model"])
+        except ValueError as e:
+            raise CheckpointError(f"{directory / 'config.yaml'}: {e}") from None
         for key, value in sources.items():
             if key not in d["model"]:
                 raise CheckpointError(f"{directory / 'config.yaml'}: model {d['model'].get('name')} has no {key!r}")

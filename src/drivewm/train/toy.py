@@ -1,7 +1,7 @@
 """The engine's debug flavour: a tiny forecaster on synthetic sequences, trainable in seconds.
 
 It exercises every part of the engine (dropout draws from the RNG so resume must restore it) with
-no episode store, so engine tests, `bench_train` and a first `drivewm train configs/toy.yaml` run
+no episode store, so engine tests, `bench_train` and a first `drivewm train toy.yaml` run
 anywhere. Its data is noisy sinusoids: predict the next `dim` values from the past `past` ones.
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from drivewm.data.spec import class_id
+from drivewm.geometry import ego_to_world
 from drivewm.sim.config import CameraSpec
 from drivewm.sim.maps import RoadMap
 from drivewm.sim.sensors.raycast import NO_HIT, cast_rays, paint_at
@@ -33,8 +34,7 @@ class Camera:
 
     def render(self, road: RoadMap, pose: np.ndarray, boxes_world: np.ndarray) -> np.ndarray:
         sp = self.spec
-        c, s = np.cos(pose[2]), np.sin(pose[2])
-        origin = pose[:2] + CAMERA_X * np.array([c, s])
+        origin = ego_to_world(np.array([CAMERA_X, 0.0]), pose)
         dist, cls = cast_rays(road, origin, sp.mount_height, self.az + pose[2], self.slopes, sp.max_range, boxes_world)
         rng3 = dist * np.sqrt(1 + self.slopes**2)  # [W, H]
         hit = (cls != NO_HIT) & (rng3 <= sp.max_range)

@@ -1,0 +1,3 @@
+from drivewm.cli import main
+
+main()

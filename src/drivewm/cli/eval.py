@@ -1,0 +1,205 @@
+"""`drivewm eval forecast | baselines | tokenizer | probe`: every command reads `RUN... data=DIR`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from drivewm.data.config import DataConfig
+
+
+def _store(args, command: str) -> str:
+    """The episode store of `data=DIR`, checked to be a directory."""
+    from drivewm.data.manifest import StoreError
+
+    if args.data is None:
+        raise StoreError(f"`drivewm eval {command}`: give the episode store as data=DIR")
+    if not Path(args.data).is_dir():
+        raise StoreError(f"data={args.data}: no such store directory")
+    return args.data
+
+
+def eval_forecast(
+    ctx: typer.Context,
+    past: int = typer.Option(5, "--past", help="Observed frames incl. the current one (OccWorld: 5 = 2 s at 2 Hz)."),
+    horizon: int = typer.Option(6, "--horizon", help="Forecast frames (OccWorld: 6 = 3 s at 2 Hz)."),
+    split: str = typer.Option("val", "--split", help="Episode split to evaluate: 'val' or 'train'."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
+    max_windows: int = typer.Option(0, "--max-windows", help="Evaluate an evenly spaced subset of this many windows (0: all)."),
+    which: str = typer.Option("best", "--which", help="Checkpoint of each run: 'best' or 'latest'."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the rollouts' token sampling."),
+    out: Optional[str] = typer.Option(
+        None, "--out", help="Directory for results/forecast.json, forecast.png and forecast.gif "
+        "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
+    ),
+) -> None:
+    """Forecast with world models (token world models, or the direct voxel forecaster) beside
+    copy-last, the ego-warped copy and the tokenizer bound: occupancy runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR
+    runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
+    from drivewm.config import ConfigError, parse_run_args
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.evaluation.tables import print_table
+    from drivewm.report.forecast import write_forecast_table
+
+    args = parse_run_args(ctx.args)
+    data = _store(args, "forecast")
+    if not args.paths:
+        raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory")
+    table = evaluate_forecast(
+        args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
+        which=which, device=device, seed=seed,
+    )
+    write_forecast_table(table, out or args.paths[0])
+    results = table.results
+    if table.modality == "lidar":
+        print_table(results, f"LiDAR forecasting, Copilot4D / 4D-Occ metrics ({data}, {split})")
+        typer.echo(json.dumps({n: {"cd": r["cd"], "l1": r["l1"]} for n, r in results.items()}))
+    else:
+        print_table(results, f"Occupancy forecasting, OccWorld protocol ({data}, {split})")
+        typer.echo(json.dumps({n: {"miou": r["miou"], "iou": r["iou"]} for n, r in results.items()}))
+
+
+def eval_baselines(
+    ctx: typer.Context,
+    split: str = typer.Option("val", "--split", help="Episode split to score: train or val."),
+    past: int = typer.Option(5, "--past", help="Observed frames per window (OccWorld: 5 = -2 s .. 0 s at 2 Hz)."),
+    horizon: int = typer.Option(6, "--horizon", help="Forecast frames scored (OccWorld: 6 = 0.5 .. 3 s at 2 Hz)."),
+    protocol: str = typer.Option("occworld", "--protocol", help="occworld (no mask, empty class = 1) or occ3d (mask_camera, nan-mean)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
+    max_batches: int = typer.Option(0, "--max-batches", help="Stop after this many batches (0 = all windows)."),
+    lidar: bool = typer.Option(False, "--lidar", help="Also score the LiDAR baselines (4D-Occ CD / NFCD); needs lidar in the store."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
+) -> None:
+    """Score the no-learning forecasters every table shows (copy-last, ego-motion-warped copies) on an episode
+    store with the named occupancy protocol."""
+    from drivewm.config import ConfigError, parse_run_args
+    from drivewm.evaluation import evaluate_baselines
+
+    args = parse_run_args(ctx.args)
+    data = _store(args, "baselines")
+    if args.paths:
+        raise ConfigError(f"`drivewm eval baselines` takes no run directory (got {args.paths[0]}), only data=DIR")
+    if protocol not in ("occworld", "occ3d"):
+        raise ConfigError(f"--protocol must be occworld or occ3d, got {protocol!r}")
+    results = evaluate_baselines(data, split=split, past=past, horizon=horizon, protocol=protocol,
+                                 batch_size=batch_size, max_batches=max_batches or None, lidar=lidar)
+    occ = [r for r in results if "miou" in r]
+    names = list(occ[0]["miou"])
+    typer.echo(f"protocol {protocol}, {occ[0]['windows']} windows, values in %")
+    typer.echo(f"{'forecaster':<24}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names))
+    for r in occ:
+        row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
+        typer.echo(f"{r['forecaster']:<24}{row}")
+    for r in results:
+        if "cd" in r:
+            typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(out.suffix + ".tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(out)
+        typer.echo(f"wrote {out}")
+
+
+def _print_tokenizer_table(title: str, result: dict, lidar: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    if lidar:
+        rows = [("depth L1 (m)", result["l1"]), ("depth AbsRel", result["absrel"]), ("Chamfer (m^2)", result["cd"]),
+                ("near-field Chamfer (m^2)", result["nfcd"])]
+    else:
+        rows = [("IoU (%)", result["iou"]), ("mIoU (%, OccWorld: absent class = 100)", result["miou"]),
+                (f"mIoU over the {result['classes_present']} classes present (%)", result["miou_present"])]
+        rows += [(f"  IoU {name} (%)", v) for name, v in result["per_class_iou"].items()]
+    rows += [
+        ("codebook usage", result["usage"]),
+        ("codes used", result["codes_used"]),
+        ("perplexity", result["perplexity"]),
+        ("tokens per frame", result["tokens_per_frame"]),
+        ("bits per frame", result["bits_per_frame"]),
+        ("entropy bits per frame", result["entropy_bits_per_frame"]),
+        ("compression ratio", result["compression_ratio"]),
+        ("frames", result["frames"]),
+    ]
+    for name, v in rows:
+        table.add_row(name, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+def eval_tokenizer(
+    ctx: typer.Context,
+    split: str = typer.Option("val", "--split", help="Episode split to evaluate: 'val' or 'train'."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Frames per batch."),
+    max_frames: int = typer.Option(0, "--max-frames", help="Evaluate an evenly spaced subset of this many frames (0: all)."),
+    which: str = typer.Option("best", "--which", help="Checkpoint: 'best' or 'latest'."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    out: Optional[str] = typer.Option(None, "--out", help="Directory for results/tokenizer.json and tokenizer.png (default: the run)."),
+) -> None:
+    """Reconstruct every frame through the tokens: IoU / mIoU / per-class IoU (occupancy, OccWorld
+    protocol) or depth L1 / Chamfer (LiDAR), codebook usage, perplexity, bits per frame, compression ratio; saves
+    input vs reconstruction."""
+    from drivewm.config import ConfigError, parse_run_args
+    from drivewm.report.results import write_result
+    from drivewm.tokenizers.evaluate_run import evaluate_tokenizer
+    from drivewm.train.checkpoint import load_run
+
+    args = parse_run_args(ctx.args)
+    data = _store(args, "tokenizer")
+    if len(args.paths) != 1:
+        raise ConfigError(f"`drivewm eval tokenizer`: give exactly one tokenizer run directory, got {args.paths}")
+    run = args.paths[0]
+    cfg, model = load_run(run, which=which, device=device)
+    out_dir = Path(out or run)
+    ev = evaluate_tokenizer(model, cfg, data, out_dir, split=split, batch_size=batch_size, max_frames=max_frames,
+                            device=device)
+    title = f"Tokenizer {cfg.model.name} reconstruction ({data}, {split})"
+    _print_tokenizer_table(title, ev.result, ev.lidar)
+    write_result(out_dir, **ev.result_table(title))
+    typer.echo(f"picture: {ev.picture}")
+    typer.echo(json.dumps({k: v for k, v in ev.result.items() if not isinstance(v, dict)}))
+
+
+@dataclass
+class _DataKeys:
+    """The schema of `eval probe`'s overrides: data.KEY=VALUE."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def eval_probe(
+    ctx: typer.Context,
+    offset: int = typer.Option(2, "--offset", help="Frames ahead for the future agent-occupancy probe."),
+    batches: int = typer.Option(16, "--batches", help="Batches of windows per split to fit / score the probes on."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per batch."),
+    which: str = typer.Option("best", "--which", help="Checkpoint to load: 'best' or 'latest'."),
+    ridge: float = typer.Option(1e-2, "--ridge", help="Ridge penalty of the linear probes (relative to the token count)."),
+) -> None:
+    """Linear probes on the frozen features of a JEPA-kind run (jepa_bev,
+    mae_bev, contrastive_bev, jepa_ac): BEV segmentation mIoU (current frame) and future agent occupancy R^2."""
+    from drivewm.config import ConfigError, merge_into, parse_run_args
+    from drivewm.jepa.probe import probe_encoder
+    from drivewm.train.checkpoint import load_run
+
+    args = parse_run_args(ctx.args, _DataKeys())
+    if len(args.paths) != 1:
+        raise ConfigError(f"`drivewm eval probe`: give exactly one JEPA run directory, got {args.paths}")
+    run = args.paths[0]
+    cfg, model = load_run(run, which)
+    dots = [o.removeprefix("data.") for o in args.overrides] + ([f"path={args.data}"] if args.data is not None else [])
+    data = merge_into(cfg.data, [("command line", dots)])
+    res = probe_encoder(model, data, offset=offset, batches=batches, batch_size=batch_size, ridge=ridge)
+    res.update(run_dir=str(run), model=cfg.model.name)
+    path = Path(run, "probe.json")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(res, indent=2))
+    tmp.replace(path)
+    typer.echo(json.dumps(res))
