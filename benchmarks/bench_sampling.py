@@ -32,9 +32,9 @@ def untrained(config: str, overrides: list[str]):
 
 
 def trained(run_dir: str):
-    from drivewm.dynamics.evaluate import load_world_model
+    from drivewm.hub import from_pretrained
 
-    return load_world_model(run_dir)[1]
+    return from_pretrained(run_dir)
 
 
 def timed_pair(fn_a, fn_b, repeats: int, device: torch.device) -> tuple[float, object, float, object]:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from drivewm.baselines import ConstantVelocityLidar, CopyLast, EgoWarpCopyLast, future_poses
+from drivewm.baselines import ConstantVelocityLidar, CopyLast, CopyLastLidar, EgoWarpCopyLast, future_poses
 from drivewm.geometry import se2_compose, se2_inverse
 from drivewm.data.spec import GridSpec
 from drivewm.metrics import OccupancyForecastMetric
@@ -130,8 +130,8 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     import numpy as np
     from typer.testing import CliRunner
 
-    from drivewm.baselines import split_window
     from drivewm.cli import app
+    from drivewm.forecaster import split_window
     from drivewm.data.spec import grid_preset
     from drivewm.data.store import EpisodeWriter
 
@@ -146,9 +146,13 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
     with EpisodeWriter(tmp_path / "store", grid=grid, hz=2.0) as w:
         w.write({"occ": occ, "ego_pose": pose, "action": np.zeros((frames, 2), np.float32)})
 
-    batch = {"occ": torch.from_numpy(occ)[None], "rel_pose": torch.zeros(1, frames, 3)}
+    batch = {"occ": torch.from_numpy(occ)[None], "rel_pose": torch.zeros(1, frames, 3), "action": torch.zeros(1, frames, 2)}
     context, future = split_window(batch, 2)
-    assert context["occ"].shape[1] == 2 and future["occ"].shape[1] == 6 and context["rel_pose"].shape[1] == frames
+    assert context["occ"].shape[1] == 2 and future["occ"].shape[1] == 6
+    # The ego's own poses and controls are known for every frame; the scene only for the past ones.
+    assert context["rel_pose"].shape[1] == frames and context["action"].shape[1] == frames
+    with pytest.raises(ValueError, match="leaves no future"):
+        split_window(batch, frames)
 
     out = tmp_path / "res.json"
     args = ["eval", "baselines", f"data={tmp_path / 'store'}", "--split", "train", "--past", "2", "--horizon", "6",
@@ -167,7 +171,7 @@ def test_split_window_and_eval_cli_end_to_end(tmp_path):
 
 def test_lidar_evaluation_static_world_constant_speed():
     """Static points seen by an ego at constant speed: the constant-velocity forecast has zero Chamfer."""
-    from drivewm.baselines import evaluate_lidar_forecast
+    from drivewm.evaluation import LidarScoring, evaluate_forecasters
 
     g = torch.Generator().manual_seed(0)
     world = torch.randn(50, 3, generator=g) * 10  # static points, world frame
@@ -180,7 +184,24 @@ def test_lidar_evaluation_static_world_constant_speed():
         "lidar_count": torch.full((1, frames), 50),
         "rel_pose": torch.tensor([[[speed * (t - 1), 0.0, 0.0] for t in range(frames)]]),
     }
-    r = evaluate_lidar_forecast(ConstantVelocityLidar(), [batch, batch], past=2, horizon=4)
-    assert r["cd"] < 1e-10 and r["windows"] == 2 and r["pairs"] == 8
+    ev = evaluate_forecasters([ConstantVelocityLidar(), CopyLastLidar()], [batch, batch], LidarScoring(), past=2, horizon=4)
+    r = ev.metrics["constant_velocity_lidar"].compute()
+    assert r["cd"] < 1e-10 and ev.windows == 2 and r["pairs"] == 8
+    assert ev.metrics["copy_last_lidar"].compute()["cd"] > 1.0  # the unmoved sweep is 1.5 m per frame off
     with pytest.raises(KeyError, match="lidar"):
-        evaluate_lidar_forecast(ConstantVelocityLidar(), [{"occ": torch.zeros(1, 6, 2, 2, 2)}], past=2, horizon=4)
+        evaluate_forecasters([ConstantVelocityLidar()], [{"occ": torch.zeros(1, 6, 2, 2, 2)}], LidarScoring(), past=2, horizon=4)
+    with pytest.raises(ValueError, match="forecasts 'occ', but this table scores 'lidar'"):
+        evaluate_forecasters([CopyLast()], [batch], LidarScoring(), past=2, horizon=4)
+
+
+def test_one_list_of_baselines_for_every_table():
+    from drivewm.baselines import baselines
+
+    occ = baselines(GRID, "occ")
+    assert [b.name for b in occ] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border"]
+    lidar = baselines(GRID, "lidar")
+    assert [b.name for b in lidar] == ["copy_last_lidar", "ego_warp_copy_last_lidar", "constant_velocity_lidar"]
+    assert {b.modality for b in occ} == {"occ"} and {b.modality for b in lidar} == {"lidar"}
+    assert not any(b.sees_future for b in occ + lidar)
+    with pytest.raises(ValueError, match="modality"):
+        baselines(GRID, "camera")

@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class DrivewmError(ValueError):
     """Base of every error about the user's input; the CLI prints it as one line, exit code 2."""
+
+
+class CheckpointError(DrivewmError):
+    """A checkpoint or pretrained directory that is missing, truncated, of an old layout, or does not match
+    the model built from its config."""

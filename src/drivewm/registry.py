@@ -7,7 +7,6 @@ builds from a config instance; ``config_class(name)`` gives the schema used to v
 
 from __future__ import annotations
 
-import functools
 import importlib
 from dataclasses import dataclass
 from typing import Callable
@@ -69,14 +68,6 @@ def model_entry(name: str) -> ModelEntry:
 
 def config_class(name: str) -> type:
     return model_entry(name).config_cls
-
-
-@functools.singledispatch
-def training_dataset(model: nn.Module, dataset, device="cpu", progress: bool = True):
-    """The dataset `model` trains on, given the windows of one split: `dataset` itself, unless the
-    model's family registers a preparation for its class (``@training_dataset.register(ModelClass)``),
-    so the engine never needs to know the family (token world models encode each frame once)."""
-    return dataset
 
 
 def build_model(cfg) -> nn.Module:

@@ -78,8 +78,7 @@ def run_sweep(
 ) -> tuple[list[dict], PowerLawFit]:
     """Train the world model config at each width; returns per-run rows and the fit."""
     from drivewm.train.config import load_run_config
-    from drivewm.registry import build_model
-    from drivewm.train.checkpoint import CheckpointManager
+    from drivewm.train.checkpoint import CheckpointManager, build_model_from_sources
     from drivewm.train.run import run_training
 
     rows = []
@@ -89,7 +88,7 @@ def run_sweep(
         run_overrides = [*(overrides or []), f"model.dim={w}", f"data.path={data}", f"model.tokenizer_run={tokenizer}",
                          f"train.steps={steps}", f"train.seed={seed}", f"run_dir={run_dir}", "train.eval_every=0"]
         cfg = load_run_config(config, run_overrides)
-        model = build_model(cfg.model)
+        model = build_model_from_sources(cfg.model)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
         done = CheckpointManager(run_dir).latest()
         result = run_training(cfg, resume=done is not None)

@@ -34,6 +34,7 @@ BAD_PATH = {
     "data convert": (["data", "convert", "nuscenes-lidar", "--samples", "no_such.json", "--out", "o"], ["no_such.json"]),
     "report": (["report", MISSING], [MISSING]),
     "demo": (["demo", "--configs", MISSING], [MISSING]),
+    "convert": (["convert", MISSING], [MISSING]),
 }
 
 
@@ -58,6 +59,7 @@ BAD_KEY = {
     "data shard": (["data", "generate", "--out", "s", "--shard", "3/2"], ["3/2"]),
     "demo preset": (["demo", "--preset", "huge"], ["'huge'"]),
     "config show": (["config", "show", "no_such_model"], ["'no_such_model'", "gpt_world"]),
+    "convert": (["convert", "RUN", "tokenizer=x"], ["'tokenizer'", "tokenizer_run"]),
 }
 
 

@@ -44,14 +44,23 @@ def test_relative_motion_known_answer():
 
 
 def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer_run):
+    from drivewm.errors import CheckpointError
+    from drivewm.train.checkpoint import build_model_from_sources
+
     tok = tokenizer_run(tmp_path / "tok")
     assert tok.vocab_size == 64 and tuple(tok.token_shape) == (8, 8)
     common = dict(dim=16, depth=1, heads=2, dim_mult=[1], tokenizer_run=str(tmp_path / "tok"))
     with pytest.raises(ValueError, match=r"vocab_size=64, token_shape=\[8, 8\] but the world model is configured for vocab_size=512"):
-        SpatioTemporalWorldModel(SpatioTemporalWorldConfig(vocab_size=512, token_shape=[8, 8], **common))
-    with pytest.raises(FileNotFoundError, match="no tokenizer run directory"):
-        SpatioTemporalWorldModel(SpatioTemporalWorldConfig(**{**common, "tokenizer_run": str(tmp_path / "none")}))
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(vocab_size=64, token_shape=[8, 8], **common))
+        build_model_from_sources(SpatioTemporalWorldConfig(vocab_size=512, token_shape=[8, 8], **common))
+    with pytest.raises(CheckpointError, match="no tokenizer run directory"):
+        build_model_from_sources(SpatioTemporalWorldConfig(**{**common, "tokenizer_run": str(tmp_path / "none")}))
+    with pytest.raises(ValueError, match="is not nested in model.tokenizer"):  # models never read a run themselves
+        SpatioTemporalWorldModel(SpatioTemporalWorldConfig(vocab_size=64, token_shape=[8, 8], **common))
+    cfg = SpatioTemporalWorldConfig(vocab_size=64, token_shape=[8, 8], **common)
+    model = build_model_from_sources(cfg)
+    assert cfg.tokenizer["name"] == "occ_vqvae" and cfg.tokenizer["grid"] == "micro"  # nested, so the run records it
+    for k, v in tok.state_dict().items():
+        assert torch.equal(model.tokenizer.state_dict()[k], v)
     assert not any(p.requires_grad for p in model.tokenizer.parameters())
     model.train()
     assert not model.tokenizer.training  # the frozen tokenizer never switches to training mode
@@ -60,8 +69,9 @@ def test_tokenizer_checkpoint_that_does_not_match_is_refused(tmp_path, tokenizer
 def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
     from drivewm.train.config import load_run_config
     from drivewm.sim.generate import generate_store
-    from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.registry import build_model
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.report.forecast import write_forecast_table
+    from drivewm.train.checkpoint import build_model_from_sources
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
     tokenizer_run(tmp_path / "tok")
@@ -69,18 +79,19 @@ def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
         "model.name=occworld", f"model.tokenizer_run={tmp_path / 'tok'}", "model.vocab_size=64",
         "model.token_shape=[8,8]", "model.dim=16", "model.depth=1", "model.heads=2", "model.dim_mult=[1,2]",
     ])
-    model = build_model(cfg.model)
+    model = build_model_from_sources(cfg.model)
     write_checkpoint(tmp_path / "wm", config_yaml=to_yaml(cfg), model_state=model.state_dict(), optim_state=None,
                      state={"step": 0})
-    res = evaluate_forecast([tmp_path / "wm"], tmp_path / "data", past=5, horizon=6, max_windows=3,
-                            out_dir=tmp_path / "out")
+    table = evaluate_forecast([tmp_path / "wm"], tmp_path / "data", past=5, horizon=6, max_windows=3)
+    write_forecast_table(table, tmp_path / "out")
+    res = table.results
     names = list(res)
-    assert names[:3] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_border"]
-    assert names[3].startswith("tokenizer_recon") and names[4].startswith("occworld")
+    assert names[:4] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border"]
+    assert names[4] == "tokenizer_recon (tok)" and names[5] == "occworld [attention] (wm)"
     for r in res.values():
         assert set(r["miou"]) == {"1s", "2s", "3s", "avg"}
         assert abs(r["miou"]["avg"] - sum(r["miou"][k] for k in ("1s", "2s", "3s")) / 3) < 1e-9
     doc = json.loads((tmp_path / "out" / "results" / "forecast.json").read_text())
-    assert doc["rows"][0][0] == "copy_last"
+    assert doc["rows"][0][0] == "copy_last" and [r[0] for r in doc["rows"]] == names
     assert (tmp_path / "out" / "results" / "forecast.png").stat().st_size > 0
     assert (tmp_path / "out" / "results" / "forecast.gif").stat().st_size > 0

@@ -14,7 +14,7 @@ from drivewm.data.windows import build_dataset
 from drivewm.conditions import ego_conditions
 from drivewm.metrics import PointCloudForecastMetric
 from drivewm.registry import build_model
-from drivewm.train.checkpoint import write_checkpoint
+from drivewm.train.checkpoint import build_model_from_sources, write_checkpoint
 
 PAST, HORIZON = 5, 6
 
@@ -51,7 +51,7 @@ def setup(tmp_path_factory):
     _lidar_tokenizer_run(root / "tok")
     cfg = _world_cfg(root / "tok")
     torch.manual_seed(0)
-    model = build_model(cfg.model)
+    model = build_model_from_sources(cfg.model)
     write_checkpoint(root / "wm", config_yaml=to_yaml(cfg), model_state=model.state_dict(), optim_state=None,
                      state={"step": 0})
     ds = build_dataset(DataConfig(path=str(root / "data"), past=PAST, future=HORIZON,
@@ -105,14 +105,16 @@ def _chamfer_at(pred, gt, step):
 
 
 def test_eval_forecast_chamfer_is_the_metric_on_rendered_points(setup):
-    from drivewm.dynamics.evaluate import evaluate_forecast
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.report.forecast import write_forecast_table
 
     root, model, batch, n = setup
-    res = evaluate_forecast([root / "wm"], root / "data", past=PAST, horizon=HORIZON, batch_size=n, seed=3,
-                            out_dir=root / "out")
+    table = evaluate_forecast([root / "wm"], root / "data", past=PAST, horizon=HORIZON, batch_size=n, seed=3)
+    write_forecast_table(table, root / "out")
+    res = table.results
     names = list(res)
-    assert names[:2] == ["copy_last_lidar", "ego_warp_copy_last_lidar"]
-    assert names[2] == "tokenizer_recon (tok)" and names[3].startswith("maskgit_world")
+    assert names[:3] == ["copy_last_lidar", "ego_warp_copy_last_lidar", "constant_velocity_lidar"]
+    assert names[3] == "tokenizer_recon (tok)" and names[4].startswith("maskgit_world")
     tok = model.tokenizer
     b = batch["lidar"].shape[0]
 
@@ -130,7 +132,7 @@ def test_eval_forecast_chamfer_is_the_metric_on_rendered_points(setup):
             gt[i][t] = (tok.origin + depth_gt[i, :, None] * dirs[i])[mask[i]]
     for label, step in (("1s", 2), ("3s", 6)):
         want = _chamfer_at(pred, gt, step)
-        assert want > 0 and math.isclose(res[names[3]]["cd"][label], want, rel_tol=1e-6)
+        assert want > 0 and math.isclose(res[names[4]]["cd"][label], want, rel_tol=1e-6)
 
     # The upper-bound row is the tokenizer's own reconstruction of the true future sweeps.
     rec_pred, rec_gt = [[None] * HORIZON for _ in range(b)], [[None] * HORIZON for _ in range(b)]
@@ -138,12 +140,12 @@ def test_eval_forecast_chamfer_is_the_metric_on_rendered_points(setup):
         r = tok.reconstruct(batch["lidar"][:, PAST + t], batch["lidar_count"][:, PAST + t])
         for i in range(b):
             rec_pred[i][t], rec_gt[i][t] = r["points"][i][r["mask"][i]], r["points_gt"][i][r["mask"][i]]
-    assert math.isclose(res[names[2]]["cd"]["3s"], _chamfer_at(rec_pred, rec_gt, 6), rel_tol=1e-5)
-    assert res[names[2]]["l1"]["1s"] > 0 and math.isnan(res["copy_last_lidar"]["l1"]["1s"])
+    assert math.isclose(res[names[3]]["cd"]["3s"], _chamfer_at(rec_pred, rec_gt, 6), rel_tol=1e-5)
+    assert res[names[3]]["l1"]["1s"] > 0 and math.isnan(res["copy_last_lidar"]["l1"]["1s"])
 
     doc = json.loads((root / "out" / "results" / "forecast_lidar.json").read_text())
     assert doc["columns"][:3] == ["forecaster", "CD 1s", "CD 3s"] and doc["columns"][-1] == "CD 3s vs ego-warp"
-    assert [r[0] for r in doc["rows"]] == names and doc["rows"][3][2] == round(res[names[3]]["cd"]["3s"], 3)
+    assert [r[0] for r in doc["rows"]] == names and doc["rows"][4][2] == round(res[names[4]]["cd"]["3s"], 3)
     assert (root / "out" / "results" / "forecast_lidar.png").stat().st_size > 0
 
 
@@ -173,11 +175,18 @@ def _static_scene_windows(n_windows: int = 2) -> list[dict]:
 
 
 def test_ego_warped_copy_of_a_static_scene_beats_the_plain_copy(setup):
-    from drivewm.dynamics.lidar_forecast import evaluate_lidar_runs
+    from torch.utils.data import DataLoader
+
+    from drivewm.baselines import baselines
+    from drivewm.evaluation import LidarScoring, evaluate_forecasters
+    from drivewm.evaluation.forecast import lidar_report_steps, summarize_lidar
 
     _, model, _, _ = setup
-    res, _ = evaluate_lidar_runs([("wm", model)], _static_scene_windows(), past=PAST, horizon=HORIZON, hz=2.0,
-                                 batch_size=2, device="cpu", seed=0)
+    steps = lidar_report_steps(HORIZON, 2.0)
+    ev = evaluate_forecasters([*baselines(model.tokenizer.grid, "lidar"), model],
+                              DataLoader(_static_scene_windows(), batch_size=2),
+                              LidarScoring(region=model.tokenizer, steps=steps), past=PAST, horizon=HORIZON)
+    res = {n: summarize_lidar(m, steps) for n, m in ev.metrics.items()}
     warp, copy = res["ego_warp_copy_last_lidar"]["cd"], res["copy_last_lidar"]["cd"]
     assert copy["1s"] > 5.0 and copy["3s"] > copy["1s"]  # the ego moved 8 m, 24 m: the unmoved poles are off
     # A static world warped by the exact ego motion lands on the true future returns (same set, same crop).

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from drivewm.geometry import se2_compose, se2_inverse, warp_occupancy, warp_seen
 from drivewm.data.spec import class_id, grid_preset
 from drivewm.dynamics import VoxelUNetConfig, VoxelUNetForecaster
+from drivewm.forecaster import split_window
 from drivewm.train.checkpoint import write_checkpoint
 
 GRID = grid_preset("micro")  # 32 x 32 x 4
@@ -61,10 +62,10 @@ def test_inputs_are_the_warped_observed_frames_and_seen_mask():
 def test_forecast_never_reads_the_future_frames():
     model = _model().eval()
     batch = _moving_cars(2, 6, seed=0)
-    out = model.forecast(batch, past=3, horizon=3)
+    out = model.forecast(split_window(batch, 3)[0], 3)
     changed = {k: v.clone() for k, v in batch.items()}
     changed["occ"][:, 3:] = CAR  # the frames being forecast, rewritten
-    assert torch.equal(model.forecast(changed, past=3, horizon=3), out)
+    assert torch.equal(model.forecast(split_window(changed, 3)[0], 3), out)
     assert out.shape == (2, 3, *GRID.shape)
 
 
@@ -83,7 +84,7 @@ def test_seeded_training_moves_cars_the_copy_leaves_behind():
     model.eval()
     test = _moving_cars(16, 5, seed=99)
     truth = test["occ"][:, 2:5].long() == CAR
-    pred = model.forecast(test, past=2, horizon=3) == CAR
+    pred = model.forecast(split_window(test, 2)[0], 3) == CAR
     copy = (test["occ"][:, 1:2].long() == CAR).expand_as(truth)
 
     def iou(p):
@@ -96,9 +97,9 @@ def test_bad_input_is_named():
     model = _model()
     batch = _moving_cars(1, 6, seed=0)
     with pytest.raises(ValueError, match="horizon must be in 1..3"):
-        model.forecast(batch, past=2, horizon=4)
-    with pytest.raises(ValueError, match="need a window that long"):
-        model.forecast(batch, past=5, horizon=3)
+        model.forecast(split_window(batch, 2)[0], 4)
+    with pytest.raises(ValueError, match=r"T>=8, 3\] \(5 frames \+ horizon 3\)"):
+        model.forecast(split_window(batch, 5)[0], 3)
     with pytest.raises(ValueError, match="grid 'micro'"):
         model.loss({"occ": torch.zeros(1, 4, 64, 64, 8, dtype=torch.uint8), "ego_pose": torch.zeros(1, 4, 3)})
     with pytest.raises(KeyError, match="ego_pose"):
@@ -113,14 +114,15 @@ def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path
     from drivewm.config import to_yaml
     from drivewm.train.config import RunConfig
     from drivewm.sim.generate import generate_store
-    from drivewm.dynamics.evaluate import evaluate_forecast
+    from drivewm.evaluation import evaluate_forecast
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
     cfg = RunConfig(model=VoxelUNetConfig(grid="micro", width=8, levels=2))
     write_checkpoint(tmp_path / "vu", config_yaml=to_yaml(cfg), model_state=VoxelUNetForecaster(cfg.model).state_dict(),
                      optim_state=None, state={"step": 0})
-    res = evaluate_forecast([tmp_path / "vu"], tmp_path / "data", past=5, horizon=6, max_windows=2)
-    assert list(res) == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_border", "voxel_unet (vu)"]
+    res = evaluate_forecast([tmp_path / "vu"], tmp_path / "data", past=5, horizon=6, max_windows=2).results
+    assert list(res) == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border",
+                         "voxel_unet (vu)"]
     assert set(res["voxel_unet (vu)"]["miou"]) == {"1s", "2s", "3s", "avg"}
 
 

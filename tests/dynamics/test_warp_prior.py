@@ -9,6 +9,7 @@ from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
 from drivewm.dynamics.base import WarpPrior
 from drivewm.conditions import ego_conditions, motion_from_conditions
+from drivewm.train.checkpoint import build_model_from_sources
 
 VOCAB = 16  # the conftest models' vocabulary
 
@@ -113,7 +114,7 @@ def test_prior_is_the_decoded_frame_moved_by_the_known_motion(tmp_path, tokenize
     from drivewm.dynamics import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 
     tokenizer_run(tmp_path / "tok")
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(
+    model = build_model_from_sources(SpatioTemporalWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         tokenizer_run=str(tmp_path / "tok")))
     g = torch.Generator().manual_seed(0)
@@ -142,7 +143,7 @@ def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=12, seed=0)
     tokenizer_run(tmp_path / "tok")
-    model = MaskGITWorldModel(MaskGITWorldConfig(
+    model = build_model_from_sources(MaskGITWorldConfig(
         vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
         tokenizer_run=str(tmp_path / "tok")))
     windows = WindowDataset(DataConfig(path=str(tmp_path / "data"), past=3, future=2, val_fraction=0.0), "train")
@@ -160,13 +161,14 @@ def test_token_cache_serves_the_windows_encoding_would_give(tmp_path, tokenizer_
     with torch.no_grad():  # the model trains on the cached items as on raw windows
         loss = model.loss({k: v[None] for k, v in cached[0].items()})["loss"]
     assert torch.isfinite(loss)
-    # The engine reaches the cache through the registry's hook, without knowing the model family.
-    from drivewm.registry import training_dataset
+    # The engine reaches the cache through the model's own prepare_dataset, without knowing the model family.
+    from drivewm.train.run import prepared_dataset
     from drivewm.train.toy import ToyConfig, ToyForecaster
 
-    hooked = training_dataset(model, windows, "cpu", False)
-    assert isinstance(hooked, TokenizedWindows) and torch.equal(hooked[6]["tokens"], cached[6]["tokens"])
-    assert training_dataset(ToyForecaster(ToyConfig()), windows, "cpu", False) is windows
+    prepared = prepared_dataset(model, windows, "cpu", False)
+    assert isinstance(prepared, TokenizedWindows) and torch.equal(prepared[6]["tokens"], cached[6]["tokens"])
+    assert torch.equal(prepared[6]["prior"], cached[6]["prior"])
+    assert prepared_dataset(ToyForecaster(ToyConfig()), windows, "cpu", False) is windows
 
 
 def test_border_priors_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_run):
@@ -175,7 +177,7 @@ def test_border_priors_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_
     tokenizer_run(tmp_path / "tok")
     kw = dict(vocab_size=64, token_shape=[8, 8], dim=16, depth=1, heads=2, dim_mult=[1], warp_prior=True,
               tokenizer_run=str(tmp_path / "tok"))
-    model = SpatioTemporalWorldModel(SpatioTemporalWorldConfig(prior_outside="border", **kw))
+    model = build_model_from_sources(SpatioTemporalWorldConfig(prior_outside="border", **kw))
     tokens = torch.randint(0, 64, (1, 2, 8, 8), generator=torch.Generator().manual_seed(0))
     pose = torch.zeros(1, 2, 3)
     pose[:, 1, 0] = 8.0  # 5 voxels forward: the front of frame 1 was never seen
@@ -184,4 +186,4 @@ def test_border_priors_extend_the_edge_into_the_unseen_area(tmp_path, tokenizer_
                             model.tokenizer.grid, outside="border")
     assert torch.equal(model.make_prior(tokens, cond).ids[:, 0], model.encode(warped)[:, 0])
     with pytest.raises(ValueError, match="prior_outside must be 'free' or 'border'"):
-        SpatioTemporalWorldModel(SpatioTemporalWorldConfig(prior_outside="edge", **kw))
+        build_model_from_sources(SpatioTemporalWorldConfig(prior_outside="edge", **kw))

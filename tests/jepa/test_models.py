@@ -173,7 +173,9 @@ def test_ac_loads_frozen_encoder_from_run_dir(tmp_path):
     CheckpointManager(tmp_path).save(
         1, config_yaml=to_yaml(RunConfig(model=src.cfg)), model_state=src.state_dict(), optim_state=None, state={"step": 1}
     )
-    ac = build_model(JepaACConfig(encoder_run=str(tmp_path), width=32, depth=1, heads=2))
+    from drivewm.train.checkpoint import build_model_from_sources
+
+    ac = build_model_from_sources(JepaACConfig(encoder_run=str(tmp_path), width=32, depth=1, heads=2))
     for a, b in zip(ac.encoder.state_dict().values(), src.target_encoder.state_dict().values()):
         torch.testing.assert_close(a, b)
     assert all(not p.requires_grad for p in ac.encoder.parameters())

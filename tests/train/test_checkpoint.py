@@ -6,7 +6,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from drivewm.train.checkpoint import CheckpointError, find_checkpoint, load_run
+from drivewm.errors import CheckpointError
+from drivewm.train.checkpoint import find_checkpoint, load_run
 from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
@@ -73,7 +74,7 @@ def test_config_that_does_not_match_the_weights(trained, tmp_path):
     cfg = yaml.safe_load((ck / "config.yaml").read_text())
     cfg["model"]["hidden"] = 32
     (ck / "config.yaml").write_text(yaml.safe_dump(cfg))
-    with pytest.raises(CheckpointError, match="do not match the model built from the checkpoint's config.yaml"):
+    with pytest.raises(CheckpointError, match="do not match the model built from the checkpoint's config"):
         load_run(run, "latest")
 
 

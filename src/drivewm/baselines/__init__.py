@@ -1,14 +1,13 @@
-"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity LiDAR) and the evaluation
-loop that scores them, or any model with the same ``forecast(context, horizon)``, under a named protocol.
-"""
+"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity LiDAR) behind the one
+`drivewm.forecaster.Forecaster` interface; `baselines(grid, modality)` lists the rows every table shows."""
 
-from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupancy_forecast, occupancy_baselines, split_window
 from drivewm.baselines.forecasters import (
     ConstantVelocityLidar,
     CopyLast,
     CopyLastLidar,
     EgoWarpCopyLast,
     EgoWarpLidar,
+    baselines,
     future_poses,
 )
 
@@ -18,9 +17,6 @@ __all__ = [
     "CopyLastLidar",
     "EgoWarpCopyLast",
     "EgoWarpLidar",
-    "evaluate_lidar_forecast",
-    "evaluate_occupancy_forecast",
+    "baselines",
     "future_poses",
-    "occupancy_baselines",
-    "split_window",
 ]

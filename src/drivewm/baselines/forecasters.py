@@ -1,4 +1,5 @@
-"""Forecasters that need no learning, called exactly like a model's forecast so every table shows them.
+"""Forecasters that need no learning, behind the one `drivewm.forecaster.Forecaster` interface, so every
+forecasting table shows them (`baselines(grid, modality)` is that one list).
 
 Each baseline has ``forecast(context, horizon)`` where ``context`` is a window batch cut to its
 past frames plus poses (the data contract of ``drivewm.data.windows``):
@@ -27,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from drivewm.data.spec import GridSpec
+from drivewm.forecaster import Forecaster
 from drivewm.geometry import WARP_OUTSIDE, rotate, se2_compose, se2_inverse, warp_occupancy
 
 
@@ -82,8 +84,10 @@ class CopyLast:
     """Repeat the last observed occupancy frame for every future step."""
 
     name = "copy_last"
+    modality = "occ"
+    sees_future = False
 
-    def forecast(self, context: dict, horizon: int) -> torch.Tensor:
+    def forecast(self, context: dict, horizon: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_horizon(horizon)
         occ = _past_occ(context)
         return occ[:, -1:].expand(-1, horizon, -1, -1, -1).clone()  # [B, H, X, Y, Z]
@@ -92,6 +96,9 @@ class CopyLast:
 class EgoWarpCopyLast:
     """Last occupancy frame resampled (nearest neighbour) into each future ego frame; outside -> free, or
     with outside="border" the nearest edge column (the road and roadside run on ahead)."""
+
+    modality = "occ"
+    sees_future = False
 
     def __init__(self, grid: GridSpec, *, motion: str = "known", outside: str = "free") -> None:
         if motion not in ("known", "constant_velocity"):
@@ -102,7 +109,7 @@ class EgoWarpCopyLast:
         self.name = ("ego_warp_copy_last" if motion == "known" else "ego_warp_copy_last_cv") + (
             "_border" if outside == "border" else "")
 
-    def forecast(self, context: dict, horizon: int) -> torch.Tensor:
+    def forecast(self, context: dict, horizon: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_horizon(horizon)
         occ = _past_occ(context)
         b, past, nx, ny, nz = occ.shape
@@ -129,8 +136,11 @@ class CopyLastLidar:
     """
 
     name = "copy_last_lidar"
+    modality = "lidar"
+    sees_future = False
 
-    def forecast(self, context: dict, horizon: int) -> dict[str, torch.Tensor]:
+    def forecast(self, context: dict, horizon: int, *,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         _check_horizon(horizon)
         lidar, count = _past_lidar(context, self.name)
         return {"lidar": lidar[:, -1:].expand(-1, horizon, -1, -1).clone(),
@@ -145,13 +155,17 @@ class EgoWarpLidar:
     poses, and returns ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` in the same padded layout.
     """
 
+    modality = "lidar"
+    sees_future = False
+
     def __init__(self, *, motion: str = "known") -> None:
         if motion not in ("known", "constant_velocity"):
             raise ValueError(f"motion must be 'known' or 'constant_velocity', got {motion!r}")
         self.motion = motion
         self.name = "ego_warp_copy_last_lidar" if motion == "known" else "constant_velocity_lidar"
 
-    def forecast(self, context: dict, horizon: int) -> dict[str, torch.Tensor]:
+    def forecast(self, context: dict, horizon: int, *,
+                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         _check_horizon(horizon)
         lidar, count = _past_lidar(context, self.name)
         past = lidar.shape[1]
@@ -172,3 +186,13 @@ class ConstantVelocityLidar(EgoWarpLidar):
 
     def __init__(self) -> None:
         super().__init__(motion="constant_velocity")
+
+
+def baselines(grid: GridSpec, modality: str) -> list[Forecaster]:
+    """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order."""
+    if modality == "occ":
+        return [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity"),
+                EgoWarpCopyLast(grid, outside="border")]
+    if modality == "lidar":
+        return [CopyLastLidar(), EgoWarpLidar(motion="known"), ConstantVelocityLidar()]
+    raise ValueError(f"modality must be 'occ' or 'lidar', got {modality!r}")

@@ -42,52 +42,26 @@ def eval_forecast(
     copy-last, the ego-warped copy and the tokenizer bound: occupancy runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR
     runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
     from drivewm.config import ConfigError, parse_run_args
-    from drivewm.dynamics.evaluate import evaluate_forecast
-    from drivewm.report.forecast import is_lidar, print_table
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.evaluation.tables import print_table
+    from drivewm.report.forecast import write_forecast_table
 
     args = parse_run_args(ctx.args)
     data = _store(args, "forecast")
     if not args.paths:
         raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory")
-    results = evaluate_forecast(
+    table = evaluate_forecast(
         args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
-        which=which, device=device, seed=seed, out_dir=out or args.paths[0],
+        which=which, device=device, seed=seed,
     )
-    if is_lidar(results):
+    write_forecast_table(table, out or args.paths[0])
+    results = table.results
+    if table.modality == "lidar":
         print_table(results, f"LiDAR forecasting, Copilot4D / 4D-Occ metrics ({data}, {split})")
         typer.echo(json.dumps({n: {"cd": r["cd"], "l1": r["l1"]} for n, r in results.items()}))
     else:
         print_table(results, f"Occupancy forecasting, OccWorld protocol ({data}, {split})")
         typer.echo(json.dumps({n: {"miou": r["miou"], "iou": r["iou"]} for n, r in results.items()}))
-
-
-def _score_baselines(data: str, *, split: str, past: int, horizon: int, protocol: str, batch_size: int,
-                     max_batches: int, lidar: bool) -> list[dict]:
-    """Every no-learning forecaster over the store's windows (evaluation loops of drivewm.baselines)."""
-    from torch.utils.data import DataLoader
-
-    from drivewm.baselines.evaluate import evaluate_lidar_forecast, evaluate_occupancy_forecast, occupancy_baselines
-    from drivewm.baselines.forecasters import ConstantVelocityLidar
-    from drivewm.data.manifest import StoreError
-    from drivewm.data.windows import WindowDataset
-
-    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
-    dataset = WindowDataset(DataConfig(path=str(data), past=past, future=horizon, keys=keys), split)
-    if len(dataset) == 0:
-        raise StoreError(f"{data} has no {split} window of {past + horizon} frames")
-    hz = dataset.store.hz
-    report_steps = tuple(max(1, round(sec * hz)) for sec in (1.0, 2.0, 3.0))  # the 1 s / 2 s / 3 s frames
-    results = []
-    for forecaster in occupancy_baselines(dataset.grid):
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        results.append(evaluate_occupancy_forecast(
-            forecaster, loader, past=past, horizon=horizon, protocol=protocol, grid=dataset.grid, hz=hz,
-            report_steps=report_steps, max_batches=max_batches or None))
-    if lidar:
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-        results.append(evaluate_lidar_forecast(ConstantVelocityLidar(), loader, past=past, horizon=horizon,
-                                               max_batches=max_batches or None))
-    return results
 
 
 def eval_baselines(
@@ -98,12 +72,13 @@ def eval_baselines(
     protocol: str = typer.Option("occworld", "--protocol", help="occworld (no mask, empty class = 1) or occ3d (mask_camera, nan-mean)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
     max_batches: int = typer.Option(0, "--max-batches", help="Stop after this many batches (0 = all windows)."),
-    lidar: bool = typer.Option(False, "--lidar", help="Also score the constant-velocity LiDAR baseline (4D-Occ CD / NFCD); needs lidar in the store."),
+    lidar: bool = typer.Option(False, "--lidar", help="Also score the LiDAR baselines (4D-Occ CD / NFCD); needs lidar in the store."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write the full results (per class, per step) as JSON here."),
 ) -> None:
-    """Score copy-last and ego-motion-warped copy-last forecasts on an episode store with the named
-    occupancy protocol (the no-learning rows of a forecasting table)."""
+    """Score the no-learning forecasters every table shows (copy-last, ego-motion-warped copies) on an episode
+    store with the named occupancy protocol."""
     from drivewm.config import ConfigError, parse_run_args
+    from drivewm.evaluation import evaluate_baselines
 
     args = parse_run_args(ctx.args)
     data = _store(args, "baselines")
@@ -111,8 +86,8 @@ def eval_baselines(
         raise ConfigError(f"`drivewm eval baselines` takes no run directory (got {args.paths[0]}), only data=DIR")
     if protocol not in ("occworld", "occ3d"):
         raise ConfigError(f"--protocol must be occworld or occ3d, got {protocol!r}")
-    results = _score_baselines(data, split=split, past=past, horizon=horizon, protocol=protocol,
-                               batch_size=batch_size, max_batches=max_batches, lidar=lidar)
+    results = evaluate_baselines(data, split=split, past=past, horizon=horizon, protocol=protocol,
+                                 batch_size=batch_size, max_batches=max_batches or None, lidar=lidar)
     occ = [r for r in results if "miou" in r]
     names = list(occ[0]["miou"])
     typer.echo(f"protocol {protocol}, {occ[0]['windows']} windows, values in %")

@@ -71,12 +71,16 @@ def _tokenizer_eval_stage(tok_dir: Path, store: Path) -> Callable[[Path, bool], 
 
 def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
-        from drivewm.dynamics.evaluate import evaluate_forecast
+        from drivewm.baselines import baselines
+        from drivewm.evaluation import evaluate_forecast
+        from drivewm.report.forecast import write_forecast_table
         from drivewm.report.results import write_result
 
-        res = evaluate_forecast([str(d) for d in world_dirs], store, past=5, horizon=6, max_windows=windows,
-                                seed=seed, out_dir=stage_dir)
-        base = {n: r["miou"]["3s"] for n, r in res.items() if n in ("copy_last", "ego_warp_copy_last", "ego_warp_copy_last_border")}
+        table = evaluate_forecast([str(d) for d in world_dirs], store, past=5, horizon=6, max_windows=windows, seed=seed)
+        write_forecast_table(table, stage_dir)
+        res = table.results
+        names = {b.name for b in baselines(table.grid, "occ")}
+        base = {n: r["miou"]["3s"] for n, r in res.items() if n in names}
         models = {n: r["miou"]["3s"] for n, r in res.items() if n not in base and not n.startswith("tokenizer_recon")}
         best_base = max(base.values())
         beat = [n for n, v in models.items() if v > best_base]

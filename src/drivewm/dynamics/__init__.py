@@ -11,7 +11,6 @@ from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
-from drivewm.dynamics import token_cache  # noqa: F401  (registers the token cache as training_dataset)
 from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTemporalWorldModel
 from drivewm.dynamics.voxel_unet import VoxelUNetConfig, VoxelUNetForecaster
 

@@ -2,7 +2,10 @@
 input checks, loss(batch) and the rollout loop (each model supplies only `next_frame`).
 
 A world model predicts the scene tokens of future frames from past tokens and per-frame ego
-conditions (see `drivewm.conditions`). It holds the tokenizer of a finished tokenizer run, frozen
+conditions (see `drivewm.conditions`). It holds a trained tokenizer, frozen: the tokenizer's config is nested
+in the world model's (`model.tokenizer`) and its weights are part of the world model's, so a run is
+self-contained; when a new run starts from a tokenizer run (`model.tokenizer_run`), the train layer nests
+that run's config and copies its weights in (`drivewm.train.checkpoint.build_model_from_sources`). It is frozen
 (`requires_grad=False`, always in eval mode), and tokenizes the frames of its modality inside `loss`
 under `no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
 The modality follows from the tokenizer's type: an occupancy tokenizer reads `batch['occ']`
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -33,7 +36,11 @@ class WorldModelConfig:
     name: str = ""
     """Registered model name."""
     tokenizer_run: str = ""
-    """Run directory of a trained tokenizer, frozen inside the world model (empty: batches carry 'tokens')."""
+    """Run directory of a trained tokenizer that a new run copies in (its config into `tokenizer`, its weights
+    into the model), frozen. Recorded with the run, never read to load it."""
+    tokenizer: Optional[Dict[str, Any]] = None
+    """The frozen tokenizer's registered config ({"name": ..., fields}), filled from `tokenizer_run` when a
+    run starts (None and no tokenizer_run: batches carry 'tokens')."""
     vocab_size: int = 512
     """Scene codebook size; must equal the tokenizer's."""
     token_shape: list[int] = field(default_factory=lambda: [16, 16])
@@ -69,12 +76,60 @@ class WorldModelConfig:
     clip, a fraction U(0, r) of the input tokens is replaced by [MASK] (0 disables it; DrivingWorld: 0.5).
     MaskGIT masks only the context frames (its target frame has its own schedule)."""
 
+    @staticmethod
+    def upgrade(data: dict) -> list[str]:
+        """Bring the model section of a config written by an older drivewm up to date, in place; returns the
+        keys changed (none: already current). `backbone` was the mixer's kind alone; `min_context`,
+        `prior_max_age` and `sampling.top_p` are gone, and go only with the one value they ever took effect
+        with (a ValueError names any other)."""
+        changed = []
+        if isinstance(data.get("backbone"), str):
+            data["backbone"] = {"kind": data["backbone"]}
+            changed.append("backbone")
+        for keys, value in REMOVED_OPTIONS.items():
+            *parents, key = keys.split(".")
+            section = data
+            for parent in parents:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if not isinstance(section, dict) or key not in section:
+                continue
+            if section[key] != value:
+                raise ValueError(f"model.{keys}={section[key]}: this option is gone (only {keys}={value} remains); "
+                                 f"the run cannot be converted")
+            del section[key]
+            changed.append(keys)
+        return changed
+
+    def frozen_sources(self, missing_only: bool = False) -> dict[str, str]:
+        """{model attribute: run directory} of the frozen parts copied from finished runs; with `missing_only`,
+        those whose config is not nested yet (a run written before runs were self-contained)."""
+        if not self.tokenizer_run or (missing_only and self.tokenizer is not None):
+            return {}
+        return {"tokenizer": self.tokenizer_run}
+
+    def adopt_frozen(self, attribute: str, run_kind: str, run_model: nn.Module) -> nn.Module:
+        """Nest the config of the tokenizer `run_model` (a finished run of kind `run_kind`); returns the module
+        whose weights become the world model's `tokenizer`."""
+        from drivewm.hub import config_to_dict
+
+        if attribute != "tokenizer":
+            raise ValueError(f"a world model has no frozen part {attribute!r}")
+        if run_kind != "tokenizer":
+            raise ValueError(f"model.tokenizer_run: {self.tokenizer_run} holds a {run_kind} model "
+                             f"({run_model.cfg.name}), not a tokenizer")
+        self.tokenizer = config_to_dict(run_model.cfg)
+        return run_model
+
 
 class TokenWorldModel(nn.Module):
     """Base class: subclasses implement `loss_tokens(tokens, cond, prior)` and `next_frame(...)`, and set
-    `rollout_window`, the most past frames `next_frame` reads (the rest of `max_frames` holds the new frame)."""
+    `rollout_window`, the most past frames `next_frame` reads (the rest of `max_frames` holds the new frame).
+
+    A `drivewm.forecaster.Forecaster`: `forecast(context, horizon)` encodes the context frames, rolls out and
+    returns occupancy (occupancy tokenizer) or a field to render along the true future rays (LiDAR)."""
 
     rollout_window: int
+    sees_future = False
 
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
@@ -85,7 +140,11 @@ class TokenWorldModel(nn.Module):
         self.token_shape = (int(cfg.token_shape[0]), int(cfg.token_shape[1]))
         self.tokens_per_frame = self.token_shape[0] * self.token_shape[1]
         self.action_dim = condition_dim(cfg.condition)
-        self.tokenizer: nn.Module | None = load_frozen_tokenizer(cfg) if cfg.tokenizer_run else None
+        self.name = cfg.name
+        if cfg.tokenizer is None and cfg.tokenizer_run:
+            raise DrivewmError(f"model.tokenizer_run={cfg.tokenizer_run} is not nested in model.tokenizer: build a new "
+                             f"run's model with drivewm.train.checkpoint.build_model_from_sources")
+        self.tokenizer: nn.Module | None = frozen_tokenizer(cfg) if cfg.tokenizer is not None else None
         # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
         self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
         self.sampling = cfg.sampling
@@ -154,6 +213,33 @@ class TokenWorldModel(nn.Module):
         logits = self.tokenizer.decode(tokens.flatten(0, 1))  # [B*T, C, X, Y, Z]
         occ = logits.argmax(1)
         return occ.reshape(b, t, *occ.shape[1:])
+
+    # --- the Forecaster interface ------------------------------------------------------------------
+    @torch.no_grad()
+    def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor | dict:
+        """`horizon` frames after the context's last one: occupancy [B, H, X, Y, Z], or for a LiDAR tokenizer
+        {"render": fn(points [B, H, P, C], count [B, H])} (`lidar_forecast.forecast_lidar`)."""
+        if self.modality == "lidar":
+            from drivewm.dynamics.lidar_forecast import forecast_lidar
+
+            return forecast_lidar(self, context, horizon, generator=generator)
+        from drivewm.dynamics.forecast import forecast_occupancy
+
+        return forecast_occupancy(self, context, self.context_frames(context), horizon, generator=generator)
+
+    def context_frames(self, context: dict[str, torch.Tensor]) -> int:
+        """How many observed frames a forecaster's context holds (of the tokenizer's modality)."""
+        if self.modality not in context:
+            raise KeyError(f"the context has no {self.modality!r} frames (keys {sorted(context)}); add it to data.keys")
+        return context[self.modality].shape[1]
+
+    def prepare_dataset(self, dataset, device: torch.device | str = "cpu", progress: bool = True):
+        """The training data as the loss reads it, made once per run: each frame tokenized by the frozen
+        tokenizer (and its hint computed) once (`token_cache.tokenized`); other data unchanged."""
+        from drivewm.dynamics.token_cache import tokenized
+
+        return tokenized(self, dataset, device, progress)
 
     # --- the ego-warped prior ------------------------------------------------------------------------
     @torch.no_grad()
@@ -261,6 +347,9 @@ class TokenWorldModel(nn.Module):
             )
 
 
+# Options of older world-model configs that were removed, with the one value each run can drop them at.
+REMOVED_OPTIONS = {"min_context": 1, "prior_max_age": 1, "sampling.top_p": 1.0}
+
 # BackboneConfig fields a world model sets from its own config.
 BACKBONE_FROM_MODEL = {"dim": "dim", "depth": "depth", "heads": "heads", "dropout": "dropout", "max_len": "max_frames"}
 
@@ -303,26 +392,23 @@ class WarpPrior:
         return torch.cat([none, self.ids[:, : frames - 1]], 1)
 
 
-def load_frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
-    """Load the tokenizer run named by cfg.tokenizer_run, check it matches the config, and freeze it."""
-    from drivewm.registry import model_entry
-    from drivewm.train.checkpoint import load_run
+def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
+    """Build the tokenizer nested in cfg.tokenizer, check it matches the world model's config, and freeze it."""
+    from drivewm.hub import build_from_config
 
-    run = Path(cfg.tokenizer_run)
-    if not run.is_dir():
-        raise FileNotFoundError(
-            f"model.tokenizer_run: no tokenizer run directory {run}; train one first "
-            f"(drivewm train tokenizer --config tokenizer/occ_tiny.yaml)"
-        )
-    tok_cfg, tokenizer = load_run(run)
-    kind = model_entry(tok_cfg.model.name).kind
-    if kind != "tokenizer":
-        raise ValueError(f"model.tokenizer_run: {run} holds a {kind} model ({tok_cfg.model.name}), not a tokenizer")
+    if cfg.tokenizer_run:
+        # Its weights come from that run (or this run's checkpoint), so building it draws nothing from the global
+        # RNG: the world model's own layers start from the state that loading the tokenizer run left.
+        with torch.random.fork_rng(devices=[]):
+            tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
+    else:
+        tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
     vocab, shape = int(tokenizer.vocab_size), tuple(int(s) for s in tokenizer.token_shape)
     if vocab != cfg.vocab_size or shape != tuple(cfg.token_shape):
-        raise ValueError(
-            f"model.tokenizer_run: tokenizer {run} has vocab_size={vocab}, token_shape={list(shape)} but the "
-            f"world model is configured for vocab_size={cfg.vocab_size}, token_shape={list(cfg.token_shape)}"
+        raise DrivewmError(
+            f"model.tokenizer: tokenizer {cfg.tokenizer_run or cfg.tokenizer['name']} has vocab_size={vocab}, "
+            f"token_shape={list(shape)} but the world model is configured for vocab_size={cfg.vocab_size}, "
+            f"token_shape={list(cfg.token_shape)}"
         )
     tokenizer.requires_grad_(False)
     return tokenizer.eval()

@@ -1,13 +1,15 @@
 """Roll any token world model out from a window batch and decode the tokens to occupancy.
 
-The one path from occupancy to occupancy that evaluation, benchmarks and the demo share:
+The one path from occupancy to occupancy that `TokenWorldModel.forecast`, benchmarks and planning share:
 encode the past frames with the model's frozen tokenizer, roll out `horizon` frames conditioned on
 the window's actions (and, with condition="action_motion", its known ego motion), decode.
 `forecast_tokens` reads the model's modality (occ or lidar frames); LiDAR tokens are rendered to
-points by `lidar_forecast.py`.
+points by `lidar_forecast.py`. `TokenizerBound` is the upper-bound row of a forecasting table.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -41,3 +43,27 @@ def forecast_occupancy(
 def reconstruct_occupancy(model: TokenWorldModel, occ: torch.Tensor) -> torch.Tensor:
     """The tokenizer's own reconstruction of occ [B, T, X, Y, Z]: the upper bound of any token model."""
     return model.decode(model.encode(occ))
+
+
+class TokenizerBound:
+    """The tokenizer's own reconstruction of the true future: what any world model on that tokenizer could at
+    best forecast. The one forecaster that `sees_future`: the evaluation loop gives it the future frames
+    (`split_window(...)[1]`) instead of the context, and it encodes and decodes (LiDAR: re-renders) them."""
+
+    sees_future = True
+
+    def __init__(self, model: TokenWorldModel) -> None:
+        if model.tokenizer is None:
+            raise ValueError(f"{model.cfg.name}: a world model without a tokenizer has no tokenizer bound")
+        self.model = model
+        self.modality = model.modality
+        self.name = f"tokenizer_recon ({Path(model.cfg.tokenizer_run).name or model.cfg.tokenizer['name']})"
+
+    @torch.no_grad()
+    def forecast(self, future: dict[str, torch.Tensor], horizon: int, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor | dict:
+        if self.modality == "lidar":
+            from drivewm.dynamics.lidar_forecast import reconstruct_lidar
+
+            return reconstruct_lidar(self.model, future["lidar"][:, :horizon], future["lidar_count"][:, :horizon])
+        return reconstruct_occupancy(self.model, future["occ"][:, :horizon].long())

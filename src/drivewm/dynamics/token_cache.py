@@ -18,7 +18,6 @@ from torch.utils.data import Dataset
 from drivewm.data.windows import WindowDataset
 from drivewm.dynamics.base import TokenWorldModel
 from drivewm.conditions import ego_conditions
-from drivewm.registry import training_dataset
 
 
 class TokenizedWindows(Dataset):
@@ -70,7 +69,6 @@ class TokenizedWindows(Dataset):
         return item
 
 
-@training_dataset.register(TokenWorldModel)
 def tokenized(model: TokenWorldModel, dataset, device: torch.device | str = "cpu", progress: bool = True):
     """`dataset` pre-tokenized for a token world model with an occupancy tokenizer; anything else unchanged."""
     if (model.tokenizer is not None and model.modality == "occ"

@@ -9,7 +9,7 @@ world model it never passes the scene through a codebook, so what it keeps of th
 exactly; what it learns is where the scene changes and how to fill the area entering the view.
 
 Training (`loss`) draws, per window, a current frame c and a horizon k within the window; a forecast
-(`forecast`) runs each horizon of one window from the same current frame, so nothing it predicts is fed
+(`forecast(context, horizon)`) runs each horizon of one window from the same current frame, so nothing it predicts is fed
 back in. The ego motion is the recorded one, as for the world models' `action_motion` condition and
 the ego-warped copy.
 """
@@ -46,8 +46,14 @@ class VoxelUNetConfig:
 
 
 class VoxelUNetForecaster(nn.Module):
+    """A `drivewm.forecaster.Forecaster` of occupancy; `loss(batch)` for the training engine."""
+
+    modality = "occ"
+    sees_future = False
+
     def __init__(self, cfg: VoxelUNetConfig) -> None:
         super().__init__()
+        self.name = cfg.name
         if cfg.outside not in WARP_OUTSIDE:
             raise ValueError(f"model.outside must be 'free' or 'border', got {cfg.outside!r}")
         if cfg.observed < 1 or cfg.max_horizon < 1 or cfg.levels < 1 or cfg.width < 1:
@@ -92,7 +98,9 @@ class VoxelUNetForecaster(nn.Module):
         steps = F.one_hot(horizon - 1, self.cfg.max_horizon)[:, :, None, None].expand(-1, -1, *occ.shape[2:4])
         return torch.cat([*frames, seen, steps], 1).float()
 
-    def _window(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _window(self, batch: dict[str, torch.Tensor], horizon: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """occ [B, T, X, Y, Z] and poses [B, T + horizon, 3] of a window (training: horizon 0; a forecast's
+        context: the poses of the future frames too)."""
         if "occ" not in batch:
             raise KeyError(f"voxel_unet reads batch['occ']; the batch has keys {sorted(batch)}; add 'occ' to data.keys")
         key = "rel_pose" if "rel_pose" in batch else "ego_pose"
@@ -102,8 +110,10 @@ class VoxelUNetForecaster(nn.Module):
         if occ.dim() != 5 or tuple(occ.shape[2:]) != tuple(self.grid.shape):
             raise ValueError(f"occ: expected [B, T, {', '.join(map(str, self.grid.shape))}] on grid "
                              f"{self.cfg.grid!r}, got {tuple(occ.shape)}")
-        if pose.shape[:2] != occ.shape[:2] or pose.shape[-1] != 3:
-            raise ValueError(f"{key}: expected [B, T={occ.shape[1]}, 3], got {tuple(pose.shape)}")
+        frames = occ.shape[1] + horizon
+        if pose.dim() != 3 or pose.shape[0] != occ.shape[0] or pose.shape[1] < frames or pose.shape[-1] != 3:
+            raise ValueError(f"{key}: expected [B={occ.shape[0]}, T>={frames}, 3] ({occ.shape[1]} frames + horizon "
+                             f"{horizon}), got {tuple(pose.shape)}")
         return occ, pose
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -122,14 +132,15 @@ class VoxelUNetForecaster(nn.Module):
         return {"loss": loss}
 
     @torch.no_grad()
-    def forecast(self, batch: dict[str, torch.Tensor], past: int, horizon: int) -> torch.Tensor:
-        """Class ids [B, horizon, X, Y, Z] of the frames after frame past - 1 (needs their poses in the batch).
-        With fewer than `observed` past frames, the first one stands in for those before it."""
-        occ, pose = self._window(batch)
+    def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Class ids [B, horizon, X, Y, Z] of the frames after the context's last one (`drivewm.forecaster`:
+        past occupancy, poses of the past and future frames). With fewer than `observed` past frames, the
+        first one stands in for those before it."""
         if not 1 <= horizon <= self.cfg.max_horizon:
             raise ValueError(f"horizon must be in 1..{self.cfg.max_horizon} (model.max_horizon), got {horizon}")
-        if past < 1 or past + horizon > occ.shape[1]:
-            raise ValueError(f"past={past} + horizon={horizon} frames need a window that long; got {occ.shape[1]} frames")
+        occ, pose = self._window(context, horizon)  # [B, past, X, Y, Z], [B, past + H, 3]
+        past = occ.shape[1]
         b = occ.shape[0]
         current = torch.full((b,), past - 1, device=occ.device)
         out = [self.logits(self.inputs(occ, pose, current, torch.full_like(current, k))).argmax(1)

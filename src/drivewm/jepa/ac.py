@@ -52,9 +52,11 @@ class JepaACConfig:
     name: str = "jepa_ac"
     """Registered model name."""
     encoder_run: str = ""
-    """Run directory of a trained jepa_bev model whose encoder is frozen here ('' = a frozen random encoder, for tests)."""
+    """Run directory of a trained jepa_bev model whose encoder (the EMA teacher if it has one) a new run copies
+    in, frozen: its config into `encoder`, its weights into the model ('' = a frozen random encoder, for tests).
+    Recorded with the run, never read to load it."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """Encoder config used when encoder_run is '' (otherwise the run's own config wins)."""
+    """The frozen encoder's config (filled from encoder_run when a run starts)."""
     width: int = 64
     """Predictor width."""
     depth: int = 4
@@ -72,19 +74,43 @@ class JepaACConfig:
     state_scale: list[float] = field(default_factory=lambda: [20.0, 20.0, 1.0])
     """Divisors bringing (x m, y m, yaw rad) to ~unit range."""
 
+    @staticmethod
+    def upgrade(data: dict) -> list[str]:
+        """Bring the model section of a config written by an older drivewm up to date, in place; returns the
+        keys changed. `rope3d` is gone (3D RoPE only): it goes when it was on, a ValueError says a run with
+        frame-index RoPE cannot be converted."""
+        if "rope3d" not in data:
+            return []
+        if data["rope3d"] is not True:
+            raise ValueError(f"model.rope3d={data['rope3d']}: frame-index RoPE is gone (3D RoPE only); "
+                             f"the run cannot be converted")
+        del data["rope3d"]
+        return ["rope3d"]
 
-def _load_encoder(cfg: JepaACConfig) -> PatchEncoder:
+    def frozen_sources(self, missing_only: bool = False) -> dict[str, str]:
+        """{model attribute: run directory} of the frozen encoder copied from a jepa_bev run (its config is
+        always nested, so nothing is ever missing)."""
+        return {} if missing_only or not self.encoder_run else {"encoder": self.encoder_run}
+
+    def adopt_frozen(self, attribute: str, run_kind: str, run_model: nn.Module) -> PatchEncoder:
+        """Nest the config of `run_model`'s encoder (the EMA teacher if it has one); returns that encoder."""
+        enc = getattr(run_model, "target_encoder", None) or getattr(run_model, "encoder", None)
+        if attribute != "encoder" or not isinstance(enc, PatchEncoder):
+            raise ValueError(f"encoder_run {self.encoder_run!r}: model {type(run_model).__name__} has no PatchEncoder to freeze")
+        self.encoder = enc.cfg
+        return enc
+
+
+def _frozen_encoder(cfg: JepaACConfig) -> PatchEncoder:
     if not cfg.encoder_run:
         enc = PatchEncoder(cfg.encoder)
         init_weights(enc)
         return enc
-    from drivewm.train.checkpoint import load_run
-
-    _, model = load_run(cfg.encoder_run)
-    enc = getattr(model, "target_encoder", None) or getattr(model, "encoder", None)
-    if not isinstance(enc, PatchEncoder):
-        raise ValueError(f"encoder_run {cfg.encoder_run!r}: model {type(model).__name__} has no PatchEncoder to freeze")
-    cfg.encoder = enc.cfg  # the run's encoder config is the truth (and is stored with this run)
+    # Its weights come from that run (or this run's checkpoint), so building it draws nothing from the global
+    # RNG: the predictor starts from the state that loading the encoder run left.
+    with torch.random.fork_rng(devices=[]):
+        enc = PatchEncoder(cfg.encoder)
+        init_weights(enc)
     return enc
 
 
@@ -92,7 +118,7 @@ class JepaAC(nn.Module):
     def __init__(self, cfg: JepaACConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoder = _load_encoder(cfg).requires_grad_(False).eval()
+        self.encoder = _frozen_encoder(cfg).requires_grad_(False).eval()
         ecfg = self.encoder.cfg
         self.n = self.encoder.num_tokens
         d, w = ecfg.dim, cfg.width

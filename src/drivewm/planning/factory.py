@@ -63,19 +63,19 @@ def load_plan_config(path: str | None, overrides: list[str] | None = None) -> Pl
 
 def load_planning_model(run_dir: str, cfg: PlanConfig, sim: SimConfig, device: str = "cpu") -> tuple[str, Any]:
     """('jepa' | 'token', planning model) for a trained run directory."""
+    from drivewm.hub import from_pretrained
     from drivewm.registry import model_entry
-    from drivewm.train.checkpoint import load_run
 
     if not Path(run_dir).is_dir():
         raise FileNotFoundError(f"RUN_DIR: no run directory {run_dir}")
-    run_cfg, model = load_run(run_dir, device=device)
-    kind = model_entry(run_cfg.model.name).kind
+    model = from_pretrained(run_dir, device)
+    kind = model_entry(model.cfg.name).kind
     if kind == "jepa":
         return "jepa", JepaPlanningModel(model, cfg.context_frames, sim.hz, sim.max_speed)
     if kind == "world":
         ctx = max(cfg.context_frames, 1)
         return "token", TokenPlanningModel(model, ctx, sim.hz, sim.max_speed, seed=cfg.cem.seed)
-    raise PlanningError(f"{run_dir}: a {kind} model ({run_cfg.model.name}) cannot plan; give a jepa_ac or a token world model run")
+    raise PlanningError(f"{run_dir}: a {kind} model ({model.cfg.name}) cannot plan; give a jepa_ac or a token world model run")
 
 
 def build_planner(name: str, sim: SimConfig, cfg: PlanConfig, model: Any = None, model_kind: str = "sim",

@@ -5,8 +5,16 @@ Layout of a run directory::
     run_dir/config.yaml                   the run's config
     run_dir/metrics.jsonl                 one JSON line per logged step
     run_dir/checkpoints/index.json        {"latest": "step_00000100", "best": ..., "best_value": ...}
-    run_dir/checkpoints/step_00000100/    config.yaml, model.safetensors, optim.safetensors,
-                                          rng.safetensors, state.json
+    run_dir/checkpoints/step_00000100/    config.yaml, config.json, model.safetensors, README.md,
+                                          optim.safetensors, rng.safetensors, state.json
+
+Each checkpoint is a pretrained directory (`drivewm.hub`: config.json + model.safetensors + model card)
+with the training state beside it, so `hub.from_pretrained` loads a run anywhere. A run is
+self-contained: a model that freezes a part of another run (a world model's tokenizer, V-JEPA 2-AC's
+encoder) has that part's config nested in its own and its weights in model.safetensors;
+`build_model_from_sources` copies them in when a new run starts from the run named in its config
+(`model.tokenizer_run`, `model.encoder_run`, recorded but never read to load). `convert_run` upgrades a
+run written before that (a world model whose config names its tokenizer only by path).
 
 Every file and directory is written under a temporary name and renamed into place, so a run
 killed at any instant leaves the previous checkpoints intact. Loading never executes code from a
@@ -25,16 +33,26 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from drivewm.errors import DrivewmError
+from drivewm.errors import CheckpointError
+from drivewm.hub import (
+    CARD_NAME,
+    CONFIG_NAME,
+    check_current,
+    check_state_dict,
+    find_checkpoint,
+    load_model,
+    nest_frozen_parts,
+    read_tensors,
+    upgrade_model_config,
+    write_pretrained_files,
+    write_tensors,
+)
 
 STEP_PREFIX = "step_"
 
-
-class CheckpointError(DrivewmError):
-    """A checkpoint that is missing, truncated or does not match the model built from its config."""
+# Optimizer and RNG tensors are stored as the weights are (the engine reads them back through _load_tensors).
+_load_tensors, _save_tensors = read_tensors, write_tensors
 
 
 # ---------------------------------------------------------------- atomic file helpers
@@ -42,21 +60,6 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    # Clone so tied weights (one storage, two names) are saved as two plain tensors.
-    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(plain, str(path))
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file missing")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from None
 
 
 # ---------------------------------------------------------------- optimizer state <-> flat tensors
@@ -109,38 +112,6 @@ def restore_rng(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     random.setstate((p[0], tuple(p[1]), p[2]))
 
 
-# ---------------------------------------------------------------- validation of weights against a model
-def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: Path) -> None:
-    """Raise a CheckpointError naming each missing/unexpected tensor or shape mismatch."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    shapes = [
-        f"{k}: file {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(found))
-        if tuple(found[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-    if unexpected:
-        problems.append(f"unexpected tensors: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-    if shapes:
-        problems.append(f"wrong shapes: {'; '.join(shapes[:8])}")
-    if problems:
-        raise CheckpointError(
-            f"{source}: the weights do not match the model built from the checkpoint's config.yaml "
-            f"({' | '.join(problems)})"
-        )
-
-
-def load_weights(model: torch.nn.Module, path: Path) -> None:
-    """Load model.safetensors into `model` after checking every name and shape."""
-    found = _load_tensors(path)
-    expected = model.state_dict()
-    check_state_dict(expected, found, path)
-    model.load_state_dict(found, strict=True)
-
-
 # ---------------------------------------------------------------- one checkpoint directory
 def write_checkpoint(
     directory: Path,
@@ -156,7 +127,7 @@ def write_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     (tmp / "config.yaml").write_text(config_yaml)
-    _save_tensors(model_state, tmp / "model.safetensors")
+    write_pretrained_files(tmp, model_config(config_yaml), model_state, card_metrics(state))
     if optim_state is not None:
         otensors, ometa = flatten_optimizer_state(optim_state)
         _save_tensors(otensors, tmp / "optim.safetensors")
@@ -233,33 +204,95 @@ class CheckpointManager:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def find_checkpoint(run_dir: str | Path, which: str = "best") -> Path:
-    """The `best` or `latest` checkpoint directory of a run (or a checkpoint directory itself)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "model.safetensors").exists() or (run_dir / "state.json").exists():
-        return run_dir
-    if not run_dir.exists():
-        raise CheckpointError(f"{run_dir}: no such run directory")
-    mgr = CheckpointManager(run_dir)
-    if which not in ("best", "latest"):
-        raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
-    path = mgr.best() if which == "best" else mgr.latest()
-    if path is None or not path.is_dir():
-        raise CheckpointError(f"{run_dir}: no checkpoint found (checkpoints/index.json missing or stale)")
-    return path
+def model_config(config_yaml: str) -> dict:
+    """The model section of a run config (YAML text): what config.json holds."""
+    d = yaml.safe_load(config_yaml)
+    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
+        raise CheckpointError("a checkpoint's config has no 'model' section")
+    return d["model"]
+
+
+def card_metrics(state: dict) -> dict:
+    """The metrics a training checkpoint's model card lists, by protocol name."""
+    metrics = {"training steps": state["step"]}
+    if state.get("best_value") is not None:
+        metrics["validation loss (the model's training objective, best so far)"] = state["best_value"]
+    return metrics
+
+
+def build_model_from_sources(model_cfg):
+    """Build a new run's model: each frozen part its config names by run directory (`model.tokenizer_run`,
+    `model.encoder_run`) is loaded, its config nested into `model_cfg` (in place, so the run records it)
+    and its trained weights copied into the built model."""
+    from drivewm.registry import build_model
+
+    parts = nest_frozen_parts(model_cfg, missing_only=False, source="model")
+    model = build_model(model_cfg)
+    for attribute, part in parts.items():
+        target = getattr(model, attribute)
+        check_state_dict(target.state_dict(), part.state_dict(), Path(f"model.{attribute}_run"))
+        target.load_state_dict(part.state_dict())
+    return model
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):
     """Rebuild a trained model from its run directory: returns (RunConfig, model in eval mode)."""
     from drivewm.config import ConfigError
     from drivewm.train.config import run_config_from_dict
-    from drivewm.registry import build_model
 
     path = find_checkpoint(run_dir, which)
+    d = read_config(path)
+    check_current(d["model"], path)
     try:
-        cfg = run_config_from_dict(read_config(path))
+        cfg = run_config_from_dict(d)
     except (ConfigError, KeyError) as e:
         raise CheckpointError(f"{path / 'config.yaml'}: {e}") from None
-    model = build_model(cfg.model)
-    load_weights(model, path / "model.safetensors")
+    model = load_model(cfg.model, path)
     return cfg, model.to(device).eval()
+
+
+def convert_run(run_dir: str | Path, **sources: str) -> list[Path]:
+    """Make a run written by an older drivewm loadable anywhere: in every checkpoint (and the run's config.yaml)
+    bring the model config up to date (options renamed or removed since: `upgrade_model_config`), nest the config
+    of each frozen part it names by path (or the path given here, e.g. tokenizer_run="runs/tok" when that run has
+    moved), and write config.json and the model card. The weights are already in each checkpoint. Returns the
+    checkpoint directories converted."""
+    from drivewm.config import ConfigError, to_yaml
+    from drivewm.train.config import run_config_from_dict
+
+    run_dir = Path(run_dir)
+    ckpts = sorted(p for p in (run_dir / "checkpoints").glob(f"{STEP_PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp"))
+    if not ckpts:
+        raise CheckpointError(f"{run_dir}: no checkpoint to convert (checkpoints/step_*)")
+    for directory in [run_dir, *ckpts]:
+        if directory == run_dir and not (run_dir / "config.yaml").is_file():
+            continue
+        d = read_config(directory)
+        try:
+            upgrade_model_config(d["model"])
+        except ValueError as e:
+            raise CheckpointError(f"{directory / 'config.yaml'}: {e}") from None
+        for key, value in sources.items():
+            if key not in d["model"]:
+                raise CheckpointError(f"{directory / 'config.yaml'}: model {d['model'].get('name')} has no {key!r}")
+            d["model"][key] = str(value)
+        try:
+            cfg = run_config_from_dict(d)
+        except (ConfigError, KeyError) as e:
+            raise CheckpointError(f"{directory / 'config.yaml'}: {e}") from None
+        nest_frozen_parts(cfg.model, missing_only=True, source=str(directory / "config.yaml"))
+        text = to_yaml(cfg)
+        if directory != run_dir:
+            load_model(cfg.model, directory)  # the weights match the nested config, or this says which do not
+            state = read_state(directory)
+            write_pretrained_files_beside(directory, model_config(text), card_metrics(state))
+        atomic_write_text(directory / "config.yaml", text)
+    return ckpts
+
+
+def write_pretrained_files_beside(directory: Path, config: dict, metrics: dict) -> None:
+    """config.json and README.md of an existing checkpoint whose weights stay as they are."""
+    from drivewm.hub import model_card
+
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=1))
+    atomic_write_text(directory / CARD_NAME, model_card(config, metrics))

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from drivewm.config import to_yaml
+from drivewm.train.checkpoint import build_model_from_sources
 from drivewm.train.config import RunConfig
-from drivewm.registry import build_model, model_entry, training_dataset
+from drivewm.registry import model_entry
 from drivewm.train.distributed import setup_distributed, teardown_distributed
 from drivewm.train.engine import FitResult, Trainer
 
@@ -31,16 +32,25 @@ def build_datasets(cfg: RunConfig):
     return build_dataset(cfg.data, "train"), build_dataset(cfg.data, "val")
 
 
+def prepared_dataset(model: torch.nn.Module, dataset, device: torch.device | str = "cpu", progress: bool = True):
+    """The data `model` trains on: what its `prepare_dataset` makes of `dataset` once per run (a frozen
+    tokenizer encodes each frame once), or `dataset` itself for a model without one."""
+    prepare = getattr(model, "prepare_dataset", None)
+    return dataset if prepare is None else prepare(dataset, device, progress)
+
+
 def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
     env = setup_distributed(cfg.train.device)
     try:
         seed_everything(cfg.train.seed)
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
-        model = build_model(cfg.model)
+        # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
+        # config this run records rebuilds the model without those runs.
+        model = build_model_from_sources(cfg.model)
         show = cfg.train.progress and env.is_main
-        train_set = training_dataset(model, train_set, env.device, show)
-        val_set = training_dataset(model, val_set, env.device, show)
+        train_set = prepared_dataset(model, train_set, env.device, show)
+        val_set = prepared_dataset(model, val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
         return trainer.fit(resume=resume)
     finally:

@@ -1,0 +1,194 @@
+"""The forecasting tables: `eval forecast` (trained runs beside the baselines) and `eval baselines`.
+
+OccWorld (arXiv 2311.16038): 2 Hz windows of 5 observed frames (-2 s .. 0 s) and 6 predicted (0.5 .. 3 s)
+from every start index of the validation episodes; per horizon, IoU of occupied vs free and mIoU over
+the semantic classes (free excluded), counts summed over the dataset, no visibility mask
+(`OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and their mean. Every
+table shows the same no-learning rows (`drivewm.baselines.baselines`) and, beside token world models,
+the tokenizer's own reconstruction of the true future (`TokenizerBound`, the upper bound of any model on
+that tokenizer). Runs of the direct voxel forecaster (`voxel_unet`) are rows like any other model.
+World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (and NFCD, depth L1 /
+AbsRel) at 1 s and 3 s, Copilot4D's protocol, on the returns inside the tokenizer's grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from drivewm.baselines import baselines
+from drivewm.data.config import DataConfig
+from drivewm.data.manifest import StoreError
+from drivewm.data.spec import GridSpec
+from drivewm.data.windows import WindowDataset, build_dataset
+from drivewm.errors import CheckpointError, DrivewmError
+from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
+from drivewm.evaluation.tables import save_forecast_pictures, save_lidar_forecast_picture, table_rows
+from drivewm.forecaster import Forecaster
+from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric
+
+LIDAR_METRICS = ("cd", "nfcd", "l1", "absrel")
+OCC_PROTOCOL = ("OccWorld arXiv 2311.16038: 5 observed + 6 predicted frames at 2 Hz, no visibility mask, "
+                "mIoU over classes 0..16 (zero-GT class scores 1), IoU of occupied vs free, percent")
+LIDAR_PROTOCOL = ("Copilot4D arXiv 2311.01017 / 4D-Occ arXiv 2302.13130: 5 observed + 6 predicted "
+                  "sweeps at 2 Hz; tokens rendered along the true future rays; Chamfer distance and NFCD (m^2), depth "
+                  "L1 (m) and AbsRel on the returns inside the tokenizer's grid; baselines have no per-ray depth")
+
+
+def load_forecaster(run_dir: str | Path, which: str = "best", device: str = "cpu") -> Forecaster:
+    """A trained world-model run (token world model or direct voxel model) as a forecaster named for the table:
+    "gpt_world [attention] (RUN)", "voxel_unet (RUN)"."""
+    from drivewm.hub import from_pretrained
+    from drivewm.registry import model_entry
+
+    model = from_pretrained(run_dir, device, which)
+    kind = model_entry(model.cfg.name).kind
+    if kind != "world" or not hasattr(model, "forecast"):
+        raise CheckpointError(f"{run_dir}: holds a {kind} model ({model.cfg.name}), not a world model")
+    backbone = getattr(model.cfg, "backbone", None)  # token world models name their temporal mixer
+    model.name = f"{model.cfg.name}{f' [{backbone.kind}]' if backbone else ''} ({Path(run_dir).name})"
+    return model
+
+
+def lidar_report_steps(horizon: int, hz: float) -> dict[str, int]:
+    """{'1s': 2, '3s': 6} at 2 Hz: the 1 s / 3 s frames Copilot4D reports, those within the horizon."""
+    steps = {f"{sec:g}s": round(sec * hz) for sec in (1.0, 3.0)}
+    steps = {k: s for k, s in steps.items() if 1 <= s <= horizon}
+    return steps or {f"{horizon / hz:g}s": horizon}
+
+
+def summarize_lidar(metric: PointCloudForecastMetric, steps: dict[str, int]) -> dict:
+    """Each LiDAR metric at the named steps and over all future frames ('all'), plus the pair counts."""
+    r = metric.compute()
+    out = {m: {**{name: r[f"{m}_per_step"][s - 1] for name, s in steps.items()}, "all": r[m]} for m in LIDAR_METRICS}
+    return {**out, **{k: r[k] for k in ("pairs", "skipped_cd", "protocol")},
+            "units": {m: r[f"{m}_unit"] for m in LIDAR_METRICS}}
+
+
+@dataclass
+class ForecastTable:
+    """A forecasting table: results by row name (metric reports), and what its pictures and JSON need."""
+
+    modality: str
+    results: dict[str, dict]
+    example: dict
+    grid: GridSpec
+    steps: list[str]
+    data: str
+    split: str
+    windows: int
+
+    def save_pictures(self, results_dir: str | Path) -> list[str]:
+        """forecast.png + forecast.gif (LiDAR: forecast_lidar.png) of the first window; names relative to results_dir."""
+        if self.modality == "lidar":
+            return save_lidar_forecast_picture(self.example, self.steps, Path(results_dir))
+        return save_forecast_pictures(self.example, self.grid, Path(results_dir))
+
+    def document(self, images: Sequence[str]) -> dict:
+        """The keyword arguments of `report.results.write_result` for results/forecast.json (LiDAR: forecast_lidar.json)."""
+        columns, rows = table_rows(self.results)
+        extra = {"metrics": self.results, "data": self.data, "split": self.split, "windows": self.windows}
+        if self.modality == "lidar":
+            return dict(name="forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
+                        rows=rows, protocol=LIDAR_PROTOCOL, images=list(images), extra=extra)
+        return dict(name="forecast", title="Occupancy forecasting (OccWorld protocol)", columns=columns, rows=rows,
+                    protocol=OCC_PROTOCOL, images=list(images), extra=extra)
+
+
+def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str):
+    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=[frames_key, "action", "ego_pose"]),
+                       split)
+    if len(ds) == 0:
+        raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
+    if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
+        idx = torch.linspace(0, len(ds) - 1, max_windows).round().long().unique().tolist()
+        return ds, Subset(ds, idx)
+    return ds, ds
+
+
+def evaluate_forecast(
+    run_dirs: Sequence[str | Path],
+    data_path: str | Path,
+    *,
+    past: int = 5,
+    horizon: int = 6,
+    split: str = "val",
+    batch_size: int = 4,
+    max_windows: int = 0,
+    which: str = "best",
+    device: str = "cpu",
+    seed: int = 0,
+) -> ForecastTable:
+    """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound."""
+    from drivewm.dynamics.forecast import TokenizerBound
+
+    if past < 1 or horizon < 1:
+        raise DrivewmError(f"past and horizon must be >= 1, got {past}, {horizon}")
+    models = [load_forecaster(r, which, device) for r in run_dirs]
+    modalities = {m.modality for m in models}
+    if len(modalities) > 1:
+        raise DrivewmError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
+                         f"evaluate each modality in its own call")
+    modality = modalities.pop() if modalities else "occ"
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ")
+    bounds: dict[str, Forecaster] = {}
+    for model in models:  # one upper-bound row per distinct tokenizer (the direct voxel model has none)
+        if getattr(model, "tokenizer", None) is not None:
+            bound = TokenizerBound(model)
+            bounds.setdefault(bound.name, bound)
+    forecasters = [*baselines(full.grid, modality), *bounds.values(), *models]
+    if modality == "lidar":
+        steps = lidar_report_steps(horizon, full.store.hz)
+        scoring = LidarScoring(region=models[0].tokenizer, steps=steps)
+    else:
+        report_steps = tuple(s for s in (2, 4, 6) if s <= horizon) or (horizon,)
+        scoring = OccupancyScoring(lambda: OccupancyForecastMetric(
+            num_classes=full.grid.num_classes, free_id=full.grid.free_id, report_steps=report_steps))
+    ev = evaluate_forecasters(forecasters, DataLoader(ds, batch_size=batch_size, shuffle=False), scoring,
+                              past=past, horizon=horizon, device=device, seed=seed)
+    if modality == "lidar":
+        results = {n: summarize_lidar(m, steps) for n, m in ev.metrics.items()}
+        shown = list(steps)
+    else:
+        results = {n: m.compute() for n, m in ev.metrics.items()}
+        shown = []
+    return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds))
+
+
+def evaluate_baselines(
+    data_path: str | Path,
+    *,
+    split: str = "val",
+    past: int = 5,
+    horizon: int = 6,
+    protocol: str = "occworld",
+    batch_size: int = 4,
+    max_batches: int | None = None,
+    lidar: bool = False,
+) -> list[dict]:
+    """The no-learning rows of the forecasting tables on any store: each baseline's metric report with its
+    `forecaster` name and the `windows` scored (occupancy under `protocol`; with `lidar`, also the LiDAR
+    baselines on whole sweeps)."""
+    if protocol not in ("occworld", "occ3d"):
+        raise DrivewmError(f"protocol must be occworld or occ3d, got {protocol!r}")
+    keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
+    dataset = WindowDataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys), split)
+    if len(dataset) == 0:
+        raise StoreError(f"{data_path} has no {split} window of {past + horizon} frames")
+    hz, grid = dataset.store.hz, dataset.grid
+    report_steps = tuple(max(1, round(sec * hz)) for sec in (1.0, 2.0, 3.0))  # the 1 s / 2 s / 3 s frames
+    tables = [("occ", OccupancyScoring(lambda: OccupancyForecastMetric(
+        num_classes=grid.num_classes, free_id=grid.free_id, protocol=protocol, report_steps=report_steps, hz=hz,
+        class_names=grid.classes), mask=protocol == "occ3d"))]
+    if lidar:
+        tables.append(("lidar", LidarScoring()))
+    rows = []
+    for modality, scoring in tables:
+        ev = evaluate_forecasters(baselines(grid, modality), DataLoader(dataset, batch_size=batch_size, shuffle=False),
+                                  scoring, past=past, horizon=horizon, max_batches=max_batches)
+        rows += [{**m.compute(), "forecaster": n, "windows": ev.windows} for n, m in ev.metrics.items()]
+    return rows

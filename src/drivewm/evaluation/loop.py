@@ -1,0 +1,163 @@
+"""The one evaluation loop behind every forecasting table, occupancy and LiDAR.
+
+Each window batch [B, past + future, ...] is split (`drivewm.forecaster.split_window`) into the context a
+forecaster may see and the future it is scored on; every forecaster of the table (baselines, world models,
+the direct voxel model, the tokenizer's bound) forecasts each batch in turn from one seeded generator, and
+a modality's `Scoring` turns its output and the future into a streaming metric's update:
+
+* `OccupancyScoring`: `OccupancyForecastMetric` under the named protocol (occ3d: with the camera mask);
+* `LidarScoring`: `PointCloudForecastMetric` (4D-Occ); points are cropped to the returns a LiDAR token
+  model can render (`region`, its tokenizer) when the table holds one, and a field forecast
+  (`{"render": fn}`) is rendered along the true future rays, which also gives per-ray depth errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from drivewm.forecaster import Forecaster, split_window
+from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric, clouds_from_padded
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    """Streaming metric of each forecaster, by name, in table order."""
+    example: dict[str, Any]
+    """The first window's context, truth and every forecast (for pictures)."""
+    windows: int
+    """Windows scored."""
+
+
+class OccupancyScoring:
+    """Class ids [B, H, X, Y, Z] against the future occupancy; `mask` scores only the camera-visible voxels."""
+
+    modality = "occ"
+
+    def __init__(self, make_metric: Callable[[], OccupancyForecastMetric], *, mask: bool = False) -> None:
+        self.make_metric, self.mask = make_metric, mask
+
+    def metric(self) -> OccupancyForecastMetric:
+        return self.make_metric()
+
+    def truth(self, future: dict[str, torch.Tensor], horizon: int) -> dict[str, torch.Tensor]:
+        if "occ" not in future:
+            raise KeyError(f"batches need 'occ' to score occupancy forecasts (keys {sorted(future)})")
+        if future["occ"].shape[1] < horizon:
+            raise ValueError(f"windows have {future['occ'].shape[1]} future frames, fewer than horizon = {horizon}")
+        truth = {"occ": future["occ"][:, :horizon].long()}
+        if self.mask:
+            if "occ_mask" not in future:
+                raise KeyError("protocol 'occ3d' needs 'occ_mask' in the batches (add it to data.keys)")
+            truth["mask"] = future["occ_mask"][:, :horizon]
+        return truth
+
+    def update(self, metric: OccupancyForecastMetric, name: str, out: torch.Tensor, truth: dict) -> torch.Tensor:
+        if out.shape != truth["occ"].shape:
+            raise ValueError(f"{name}: forecast shape {tuple(out.shape)} does not match the future {tuple(truth['occ'].shape)}")
+        metric.update(out.long(), truth["occ"], truth.get("mask"))
+        return out
+
+    def example(self, context: dict, truth: dict, shown: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"context": context["occ"][0].long().cpu(), "truth": truth["occ"][0].cpu(),
+                **{n: p[0].cpu() for n, p in shown.items()}}
+
+
+class LidarScoring:
+    """Sweeps against the future sweeps, 4D-Occ protocol. With `region` (a LiDAR tokenizer) every cloud, the
+    truth included, is cut to the returns that tokenizer can render, and field forecasts are rendered along
+    the true future rays; `steps` names the frames the example keeps ({'1s': 2, '3s': 6})."""
+
+    modality = "lidar"
+
+    def __init__(self, region=None, steps: dict[str, int] | None = None) -> None:
+        self.region, self.steps = region, steps or {}
+
+    def metric(self) -> PointCloudForecastMetric:
+        return PointCloudForecastMetric()
+
+    def _clouds(self, points: torch.Tensor, count: torch.Tensor) -> list[list[torch.Tensor]]:
+        """Padded sweeps [B, H, P, C] -> [B][H] clouds: the real rows, or (with a region) their xyz inside it."""
+        if self.region is None:
+            return clouds_from_padded(points, count)
+        from drivewm.dynamics.lidar_forecast import returns_mask
+
+        keep = returns_mask(self.region, points.flatten(0, 1), count.flatten(0, 1)).view(*points.shape[:3])
+        return [[points[i, t][keep[i, t], :3].cpu() for t in range(points.shape[1])] for i in range(points.shape[0])]
+
+    def truth(self, future: dict[str, torch.Tensor], horizon: int) -> dict:
+        if "lidar" not in future or "lidar_count" not in future:
+            raise KeyError("batches need 'lidar' and 'lidar_count' (add 'lidar' to data.keys)")
+        if future["lidar"].shape[1] < horizon:
+            raise ValueError(f"windows have {future['lidar'].shape[1]} future frames, fewer than horizon = {horizon}")
+        points, count = future["lidar"][:, :horizon], future["lidar_count"][:, :horizon]
+        return {"points": points, "count": count, "clouds": self._clouds(points, count)}
+
+    def update(self, metric: PointCloudForecastMetric, name: str, out: dict, truth: dict) -> list[list[torch.Tensor]]:
+        if "render" not in out:
+            clouds = self._clouds(out["lidar"], out["lidar_count"])
+            metric.update(clouds, truth["clouds"])
+            return clouds
+        if self.region is None:
+            raise ValueError(f"{name}: a field forecast is rendered along the true rays of a LiDAR tokenizer's region; "
+                             f"give LidarScoring(region=tokenizer)")
+        frames = out["render"](truth["points"], truth["count"])
+        pred = [[f["points"].cpu() for f in fs] for fs in frames]
+        # Ground truth in the rays' order, so per-ray depth errors pair up; the same set of returns as truth["clouds"].
+        b, horizon = truth["points"].shape[:2]
+        metric.update(pred, [[f["points_gt"].cpu() for f in fs] for fs in frames],
+                      pred_depth=[[f["depth"].cpu() for f in fs] for fs in frames],
+                      origin=self.region.origin.expand(b, horizon, 3))
+        return pred
+
+    def example(self, context: dict, truth: dict, shown: dict[str, list]) -> dict[str, list]:
+        steps = self.steps.values()
+        return {"truth": [truth["clouds"][0][s - 1].numpy() for s in steps],
+                **{n: [c[0][s - 1].numpy() for s in steps] for n, c in shown.items()}}
+
+
+@torch.no_grad()
+def evaluate_forecasters(
+    forecasters: Sequence[Forecaster],
+    batches: Iterable[dict[str, torch.Tensor]],
+    scoring: OccupancyScoring | LidarScoring,
+    *,
+    past: int,
+    horizon: int,
+    device: str = "cpu",
+    seed: int = 0,
+    max_batches: int | None = None,
+) -> Evaluation:
+    """Score every forecaster on the same window batches; forecasters that sample share one generator seeded
+    with `seed`, called in table order on each batch."""
+    names = [f.name for f in forecasters]
+    if len(set(names)) != len(names):
+        raise ValueError(f"forecaster names must be unique, got {names}")
+    for f in forecasters:
+        if f.modality != scoring.modality:
+            raise ValueError(f"{f.name} forecasts {f.modality!r}, but this table scores {scoring.modality!r}; "
+                             f"evaluate each modality in its own table")
+    metrics = {f.name: scoring.metric() for f in forecasters}
+    generator = torch.Generator(device=device).manual_seed(seed)
+    example: dict[str, Any] = {}
+    windows = 0
+    for i, batch in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        batch = {k: v.to(device) for k, v in batch.items()}
+        context, future = split_window(batch, past)
+        truth = scoring.truth(future, horizon)
+        shown = {}
+        for f in forecasters:
+            out = f.forecast(future if f.sees_future else context, horizon, generator=generator)
+            shown[f.name] = scoring.update(metrics[f.name], f.name, out, truth)
+        if not example:
+            example = scoring.example(context, truth, shown)
+        windows += next(iter(batch.values())).shape[0]
+    if windows == 0:
+        raise ValueError("no batches to evaluate")
+    return Evaluation(metrics, example, windows)

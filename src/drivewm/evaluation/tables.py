@@ -1,0 +1,154 @@
+"""Tables and pictures of the forecasting tables: rows of results/forecast.json (LiDAR:
+forecast_lidar.json), a rich table, forecast.png + forecast.gif (LiDAR: forecast_lidar.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drivewm.data.render import bev_image
+from drivewm.data.spec import GridSpec
+
+REFERENCE = "ego_warp_copy_last"
+LIDAR_REFERENCE = "ego_warp_copy_last_lidar"
+
+
+def is_lidar(results: dict[str, dict]) -> bool:
+    return "cd" in next(iter(results.values()))
+
+
+def table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows of either modality's table."""
+    return lidar_table_rows(results) if is_lidar(results) else occupancy_table_rows(results)
+
+
+def lidar_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows: CD, NFCD, depth L1 and AbsRel at each reported step, plus CD at the last step vs the
+    ego-warped sweep (positive: lower, i.e. better, Chamfer than the baseline). NaN cells (no depth) read '-'."""
+    first = next(iter(results.values()))
+    steps = [k for k in first["cd"] if k != "all"]  # e.g. 1s, 3s
+    last = steps[-1]
+    names = {"cd": "CD", "nfcd": "NFCD", "l1": "L1", "absrel": "AbsRel"}
+    columns = ["forecaster"] + [f"{names[m]} {s}" for m in names for s in steps] + [f"CD {last} vs ego-warp"]
+    ref = results.get(LIDAR_REFERENCE, first)["cd"][last]
+
+    def cell(v: float):
+        return round(v, 3) if v == v else "-"
+
+    rows = []
+    for name, r in results.items():
+        rel = (1.0 - r["cd"][last] / ref) * 100 if ref > 0 else float("nan")
+        rows.append([name] + [cell(r[m][s]) for m in names for s in steps] + [f"{rel:+.1f}%"])
+    return columns, rows
+
+
+def occupancy_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows: mIoU and IoU per named horizon and avg, plus mIoU at the last horizon vs the ego-warp copy."""
+    first = next(iter(results.values()))
+    horizons = list(first["miou"])  # e.g. 1s, 2s, 3s, avg
+    last = horizons[-2] if len(horizons) > 1 else horizons[0]
+    columns = ["forecaster"] + [f"mIoU {h}" for h in horizons] + [f"IoU {h}" for h in horizons]
+    columns.append(f"mIoU {last} vs ego-warp")
+    ref = results.get(REFERENCE, first)["miou"][last]
+    rows = []
+    for name, r in results.items():
+        rel = (r["miou"][last] / ref - 1.0) * 100 if ref > 0 else float("nan")
+        rows.append([name] + [round(r["miou"][h], 2) for h in horizons] + [round(r["iou"][h], 2) for h in horizons]
+                    + [f"{rel:+.1f}%"])
+    return columns, rows
+
+
+def print_table(results: dict[str, dict], title: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    columns, rows = table_rows(results)
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c, justify="left" if c == "forecaster" else "right")
+    for r in rows:
+        table.add_row(*(escape(str(v)) for v in r))  # names hold "[attention]", not rich markup
+    console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
+        console = Console(width=220)
+    console.print(table)
+
+
+def _tile(occ: torch.Tensor, grid: GridSpec, scale: int) -> np.ndarray:
+    img = bev_image(occ.numpy().astype(np.uint8), grid)
+    return img.repeat(scale, 0).repeat(scale, 1)
+
+
+def save_forecast_pictures(example: dict[str, torch.Tensor], grid: GridSpec, out: Path, scale: int = 4) -> list[str]:
+    """forecast.png (rows: truth and each forecaster, columns: context + horizon) and forecast.gif (one
+    frame per time step, panels side by side in the PNG's row order). Returns names relative to out."""
+    import imageio.v2 as imageio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    context, truth = example["context"], example["truth"]
+    rows = ["truth"] + [k for k in example if k not in ("context", "truth")]
+    past, horizon = context.shape[0], truth.shape[0]
+    fig, axes = plt.subplots(len(rows), past + horizon, figsize=(1.6 * (past + horizon), 1.7 * len(rows)), squeeze=False)
+    for i, name in enumerate(rows):
+        for j in range(past + horizon):
+            ax = axes[i, j]
+            ax.axis("off")
+            if j < past:
+                ax.imshow(bev_image(context[j].numpy().astype(np.uint8), grid))
+                if i == 0:
+                    ax.set_title(f"{(j - past + 1) / 2:+g} s", fontsize=7)
+            else:
+                ax.imshow(bev_image(example[name][j - past].numpy().astype(np.uint8), grid))
+                if i == 0:
+                    ax.set_title(f"+{(j - past + 1) / 2:g} s", fontsize=7)
+        axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=6)
+    fig.tight_layout(rect=(0.1, 0, 1, 1))  # room for the row names on the left
+    fig.savefig(out / "forecast.png", dpi=110)
+    plt.close(fig)
+    frames = []
+    gap = np.full((grid.shape[0] * scale, 4, 3), 255, np.uint8)
+    for j in range(past + horizon):
+        panels = []
+        for name in rows:
+            occ = context[j] if j < past else example[name][j - past]
+            panels += [_tile(occ, grid, scale), gap]
+        frames.append(np.concatenate(panels[:-1], 1))
+    imageio.mimsave(out / "forecast.gif", frames, duration=0.5, loop=0)
+    (out / "forecast_gif_panels.txt").write_text("left to right: " + ", ".join(rows) + "\n")
+    return ["forecast.png", "forecast.gif"]
+
+
+def save_lidar_forecast_picture(example: dict[str, list], steps: list[str], out: Path) -> list[str]:
+    """forecast_lidar.png: rows truth and each forecaster, columns the reported steps; BEV scatter coloured by
+    height. `example` maps names to clouds [N, 3] (numpy) per step named in `steps`. Returns names relative to out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = ["truth"] + [k for k in example if k != "truth"]
+    cols = len(example["truth"])
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.6 * cols, 2.6 * len(rows)), squeeze=False)
+    for i, name in enumerate(rows):
+        for j, pts in enumerate(example[name]):
+            ax = axes[i, j]
+            ax.scatter(-pts[:, 1], pts[:, 0], c=pts[:, 2], s=0.3, cmap="viridis")  # x forward = up
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, fontsize=6)
+            if i == 0:
+                ax.set_title(f"+{steps[j]}", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "forecast_lidar.png", dpi=110)
+    plt.close(fig)
+    return ["forecast_lidar.png"]

@@ -1,0 +1,57 @@
+"""The one forecasting interface: baselines, token world models and the direct voxel model all implement it.
+
+A forecaster sees the *context* of a window batch (`split_window(batch, past)[0]`): the past frames of
+every key, plus the ego's own plan for every frame (poses and applied actions, `EGO_KEYS`), as OccWorld
+conditions on the recorded ego motion. It returns the `horizon` frames after the last observed one in
+its modality's window layout:
+
+* ``"occ"``: class ids [B, H, X, Y, Z];
+* ``"lidar"``: ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` (the padded window layout), or, for a
+  model that predicts a field rather than points (Copilot4D's LiDAR tokens), ``{"render": fn}`` where
+  ``fn(points [B, H, P, C], count [B, H])`` renders it along the rays of the true future sweeps (the
+  protocol under which such models are scored) and returns [B][H] dicts of ``points`` / ``points_gt``
+  [R, 3] and ``depth`` [R].
+
+``sees_future`` is False for every real forecaster. The one exception is an upper-bound row, the
+tokenizer's own reconstruction of the truth (`dynamics.TokenizerBound`): the evaluation loop hands it
+the future frames (`split_window(...)[1]`) instead of the context. Forecasters that sample draw from
+``generator``, so one seeded generator makes a whole table reproducible.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+MODALITIES = ("occ", "lidar")
+# Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls.
+EGO_KEYS = ("rel_pose", "ego_pose", "action")
+
+
+class Forecaster(Protocol):
+    name: str
+    """Row name in the forecasting tables."""
+    modality: str
+    """'occ' or 'lidar': which window keys it reads and which table scores it."""
+    sees_future: bool
+    """True only for an upper bound scored on its own encoding of the truth (given the future frames)."""
+
+    def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor | dict: ...
+
+
+def split_window(batch: dict[str, torch.Tensor], past: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(context, future) of a window batch [B, T, ...]: context = past frames of every key plus the ego keys
+    of all frames; future = the frames from `past` on of every key."""
+    if past < 1:
+        raise ValueError(f"past must be >= 1, got {past}")
+    frames = {key: value.shape[1] for key, value in batch.items() if key not in EGO_KEYS}
+    for key, t in frames.items():
+        if t <= past:
+            raise ValueError(f"batch[{key!r}] has {t} frames; past = {past} leaves no future to score")
+    context, future = {}, {}
+    for key, value in batch.items():
+        context[key] = value if key in EGO_KEYS else value[:, :past]
+        future[key] = value[:, past:]
+    return context, future
