@@ -57,7 +57,13 @@ def test_masks_reproducible_from_seed_and_step():
 def test_overlap_allowed_keeps_context_block():
     m = MultiBlockMasking(allow_overlap=True, context_scale=(1.0, 1.0))
     masks = m(2, (8, 8), step_generator(0, 0))
-    assert masks.context.shape[1] == 49  # I-JEPA keeps a block below the grid size: 7 x 7
+    assert masks.context.shape[1] == 64
+    official = MultiBlockMasking(allow_overlap=True, context_scale=(1.0, 1.0), edges=False)(2, (8, 8), step_generator(0, 0))
+    assert official.context.shape[1] == 49  # I-JEPA keeps blocks below the grid size: 7 x 7
+    seen = set(MultiBlockMasking(edges=False)(64, (8, 8), step_generator(0, 1)).targets.flatten().tolist())
+    assert not seen & {7 * 8 + j for j in range(8)}  # and never masks the last row
+    seen = set(MultiBlockMasking()(64, (8, 8), step_generator(0, 1)).targets.flatten().tolist())
+    assert seen & {7 * 8 + j for j in range(8)}
 
 
 def test_tubes_repeat_over_frames_and_partition():
@@ -86,7 +92,7 @@ def test_no_context_is_an_error():
         TubeMasking(num_blocks=2, scale=(1.0, 1.0))(1, (4, 4), 2, step_generator(0, 0))
     # a target too large to keep min_keep context tokens: the collator lets it back into the context
     masks = MultiBlockMasking(num_targets=1, target_scale=(1.0, 1.0), target_aspect=(1.0, 1.0), min_keep=4)(1, (4, 4), step_generator(0, 0))
-    assert masks.context.shape[1] == 9 and set(masks.context[0].tolist()) & set(masks.targets[0, 0].tolist())
+    assert masks.context.shape[1] == 16 and set(masks.context[0].tolist()) & set(masks.targets[0, 0].tolist())
     with pytest.raises(MaskError, match="ratio"):
         RandomCellMasking(ratio=1.0)
 
@@ -211,7 +217,7 @@ def test_block_size_is_one_draw_for_scale_and_aspect():
     ref = IJepaMaskCollator(14, 14)
     for seed in range(50):
         a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
-        assert ijepa_block_size(a, (14, 14), (0.15, 0.2), (0.75, 1.5)) == ref._sample_block_size(b, (0.15, 0.2), (0.75, 1.5))
+        assert ijepa_block_size(a, (14, 14), (0.15, 0.2), (0.75, 1.5), below_grid=True) == ref._sample_block_size(b, (0.15, 0.2), (0.75, 1.5))
         assert torch.equal(a.get_state(), b.get_state())  # one draw each
     # known answer: r = 0 gives the smallest, flattest block; r -> 1 the largest, tallest
     assert ijepa_block_size(torch.Generator().manual_seed(0), (14, 14), (0.15, 0.15), (0.75, 0.75)) == (5, 6)  # 29 tokens
@@ -223,7 +229,7 @@ def test_block_size_is_one_draw_for_scale_and_aspect():
 
 @pytest.mark.parametrize("grid, scale, seed", [((14, 14), (0.15, 0.2), 0), ((14, 14), (0.15, 0.2), 3), ((12, 10), (0.3, 0.45), 1)])
 def test_multiblock_equals_the_ijepa_collator(grid, scale, seed):
-    ours = MultiBlockMasking(target_scale=scale)(6, grid, torch.Generator().manual_seed(seed))
+    ours = MultiBlockMasking(target_scale=scale, edges=False)(6, grid, torch.Generator().manual_seed(seed))
     enc, pred = IJepaMaskCollator(*grid, pred_mask_scale=scale)(6, torch.Generator().manual_seed(seed))
     assert torch.equal(ours.context, enc[0]) and torch.equal(ours.targets, torch.stack(pred, 1))  # lists over blocks of [B, n]
 
@@ -233,7 +239,7 @@ def test_crowded_context_relaxes_as_the_collator():
     grid, scale = (10, 10), (0.35, 0.5)
     overlaps = 0
     for seed in range(4):
-        ours = MultiBlockMasking(target_scale=scale)(6, grid, torch.Generator().manual_seed(seed))
+        ours = MultiBlockMasking(target_scale=scale, edges=False)(6, grid, torch.Generator().manual_seed(seed))
         enc, pred = IJepaMaskCollator(*grid, pred_mask_scale=scale)(6, torch.Generator().manual_seed(seed))
         assert torch.equal(ours.context, enc[0]) and torch.equal(ours.targets, torch.stack(pred, 1))
         assert ours.context.shape[1] > 10

@@ -6,7 +6,8 @@
   removed, more than ``min_keep`` (10) context tokens. One draw per batch and kind of block sets both
   its scale and its aspect (linear in the aspect); positions per sample; when the context cannot keep
   enough tokens the collator stops removing targets one by one instead of failing; contexts are cut
-  to the batch's shortest (their first tokens), so indices stack into one tensor.
+  to the batch's shortest (their first tokens), so indices stack into one tensor. Unlike theirs
+  (``edges=False``), blocks can reach the grid's last row and column.
 - V-JEPA tubes (Bardes et al., 2024, arXiv 2404.08471): spatial blocks repeated over every frame;
   "short range" 8 blocks at scale 0.15 and "long range" 2 blocks at scale 0.7, the union is the
   target, the rest the context.
@@ -84,26 +85,31 @@ def _block_mask(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int]) 
 
 
 def ijepa_block_size(
-    g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]
+    g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float],
+    below_grid: bool = False,
 ) -> tuple[int, int]:
     """(h, w) as I-JEPA's ``MaskCollator._sample_block_size``: one uniform draw sets both the scale and
-    the aspect h/w (linearly), the block keeps int(H * W * scale) tokens, and h < H, w < W."""
+    the aspect h/w (linearly), the block keeps about int(H * W * scale) tokens. ``below_grid``: h < H and
+    w < W as theirs; else h <= H, w <= W."""
     H, W = grid
     r = float(torch.rand(1, generator=g))
     max_keep = int(H * W * (scale[0] + r * (scale[1] - scale[0])))
     ar = aspect[0] + r * (aspect[1] - aspect[0])
     h = int(round(math.sqrt(max_keep * ar)))
     w = int(round(math.sqrt(max_keep / ar)))
-    # Theirs lowers h and w below the grid size; a block of at least one token keeps tiny grids usable.
-    return max(1, min(h, H - 1)), max(1, min(w, W - 1))
+    cut = 1 if below_grid else 0
+    # a block of at least one token keeps tiny grids usable (theirs could return 0)
+    return max(1, min(h, H - cut)), max(1, min(w, W - cut))
 
 
-def _ijepa_block(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int]) -> torch.Tensor:
-    """Bool [H, W] with one h x w block; the top-left corner in [0, H - h) x [0, W - w), as I-JEPA's."""
+def _ijepa_block(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int], edges: bool) -> torch.Tensor:
+    """Bool [H, W] with one h x w block; the top-left corner in [0, H - h] x [0, W - w], or, without
+    ``edges``, in [0, H - h) x [0, W - w) as I-JEPA's (so no block covers the last row or column)."""
     H, W = grid
     h, w = hw
-    top = int(torch.randint(0, max(1, H - h), (1,), generator=g))
-    left = int(torch.randint(0, max(1, W - w), (1,), generator=g))
+    reach = 1 if edges else 0
+    top = int(torch.randint(0, max(1, H - h + reach), (1,), generator=g))
+    left = int(torch.randint(0, max(1, W - w + reach), (1,), generator=g))
     m = torch.zeros(H, W, dtype=torch.bool)
     m[top : top + h, left : left + w] = True
     return m
@@ -127,6 +133,10 @@ class MultiBlockMasking:
     """Keep target tokens in the context (False: the context never sees a target token)."""
     max_tries: int = 20
     """Re-draws of the context block before one more target is let back into it (I-JEPA's timeout)."""
+    edges: bool = True
+    """drivewm: blocks can cover the grid's last row and column. I-JEPA's collator (False) draws the corner
+    below H - h and keeps blocks smaller than the grid, so on a 14 x 14 grid 27 tokens are never masked,
+    and on drivewm's 8 x 8 token grids 15 of 64, which costs its short-training probes."""
 
     def __post_init__(self) -> None:
         _check_range("target_scale", self.target_scale, 0.0, 1.0)
@@ -144,7 +154,7 @@ class MultiBlockMasking:
         relaxed = 0
         while True:
             for _try in range(self.max_tries):
-                ctx = _ijepa_block(g, grid, hw)
+                ctx = _ijepa_block(g, grid, hw, self.edges)
                 for region in regions[: max(len(regions) - relaxed, 0)]:
                     ctx &= region
                 if int(ctx.sum()) > self.min_keep:
@@ -156,11 +166,11 @@ class MultiBlockMasking:
     def __call__(self, batch_size: int, grid: tuple[int, int], g: torch.Generator) -> Masks:
         """Masks of one batch. Target blocks are taken as drawn: theirs also re-draws a target block of at
         most ``min_keep`` tokens, which never ends, since its size does not depend on where it lands."""
-        t_hw = ijepa_block_size(g, grid, self.target_scale, self.target_aspect)
-        c_hw = ijepa_block_size(g, grid, self.context_scale, (1.0, 1.0))
+        t_hw = ijepa_block_size(g, grid, self.target_scale, self.target_aspect, below_grid=not self.edges)
+        c_hw = ijepa_block_size(g, grid, self.context_scale, (1.0, 1.0), below_grid=not self.edges)
         targets, contexts = [], []
         for _ in range(batch_size):
-            blocks = [_ijepa_block(g, grid, t_hw) for _ in range(self.num_targets)]
+            blocks = [_ijepa_block(g, grid, t_hw, self.edges) for _ in range(self.num_targets)]
             ctx = self._context(g, grid, c_hw, blocks)
             targets.append(torch.stack([b.flatten().nonzero().squeeze(1) for b in blocks]))  # [K, Nt]
             contexts.append(ctx.flatten().nonzero().squeeze(1))
