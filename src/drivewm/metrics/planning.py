@@ -21,8 +21,10 @@ centred at ``-50 + 0.25 + 0.5 i``):
     (their ``obj_col``);
   * a step where the box at the **logged** waypoint already collides is left out of the numerator of
     both (the denominator still counts it): the data's own overlaps are not the planner's fault.
-Their inputs are nuScenes LiDAR-frame waypoints (x right, y forward) that ``evaluate_coll`` turns into
-(left, forward); ours are (forward, left), so ``waypoint`` above is (forward, left) in both.
+ST-P3's inputs are nuScenes LiDAR-frame waypoints (x right, y forward) that ``evaluate_coll`` turns into
+(left, forward), on labels whose rows run forward and columns left; ours are (forward, left), so
+``waypoint`` above is (forward, left) in both. UniAD's ``update`` negates x before calling the same
+function, so there the column runs the other way, as its labels do; drivewm follows ST-P3's axes.
 
 Collision, rule ``centred`` (drivewm's own): the box centred on the waypoint, optionally turned to the
 direction of travel (``rotate_ego``); a cell belongs to a box when its centre lies inside it (boundary
