@@ -1,10 +1,13 @@
 """Seeded mask generators of the JEPA family; they return token indices, the models only gather them.
 
-- I-JEPA multi-block (Assran et al., 2023, arXiv 2301.08243): 4 target blocks of scale 0.15-0.2 and
-  aspect 0.75-1.5, one context block of scale 0.85-1.0 with every target removed, at least
-  ``min_keep`` context tokens. Block sizes are sampled once per batch (so indices stack into one
-  tensor) and positions per sample; the context is cut to the shortest one in the batch, as the
-  official collator does.
+- I-JEPA multi-block (Assran et al., 2023, arXiv 2301.08243), as the official collator
+  (facebookresearch/ijepa ``src/masks/multiblock.py`` ``MaskCollator``, commit 52c1ae9): 4 target
+  blocks of scale 0.15-0.2 and aspect 0.75-1.5, one context block of scale 0.85-1.0 with every target
+  removed, more than ``min_keep`` (10) context tokens. One draw per batch and kind of block sets both
+  its scale and its aspect (linear in the aspect); positions per sample; when the context cannot keep
+  enough tokens the collator stops removing targets one by one instead of failing; contexts are cut
+  to the batch's shortest (their first tokens), so indices stack into one tensor. Unlike theirs
+  (``edges=False``), blocks can reach the grid's last row and column.
 - V-JEPA tubes (Bardes et al., 2024, arXiv 2404.08471): spatial blocks repeated over every frame;
   "short range" 8 blocks at scale 0.15 and "long range" 2 blocks at scale 0.7, the union is the
   target, the rest the context.
@@ -13,14 +16,17 @@
 
 A token index on an H x W grid is ``h * W + w``; over T frames it is ``t * H * W + h * W + w``.
 Every generator takes a ``torch.Generator`` so a (seed, step) pair reproduces the masks exactly.
+``MaskCollator`` builds the masks in the data loader, as vjepa2 does; the model receives indices.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
+from torch.utils.data import default_collate
 
 
 class MaskError(ValueError):
@@ -56,7 +62,7 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
 def sample_block_size(
     g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]
 ) -> tuple[int, int]:
-    """(h, w) of a block covering ~scale of the grid with aspect h/w drawn log-uniformly as in I-JEPA."""
+    """(h, w) of a block covering ~scale of the grid, scale and aspect h/w (log-uniform) drawn apart (V-JEPA tubes)."""
     H, W = grid
     s = _uniform(g, *scale)
     # I-JEPA draws the aspect ratio uniformly in log space.
@@ -78,9 +84,40 @@ def _block_mask(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int]) 
     return m
 
 
+def ijepa_block_size(
+    g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float],
+    below_grid: bool = False,
+) -> tuple[int, int]:
+    """(h, w) as I-JEPA's ``MaskCollator._sample_block_size``: one uniform draw sets both the scale and
+    the aspect h/w (linearly), the block keeps about int(H * W * scale) tokens. ``below_grid``: h < H and
+    w < W as theirs; else h <= H, w <= W."""
+    H, W = grid
+    r = float(torch.rand(1, generator=g))
+    max_keep = int(H * W * (scale[0] + r * (scale[1] - scale[0])))
+    ar = aspect[0] + r * (aspect[1] - aspect[0])
+    h = int(round(math.sqrt(max_keep * ar)))
+    w = int(round(math.sqrt(max_keep / ar)))
+    cut = 1 if below_grid else 0
+    # a block of at least one token keeps tiny grids usable (theirs could return 0)
+    return max(1, min(h, H - cut)), max(1, min(w, W - cut))
+
+
+def _ijepa_block(g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int], edges: bool) -> torch.Tensor:
+    """Bool [H, W] with one h x w block; the top-left corner in [0, H - h] x [0, W - w], or, without
+    ``edges``, in [0, H - h) x [0, W - w) as I-JEPA's (so no block covers the last row or column)."""
+    H, W = grid
+    h, w = hw
+    reach = 1 if edges else 0
+    top = int(torch.randint(0, max(1, H - h + reach), (1,), generator=g))
+    left = int(torch.randint(0, max(1, W - w + reach), (1,), generator=g))
+    m = torch.zeros(H, W, dtype=torch.bool)
+    m[top : top + h, left : left + w] = True
+    return m
+
+
 @dataclass(kw_only=True)
 class MultiBlockMasking:
-    """I-JEPA multi-block masking (arXiv 2301.08243, Sec. 3)."""
+    """I-JEPA multi-block masking (arXiv 2301.08243, Sec. 3), as facebookresearch/ijepa's ``MaskCollator``."""
 
     num_targets: int = 4
     """Target blocks per sample."""
@@ -90,12 +127,16 @@ class MultiBlockMasking:
     """Height / width ratio range of target blocks."""
     context_scale: tuple[float, float] = (0.85, 1.0)
     """Fraction of the grid of the context block before the targets are removed."""
-    min_keep: int = 4
-    """Fewest context tokens allowed (I-JEPA uses 10 on 14x14 grids)."""
+    min_keep: int = 10
+    """The context keeps more than this many tokens (I-JEPA: 10), or the collator relaxes."""
     allow_overlap: bool = False
     """Keep target tokens in the context (False: the context never sees a target token)."""
     max_tries: int = 20
-    """Re-draws of the block positions before giving up with a MaskError."""
+    """Re-draws of the context block before one more target is let back into it (I-JEPA's timeout)."""
+    edges: bool = True
+    """drivewm: blocks can cover the grid's last row and column. I-JEPA's collator (False) draws the corner
+    below H - h and keeps blocks smaller than the grid, so on a 14 x 14 grid 27 tokens are never masked,
+    and on drivewm's 8 x 8 token grids 15 of 64, which costs its short-training probes."""
 
     def __post_init__(self) -> None:
         _check_range("target_scale", self.target_scale, 0.0, 1.0)
@@ -103,36 +144,41 @@ class MultiBlockMasking:
         _check_range("target_aspect", self.target_aspect, 0.0, float("inf"))
         if self.num_targets < 1:
             raise MaskError(f"num_targets must be >= 1, got {self.num_targets}")
-        if self.min_keep < 1:
-            raise MaskError(f"min_keep must be >= 1, got {self.min_keep}")
+        if self.min_keep < 0 or self.max_tries < 1:
+            raise MaskError(f"min_keep must be >= 0 and max_tries >= 1, got {self.min_keep}, {self.max_tries}")
+
+    def _context(self, g: torch.Generator, grid: tuple[int, int], hw: tuple[int, int], blocks: list[torch.Tensor]) -> torch.Tensor:
+        """I-JEPA's ``_sample_block_mask`` with acceptable regions: after every ``max_tries`` failed draws,
+        the last target still removed is let back in; with none left the block is taken as drawn."""
+        regions = [] if self.allow_overlap else [~b for b in blocks]
+        relaxed = 0
+        while True:
+            for _try in range(self.max_tries):
+                ctx = _ijepa_block(g, grid, hw, self.edges)
+                for region in regions[: max(len(regions) - relaxed, 0)]:
+                    ctx &= region
+                if int(ctx.sum()) > self.min_keep:
+                    return ctx
+            if relaxed >= len(regions):
+                return ctx  # nothing left to relax: the bare block (theirs would draw forever)
+            relaxed += 1
 
     def __call__(self, batch_size: int, grid: tuple[int, int], g: torch.Generator) -> Masks:
-        H, W = grid
-        t_hw = sample_block_size(g, grid, self.target_scale, self.target_aspect)
-        c_hw = sample_block_size(g, grid, self.context_scale, (1.0, 1.0))
+        """Masks of one batch. Target blocks are taken as drawn: theirs also re-draws a target block of at
+        most ``min_keep`` tokens, which never ends, since its size does not depend on where it lands."""
+        t_hw = ijepa_block_size(g, grid, self.target_scale, self.target_aspect, below_grid=not self.edges)
+        c_hw = ijepa_block_size(g, grid, self.context_scale, (1.0, 1.0), below_grid=not self.edges)
         targets, contexts = [], []
         for _ in range(batch_size):
-            for _try in range(self.max_tries):
-                blocks = [_block_mask(g, grid, t_hw) for _ in range(self.num_targets)]
-                ctx = _block_mask(g, grid, c_hw)
-                if not self.allow_overlap:
-                    for b in blocks:
-                        ctx &= ~b
-                if int(ctx.sum()) >= self.min_keep:
-                    break
-            else:
-                raise MaskError(
-                    f"multi-block masking left fewer than min_keep={self.min_keep} context tokens on a "
-                    f"{H}x{W} grid after {self.max_tries} tries (target blocks {t_hw} x {self.num_targets}, "
-                    f"context block {c_hw}); use smaller target_scale or fewer num_targets"
-                )
+            blocks = [_ijepa_block(g, grid, t_hw, self.edges) for _ in range(self.num_targets)]
+            ctx = self._context(g, grid, c_hw, blocks)
             targets.append(torch.stack([b.flatten().nonzero().squeeze(1) for b in blocks]))  # [K, Nt]
             contexts.append(ctx.flatten().nonzero().squeeze(1))
         n_ctx = min(len(c) for c in contexts)
-        # Cut every context to the batch's shortest so indices stack (the I-JEPA collator does the same);
-        # a random subset keeps the context spread over its block.
-        ctx_idx = torch.stack([c[torch.randperm(len(c), generator=g)[:n_ctx]].sort().values for c in contexts])
-        return Masks(context=ctx_idx, targets=torch.stack(targets))
+        if n_ctx == 0:
+            raise MaskError(f"multi-block masking left an empty context on a {grid[0]}x{grid[1]} grid; use a larger grid")
+        # Every context cut to the batch's shortest, its first tokens, as I-JEPA's collator cuts them.
+        return Masks(context=torch.stack([c[:n_ctx] for c in contexts]), targets=torch.stack(targets))
 
 
 @dataclass(kw_only=True)
@@ -216,6 +262,33 @@ class RandomCellMasking:
         tgt = perm[:, :n_tgt].sort(dim=1).values
         ctx = perm[:, n_tgt:].sort(dim=1).values
         return Masks(context=ctx, targets=tgt.unsqueeze(1))
+
+
+class MaskCollator:
+    """Collate samples into a batch and draw its masks in the data loader, as vjepa2's collators do.
+
+    ``MaskCollator(masker, grid, seed)(samples)`` returns ``default_collate(samples)`` with the masks'
+    indices added under ``context_key`` [B, Nc] and ``targets_key`` [B, K, Nt]; the model only gathers
+    them. Batch n (counted from ``start_step``) uses ``step_generator(seed, n)``, so a resumed run that
+    sets ``start_step`` to the steps done draws the same masks as an uninterrupted one. Each data-loader
+    worker holds its own copy and counter: use it with one worker, or give each worker its ``start_step``.
+    """
+
+    def __init__(self, masker: Callable[[int, tuple[int, int], torch.Generator], Masks], grid: tuple[int, int],
+                 seed: int, *, start_step: int = 0, context_key: str = "mask_context", targets_key: str = "mask_targets"):
+        self.masker, self.grid, self.seed, self.step = masker, tuple(grid), int(seed), int(start_step)
+        self.context_key, self.targets_key = context_key, targets_key
+
+    def __call__(self, samples: list[Any]) -> dict:
+        batch = default_collate(samples)
+        if not isinstance(batch, dict):
+            raise MaskError(f"MaskCollator needs samples that are dicts of arrays, got {type(samples[0]).__name__}")
+        for key in (self.context_key, self.targets_key):
+            if key in batch:
+                raise MaskError(f"samples already hold a {key!r} entry; the collator writes the masks there")
+        masks = self.masker(len(samples), self.grid, step_generator(self.seed, self.step))
+        self.step += 1
+        return {**batch, self.context_key: masks.context, self.targets_key: masks.targets}
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

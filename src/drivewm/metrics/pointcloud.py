@@ -13,8 +13,10 @@ Nearest neighbours are exact: a KD-tree (scipy ``cKDTree``, all cores) on CPU te
 chunked ``cdist`` search on CUDA tensors, so a 30k x 30k pair never builds a full [N, M] matrix.
 
 Empty clouds: Chamfer is undefined when either cloud of a pair is empty (no nearest neighbour
-exists), so such a pair is left out of CD (or NFCD, when the crop empties it) and counted in
-``skipped_cd`` / ``skipped_nfcd``; the report shows those counts.
+exists), so such a pair is left out of CD and counted in ``skipped_cd``. NFCD scores a pair whose
+crop leaves either cloud empty as 0 and keeps it in the average, as 4D-Occ's evaluation kit does
+(tarashakhurana/4d-occ-forecasting, ``cvpr23-evalkit/evaluate.py``,
+``compute_nearfield_chamferdistance``, commit e1ea943); ``empty_nfcd`` counts those pairs.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class PointCloudForecastMetric(StreamingMetric):
             self._add_state(f"{name}_sum", torch.zeros(0, dtype=torch.float64))
             self._add_state(f"{name}_n", torch.zeros(0, dtype=torch.float64))
         self._add_state("skipped_cd", torch.zeros(0, dtype=torch.float64))
-        self._add_state("skipped_nfcd", torch.zeros(0, dtype=torch.float64))
+        self._add_state("empty_nfcd", torch.zeros(0, dtype=torch.float64))
 
     def _grow(self, h: int) -> None:
         if self.cd_sum.shape[0] == 0:
@@ -143,9 +145,9 @@ class PointCloudForecastMetric(StreamingMetric):
         pc, gc = crop(p, self.roi), crop(g, self.roi)
         if pc.shape[0] and gc.shape[0]:
             self.nfcd_sum[t] += chamfer_distance(pc, gc)
-            self.nfcd_n[t] += 1
         else:
-            self.skipped_nfcd[t] += 1
+            self.empty_nfcd[t] += 1  # scores 0 and still counts, as the 4D-Occ kit
+        self.nfcd_n[t] += 1
 
     def _add_depth(self, t: int, depth: torch.Tensor, g: torch.Tensor, o: torch.Tensor | None, name: str) -> None:
         if depth.shape != (g.shape[0],):
@@ -184,6 +186,6 @@ class PointCloudForecastMetric(StreamingMetric):
             result[f"{name}_unit"] = unit
         result["pairs"] = int(s["cd_n"].sum() + s["skipped_cd"].sum())
         result["skipped_cd"] = int(s["skipped_cd"].sum())
-        result["skipped_nfcd"] = int(s["skipped_nfcd"].sum())
+        result["empty_nfcd"] = int(s["empty_nfcd"].sum())
         return result
 

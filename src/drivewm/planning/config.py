@@ -1,8 +1,8 @@
 """Typed configs of the planners: action bounds, CEM (V-JEPA 2-AC) and MPPI (Williams et al. 2017).
 
-Defaults are V-JEPA 2-AC's planning code scaled down for a CPU (arXiv 2506.09985: 400 samples,
-top-k 10, 10 iterations, momentum 0.15 on mean and std); a GPU user raises `samples` and
-`iterations` back in a YAML preset under `drivewm/configs/planning/`.
+CEM's defaults are V-JEPA 2-AC's rules with a CPU budget (arXiv 2506.09985; their code: 400 samples,
+top-k 10, 10 iterations, momentum 0.15 on mean and std, rollout 2), in full in the packaged preset
+``planning/vjepa2ac.yaml``; MPPI's default is Williams et al.'s Algorithm 2 with its control cost.
 """
 
 from __future__ import annotations
@@ -69,12 +69,14 @@ class ActionBounds:
 
 @dataclass(kw_only=True)
 class CEMConfig:
-    """Cross-entropy method as V-JEPA 2-AC plans (arXiv 2506.09985), scaled down for a CPU."""
+    """Cross-entropy method. The defaults follow V-JEPA 2-AC's ``cem`` (facebookresearch/vjepa2,
+    notebooks/utils/mpc_utils.py, commit c2963a4) with a CPU budget; each of drivewm's additions is a
+    field of its own, off by default (``planning/jepa_tiny.yaml`` turns them on)."""
 
     name: str = "cem"
     """Planner name."""
     horizon: int = 6
-    """Steps planned ahead (6 steps = 3 s at 2 Hz)."""
+    """Steps planned ahead (6 steps = 3 s at 2 Hz; V-JEPA 2-AC's `rollout`: 2)."""
     samples: int = 64
     """Action sequences sampled per iteration (V-JEPA 2-AC: 400)."""
     elites: int = 8
@@ -83,23 +85,36 @@ class CEMConfig:
     """Refits per replanning step (V-JEPA 2-AC: 10)."""
     momentum: float = 0.15
     """Weight of the previous mean and std when refitting (V-JEPA 2-AC: 0.15 on both)."""
-    init_std: float = 0.5
-    """Initial std of the sampling Gaussian, as a fraction of each action's half range."""
-    min_std: float = 0.02
-    """Floor on the std (fraction of half range) so the search never freezes."""
+    init_std: float = 1.0
+    """Initial std of the sampling Gaussian, as a fraction of each action's half range (V-JEPA 2-AC: 1,
+    the std is `maxnorm` for actions clipped to +-maxnorm)."""
+    unbiased_std: bool = True
+    """Refit the std with Bessel's correction, as ``torch.std`` by default (V-JEPA 2-AC); False: the
+    population std (drivewm's)."""
+    draw_per_step: bool = True
+    """Draw the noise one planned step at a time, [S, A] per step, as V-JEPA 2-AC; False: [S, H, A] in
+    one draw (drivewm's). Same distribution, different random numbers for a seed."""
+    min_std: float = 0.0
+    """drivewm: floor on the std (fraction of half range) so the search never freezes; 0 = none (V-JEPA 2-AC)."""
+    include_mean: bool = False
+    """drivewm: score the current mean as one of the samples, so a good warm start is never lost."""
+    warm_start: bool = False
+    """drivewm: start each replanning from the previous plan shifted by one step; V-JEPA 2-AC starts
+    every plan from zero mean."""
     seed: int = 0
     """Seed of the sampling generator; the same seed gives the same plans."""
     device: str = "cpu"
     """Device on which samples are drawn and scored (the model's device)."""
     return_best: bool = False
-    """Return the lowest-cost sequence scored, the final mean scored too, instead of the final mean
+    """drivewm: return the lowest-cost sequence scored, the final mean scored too, instead of the final mean
     (V-JEPA 2-AC returns the mean; iCEM, Pinneri et al., arXiv 2008.06389, the best). The mean of elites
     that pass an obstacle on either side runs into it, and is never scored."""
 
 
 @dataclass(kw_only=True)
 class MPPIConfig:
-    """Model predictive path integral control (Williams et al., ICRA 2017): exponentially weighted samples."""
+    """Model predictive path integral control (Williams et al., "Information Theoretic MPC for Model-Based
+    Reinforcement Learning", ICRA 2017, Algorithm 2): exponentially weighted samples."""
 
     name: str = "mppi"
     """Planner name."""
@@ -111,6 +126,9 @@ class MPPIConfig:
     """Weighted-average updates per replanning step."""
     temperature: float = 1.0
     """lambda: weights are exp(-(cost - min cost) / lambda); small = greedy, large = plain average."""
+    form: str = "control-cost"
+    """"control-cost": each sample's cost adds lambda * sum_t u_t^T Sigma^-1 eps_t (Williams et al. 2017,
+    Algorithm 2); "simplified": the state cost alone."""
     noise_std: float = 0.3
     """Std of the perturbations, as a fraction of each action's half range."""
     seed: int = 0

@@ -5,8 +5,8 @@ for a batch of action sequences, what happens next (``rollout``), without changi
 The simulator itself (via ``DrivingEnv.clone()``), a JEPA predictor in embedding space and a token
 world model with decoding all implement it, so the planner cannot tell them apart. A cost scores the
 predicted rollouts; CEM or MPPI searches the action sequences; the controller executes only the
-first action, shifts the plan by one step as the next warm start, and replans (receding horizon,
-as V-JEPA 2-AC, arXiv 2506.09985).
+first action and replans (receding horizon, as V-JEPA 2-AC, arXiv 2506.09985); MPPI, and CEM with
+``cem.warm_start`` (drivewm's), start from the previous plan shifted by one step.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class RecedingHorizonPlanner:
             return self.cost(rollout, actions, goal)
 
         with torch.no_grad():
-            self.last = self.optimizer.optimize(objective, self.warm)
+            self.last = self.optimizer.optimize(objective, self.warm if self.optimizer.warm_start else None)
             self.last_rollout = self.model.rollout(self.last.actions[None])
         return self.last.actions.detach().cpu()
 
@@ -112,7 +112,7 @@ class RecedingHorizonPlanner:
         return self._executed
 
     def act(self, observation: Any, goal: Any = None) -> np.ndarray:
-        """[A] the first action of a fresh plan; the rest, shifted by one step, warm-starts the next plan."""
+        """[A] the first action of a fresh plan; the rest, shifted by one step, is kept for a warm start."""
         plan = self.plan(observation, goal).to(self.optimizer.device)
         self.warm = torch.cat([plan[1:], plan[-1:]], dim=0)  # [H, A] shifted; the last action repeated
         self._executed = plan[0]

@@ -3,13 +3,17 @@
 Both minimise an objective ``cost(actions [S, H, A]) -> [S]`` that scores a whole batch of action
 sequences at once (one batched world-model rollout per iteration), on the objective's device.
 
-- CEM as V-JEPA 2-AC plans (Assran et al., arXiv 2506.09985): sample sequences from a diagonal
-  Gaussian, keep the top-k (lowest energy), refit mean and std from them with momentum
-  (``new = m * old + (1 - m) * elite``), clip to the action limits, repeat; the plan is the mean.
-- MPPI (Williams et al., "Information theoretic MPC for model-based reinforcement learning",
-  ICRA 2017): perturb the nominal sequence with Gaussian noise, weight each sample by
-  ``exp(-(S_k - min S) / lambda)`` normalised to sum to one, move the nominal by the weighted
-  average of the perturbations; the plan is the nominal.
+- CEM as V-JEPA 2-AC plans (Assran et al., arXiv 2506.09985; ``cem`` in facebookresearch/vjepa2
+  notebooks/utils/mpc_utils.py, commit c2963a4): from zero mean and a std of the action range, draw
+  each planned step's samples in turn, clip them to the action limits, keep the top-k (lowest energy),
+  refit mean and unbiased std from them with momentum (``new = m * old + (1 - m) * elite``), repeat;
+  the plan is the mean. drivewm's additions, each a `CEMConfig` field: a std floor, the current mean
+  scored among the samples, warm start, one [S, H, A] draw, population std, best-plan return.
+- MPPI (Williams et al., "Information Theoretic MPC for Model-Based Reinforcement Learning",
+  ICRA 2017, Algorithm 2): perturb the nominal sequence u with Gaussian noise eps ~ N(0, Sigma), score
+  each sample by its cost plus the control cost ``lambda * sum_t u_t^T Sigma^-1 eps_t``, weight it by
+  ``exp(-(S_k - min S) / lambda)`` normalised to sum to one, move the nominal by the weighted average
+  of the perturbations; the plan is the nominal. ``form="simplified"`` drops the control cost.
 
 Every sample is clipped into the action box before scoring, and every returned plan lies inside it.
 """
@@ -80,22 +84,38 @@ class _SamplingOptimizer:
             raise PlanningError(f"warm-start plan must be [{self.horizon}, {a}], got {tuple(init.shape)}")
         return self.bounds.clip(init)
 
-    def noise(self, std: torch.Tensor) -> torch.Tensor:
-        """[S, H, A] Gaussian noise scaled by std [H, A]."""
-        eps = torch.randn(self.samples, self.horizon, self.bounds.dim, generator=self.generator, device=self.device)
+    def noise(self, std: torch.Tensor, per_step: bool = False) -> torch.Tensor:
+        """[S, H, A] Gaussian noise scaled by std [H, A]; ``per_step``: drawn [S, A] at a time, step by step."""
+        s, h, a = self.samples, self.horizon, self.bounds.dim
+        if per_step:
+            eps = torch.stack([torch.randn(s, a, generator=self.generator, device=self.device) for _ in range(h)], 1)
+        else:
+            eps = torch.randn(s, h, a, generator=self.generator, device=self.device)
         return eps * std
+
+    @property
+    def warm_start(self) -> bool:
+        """Whether a receding-horizon planner should pass the previous plan, shifted, as the next start."""
+        return True
 
 
 class CEM(_SamplingOptimizer):
-    """Cross-entropy method with momentum, as V-JEPA 2-AC's planner (arXiv 2506.09985)."""
+    """Cross-entropy method with momentum, as V-JEPA 2-AC's planner (arXiv 2506.09985), plus drivewm's options."""
 
     def __init__(self, cfg: CEMConfig, bounds: ActionBounds):
         super().__init__(cfg.horizon, cfg.samples, cfg.iterations, cfg.seed, cfg.device, bounds)
-        if not 1 <= cfg.elites <= cfg.samples:
-            raise PlanningError(f"cem.elites must be in [1, samples={cfg.samples}], got {cfg.elites}")
+        low = 2 if cfg.unbiased_std else 1  # the unbiased std of one elite is undefined
+        if not low <= cfg.elites <= cfg.samples:
+            raise PlanningError(f"cem.elites must be in [{low}, samples={cfg.samples}], got {cfg.elites}")
         if not 0.0 <= cfg.momentum < 1.0:
             raise PlanningError(f"cem.momentum must be in [0, 1), got {cfg.momentum}")
+        if cfg.min_std < 0 or cfg.init_std <= 0:
+            raise PlanningError(f"cem.init_std must be > 0 and cem.min_std >= 0, got {cfg.init_std}, {cfg.min_std}")
         self.cfg = cfg
+
+    @property
+    def warm_start(self) -> bool:
+        return self.cfg.warm_start
 
     def optimize(self, objective: Objective, init: torch.Tensor | None = None) -> PlanResult:
         cfg = self.cfg
@@ -106,16 +126,21 @@ class CEM(_SamplingOptimizer):
         best = float("inf")
         best_ever, best_seq = float("inf"), mean
         for _ in range(self.iterations):
-            cand = self.bounds.clip(mean + self.noise(std))  # [S, H, A]
-            # The current mean is always one candidate, so a good warm start is never lost.
-            cand[0] = mean
+            cand = self.bounds.clip(mean + self.noise(std, cfg.draw_per_step))  # [S, H, A]
+            if cfg.include_mean:
+                cand[0] = mean
             costs = _check_costs(objective(cand), self.samples)  # [S]
             top = torch.topk(costs, cfg.elites, largest=False).indices
             elite = cand[top]  # [k, H, A]
-            elite_std = elite.std(dim=0, unbiased=False) if cfg.elites > 1 else torch.zeros_like(mean)
+            if cfg.elites > 1:
+                elite_std = elite.std(dim=0, unbiased=cfg.unbiased_std)
+            else:
+                elite_std = torch.zeros_like(mean)
             mean = cfg.momentum * mean + (1 - cfg.momentum) * elite.mean(dim=0)
-            std = torch.maximum(cfg.momentum * std + (1 - cfg.momentum) * elite_std, std_floor)
-            mean = self.bounds.clip(mean)
+            std = cfg.momentum * std + (1 - cfg.momentum) * elite_std
+            if cfg.min_std > 0:
+                std = torch.maximum(std, std_floor)
+            mean = self.bounds.clip(mean)  # a convex combination of clipped samples: only rounding can leave the box
             best = float(costs[top[0]])
             if best < best_ever:
                 best_ever, best_seq = best, cand[top[0]].clone()
@@ -135,8 +160,19 @@ def mppi_weights(costs: torch.Tensor, temperature: float) -> torch.Tensor:
     return num / num.sum()
 
 
+def mppi_control_cost(nominal: torch.Tensor, eps: torch.Tensor, std: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[S] Williams et al. 2017 (Algorithm 2): lambda * sum_t u_t^T Sigma^-1 eps_t, with Sigma = diag(std^2).
+
+    nominal u [H, A], perturbations eps [S, H, A], std [H, A] of the sampling noise.
+    """
+    return temperature * torch.einsum("ha,sha->s", nominal / std.square(), eps)
+
+
+MPPI_FORMS = ("control-cost", "simplified")
+
+
 class MPPI(_SamplingOptimizer):
-    """Model predictive path integral control (Williams et al., ICRA 2017), iterated a few times per step."""
+    """Model predictive path integral control (Williams et al., ICRA 2017, Algorithm 2), iterated a few times per step."""
 
     def __init__(self, cfg: MPPIConfig, bounds: ActionBounds):
         super().__init__(cfg.horizon, cfg.samples, cfg.iterations, cfg.seed, cfg.device, bounds)
@@ -144,6 +180,8 @@ class MPPI(_SamplingOptimizer):
             raise PlanningError(f"mppi.temperature must be > 0, got {cfg.temperature}")
         if cfg.noise_std <= 0:
             raise PlanningError(f"mppi.noise_std must be > 0, got {cfg.noise_std}")
+        if cfg.form not in MPPI_FORMS:
+            raise PlanningError(f"mppi.form must be one of {', '.join(MPPI_FORMS)}, got {cfg.form!r}")
         self.cfg = cfg
 
     def optimize(self, objective: Objective, init: torch.Tensor | None = None) -> PlanResult:
@@ -156,9 +194,11 @@ class MPPI(_SamplingOptimizer):
             cand = self.bounds.clip(nominal + self.noise(std))  # [S, H, A]
             cand[0] = nominal  # the zero perturbation: the nominal itself is always scored
             costs = _check_costs(objective(cand), self.samples)  # [S]
-            w = mppi_weights(costs, cfg.temperature)  # [S]
-            # Perturbations after clipping, so the update is a convex combination of feasible sequences.
+            # Perturbations after clipping, so the update is a convex combination of feasible sequences;
+            # the control cost prices the same perturbations the update applies.
             eps = cand - nominal  # [S, H, A]
+            total = costs + mppi_control_cost(nominal, eps, std, cfg.temperature) if cfg.form == "control-cost" else costs
+            w = mppi_weights(total, cfg.temperature)  # [S]
             nominal = self.bounds.clip(nominal + torch.einsum("s,sha->ha", w, eps))
             best = float(costs.min())
             history.append(best)
