@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from drivewm.train.config import RunConfig, TrainConfig
-from drivewm.train.engine import NonFiniteLossError
+from drivewm.train.engine import NonFiniteError, RunDirError
 from drivewm.report.results import read_metrics
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
@@ -52,7 +52,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
 
 def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
     run_training(_cfg(tmp_path / "r", steps=5))
-    with pytest.raises(Exception, match="--resume"):
+    with pytest.raises(RunDirError, match="--resume"):
         run_training(_cfg(tmp_path / "r", steps=5))
 
 
@@ -60,7 +60,9 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
     run = tmp_path / "nan"
     proc = subprocess.run([sys.executable, JOB, str(run), "30", "--nan-at", "23"], capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "non-finite loss at step 23" in proc.stderr and "step_00000020" in proc.stderr
+    # The 24th step (0-based 23) fails; checkpoints are named by completed steps, so is the step.
+    assert "step 24 of 30: non-finite loss" in proc.stderr
+    assert "Last good checkpoint: " in proc.stderr and "step_00000020 (20 completed steps)" in proc.stderr
     idx = json.loads((run / "checkpoints" / "index.json").read_text())
     assert idx["latest"] == "step_00000020"
     from drivewm.train.checkpoint import load_run

@@ -82,3 +82,21 @@ def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
     return values
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank `src`'s `obj` on every rank (the object itself in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    return obj
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's `obj`, in rank order, on every rank (``[obj]`` in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]

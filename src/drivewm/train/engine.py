@@ -9,15 +9,20 @@ for step, and logs. Model code never sees distributed code.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
+import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
+import yaml
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -27,26 +32,67 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
     _load_tensors,
+    atomic_write_text,
+    capture_rng,
     check_state_dict,
     read_state,
     restore_rng,
     unflatten_optimizer_state,
 )
 from drivewm.train.config import TrainConfig
-from drivewm.train.distributed import DistEnv, all_reduce_max, all_reduce_mean, setup_distributed
+from drivewm.train.distributed import (
+    DistEnv,
+    all_reduce_max,
+    all_reduce_mean,
+    broadcast_object,
+    gather_objects,
+    setup_distributed,
+)
 from drivewm.train.logging import MetricsLogger, progress_bar
 from drivewm.train.sampler import DistributedStepSampler
 from drivewm.train.schedule import warmup_cosine
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_log = logging.getLogger(__name__)
+
+# Largest |weight| an update may leave before the run counts as diverged. Trained drivewm models
+# stay many orders of magnitude below it, and an fp32 weight beyond it overflows within a few
+# layers, so a checkpoint of such weights would only look good.
+EXPLODED_WEIGHT = 1e8
+
+# Settings a resumed run may change without --allow-change: they decide what is logged, evaluated
+# and kept, never which updates are made.
+RESUME_SAFE_KEYS = frozenset({
+    "run_dir",
+    "train.progress",
+    "train.log_every",
+    "train.eval_every",
+    "train.eval_batches",
+    "train.ckpt_every",
+    "train.keep_last",
+    "train.num_workers",
+    "data.num_workers",
+})
+
+# What a run writes into its directory (a fresh run with --overwrite removes exactly these).
+_RUN_FILES = ("checkpoints", "metrics.jsonl", "tb", "config.yaml", "config.segments.yaml")
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before touching its checkpoints."""
+class NonFiniteError(DrivewmError):
+    """The loss, the gradient norm or the weights became NaN, infinite or exploded; nothing of it was saved."""
+
+
+class RunDirError(DrivewmError):
+    """A run directory that already holds another run."""
+
+
+class ConfigChangedError(DrivewmError):
+    """A resumed run whose config changes what the run computes, without --allow-change."""
 
 
 @dataclass
@@ -76,6 +122,34 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
+
+
+def _flat_config(text: str) -> dict[str, Any]:
+    """A config's YAML as {dotted.key: value}."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(yaml.safe_load(text) or {}, "")
+    return out
+
+
+def _encode_rng(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    return {"tensors": {k: base64.b64encode(v.numpy().tobytes()).decode() for k, v in tensors.items()}, "meta": meta}
+
+
+def _rank_rng(path: Path, state: dict, rank: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """Rank `rank`'s saved RNG state (rank 0's for a rank the saving run did not have)."""
+    saved = state.get("rng_by_rank", {}).get(str(rank))
+    if rank == 0 or saved is None:
+        return _load_tensors(path / "rng.safetensors"), state["rng"]
+    tensors = {k: torch.frombuffer(bytearray(base64.b64decode(v)), dtype=torch.uint8) for k, v in saved["tensors"].items()}
+    return tensors, saved["meta"]
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -124,6 +198,7 @@ class Trainer:
         self.env = dist_env or setup_distributed(cfg.device)
         self.collate_fn = collate_fn
         self.ckpts = CheckpointManager(self.run_dir, cfg.keep_last)
+        self.segments: list[dict] = [{"start_step": 0}]
 
     # ------------------------------------------------------------------ set-up
     def _parallelize(self) -> nn.Module:
@@ -148,23 +223,97 @@ class Trainer:
             wrapped = torch.compile(wrapped)
         return wrapped
 
-    def _restore(self, optimizer: torch.optim.Optimizer) -> int:
-        path = self.ckpts.latest()
-        if path is None or not path.is_dir():
-            raise CheckpointError(f"{self.run_dir}: --resume given but there is no checkpoint to resume from")
-        state = read_state(path)
-        weights = _load_tensors(path / "model.safetensors")
-        check_state_dict(get_model_state_dict(self.model, options=_FULL), weights, path / "model.safetensors")
+    # ------------------------------------------------------------------ the run directory
+    def _latest_checkpoint(self) -> Path | None:
+        try:
+            latest = self.ckpts.latest()
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{self.ckpts.root / 'index.json'}: not valid JSON (truncated?): {e}") from None
+        if latest is not None and not latest.is_dir():
+            raise CheckpointError(f"{self.ckpts.root / 'index.json'}: names {latest.name}, which is missing")
+        return latest
+
+    def _clear_run_dir(self) -> None:
+        for name in _RUN_FILES:
+            path = self.run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+    def _prepare_run_dir(self, resume: bool, overwrite: bool, allow_change: frozenset[str]) -> tuple[str | None, list[dict]]:
+        """Decide (on rank 0) where the run starts: (checkpoint to restore or None, config segments).
+
+        Nothing a previous run wrote is changed here unless this run starts afresh in its place.
+        """
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        latest = self._latest_checkpoint()
+        if resume and latest is not None:
+            state = read_state(latest)
+            before = _flat_config((latest / "config.yaml").read_text() if (latest / "config.yaml").is_file() else "")
+            after = _flat_config(self.config_yaml)
+            changes = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+            refused = [k for k in changes if k not in RESUME_SAFE_KEYS and k not in allow_change]
+            if refused:
+                what = "; ".join(f"{k}: {changes[k][0]!r} in the run, {changes[k][1]!r} now" for k in refused)
+                flags = " ".join(f"--allow-change {k}" for k in refused)
+                raise ConfigChangedError(f"{latest / 'config.yaml'}: {what}; pass {flags} to resume with the new value")
+            segments = list(state.get("segments") or [{"start_step": 0}])
+            segments.append({"start_step": int(state["step"]), "changes": changes})
+            return str(latest), segments
+        if resume:
+            _log.warning(f"{self.run_dir}: no checkpoint to resume from; starting from step 0")
+            self._clear_run_dir()  # logs of a run killed before its first checkpoint: all its steps are redone
+        else:
+            used = [name for name in ("metrics.jsonl", "checkpoints") if (self.run_dir / name).exists()]
+            if used and not overwrite:
+                raise RunDirError(
+                    f"{self.run_dir} already holds a run ({used[0]} exists): pass --resume to continue it, "
+                    f"--overwrite to replace it, or choose another run_dir"
+                )
+            self._clear_run_dir()
+        if self.config_yaml:
+            atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
+        return None, [{"start_step": 0}]
+
+    def _expected_tensors(self) -> dict[str, torch.Tensor]:
+        # Names and global shapes, on every rank and without gathering (FSDP's DTensors report
+        # their full shape); get_model_state_dict with cpu_offload fills only rank 0's.
+        return dict(self.model.state_dict())
+
+    def _restore(self, path: Path, optimizer: torch.optim.Optimizer) -> int:
+        """Restore model, optimizer and this rank's RNG from a full checkpoint; return its step.
+
+        Every rank reads the checkpoint files itself, so DDP replicas and FSDP shards alike are
+        set from a full state dict. The ranks first agree that every read worked: a bad file stops
+        every rank with the same message before anything has changed.
+        """
+        error = None
+        try:
+            state = read_state(path)
+            weights = _load_tensors(path / "model.safetensors")
+            check_state_dict(self._expected_tensors(), weights, path / "model.safetensors")
+            osd = unflatten_optimizer_state(_load_tensors(path / "optim.safetensors"), state["optimizer"])
+            rng = _rank_rng(path, state, self.env.rank)
+            step = int(state["step"])
+        except CheckpointError as e:
+            error = str(e)
+        except (KeyError, TypeError, ValueError) as e:
+            error = f"{path / 'state.json'}: incomplete training state ({type(e).__name__}: {e})"
+        errors = [e for e in gather_objects(error) if e]
+        if errors:
+            raise CheckpointError(errors[0])
         set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
-        osd = unflatten_optimizer_state(_load_tensors(path / "optim.safetensors"), state["optimizer"])
         set_optimizer_state_dict(self.model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
-        restore_rng(_load_tensors(path / "rng.safetensors"), state["rng"])
-        return int(state["step"])
+        restore_rng(*rng)
+        return step
 
     def _save(self, step: int, optimizer: torch.optim.Optimizer, best_value: float | None) -> None:
         # Collectives under FSDP: every rank gathers, rank 0 writes.
         msd = get_model_state_dict(self.model, options=_FULL)
         osd = get_optimizer_state_dict(self.model, optimizer, options=_FULL)
+        # Each rank's own random stream, so a resumed rank draws what it would have drawn.
+        rngs = gather_objects(capture_rng()) if self.env.distributed else []
         if self.env.is_main:
             self.ckpts.save(
                 step,
@@ -177,10 +326,30 @@ class Trainer:
                     "schedule": {"kind": "warmup_cosine", "step": step, "lr": optimizer.param_groups[0]["lr"]},
                     "data_position": {"next_step": step, "seed": self.cfg.seed},
                     "best_value": best_value,
+                    "segments": self.segments,
+                    "rng_by_rank": {str(r): _encode_rng(*rngs[r]) for r in range(1, len(rngs))},
                 },
             )
         if self.env.distributed:
             torch.distributed.barrier()
+
+    def _max_abs_weight(self) -> float:
+        """Largest |weight| over every parameter of every rank (NaN counts as infinite)."""
+        local = [(p.to_local() if hasattr(p, "to_local") else p).detach() for p in self.model.parameters()]
+        local = [t for t in local if t.numel()]
+        if not local:
+            return 0.0
+        top = torch.nn.utils.get_total_norm(local, norm_type=float("inf"))
+        return float(all_reduce_max(torch.nan_to_num(top.float(), nan=float("inf"))))
+
+    def _diverged(self, done: int, what: str) -> None:
+        """Stop the run: step `done` (counted as completed steps, as checkpoint names are) went wrong."""
+        last = self._latest_checkpoint()
+        saved = f"{last} ({int(read_state(last)['step'])} completed steps)" if last else "none yet"
+        raise NonFiniteError(
+            f"{self.run_dir}: step {done} of {self.cfg.steps}: {what}; stopped without saving it. "
+            f"Last good checkpoint: {saved}"
+        )
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -205,24 +374,34 @@ class Trainer:
         return total / max(1, count)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> FitResult:
+    def fit(self, resume: bool = False, *, overwrite: bool = False, allow_change: Sequence[str] = ()) -> FitResult:
+        """Train to `cfg.steps`; with `resume`, continue the run in `run_dir` step for step.
+
+        A fresh run refuses a directory that holds another run unless `overwrite`; a resumed run
+        refuses config changes that alter what it computes unless their keys are in `allow_change`.
+        """
         cfg, env = self.cfg, self.env
+        verdict: tuple[str, Any] | None = None
         if env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and self.ckpts.latest() is not None:
-                raise CheckpointError(
-                    f"{self.run_dir} already holds checkpoints: pass --resume to continue it, or choose another run_dir"
-                )
-            if self.config_yaml:
-                (self.run_dir / "config.yaml").write_text(self.config_yaml)
+            try:
+                verdict = ("ok", self._prepare_run_dir(resume, overwrite, frozenset(allow_change)))
+            except Exception as e:  # noqa: BLE001 - every rank raises rank 0's error
+                verdict = ("error", e)
+        verdict = broadcast_object(verdict)
+        if verdict[0] == "error":
+            raise verdict[1]
+        checkpoint, self.segments = verdict[1]
         wrapped = self._parallelize()
         optimizer = torch.optim.AdamW(
             _param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
         )
-        start = self._restore(optimizer) if resume else 0
+        start = self._restore(Path(checkpoint), optimizer) if checkpoint else 0
         logger = MetricsLogger(self.run_dir, enabled=env.is_main)
-        if resume:
+        if checkpoint:
+            # Only now, with every rank restored, drop what the interrupted run logged after its checkpoint.
             logger.truncate_after(start)
+            if env.is_main:
+                atomic_write_text(self.run_dir / "config.segments.yaml", yaml.safe_dump(self.segments, sort_keys=False))
         if start >= cfg.steps:
             logger.close()
             return FitResult(start, float("nan"), None, self.run_dir)
@@ -276,21 +455,25 @@ class Trainer:
                     for k, v in out.items():
                         v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                         sums[k] = sums.get(k, 0.0) + v.to(env.device) / cfg.grad_accum
+                done = step + 1
                 if float(all_reduce_max(1.0 - finite)) > 0:
-                    bad = {k: float(v) for k, v in sums.items()}
-                    last = self.ckpts.latest()
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {step} ({bad}); stopped without saving. "
-                        f"Last good checkpoint: {last if last else 'none yet'}"
-                    )
-                grad_norm = None
-                if cfg.grad_clip > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self._diverged(done, f"non-finite loss ({ {k: float(v) for k, v in sums.items()} })")
+                # clip_grad_norm_ with an infinite bound returns the norm and leaves the gradients as they are.
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                )
+                grad_norm_value = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                if not math.isfinite(grad_norm_value):
+                    self._diverged(done, f"non-finite gradient norm {grad_norm_value}")
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
+                weight = self._max_abs_weight()
+                if not weight <= EXPLODED_WEIGHT:
+                    self._diverged(
+                        done, f"the update left non-finite or exploded weights (max |w| = {weight:.3g} > {EXPLODED_WEIGHT:.0e})"
+                    )
                 if hasattr(self.model, "on_step_end"):
                     self.model.on_step_end(step, cfg.steps)
-                done = step + 1
                 steps_since += 1
                 is_last = done == cfg.steps
                 if done % cfg.log_every == 0 or is_last:
@@ -301,8 +484,8 @@ class Trainer:
                     speed = steps_since / max(now - t_last, 1e-9)
                     t_last, steps_since = now, 0
                     logs.update(lr=lr, steps_per_s=speed, time_s=now - t0)
-                    if grad_norm is not None:
-                        logs["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                    if cfg.grad_clip > 0:
+                        logs["grad_norm"] = grad_norm_value
                     last_loss = logs["loss"]
                     logger.log(done, logs)
                     bar.update(task, completed=done, speed=speed, loss=last_loss)
