@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from drivewm.train.config import RunConfig, TrainConfig
-from drivewm.train.engine import NonFiniteError, RunDirError
+from drivewm.train.engine import ConfigChangedError, NonFiniteError, RunDirError
 from drivewm.report.results import read_metrics
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
@@ -50,10 +51,73 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
     assert _losses(cut) == _losses(full)
 
 
-def test_refuses_to_overwrite_a_run_without_resume(tmp_path):
-    run_training(_cfg(tmp_path / "r", steps=5))
-    with pytest.raises(RunDirError, match="--resume"):
-        run_training(_cfg(tmp_path / "r", steps=5))
+def test_fresh_run_in_a_used_directory_refuses_unless_overwrite(tmp_path):
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=5))
+    before = (run / "metrics.jsonl").read_text()
+    with pytest.raises(RunDirError, match="--resume .*--overwrite"):
+        run_training(_cfg(run, steps=5, seed=4))
+    assert (run / "metrics.jsonl").read_text() == before  # nothing of the old run changed
+    run_training(_cfg(run, steps=5, seed=4), overwrite=True)
+    run_training(_cfg(tmp_path / "fresh", steps=5, seed=4))
+    assert [m["step"] for m in read_metrics(run) if "loss" in m] == [1, 2, 3, 4, 5]  # one run's lines only
+    assert _losses(run) == _losses(tmp_path / "fresh")
+
+
+def test_kill_before_first_checkpoint_then_resume_starts_at_zero(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run([sys.executable, JOB, str(full), "12"], check=True)
+    killed = subprocess.run([sys.executable, JOB, str(cut), "12", "--kill-at", "6"])
+    assert killed.returncode == -9 and not (cut / "checkpoints").exists()
+    assert len(read_metrics(cut)) == 5  # killed inside step 6
+    # A fresh start would mix two runs' lines: refused.
+    refused = subprocess.run([sys.executable, JOB, str(cut), "12"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "metrics.jsonl exists" in refused.stderr
+    resumed = subprocess.run([sys.executable, JOB, str(cut), "12", "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "no checkpoint to resume from; starting from step 0" in resumed.stderr
+    assert [m["step"] for m in read_metrics(cut) if "loss" in m] == list(range(1, 13))
+    assert _losses(cut) == _losses(full)
+
+
+def test_resume_refuses_a_changed_setting_unless_allowed(tmp_path):
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=10, ckpt_every=5))
+    config_before, metrics_before = (run / "config.yaml").read_text(), (run / "metrics.jsonl").read_text()
+    with pytest.raises(ConfigChangedError, match=r"train\.lr: 0\.003 in the run, 0\.01 now; pass --allow-change train\.lr"):
+        run_training(_cfg(run, steps=10, lr=0.01), resume=True)
+    with pytest.raises(ConfigChangedError, match=r"model\.hidden: 64 in the run, 32 now"):
+        cfg = _cfg(run, steps=10)
+        cfg.model.hidden = 32
+        run_training(cfg, resume=True)
+    assert (run / "metrics.jsonl").read_text() == metrics_before
+    # Settings that only decide what is logged or kept change freely; others with --allow-change.
+    run_training(_cfg(run, steps=14, ckpt_every=5, lr=0.01, log_every=2), resume=True, allow_change=["train.lr", "train.steps"])
+    assert (run / "config.yaml").read_text() == config_before  # the run's first config is kept
+    segments = yaml.safe_load((run / "config.segments.yaml").read_text())
+    assert segments == [
+        {"start_step": 0},
+        {"start_step": 10, "changes": {"train.log_every": [1, 2], "train.lr": [0.003, 0.01], "train.steps": [10, 14]}},
+    ]
+    state = json.loads((run / "checkpoints" / "step_00000014" / "state.json").read_text())
+    assert state["segments"] == segments
+    assert "lr: 0.01" in (run / "checkpoints" / "step_00000014" / "config.yaml").read_text()
+
+
+def test_an_exploding_update_is_never_checkpointed(tmp_path):
+    fresh = tmp_path / "fresh"
+    with pytest.raises(NonFiniteError, match=r"step 1 of 3: the update left non-finite or exploded weights .*none yet"):
+        run_training(_cfg(fresh, steps=3, ckpt_every=1, lr=1e20))
+    assert not (fresh / "checkpoints").exists()
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=10, ckpt_every=5))
+    with pytest.raises(NonFiniteError, match=r"step 11 of 20: .*exploded.*/step_00000010 \(10 completed steps\)"):
+        run_training(_cfg(run, steps=20, ckpt_every=1, lr=1e20), resume=True, allow_change=["train.lr", "train.steps"])
+    assert json.loads((run / "checkpoints" / "index.json").read_text())["latest"] == "step_00000010"
+    from drivewm.train.checkpoint import load_run
+
+    _, model = load_run(run, "latest")
+    assert max(float(p.detach().abs().max()) for p in model.parameters()) < 100
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
