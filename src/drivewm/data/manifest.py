@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
 
@@ -41,6 +43,13 @@ EPISODES_DIR = "episodes"
 
 class StoreError(DrivewmError):
     """A store on disk that is missing, inconsistent or corrupt; the message names the file and problem."""
+
+
+def episode_index(index: object, where: str | Path) -> int:
+    """`index` as an int; StoreError naming `where` unless it is a non-negative integer."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise StoreError(f"{where}: episode index must be a non-negative integer, got {index!r}")
+    return int(index)
 
 
 def episode_name(index: int) -> str:
