@@ -149,3 +149,21 @@ def test_torchrun_ddp_matches_single_process(tmp_path):
     assert len(a) == len(b) == 12
     # Same global batch, gradients averaged over 2 x 8 samples instead of 16: equal up to float rounding.
     assert max(abs(x - y) for x, y in zip(a, b)) < 1e-5
+
+
+def test_loader_workers_give_the_same_batches(tmp_path):
+    run_training(_cfg(tmp_path / "main", steps=6))
+    run_training(_cfg(tmp_path / "workers", steps=6, num_workers=2))
+    assert _losses(tmp_path / "workers") == _losses(tmp_path / "main")
+
+
+def test_a_corrupt_checkpoint_index_is_a_one_line_error(tmp_path):
+    from drivewm.train.checkpoint import CheckpointError
+
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=5))
+    (run / "checkpoints" / "index.json").write_text('{"latest": "step_0')
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match=r"checkpoints/index\.json: not valid JSON") as err:
+        run_training(_cfg(run, steps=5), resume=True)
+    assert "\n" not in str(err.value) and (run / "metrics.jsonl").read_text() == metrics

@@ -88,12 +88,12 @@ def new_manifest(*, grid: GridSpec, hz: float, sensors: dict | None = None, gene
 
 
 def read_manifest(store_dir: str | Path) -> dict:
-    """Read and check ``DIR/manifest.json``; StoreError/FileNotFoundError name the file and problem."""
+    """Read and check ``DIR/manifest.json``; StoreError names the file and problem."""
     path = Path(store_dir) / MANIFEST
     if not Path(store_dir).is_dir():
-        raise FileNotFoundError(f"episode store not found: {store_dir} is not a directory")
+        raise StoreError(f"episode store not found: {store_dir} is not a directory")
     if not path.is_file():
-        raise FileNotFoundError(
+        raise StoreError(
             f"{path}: no manifest; is {store_dir} an episode store (written by `drivewm data generate/convert`)?"
         )
     try:

@@ -76,7 +76,6 @@ RESUME_SAFE_KEYS = frozenset({
     "train.ckpt_every",
     "train.keep_last",
     "train.num_workers",
-    "data.num_workers",
 })
 
 # What a run writes into its directory (a fresh run with --overwrite removes exactly these).
