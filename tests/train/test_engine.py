@@ -167,3 +167,16 @@ def test_a_corrupt_checkpoint_index_is_a_one_line_error(tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoints/index\.json: not valid JSON") as err:
         run_training(_cfg(run, steps=5), resume=True)
     assert "\n" not in str(err.value) and (run / "metrics.jsonl").read_text() == metrics
+
+
+def test_resume_drops_a_metrics_line_cut_by_a_kill(tmp_path):
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=10, ckpt_every=5))
+    before = [(m["step"], m.get("loss")) for m in read_metrics(run)]
+    # As if killed while writing step 8's line, with step 5 its last checkpoint.
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text("\n".join(lines[:7]) + "\n" + lines[7][:15])
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    (run / "checkpoints" / "index.json").write_text(json.dumps({**index, "latest": "step_00000005"}))
+    run_training(_cfg(run, steps=10, ckpt_every=5), resume=True)
+    assert [(m["step"], m.get("loss")) for m in read_metrics(run)] == before
