@@ -9,8 +9,9 @@ import torch
 import yaml
 
 from drivewm.train.config import RunConfig, TrainConfig
-from drivewm.train.engine import ConfigChangedError, NonFiniteError, RunDirError
+from drivewm.train.engine import NonFiniteError
 from drivewm.report.results import read_metrics
+from drivewm.train.rundir import ConfigChangedError, RunDirError
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig
 

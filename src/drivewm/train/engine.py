@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
-import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
-import yaml
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -37,7 +33,6 @@ from drivewm.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
     _load_tensors,
-    atomic_write_text,
     capture_rng,
     check_state_dict,
     read_state,
@@ -54,44 +49,19 @@ from drivewm.train.distributed import (
     setup_distributed,
 )
 from drivewm.train.logging import MetricsLogger, progress_bar
+from drivewm.train.rundir import latest_checkpoint, prepare_run_dir, write_segments
 from drivewm.train.sampler import DistributedStepSampler
 from drivewm.train.schedule import warmup_cosine
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
-_log = logging.getLogger(__name__)
 
 # Largest |weight| an update may leave before the run counts as diverged. Trained drivewm models
 # stay many orders of magnitude below it, and an fp32 weight beyond it overflows within a few
 # layers, so a checkpoint of such weights would only look good.
 EXPLODED_WEIGHT = 1e8
 
-# Settings a resumed run may change without --allow-change: they decide what is logged, evaluated
-# and kept, never which updates are made.
-RESUME_SAFE_KEYS = frozenset({
-    "run_dir",
-    "train.progress",
-    "train.log_every",
-    "train.eval_every",
-    "train.eval_batches",
-    "train.ckpt_every",
-    "train.keep_last",
-    "train.num_workers",
-})
-
-# What a run writes into its directory (a fresh run with --overwrite removes exactly these).
-_RUN_FILES = ("checkpoints", "metrics.jsonl", "tb", "config.yaml", "config.segments.yaml")
-
-
 class NonFiniteError(DrivewmError):
     """The loss, the gradient norm or the weights became NaN, infinite or exploded; nothing of it was saved."""
-
-
-class RunDirError(DrivewmError):
-    """A run directory that already holds another run."""
-
-
-class ConfigChangedError(DrivewmError):
-    """A resumed run whose config changes what the run computes, without --allow-change."""
 
 
 @dataclass
@@ -121,21 +91,6 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, (list, tuple)):
         return type(batch)(_to_device(v, device) for v in batch)
     return batch
-
-
-def _flat_config(text: str) -> dict[str, Any]:
-    """A config's YAML as {dotted.key: value}."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, f"{prefix}{k}.")
-        else:
-            out[prefix[:-1]] = node
-
-    walk(yaml.safe_load(text) or {}, "")
-    return out
 
 
 def _encode_rng(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
@@ -222,59 +177,6 @@ class Trainer:
             wrapped = torch.compile(wrapped)
         return wrapped
 
-    # ------------------------------------------------------------------ the run directory
-    def _latest_checkpoint(self) -> Path | None:
-        try:
-            latest = self.ckpts.latest()
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{self.ckpts.root / 'index.json'}: not valid JSON (truncated?): {e}") from None
-        if latest is not None and not latest.is_dir():
-            raise CheckpointError(f"{self.ckpts.root / 'index.json'}: names {latest.name}, which is missing")
-        return latest
-
-    def _clear_run_dir(self) -> None:
-        for name in _RUN_FILES:
-            path = self.run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-
-    def _prepare_run_dir(self, resume: bool, overwrite: bool, allow_change: frozenset[str]) -> tuple[str | None, list[dict]]:
-        """Decide (on rank 0) where the run starts: (checkpoint to restore or None, config segments).
-
-        Nothing a previous run wrote is changed here unless this run starts afresh in its place.
-        """
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        latest = self._latest_checkpoint()
-        if resume and latest is not None:
-            state = read_state(latest)
-            before = _flat_config((latest / "config.yaml").read_text() if (latest / "config.yaml").is_file() else "")
-            after = _flat_config(self.config_yaml)
-            changes = {k: [before.get(k), after.get(k)] for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
-            refused = [k for k in changes if k not in RESUME_SAFE_KEYS and k not in allow_change]
-            if refused:
-                what = "; ".join(f"{k}: {changes[k][0]!r} in the run, {changes[k][1]!r} now" for k in refused)
-                flags = " ".join(f"--allow-change {k}" for k in refused)
-                raise ConfigChangedError(f"{latest / 'config.yaml'}: {what}; pass {flags} to resume with the new value")
-            segments = list(state.get("segments") or [{"start_step": 0}])
-            segments.append({"start_step": int(state["step"]), "changes": changes})
-            return str(latest), segments
-        if resume:
-            _log.warning(f"{self.run_dir}: no checkpoint to resume from; starting from step 0")
-            self._clear_run_dir()  # logs of a run killed before its first checkpoint: all its steps are redone
-        else:
-            used = [name for name in ("metrics.jsonl", "checkpoints") if (self.run_dir / name).exists()]
-            if used and not overwrite:
-                raise RunDirError(
-                    f"{self.run_dir} already holds a run ({used[0]} exists): pass --resume to continue it, "
-                    f"--overwrite to replace it, or choose another run_dir"
-                )
-            self._clear_run_dir()
-        if self.config_yaml:
-            atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
-        return None, [{"start_step": 0}]
-
     def _expected_tensors(self) -> dict[str, torch.Tensor]:
         # Names and global shapes, on every rank and without gathering (FSDP's DTensors report
         # their full shape); get_model_state_dict with cpu_offload fills only rank 0's.
@@ -343,7 +245,7 @@ class Trainer:
 
     def _diverged(self, done: int, what: str) -> None:
         """Stop the run: step `done` (counted as completed steps, as checkpoint names are) went wrong."""
-        last = self._latest_checkpoint()
+        last = latest_checkpoint(self.ckpts)
         saved = f"{last} ({int(read_state(last)['step'])} completed steps)" if last else "none yet"
         raise NonFiniteError(
             f"{self.run_dir}: step {done} of {self.cfg.steps}: {what}; stopped without saving it. "
@@ -383,7 +285,7 @@ class Trainer:
         verdict: tuple[str, Any] | None = None
         if env.is_main:
             try:
-                verdict = ("ok", self._prepare_run_dir(resume, overwrite, frozenset(allow_change)))
+                verdict = ("ok", prepare_run_dir(self.ckpts, self.config_yaml, resume, overwrite, allow_change))
             except Exception as e:  # noqa: BLE001 - every rank raises rank 0's error
                 verdict = ("error", e)
         verdict = broadcast_object(verdict)
@@ -400,7 +302,7 @@ class Trainer:
             # Only now, with every rank restored, drop what the interrupted run logged after its checkpoint.
             logger.truncate_after(start)
             if env.is_main:
-                atomic_write_text(self.run_dir / "config.segments.yaml", yaml.safe_dump(self.segments, sort_keys=False))
+                write_segments(self.run_dir, self.segments)
         if start >= cfg.steps:
             logger.close()
             return FitResult(start, float("nan"), None, self.run_dir)
