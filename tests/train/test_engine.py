@@ -107,8 +107,8 @@ def test_resume_refuses_a_changed_setting_unless_allowed(tmp_path):
 
 def test_an_exploding_update_is_never_checkpointed(tmp_path):
     fresh = tmp_path / "fresh"
-    with pytest.raises(NonFiniteError, match=r"step 1 of 3: the update left non-finite or exploded weights .*none yet"):
-        run_training(_cfg(fresh, steps=3, ckpt_every=1, lr=1e20))
+    with pytest.raises(NonFiniteError, match=r"step 1 of 3: non-finite or exploded weights \(max \|w\| = .*\); stopped without saving it\. Last good checkpoint: none yet"):
+        run_training(_cfg(fresh, steps=3, ckpt_every=1, log_every=100, lr=1e20))  # checked as it is saved
     assert not (fresh / "checkpoints").exists()
     run = tmp_path / "r"
     run_training(_cfg(run, steps=10, ckpt_every=5))
@@ -181,3 +181,23 @@ def test_resume_drops_a_metrics_line_cut_by_a_kill(tmp_path):
     (run / "checkpoints" / "index.json").write_text(json.dumps({**index, "latest": "step_00000005"}))
     run_training(_cfg(run, steps=10, ckpt_every=5), resume=True)
     assert [(m["step"], m.get("loss")) for m in read_metrics(run)] == before
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_stopped_before_the_update(tmp_path):
+    from drivewm.train.engine import Trainer
+    from drivewm.train.toy import ToyForecaster, toy_datasets
+
+    class SqrtAtZero(ToyForecaster):
+        def loss(self, batch):
+            out = super().loss(batch)
+            # d sqrt(u)/du is infinite at u = 0: the loss stays finite, the gradient is NaN.
+            out["loss"] = out["loss"] + torch.sqrt(self.net[0].bias * 0).sum()
+            return out
+
+    model = SqrtAtZero(ToyConfig(samples=64))
+    before = [p.detach().clone() for p in model.parameters()]
+    train, _ = toy_datasets(model.cfg, 0)
+    trainer = Trainer(model, train, TrainConfig(steps=3, batch_size=8, progress=False, device="cpu"), tmp_path / "r")
+    with pytest.raises(NonFiniteError, match="step 1 of 3: non-finite gradient norm nan"):
+        trainer.fit()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not updated
