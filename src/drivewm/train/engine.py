@@ -298,14 +298,14 @@ class Trainer:
         )
         start = self._restore(Path(checkpoint), optimizer) if checkpoint else 0
         logger = MetricsLogger(self.run_dir, enabled=env.is_main)
+        if start >= cfg.steps:  # a finished run: nothing to redo, nothing to record
+            logger.close()
+            return FitResult(start, float("nan"), None, self.run_dir)
         if checkpoint:
             # Only now, with every rank restored, drop what the interrupted run logged after its checkpoint.
             logger.truncate_after(start)
             if env.is_main:
                 write_segments(self.run_dir, self.segments)
-        if start >= cfg.steps:
-            logger.close()
-            return FitResult(start, float("nan"), None, self.run_dir)
 
         sampler = DistributedStepSampler(
             len(self.train_set),
