@@ -187,4 +187,5 @@ def test_workers_end_with_their_parent(tmp_path, sig):
     finally:
         parent.kill()
     if sig == signal.SIGTERM:  # a clean stop: the manifest lists the episodes written
+        assert parent.returncode == 128 + signal.SIGTERM
         assert {e["name"] for e in read_manifest(out)["episodes"]} == written

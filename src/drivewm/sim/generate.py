@@ -108,13 +108,13 @@ def _end_with_parent(parent: int) -> None:
 
 @contextlib.contextmanager
 def _sigterm_raises():
-    """SIGTERM ends the generation like Ctrl-C (pool terminated, manifest written), not mid-write."""
+    """SIGTERM ends the generation as Ctrl-C does (pool terminated, manifest written), then exits 143."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise SystemExit(128 + signum)  # the exit status a plain SIGTERM death reports
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
