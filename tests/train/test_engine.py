@@ -141,7 +141,7 @@ def test_torchrun_ddp_matches_single_process(tmp_path):
     subprocess.run([sys.executable, JOB, str(single), "12", "--dropout", "0"], check=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [str(VENV_BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", JOB, str(ddp), "12", "--dropout", "0"],
+        [str(VENV_BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", JOB, str(ddp), "12", "--dropout", "0"],
         check=True,
         env=env,
         capture_output=True,
