@@ -63,6 +63,9 @@ def test_fresh_run_in_a_used_directory_refuses_unless_overwrite(tmp_path):
     run_training(_cfg(tmp_path / "fresh", steps=5, seed=4))
     assert [m["step"] for m in read_metrics(run) if "loss" in m] == [1, 2, 3, 4, 5]  # one run's lines only
     assert _losses(run) == _losses(tmp_path / "fresh")
+    with pytest.raises(RunDirError, match="no such run directory to resume"):  # a mistyped path
+        run_training(_cfg(tmp_path / "typo", steps=5), resume=True)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_kill_before_first_checkpoint_then_resume_starts_at_zero(tmp_path):

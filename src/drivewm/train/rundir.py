@@ -89,9 +89,12 @@ def prepare_run_dir(
 
     Nothing a previous run wrote is changed here unless this run starts afresh in its place: a
     fresh start refuses a used directory unless `overwrite`; a resume refuses config changes that
-    alter the run unless their keys are in `allow_change`; a resume with no checkpoint starts at 0.
+    alter the run unless their keys are in `allow_change`; a resume of a directory with no
+    checkpoint (a run killed before its first) starts at step 0, one of no directory is refused.
     """
     run_dir = ckpts.root.parent
+    if resume and not run_dir.is_dir():  # most likely a mistyped path: starting afresh there would hide it
+        raise RunDirError(f"{run_dir}: no such run directory to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     latest = latest_checkpoint(ckpts)
     if resume and latest is not None:
