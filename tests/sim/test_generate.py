@@ -166,7 +166,7 @@ def _episodes(out: Path) -> set[str]:
 def test_workers_end_with_their_parent(tmp_path, sig):
     out = tmp_path / "s"
     # Episodes of 100 frames take about a second each: killed, both workers are mid-episode.
-    code = f"from drivewm.data.generate import generate_store; generate_store({str(out)!r}, preset='micro', episodes=12, frames=100, workers=2)"
+    code = f"from drivewm.sim.generate import generate_store; generate_store({str(out)!r}, preset='micro', episodes=12, frames=100, workers=2)"
     parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         deadline = time.monotonic() + 60

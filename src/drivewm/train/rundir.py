@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from drivewm.config import ConfigError
 from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import CheckpointError, CheckpointManager, atomic_write_text, read_state
 
@@ -43,7 +44,7 @@ class RunDirError(DrivewmError):
     """A run directory that already holds another run."""
 
 
-class ConfigChangedError(DrivewmError):
+class ConfigChangedError(ConfigError):
     """A resumed run whose config changes what the run computes, without --allow-change."""
 
 
