@@ -1,4 +1,5 @@
 import json
+import re
 import os
 import subprocess
 import sys
@@ -204,3 +205,23 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_stopped_before_the_update(t
     with pytest.raises(NonFiniteError, match="step 1 of 3: non-finite gradient norm nan"):
         trainer.fit()
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # not updated
+
+
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        (dict(steps=0), "train.steps must be > 0, got 0"),
+        (dict(steps=-5), "train.steps must be > 0, got -5"),
+        (dict(log_every=0), "train.log_every must be > 0"),
+        (dict(precision="fp16"), "train.precision must be one of 'auto', 'bf16', 'fp32', got 'fp16'"),
+        (dict(parallel="zero"), "train.parallel must be one of 'ddp', 'fsdp'"),
+        (dict(batch_size=15, grad_accum=2), "train.batch_size=15 must be divisible by processes x grad_accum = 1 x 2"),
+        (dict(device="tpu"), "train.device must be 'auto', 'cpu' or 'cuda', got 'tpu'"),
+    ],
+)
+def test_a_setting_the_loop_cannot_run_is_refused_before_the_run_dir_is_touched(tmp_path, setting, words):
+    from drivewm.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        run_training(_cfg(tmp_path / "r", **setting))
+    assert not (tmp_path / "r").exists()

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from drivewm.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -35,9 +37,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device='cuda' but no CUDA device is available")
+        raise ConfigError("train.device='cuda' but no CUDA device is available")
     return torch.device(name)
 
 

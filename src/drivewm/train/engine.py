@@ -28,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from drivewm.config import ConfigError
 from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import (
     CheckpointError,
@@ -115,9 +116,23 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _check_settings(cfg: TrainConfig, world_size: int) -> None:
+    """Refuse settings the loop cannot run, before anything in the run directory is touched."""
+    choices = {"precision": ("auto", "bf16", "fp32"), "parallel": ("ddp", "fsdp")}
+    for key, valid in choices.items():
+        if getattr(cfg, key) not in valid:
+            raise ConfigError(f"train.{key} must be one of {', '.join(map(repr, valid))}, got {getattr(cfg, key)!r}")
+    for key in ("steps", "batch_size", "grad_accum", "log_every", "ckpt_every"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"train.{key} must be > 0, got {getattr(cfg, key)}")
+    if cfg.batch_size % (world_size * cfg.grad_accum):
+        raise ConfigError(
+            f"train.batch_size={cfg.batch_size} must be divisible by processes x grad_accum = "
+            f"{world_size} x {cfg.grad_accum}"
+        )
+
+
 def _autocast(device: torch.device, precision: str):
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     use_bf16 = precision == "bf16" or (
         precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
@@ -141,8 +156,6 @@ class Trainer:
     ) -> None:
         if not hasattr(model, "loss"):
             raise TypeError(f"{type(model).__name__} has no loss(batch) method: it cannot be trained")
-        if cfg.steps <= 0:
-            raise ValueError(f"train.steps must be > 0, got {cfg.steps}")
         self.cfg = cfg
         self.model = model
         self.train_set = train_set
@@ -150,6 +163,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.config_yaml = config_yaml
         self.env = dist_env or setup_distributed(cfg.device)
+        _check_settings(cfg, self.env.world_size)
         self.collate_fn = collate_fn
         self.ckpts = CheckpointManager(self.run_dir, cfg.keep_last)
         self.segments: list[dict] = [{"start_step": 0}]
@@ -171,8 +185,6 @@ class Trainer:
                     if any(p.requires_grad for p in child.parameters()):
                         fully_shard(child)
                 fully_shard(wrapped)
-            else:
-                raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.cfg.parallel!r}")
         if self.cfg.compile:
             wrapped = torch.compile(wrapped)
         return wrapped
