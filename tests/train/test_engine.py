@@ -225,3 +225,13 @@ def test_a_setting_the_loop_cannot_run_is_refused_before_the_run_dir_is_touched(
     with pytest.raises(ConfigError, match=re.escape(words)):
         run_training(_cfg(tmp_path / "r", **setting))
     assert not (tmp_path / "r").exists()
+
+
+def test_a_corrupt_checkpoint_index_is_named_when_loading_a_run(tmp_path):
+    from drivewm.train.checkpoint import CheckpointError, load_run
+
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=2))
+    (run / "checkpoints" / "index.json").write_bytes(b"\xff\xfe garbage")
+    with pytest.raises(CheckpointError, match=r"checkpoints/index\.json: not valid JSON"):
+        load_run(run)
