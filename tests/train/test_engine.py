@@ -235,3 +235,17 @@ def test_a_corrupt_checkpoint_index_is_named_when_loading_a_run(tmp_path):
     (run / "checkpoints" / "index.json").write_bytes(b"\xff\xfe garbage")
     with pytest.raises(CheckpointError, match=r"checkpoints/index\.json: not valid JSON"):
         load_run(run)
+
+
+def test_a_failed_restore_leaves_the_logs_whole(tmp_path):
+    from drivewm.train.checkpoint import CheckpointError
+
+    run = tmp_path / "r"
+    run_training(_cfg(run, steps=10, ckpt_every=5))
+    index = json.loads((run / "checkpoints" / "index.json").read_text())
+    (run / "checkpoints" / "index.json").write_text(json.dumps({**index, "latest": "step_00000005"}))
+    (run / "checkpoints" / "step_00000005" / "optim.safetensors").write_bytes(b"truncated")
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match=r"step_00000005/optim\.safetensors: not a readable safetensors file"):
+        run_training(_cfg(run, steps=10, ckpt_every=5), resume=True)
+    assert (run / "metrics.jsonl").read_text() == metrics  # steps 6-10 are not cut for a restore that failed
