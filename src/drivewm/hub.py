@@ -203,7 +203,7 @@ def find_checkpoint(directory: str | Path, which: str = "best") -> Path:
     index = directory / "checkpoints" / "index.json"
     try:
         idx = json.loads(index.read_text()) if index.is_file() else {}
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{index}: not valid JSON (truncated?): {e}") from None
     name = (idx.get("best") or idx.get("latest")) if which == "best" else idx.get("latest")
     path = directory / "checkpoints" / name if name else None

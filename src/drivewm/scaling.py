@@ -78,7 +78,7 @@ def run_sweep(
 ) -> tuple[list[dict], PowerLawFit]:
     """Train the world model config at each width; returns per-run rows and the fit."""
     from drivewm.train.config import load_run_config
-    from drivewm.train.checkpoint import CheckpointManager, build_model_from_sources
+    from drivewm.train.checkpoint import build_model_from_sources
     from drivewm.train.run import run_training
 
     rows = []
@@ -90,8 +90,7 @@ def run_sweep(
         cfg = load_run_config(config, run_overrides)
         model = build_model_from_sources(cfg.model)
         n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        done = CheckpointManager(run_dir).latest()
-        result = run_training(cfg, resume=done is not None)
+        result = run_training(cfg, resume=run_dir.is_dir())  # continues a run dir's checkpoint, or starts at step 0
         val = result.best_val
         if val is None:  # a resumed run that had already finished: read its logged validation loss
             logged = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]

@@ -71,7 +71,7 @@ def test_bad_key_is_one_line(drivewm, toy_run, case):
 
 
 CORRUPT = {
-    "train resume": ["train", "toy.yaml", "run_dir=RUN", "--resume"],
+    "train resume": ["train", "toy.yaml", "run_dir=RUN", "train.steps=2", "--resume"],  # the run's own steps
     "eval forecast": ["eval", "forecast", "RUN", "data=."],
     "eval tokenizer": ["eval", "tokenizer", "RUN", "data=."],
     "eval probe": ["eval", "probe", "RUN", "data=."],

@@ -26,6 +26,9 @@ def test_valid_episode_returns_frame_count(grid, make_episode):
         (lambda e: e["occ"].__setitem__((2, 0, 0, 0), 40), "occ", "class id 40 outside the class table"),
         (lambda e: e.__setitem__("wheels", np.zeros(3)), "wheels", "unknown key"),
         (lambda e: e["lidar"].__setitem__((0, 0), np.inf), "lidar", "non-finite"),
+        (lambda e: e["ego_speed"].__setitem__(2, np.nan), "ego_speed", "1 non-finite (NaN/inf) speeds, first at index [2]"),
+        (lambda e: e["route"].__setitem__((3, 1), np.inf), "route", "non-finite (NaN/inf) route points"),
+        (lambda e: e["agents"].__setitem__((0, 0, 1), np.nan), "agents", "non-finite (NaN/inf) values in valid agent"),
         (lambda e: e["lidar_offsets"].__setitem__(-1, 3), "lidar_offsets", "end at the point count"),
         (lambda e: e["agents"].__setitem__((0, 0, 7), 99.0), "agents", "class"),
     ],
@@ -79,3 +82,11 @@ def test_actions_from_poses_recover_bicycle_controls():
     # finite differences over 0.5 s are chords of an arc: a few percent off the instantaneous values
     np.testing.assert_allclose(act[:-1, 1], steer, rtol=0.05)
     np.testing.assert_allclose(act[:-2, 0], acc, rtol=0.05)
+
+
+def test_non_finite_values_in_empty_agent_slots_are_allowed(grid, make_episode):
+    ep = make_episode(5, grid)
+    ep["agents_valid"][:] = False
+    ep["agents_valid"][0, 0] = True
+    ep["agents"][1, 2, :] = np.nan  # an empty slot holds anything
+    assert validate_episode(ep, grid, "ep") == 5

@@ -171,3 +171,24 @@ def test_bev_image_orientation(grid):
     assert img.shape == (32, 32, 3)
     assert (img[0, 0] == OCC3D_PALETTE[4]).all() and (img[-1, 0] == OCC3D_PALETTE[7]).all()
     assert (img[5, 5] == OCC3D_PALETTE[17]).all()
+
+
+@pytest.mark.parametrize("index", [-1, 2.5, True])
+def test_write_refuses_an_index_that_is_not_a_non_negative_integer(tmp_path, grid, make_episode, index):
+    with pytest.raises(StoreError, match=f"episode index must be a non-negative integer, got {index!r}"):
+        write_episode(tmp_path / "s", make_episode(3, grid), grid=grid, index=index)
+    assert not (tmp_path / "s" / "episodes").exists()
+
+
+def test_read_refuses_an_array_of_another_dtype_than_the_contract(store, make_episode, grid):
+    from drivewm.data.manifest import write_manifest
+    from drivewm.data.store import write_episode_group
+
+    path, _ = store
+    ep = make_episode(4, grid, seed=5)
+    ep["ego_speed"] = ep["ego_speed"].astype(np.float64)  # written around the validating writer
+    m = read_manifest(path)
+    m["episodes"].append(write_episode_group(path / "episodes", 2, ep))
+    write_manifest(path, m)
+    with pytest.raises(StoreError, match=r"ep_000002/ego_speed: dtype float64 \(manifest float64\), the data contract says float32"):
+        EpisodeStore(path)

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from drivewm.data.config import DataConfig
 from drivewm.data.episode import relative_poses
+from drivewm.data.manifest import StoreError
 from drivewm.data.spec import grid_preset
 from drivewm.data.store import EpisodeWriter
 from drivewm.data.windows import WindowDataset, build_dataset, dataset_grid, split_episodes
@@ -101,15 +102,18 @@ def test_distributed_sampler_partitions_windows(store):
 def test_bad_config_errors(store, tmp_path, grid, make_episode):
     path, _ = store
     EpisodeWriter(tmp_path / "nocam", grid=grid).write(make_episode(5, grid, camera=False))
-    with pytest.raises(KeyError, match="has no 'camera' in every episode"):
+    with pytest.raises(StoreError, match=r"nocam/manifest\.json: data\.keys asks for 'camera', which not every episode has"):
         WindowDataset(cfg(tmp_path / "nocam"), "train")
     with pytest.raises(ValueError, match="'wheels' is not a per-frame key"):
         WindowDataset(cfg(path, keys=["occ", "wheels"]), "train")
     with pytest.raises(ValueError, match="'route' is not a per-frame key"):
         WindowDataset(cfg(path, keys=["route"]), "train")
-    with pytest.raises(ValueError, match="no training window of 12 frames.*longest training episode has 7"):
+    with pytest.raises(StoreError, match="manifest.json: no training window of 12 frames.*longest training episode has 7"):
         WindowDataset(cfg(path, past=6, future=6), "train")
     with pytest.raises(ValueError, match="split must be one of"):
         WindowDataset(cfg(path), "test")
-    with pytest.raises(FileNotFoundError, match="not a directory"):
+    with pytest.raises(StoreError, match="not a directory"):
         WindowDataset(cfg(path / "nope"), "train")
+    EpisodeWriter(tmp_path / "empty", grid=grid)
+    with pytest.raises(StoreError, match=r"empty/manifest\.json: the store has no episodes"):
+        WindowDataset(cfg(tmp_path / "empty"), "train")

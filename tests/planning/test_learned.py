@@ -124,3 +124,12 @@ def test_tracked_agents_reach_the_safety_term_through_the_preset(micro_jepa, mic
     r = m.rollout(straight)
     torch.testing.assert_close(r.agents, torch.as_tensor(crossing))
     assert planner.cost.safety(r).item() >= 100.0
+
+
+def test_non_finite_actions_are_named_before_they_reach_the_model(micro_token_world, micro_obs):
+    m = TokenPlanningModel(micro_token_world, context_frames=2, seed=0)
+    m.observe(micro_obs)
+    acts = torch.zeros(2, 2, 2)
+    acts[1, 0, 1] = float("nan")
+    with pytest.raises(PlanningError, match=r"^actions: 1 non-finite \(NaN/inf\) values, first at index \[1, 0, 1\]$"):
+        m.rollout(acts)

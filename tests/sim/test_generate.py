@@ -1,4 +1,10 @@
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +140,52 @@ def test_expert_noise_recorded_and_changes_actions(tmp_path, reference):
         generate_store(noisy, **RUN)
     with pytest.raises(ValueError, match="expert_noise"):
         generate_store(tmp_path / "bad", **RUN, expert_noise=-1.0)
+
+
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids |= {int(k) for k in (task / "children").read_text().split()}
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; only its exit status is left
+
+
+def _episodes(out: Path) -> set[str]:
+    return {d.name for d in (out / "episodes").glob("ep_*")}
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc to find the workers")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_end_with_their_parent(tmp_path, sig):
+    out = tmp_path / "s"
+    # Episodes of 100 frames take about a second each: killed, both workers are mid-episode.
+    code = f"from drivewm.sim.generate import generate_store; generate_store({str(out)!r}, preset='micro', episodes=12, frames=100, workers=2)"
+    parent = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "episodes").is_dir() or not _episodes(out):  # the workers are running episodes
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = _children(parent.pid)
+        assert len(workers) >= 2
+        parent.send_signal(sig)
+        parent.wait(timeout=30)
+        written = _episodes(out)
+        deadline = time.monotonic() + 30
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [w for w in workers if _alive(w)]
+        # A worker that outlived its parent would have finished its episode: none may appear.
+        assert _episodes(out) == written
+    finally:
+        parent.kill()
+    if sig == signal.SIGTERM:  # a clean stop: the manifest lists the episodes written
+        assert parent.returncode == 128 + signal.SIGTERM
+        assert {e["name"] for e in read_manifest(out)["episodes"]} == written

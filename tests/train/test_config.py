@@ -39,3 +39,13 @@ def test_unknown_model_and_bad_override_form(tmp_path):
         load_run_config(_write(tmp_path, "model:\n  name: toy_forecaster\n"), ["depth"])
     with pytest.raises(ConfigError, match="not found"):
         load_run_config(tmp_path / "missing.yaml")
+
+
+def test_a_key_given_twice_in_a_yaml_file_is_an_error(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("model:\n  name: toy_forecaster\ntrain:\n  lr: 0.1\n  steps: 3\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml: key 'lr' given twice in one mapping \(lines 4 and 6\)"):
+        load_run_config(path)
+    path.write_text("model: {name: toy_forecaster, name: toy_forecaster}\n")
+    with pytest.raises(ConfigError, match="key 'name' given twice"):
+        load_run_config(path)

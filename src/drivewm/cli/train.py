@@ -20,6 +20,12 @@ def train(
         False, "--resume", help="Continue from the newest checkpoint in the run directory, step for step."
     ),
     run_dir: Optional[str] = typer.Option(None, "--run-dir", help="Where checkpoints and logs go (overrides run_dir)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start afresh in a run directory that holds another run, deleting its checkpoints and logs."
+    ),
+    allow_change: list[str] = typer.Option(
+        [], "--allow-change", help="With --resume: a config key (train.lr) the resumed run may change; repeat for more."
+    ),
 ) -> None:
     """Train a model. Then data=DIR (the episode store) and KEY=VALUE overrides (model.depth=4 train.lr=1e-3)."""
     from drivewm.config import ConfigError, parse_run_args
@@ -42,7 +48,7 @@ def train(
     cfg = load_run_config(cfg_path, overrides)
     if kind and model_entry(cfg.model.name).kind != kind:
         raise ConfigError(f"{cfg_path} trains {cfg.model.name!r}, a {model_entry(cfg.model.name).kind} model, not a {kind}")
-    result = run_training(cfg, resume=resume)
+    result = run_training(cfg, resume=resume, overwrite=overwrite, allow_change=allow_change)
     if int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun, not one per process
         typer.echo(f"{cfg.run_dir}: {result.steps} steps, last loss {result.last_loss:.4g}"
                    + (f", best validation loss {result.best_val:.4g}" if result.best_val is not None else ""))

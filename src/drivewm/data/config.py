@@ -19,8 +19,6 @@ class DataConfig:
     """Arrays of the data contract to load for each window."""
     val_fraction: float = 0.1
     """Fraction of episodes (the last ones, in store order) held out for validation."""
-    num_workers: int = 0
-    """DataLoader worker processes."""
     lidar_max_points: int = 0
     """Points per frame in a window's padded `lidar` [T, N, 4] (0: the store's largest frame; more are subsampled evenly)."""
     skip_bad: bool = False

@@ -70,6 +70,10 @@ REQUIRED_KEYS = ("ego_pose", "action")
 UNPOSED_KEYS = frozenset({"camera", "camera_intrinsics", "camera_extrinsics"})
 SENSOR_KEYS = ("occ", "lidar", "camera", "agents")
 PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
+# How a non-finite value of a float key is named in an error.
+FLOAT_WHAT = {"ego_pose": "poses", "action": "actions", "lidar": "points", "agents": "values in valid agent slots",
+              "ego_speed": "speeds", "route": "route points", "camera_intrinsics": "intrinsics",
+              "camera_extrinsics": "extrinsics"}
 # Keys whose first axis is the frame axis: a window slices them directly.
 FRAME_KEYS = tuple(k for k, s in KEYS.items() if s.dims[0] == "T")
 
@@ -114,8 +118,8 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
 
     Raises EpisodeError (a ValueError) naming ``source`` (a file, scene or episode name), the key and
     the problem: unknown or missing keys, wrong dtype, wrong shape, frame counts that disagree,
-    NaN/inf poses, actions or points, lidar offsets that do not index the points, class ids
-    outside the grid's class table.
+    NaN/inf in any float key (poses, actions, points, speeds, route, valid agents, camera matrices),
+    lidar offsets that do not index the points, class ids outside the grid's class table.
     """
     if not isinstance(arrays, dict):
         raise EpisodeError(source, None, f"an episode is a dict of arrays, got {type(arrays).__name__}")
@@ -149,9 +153,11 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     if T < 1:
         raise EpisodeError(source, "ego_pose", "an episode needs at least one frame")
 
-    for key, what in (("ego_pose", "poses"), ("action", "actions")):
-        if key in arrays:
-            _check_finite(source, key, arrays[key], what)
+    # Every float of the contract is finite (agents only in their valid slots: empty ones hold anything).
+    for key, arr in arrays.items():
+        if arr.dtype.kind == "f":
+            values = arr[arrays["agents_valid"]] if key == "agents" else arr
+            _check_finite(source, key, values, FLOAT_WHAT.get(key, "values"))
     if "occ" in arrays:
         occ = arrays["occ"]
         if occ.size and int(occ.max()) >= grid.num_classes:
@@ -163,7 +169,6 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
                 f"(ids 0..{grid.num_classes - 1}), first at frame {frame}",
             )
     if "lidar" in arrays:
-        _check_finite(source, "lidar", arrays["lidar"], "points")
         off = arrays["lidar_offsets"]
         if off[0] != 0 or off[-1] != len(arrays["lidar"]) or np.any(np.diff(off) < 0):
             raise EpisodeError(
@@ -173,7 +178,6 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
             )
     if "agents" in arrays:
         agents, valid = arrays["agents"], arrays["agents_valid"]
-        _check_finite(source, "agents", agents[valid], "values in valid agent slots")
         cls = agents[..., 7][valid]
         if cls.size and (np.any(cls < 0) or np.any(cls >= grid.num_classes) or np.any(cls != np.round(cls))):
             raise EpisodeError(source, "agents", f"class (column 7) must be an integer id in 0..{grid.num_classes - 1}")

@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from drivewm.errors import DrivewmError
 from drivewm.data.spec import GridSpec
 
@@ -41,6 +43,13 @@ EPISODES_DIR = "episodes"
 
 class StoreError(DrivewmError):
     """A store on disk that is missing, inconsistent or corrupt; the message names the file and problem."""
+
+
+def episode_index(index: object, where: str | Path) -> int:
+    """`index` as an int; StoreError naming `where` unless it is a non-negative integer."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise StoreError(f"{where}: episode index must be a non-negative integer, got {index!r}")
+    return int(index)
 
 
 def episode_name(index: int) -> str:
@@ -79,12 +88,12 @@ def new_manifest(*, grid: GridSpec, hz: float, sensors: dict | None = None, gene
 
 
 def read_manifest(store_dir: str | Path) -> dict:
-    """Read and check ``DIR/manifest.json``; StoreError/FileNotFoundError name the file and problem."""
+    """Read and check ``DIR/manifest.json``; StoreError names the file and problem."""
     path = Path(store_dir) / MANIFEST
     if not Path(store_dir).is_dir():
-        raise FileNotFoundError(f"episode store not found: {store_dir} is not a directory")
+        raise StoreError(f"episode store not found: {store_dir} is not a directory")
     if not path.is_file():
-        raise FileNotFoundError(
+        raise StoreError(
             f"{path}: no manifest; is {store_dir} an episode store (written by `drivewm data generate/convert`)?"
         )
     try:

@@ -41,6 +41,7 @@ from drivewm.data.episode import KEYS, episode_checksum, validate_episode  # noq
 from drivewm.data.manifest import (  # noqa: E402
     EPISODES_DIR,
     StoreError,
+    episode_index,
     episode_name,
     new_manifest,
     read_manifest,
@@ -87,6 +88,7 @@ def write_episode_group(
     episodes_dir: Path, index: int, arrays: dict[str, np.ndarray], *, chunk_frames: int = 4, extra: dict | None = None
 ) -> dict:
     """Write validated arrays as group ``ep_<index>`` (temporary name, then rename); return its record."""
+    index = episode_index(index, episodes_dir)
     name = episode_name(index)
     final = episodes_dir / name
     if final.exists():
@@ -194,6 +196,10 @@ class EpisodeStore:
                 arr = group[key]
             except KeyError:
                 raise StoreError(f"{ep_dir / key}: array missing") from None
+            if meta["dtype"] != KEYS[key].dtype or str(arr.dtype) != KEYS[key].dtype:
+                raise StoreError(
+                    f"{ep_dir / key}: dtype {arr.dtype} (manifest {meta['dtype']}), the data contract says {KEYS[key].dtype}"
+                )
             if list(arr.shape) != meta["shape"] or str(arr.dtype) != meta["dtype"]:
                 raise StoreError(
                     f"{ep_dir / key}: shape {list(arr.shape)} {arr.dtype} does not match manifest {meta['shape']} {meta['dtype']}"
@@ -325,7 +331,7 @@ class EpisodeWriter:
         the data came from (a file, a scene); other keyword values (e.g. ``seed=3``) are stored in
         the episode's record.
         """
-        index = self.next_index() if index is None else int(index)
+        index = self.next_index() if index is None else episode_index(index, self.path)
         source = source or episode_name(index)
         validate_episode(arrays, self.grid, source)
         rec = write_episode_group(
@@ -337,7 +343,7 @@ class EpisodeWriter:
 
     def skip(self, index: int | None, source: str, error: str) -> None:
         """Record a bad episode that was left out (reported in the manifest's 'skipped' list)."""
-        index = self.next_index() if index is None else int(index)
+        index = self.next_index() if index is None else episode_index(index, self.path)
         self.manifest["skipped"].append({"index": index, "source": source, "error": error})
         write_manifest(self.path, self.manifest)
 

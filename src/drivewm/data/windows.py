@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from drivewm.config import ConfigError
 from drivewm.data.config import DataConfig
 from drivewm.data.episode import FRAME_KEYS, relative_poses
-from drivewm.data.manifest import read_manifest
+from drivewm.data.manifest import StoreError, read_manifest
 from drivewm.data.spec import GridSpec
 from drivewm.data.store import EpisodeStore
 
@@ -42,7 +43,7 @@ def split_episodes(n: int, val_fraction: float, split: str) -> range:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
     n_val = 0 if n <= 1 or val_fraction == 0 else min(n - 1, max(1, round(n * val_fraction)))
     return range(0, n - n_val) if split == "train" else range(n - n_val, n)
 
@@ -56,25 +57,30 @@ class WindowDataset(Dataset):
 
     def __init__(self, cfg: DataConfig, split: str = "train") -> None:
         if cfg.past < 1 or cfg.future < 0 or cfg.stride < 1:
-            raise ValueError(f"data.past must be >= 1, future >= 0, stride >= 1; got {cfg.past}, {cfg.future}, {cfg.stride}")
+            raise ConfigError(f"data.past must be >= 1, future >= 0, stride >= 1; got {cfg.past}, {cfg.future}, {cfg.stride}")
         self.cfg, self.split = cfg, split
         self.store = EpisodeStore(cfg.path, skip_bad=cfg.skip_bad, report=_report)
+        if len(self.store) == 0:
+            raise StoreError(f"{self.store.path / 'manifest.json'}: the store has no episodes")
         self.grid = self.store.grid
         self.window = cfg.past + cfg.future
         self.keys = list(cfg.keys)
         available = self.store.keys()
         for key in self.keys:
             if key not in FRAME_KEYS and key != "lidar":
-                raise ValueError(f"data.keys: {key!r} is not a per-frame key; valid: {', '.join(FRAME_KEYS + ('lidar',))}")
+                raise ConfigError(f"data.keys: {key!r} is not a per-frame key; valid: {', '.join(FRAME_KEYS + ('lidar',))}")
             if key not in available:
-                raise KeyError(f"data.keys: the store {cfg.path} has no {key!r} in every episode; it has {sorted(available)}")
+                raise StoreError(
+                    f"{self.store.path / 'manifest.json'}: data.keys asks for {key!r}, which not every episode has; "
+                    f"every episode has {sorted(available)}"
+                )
         self.episode_ids = list(split_episodes(len(self.store), cfg.val_fraction, split))
         counts = [max(0, (self.store.episodes[e]["frames"] - self.window) // cfg.stride + 1) for e in self.episode_ids]
         self._cum = np.cumsum([0] + counts).tolist()
         if split == "train" and self._cum[-1] == 0:
             longest = max((self.store.episodes[e]["frames"] for e in self.episode_ids), default=0)
-            raise ValueError(
-                f"{cfg.path}: no training window of {self.window} frames (past {cfg.past} + future {cfg.future}); "
+            raise StoreError(
+                f"{self.store.path / 'manifest.json'}: no training window of {self.window} frames (past {cfg.past} + future {cfg.future}); "
                 f"the longest training episode has {longest} frames"
             )
         self.posed = "ego_pose" in available  # camera-only stores of unposed video have no poses

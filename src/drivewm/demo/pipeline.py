@@ -21,11 +21,11 @@ from drivewm.demo.stages import StageRunner
 def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
         from drivewm.train.config import load_run_config
-        from drivewm.train.checkpoint import CheckpointManager
         from drivewm.train.run import run_training
 
         cfg = load_run_config(config, [*overrides, f"run_dir={stage_dir}"])
-        result = run_training(cfg, resume=CheckpointManager(stage_dir).latest() is not None)
+        # Continues the stage's checkpoint, or starts at step 0 (also after a kill before the first one).
+        result = run_training(cfg, resume=True)
         return {"steps": result.steps, "last_loss": result.last_loss, "best_val": result.best_val}
 
     return run

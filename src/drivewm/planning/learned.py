@@ -29,6 +29,14 @@ def relative_poses(ego_pose: np.ndarray) -> np.ndarray:
     return to_frame(p, p[-1]).numpy().astype(np.float32)
 
 
+def _check_finite(name: str, values: torch.Tensor) -> None:
+    """A NaN/inf action would only surface deep in the model (as NaN sampling probabilities): name it here."""
+    bad = ~torch.isfinite(values)
+    if bad.any():
+        first = [int(i) for i in bad.nonzero()[0]]
+        raise PlanningError(f"{name}: {int(bad.sum())} non-finite (NaN/inf) values, first at index {first}")
+
+
 class _LearnedModel:
     """Shared part: history on the model's device, ego kinematics of each candidate."""
 
@@ -50,6 +58,7 @@ class _LearnedModel:
                 f"the model needs {self.context_frames} context frames, the observation has {len(observation.occ)}"
             )
         self.obs = observation.last(self.context_frames)
+        _check_finite("observation.action", torch.as_tensor(self.obs.action))
         self.rel = torch.as_tensor(relative_poses(self.obs.ego_pose), device=self.device)  # [T, 3]
         self.past_actions = torch.as_tensor(self.obs.action[:-1], dtype=torch.float32, device=self.device)  # [T-1, 2]
 
@@ -58,6 +67,7 @@ class _LearnedModel:
             raise PlanningError("rollout called before observe()")
         if actions.ndim != 3 or actions.shape[-1] != self.action_dim:
             raise PlanningError(f"actions must be [S, H, {self.action_dim}], got {tuple(actions.shape)}")
+        _check_finite("actions", actions)
         start = torch.tensor([0.0, 0.0, 0.0, self.obs.speed], device=actions.device)
         return rollout_bicycle(start, actions.float(), self.dt, self.max_speed)  # [S, H, 3], [S, H]
 

@@ -15,9 +15,15 @@ grid, hz and generator settings agree and that no index is claimed twice with di
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
 import json
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -74,6 +80,47 @@ def generator_settings(preset: str, frames: int, seed: int, episodes: int,
     if sim_cfg.camera:
         sensors["camera"] = dataclasses.asdict(sim_cfg.camera_spec)
     return generator, sensors, sim_cfg
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _end_with_parent(parent: int) -> None:
+    """Pool worker initializer: the worker dies with the generating process, however that ends.
+
+    A worker left behind by a killed parent would go on writing episodes beside the user's rerun.
+    On Linux the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG); elsewhere a
+    daemon thread watches the parent id. Ctrl-C is the parent's to handle: it terminates the pool.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the death signal was armed
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM ends the generation as Ctrl-C does (pool terminated, manifest written), then exits 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # the exit status a plain SIGTERM death reports
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _make_episode(job: tuple) -> tuple[str, int, object]:
@@ -148,27 +195,30 @@ def generate_store(
 
     if on_progress:
         on_progress(finished, len(mine))
-    pool = mp.get_context("spawn").Pool(workers) if workers > 1 and len(jobs) > 1 else None
-    try:
-        results = pool.imap_unordered(_make_episode, jobs) if pool else map(_make_episode, jobs)
-        for status, index, payload in results:
-            finished += 1
-            if status == "ok":
-                records[index] = payload
-            else:
-                if not skip_bad:
-                    raise StoreError(f"{out}: episode {payload} (rerun with --skip-bad to report and skip it)")
-                skipped.append({"index": index, "source": f"seed {episode_seed(seed, index)}", "error": payload})
-                if report:
-                    report(f"skipped bad episode {payload}")
-            if on_progress:
-                on_progress(finished, len(mine))
-            if time.monotonic() - last_write > MANIFEST_EVERY_S:
-                flush()
-                last_write = time.monotonic()
-    finally:
-        if pool:
-            pool.terminate()
-            pool.join()
-        flush(rescan=True)  # the manifest lists every complete episode, also after an error or an interrupt
+    with _sigterm_raises():
+        pool = None
+        if workers > 1 and len(jobs) > 1:
+            pool = mp.get_context("spawn").Pool(workers, initializer=_end_with_parent, initargs=(os.getpid(),))
+        try:
+            results = pool.imap_unordered(_make_episode, jobs) if pool else map(_make_episode, jobs)
+            for status, index, payload in results:
+                finished += 1
+                if status == "ok":
+                    records[index] = payload
+                else:
+                    if not skip_bad:
+                        raise StoreError(f"{out}: episode {payload} (rerun with --skip-bad to report and skip it)")
+                    skipped.append({"index": index, "source": f"seed {episode_seed(seed, index)}", "error": payload})
+                    if report:
+                        report(f"skipped bad episode {payload}")
+                if on_progress:
+                    on_progress(finished, len(mine))
+                if time.monotonic() - last_write > MANIFEST_EVERY_S:
+                    flush()
+                    last_write = time.monotonic()
+        finally:
+            if pool:
+                pool.terminate()
+                pool.join()
+            flush(rescan=True)  # the manifest lists every complete episode, also after an error or a signal
     return manifest

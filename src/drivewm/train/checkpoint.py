@@ -173,7 +173,10 @@ class CheckpointManager:
 
     def _index(self) -> dict:
         p = self.root / "index.json"
-        return json.loads(p.read_text()) if p.is_file() else {}
+        try:
+            return json.loads(p.read_text()) if p.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{p}: not valid JSON (truncated?): {e}") from None
 
     def latest(self) -> Path | None:
         name = self._index().get("latest")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from drivewm.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -35,9 +37,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda"):
-        raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
+        raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device='cuda' but no CUDA device is available")
+        raise ConfigError("train.device='cuda' but no CUDA device is available")
     return torch.device(name)
 
 
@@ -82,3 +84,21 @@ def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
     return values
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank `src`'s `obj` on every rank (the object itself in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        box = [obj]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+    return obj
+
+
+def gather_objects(obj: object) -> list:
+    """Every rank's `obj`, in rank order, on every rank (``[obj]`` in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        out: list = [None] * dist.get_world_size()
+        dist.all_gather_object(out, obj)
+        return out
+    return [obj]

@@ -9,12 +9,13 @@ for step, and logs. Model code never sees distributed code.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -27,26 +28,41 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.utils.data import DataLoader, Dataset
 
+from drivewm.config import ConfigError
+from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
     _load_tensors,
+    capture_rng,
     check_state_dict,
     read_state,
     restore_rng,
     unflatten_optimizer_state,
 )
 from drivewm.train.config import TrainConfig
-from drivewm.train.distributed import DistEnv, all_reduce_max, all_reduce_mean, setup_distributed
+from drivewm.train.distributed import (
+    DistEnv,
+    all_reduce_max,
+    all_reduce_mean,
+    broadcast_object,
+    gather_objects,
+    setup_distributed,
+)
 from drivewm.train.logging import MetricsLogger, progress_bar
+from drivewm.train.rundir import latest_checkpoint, prepare_run_dir, write_segments
 from drivewm.train.sampler import DistributedStepSampler
 from drivewm.train.schedule import warmup_cosine
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
+# Largest |weight| an update may leave before the run counts as diverged. Trained drivewm models
+# stay many orders of magnitude below it, and an fp32 weight beyond it overflows within a few
+# layers, so a checkpoint of such weights would only look good.
+EXPLODED_WEIGHT = 1e8
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped before touching its checkpoints."""
+class NonFiniteError(DrivewmError):
+    """The loss, the gradient norm or the weights became NaN, infinite or exploded; nothing of it was saved."""
 
 
 @dataclass
@@ -78,6 +94,19 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _encode_rng(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    return {"tensors": {k: base64.b64encode(v.numpy().tobytes()).decode() for k, v in tensors.items()}, "meta": meta}
+
+
+def _rank_rng(path: Path, state: dict, rank: int) -> tuple[dict[str, torch.Tensor], dict]:
+    """Rank `rank`'s saved RNG state (rank 0's for a rank the saving run did not have)."""
+    saved = state.get("rng_by_rank", {}).get(str(rank))
+    if rank == 0 or saved is None:
+        return _load_tensors(path / "rng.safetensors"), state["rng"]
+    tensors = {k: torch.frombuffer(bytearray(base64.b64decode(v)), dtype=torch.uint8) for k, v in saved["tensors"].items()}
+    return tensors, saved["meta"]
+
+
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay, no_decay = [], []
     for p in model.parameters():
@@ -87,9 +116,23 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def _check_settings(cfg: TrainConfig, world_size: int) -> None:
+    """Refuse settings the loop cannot run, before anything in the run directory is touched."""
+    choices = {"precision": ("auto", "bf16", "fp32"), "parallel": ("ddp", "fsdp")}
+    for key, valid in choices.items():
+        if getattr(cfg, key) not in valid:
+            raise ConfigError(f"train.{key} must be one of {', '.join(map(repr, valid))}, got {getattr(cfg, key)!r}")
+    for key in ("steps", "batch_size", "grad_accum", "log_every", "ckpt_every"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f"train.{key} must be > 0, got {getattr(cfg, key)}")
+    if cfg.batch_size % (world_size * cfg.grad_accum):
+        raise ConfigError(
+            f"train.batch_size={cfg.batch_size} must be divisible by processes x grad_accum = "
+            f"{world_size} x {cfg.grad_accum}"
+        )
+
+
 def _autocast(device: torch.device, precision: str):
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"train.precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     use_bf16 = precision == "bf16" or (
         precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()
     )
@@ -113,8 +156,6 @@ class Trainer:
     ) -> None:
         if not hasattr(model, "loss"):
             raise TypeError(f"{type(model).__name__} has no loss(batch) method: it cannot be trained")
-        if cfg.steps <= 0:
-            raise ValueError(f"train.steps must be > 0, got {cfg.steps}")
         self.cfg = cfg
         self.model = model
         self.train_set = train_set
@@ -122,8 +163,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.config_yaml = config_yaml
         self.env = dist_env or setup_distributed(cfg.device)
+        _check_settings(cfg, self.env.world_size)
         self.collate_fn = collate_fn
         self.ckpts = CheckpointManager(self.run_dir, cfg.keep_last)
+        self.segments: list[dict] = [{"start_step": 0}]
 
     # ------------------------------------------------------------------ set-up
     def _parallelize(self) -> nn.Module:
@@ -142,29 +185,48 @@ class Trainer:
                     if any(p.requires_grad for p in child.parameters()):
                         fully_shard(child)
                 fully_shard(wrapped)
-            else:
-                raise ValueError(f"train.parallel must be 'ddp' or 'fsdp', got {self.cfg.parallel!r}")
         if self.cfg.compile:
             wrapped = torch.compile(wrapped)
         return wrapped
 
-    def _restore(self, optimizer: torch.optim.Optimizer) -> int:
-        path = self.ckpts.latest()
-        if path is None or not path.is_dir():
-            raise CheckpointError(f"{self.run_dir}: --resume given but there is no checkpoint to resume from")
-        state = read_state(path)
-        weights = _load_tensors(path / "model.safetensors")
-        check_state_dict(get_model_state_dict(self.model, options=_FULL), weights, path / "model.safetensors")
+    def _expected_tensors(self) -> dict[str, torch.Tensor]:
+        # Names and global shapes, on every rank and without gathering (FSDP's DTensors report
+        # their full shape); get_model_state_dict with cpu_offload fills only rank 0's.
+        return dict(self.model.state_dict())
+
+    def _restore(self, path: Path, optimizer: torch.optim.Optimizer) -> int:
+        """Restore model, optimizer and this rank's RNG from a full checkpoint; return its step.
+
+        Every rank reads the checkpoint files itself, so DDP replicas and FSDP shards alike are
+        set from a full state dict. The ranks first agree that every read worked: a bad file stops
+        every rank with the same message before anything has changed.
+        """
+        error = None
+        try:
+            state = read_state(path)
+            weights = _load_tensors(path / "model.safetensors")
+            check_state_dict(self._expected_tensors(), weights, path / "model.safetensors")
+            osd = unflatten_optimizer_state(_load_tensors(path / "optim.safetensors"), state["optimizer"])
+            rng = _rank_rng(path, state, self.env.rank)
+            step = int(state["step"])
+        except CheckpointError as e:
+            error = str(e)
+        except (KeyError, TypeError, ValueError) as e:
+            error = f"{path / 'state.json'}: incomplete training state ({type(e).__name__}: {e})"
+        errors = [e for e in gather_objects(error) if e]
+        if errors:
+            raise CheckpointError(errors[0])
         set_model_state_dict(self.model, weights, options=StateDictOptions(full_state_dict=True))
-        osd = unflatten_optimizer_state(_load_tensors(path / "optim.safetensors"), state["optimizer"])
         set_optimizer_state_dict(self.model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
-        restore_rng(_load_tensors(path / "rng.safetensors"), state["rng"])
-        return int(state["step"])
+        restore_rng(*rng)
+        return step
 
     def _save(self, step: int, optimizer: torch.optim.Optimizer, best_value: float | None) -> None:
         # Collectives under FSDP: every rank gathers, rank 0 writes.
         msd = get_model_state_dict(self.model, options=_FULL)
         osd = get_optimizer_state_dict(self.model, optimizer, options=_FULL)
+        # Each rank's own random stream, so a resumed rank draws what it would have drawn.
+        rngs = gather_objects(capture_rng()) if self.env.distributed else []
         if self.env.is_main:
             self.ckpts.save(
                 step,
@@ -177,10 +239,30 @@ class Trainer:
                     "schedule": {"kind": "warmup_cosine", "step": step, "lr": optimizer.param_groups[0]["lr"]},
                     "data_position": {"next_step": step, "seed": self.cfg.seed},
                     "best_value": best_value,
+                    "segments": self.segments,
+                    "rng_by_rank": {str(r): _encode_rng(*rngs[r]) for r in range(1, len(rngs))},
                 },
             )
         if self.env.distributed:
             torch.distributed.barrier()
+
+    def _max_abs_weight(self) -> float:
+        """Largest |weight| over every parameter of every rank (NaN counts as infinite)."""
+        local = [(p.to_local() if hasattr(p, "to_local") else p).detach() for p in self.model.parameters()]
+        local = [t for t in local if t.numel()]
+        if not local:
+            return 0.0
+        top = torch.nn.utils.get_total_norm(local, norm_type=float("inf"))
+        return float(all_reduce_max(torch.nan_to_num(top.float(), nan=float("inf"))))
+
+    def _diverged(self, done: int, what: str) -> None:
+        """Stop the run: step `done` (counted as completed steps, as checkpoint names are) went wrong."""
+        last = latest_checkpoint(self.ckpts)
+        saved = f"{last} ({int(read_state(last)['step'])} completed steps)" if last else "none yet"
+        raise NonFiniteError(
+            f"{self.run_dir}: step {done} of {self.cfg.steps}: {what}; stopped without saving it. "
+            f"Last good checkpoint: {saved}"
+        )
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -205,27 +287,37 @@ class Trainer:
         return total / max(1, count)
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> FitResult:
+    def fit(self, resume: bool = False, *, overwrite: bool = False, allow_change: Sequence[str] = ()) -> FitResult:
+        """Train to `cfg.steps`; with `resume`, continue the run in `run_dir` step for step.
+
+        A fresh run refuses a directory that holds another run unless `overwrite`; a resumed run
+        refuses config changes that alter what it computes unless their keys are in `allow_change`.
+        """
         cfg, env = self.cfg, self.env
+        verdict: tuple[str, Any] | None = None
         if env.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not resume and self.ckpts.latest() is not None:
-                raise CheckpointError(
-                    f"{self.run_dir} already holds checkpoints: pass --resume to continue it, or choose another run_dir"
-                )
-            if self.config_yaml:
-                (self.run_dir / "config.yaml").write_text(self.config_yaml)
+            try:
+                verdict = ("ok", prepare_run_dir(self.ckpts, self.config_yaml, resume, overwrite, allow_change))
+            except Exception as e:  # noqa: BLE001 - every rank raises rank 0's error
+                verdict = ("error", e)
+        verdict = broadcast_object(verdict)
+        if verdict[0] == "error":
+            raise verdict[1]
+        checkpoint, self.segments = verdict[1]
         wrapped = self._parallelize()
         optimizer = torch.optim.AdamW(
             _param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2)
         )
-        start = self._restore(optimizer) if resume else 0
+        start = self._restore(Path(checkpoint), optimizer) if checkpoint else 0
         logger = MetricsLogger(self.run_dir, enabled=env.is_main)
-        if resume:
-            logger.truncate_after(start)
-        if start >= cfg.steps:
+        if start >= cfg.steps:  # a finished run: nothing to redo, nothing to record
             logger.close()
             return FitResult(start, float("nan"), None, self.run_dir)
+        if checkpoint:
+            # Only now, with every rank restored, drop what the interrupted run logged after its checkpoint.
+            logger.truncate_after(start)
+            if env.is_main:
+                write_segments(self.run_dir, self.segments)
 
         sampler = DistributedStepSampler(
             len(self.train_set),
@@ -276,23 +368,32 @@ class Trainer:
                     for k, v in out.items():
                         v = v.detach().float() if isinstance(v, torch.Tensor) else torch.tensor(float(v))
                         sums[k] = sums.get(k, 0.0) + v.to(env.device) / cfg.grad_accum
+                done = step + 1
                 if float(all_reduce_max(1.0 - finite)) > 0:
-                    bad = {k: float(v) for k, v in sums.items()}
-                    last = self.ckpts.latest()
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {step} ({bad}); stopped without saving. "
-                        f"Last good checkpoint: {last if last else 'none yet'}"
-                    )
-                grad_norm = None
-                if cfg.grad_clip > 0:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                    self._diverged(done, f"non-finite loss ({ {k: float(v) for k, v in sums.items()} })")
+                # clip_grad_norm_ with an infinite bound returns the norm and leaves the gradients as they are.
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                )
+                grad_norm_value = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                if not math.isfinite(grad_norm_value):
+                    self._diverged(done, f"non-finite gradient norm {grad_norm_value}")
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 if hasattr(self.model, "on_step_end"):
                     self.model.on_step_end(step, cfg.steps)
-                done = step + 1
                 steps_since += 1
                 is_last = done == cfg.steps
+                # Weights are read in full only where it counts: before every checkpoint (no diverged
+                # weights are ever saved) and at logged steps. A NaN weight between those makes the
+                # next step's loss NaN, which the per-step check catches; a full read every step
+                # costs about half an AdamW step.
+                if done % cfg.ckpt_every == 0 or done % cfg.log_every == 0 or is_last:
+                    weight = self._max_abs_weight()
+                    if not weight <= EXPLODED_WEIGHT:
+                        self._diverged(
+                            done, f"non-finite or exploded weights (max |w| = {weight:.3g} > {EXPLODED_WEIGHT:.0e})"
+                        )
                 if done % cfg.log_every == 0 or is_last:
                     names = sorted(sums)
                     values = all_reduce_mean(torch.stack([sums[k] for k in names]))
@@ -301,8 +402,8 @@ class Trainer:
                     speed = steps_since / max(now - t_last, 1e-9)
                     t_last, steps_since = now, 0
                     logs.update(lr=lr, steps_per_s=speed, time_s=now - t0)
-                    if grad_norm is not None:
-                        logs["grad_norm"] = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+                    if cfg.grad_clip > 0:
+                        logs["grad_norm"] = grad_norm_value
                     last_loss = logs["loss"]
                     logger.log(done, logs)
                     bar.update(task, completed=done, speed=speed, loss=last_loss)

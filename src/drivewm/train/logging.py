@@ -28,7 +28,13 @@ class MetricsLogger:
         """Drop lines logged after `step` (a killed run may have logged past its last checkpoint)."""
         if not self.enabled or not self.path.exists():
             return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+        keep = []
+        for ln in self.path.read_text().splitlines():
+            try:
+                if json.loads(ln).get("step", 0) <= step:
+                    keep.append(ln)
+            except json.JSONDecodeError:  # blank, or the last line of a run killed mid-write
+                continue
         atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
 
     def log(self, step: int, values: dict[str, float]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -39,7 +40,9 @@ def prepared_dataset(model: torch.nn.Module, dataset, device: torch.device | str
     return dataset if prepare is None else prepare(dataset, device, progress)
 
 
-def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
+def run_training(
+    cfg: RunConfig, resume: bool = False, *, overwrite: bool = False, allow_change: Sequence[str] = ()
+) -> FitResult:
     env = setup_distributed(cfg.train.device)
     try:
         seed_everything(cfg.train.seed)
@@ -52,6 +55,6 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
-        return trainer.fit(resume=resume)
+        return trainer.fit(resume=resume, overwrite=overwrite, allow_change=allow_change)
     finally:
         teardown_distributed()
