@@ -15,7 +15,7 @@ from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, SimConfi
 from drivewm.sim.ego import EgoState, bicycle_step
 from drivewm.geometry import ego_to_world, world_to_ego, wrap_angle
 from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box
-from drivewm.sim.maps import PATH_SPACING, generate_map
+from drivewm.sim.maps import PATH_SPACING, StreetStyle, generate_map
 from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
                                  spawn_pedestrians, spawn_vehicles)
@@ -44,8 +44,9 @@ class Scenario:
         margin = half_extent * 1.45 + 5.0
         # The ego starts on the inbound lane some way before the junction (or the middle of the road).
         d_in = float(map_rng.uniform(0.25, 0.6)) * self.route_len
+        street = StreetStyle(cfg.tree_spacing, cfg.parking_pitch, cfg.parked_fraction) if cfg.roadside == "street" else None
         self.road = generate_map(layout, map_rng, cfg.raster_resolution, (a_in, a_out), d_in + 10.0,
-                                 self.route_len - d_in + 10.0, margin)
+                                 self.route_len - d_in + 10.0, margin, street)
         road = self.road
         self.paths = PathTable(road.paths)
         self.ped_paths = PathTable(road.ped_paths) if road.ped_paths else None
