@@ -50,3 +50,39 @@ def test_street_structure_continues_beyond_the_view():
     """Measured on 6 seeds: random roadside about 0.74, street about 0.89; the street must win by >= 0.10."""
     old, new = _agreement("micro", range(6)), _agreement("micro_street", range(6))
     assert new >= old + 0.10, (old, new)
+
+
+def test_traffic_lights_stop_queues_and_release_them():
+    """At a signalled four-way junction: no vehicle crosses its stop line on red (beyond the all-red clearance
+    after its green), queues of two or more form on red, and every vehicle that waited on red within 15 m of
+    the line is through it within 15 s (the red lasts at most green + 2 x clearance = 12 s here)."""
+    from drivewm.sim import ExpertDriver, Scenario
+
+    cfg = sim_preset("micro_street", layouts=("intersection",), vehicle_density=10.0, max_vehicles=24, lidar=False,
+                     camera=False, light_green=8.0, light_clear=2.0, lane_changes=False)
+    frames, wait_frames = 60, 30
+    longest_queue, crossed_on_red, waited, through = 0, 0, {}, {}
+    for seed in (0, 1):
+        sc = Scenario(cfg, seed, frames)
+        veh, expert = sc.vehicles, ExpertDriver(seed=0)
+        for f in range(frames):
+            arm, stop = sc.path_arm_in[veh.path], sc.road.stop_s[veh.path]
+            front = veh.s + veh.size[:, 0] / 2
+            red = ~sc.green_arms()[arm]
+            waiting = veh.active & ~veh.cleared & (veh.v < 0.3) & (front < stop)
+            longest_queue = max(longest_queue, int(np.bincount(arm[waiting & red]).max(initial=0)))
+            for i in np.flatnonzero(waiting & red & (stop - front < 15.0)):
+                waited.setdefault((seed, i, int(veh.path[i])), f)
+            allowed = sc.green_arms() | sc.green_arms(sc.time - cfg.light_clear)
+            path_before = veh.path.copy()
+            sc.step(expert.act(sc))
+            new_front = veh.s + veh.size[:, 0] / 2
+            crossed = (path_before == veh.path) & (front < stop) & (new_front >= stop)
+            crossed_on_red += int((crossed & ~allowed[arm]).sum())
+            for i in np.flatnonzero(crossed):
+                through.setdefault((seed, i, int(veh.path[i])), f)
+    assert crossed_on_red == 0
+    assert longest_queue >= 2
+    judged = {k: f for k, f in waited.items() if f < frames - wait_frames}
+    assert len(judged) >= 3
+    assert all(k in through and through[k] - f <= wait_frames for k, f in judged.items()), (judged, through)

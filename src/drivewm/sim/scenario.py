@@ -72,6 +72,13 @@ class Scenario:
         self.time = 0.0
         self.collided = False
         self.offroad_now = False
+        # Signalled junctions: arms along one axis share a phase; the cycle starts at a random point.
+        self.light_phase: np.ndarray | None = None
+        if cfg.traffic_lights and road.junction > 0 and road.ring is None:
+            rel = np.array([a.angle - road.arms[0].angle for a in road.arms])
+            self.light_phase = (np.abs(np.sin(rel)) > 0.5).astype(np.int64)
+            self.light_offset = float(traffic_rng.uniform(0, 2 * (cfg.light_green + cfg.light_clear)))
+            self.path_arm_in = np.array([a for a, _, _ in road.path_arms])
 
     # ----- geometry of the road users -------------------------------------------------------
     def vehicle_poses(self) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +123,32 @@ class Scenario:
         stop, exit_ = self.road.stop_s[path], self.road.exit_s[path]
         return cleared & (s - half_len < exit_) & (s + half_len > stop - 5.0)
 
+    def green_arms(self, time: float | None = None) -> np.ndarray:
+        """bool [arms]: which arms' signals show green at `time` (default now); all True without lights."""
+        if self.light_phase is None:
+            return np.ones(len(self.road.arms), bool)
+        g, c = self.cfg.light_green, self.cfg.light_clear
+        t = ((self.time if time is None else time) + self.light_offset) % (2 * (g + c))
+        phase = 0 if t < g else 1 if g + c <= t < 2 * g + c else -1  # -1: all red, the junction clears
+        return self.light_phase == phase
+
+    def _update_lights(self) -> None:
+        """On green a road user enters once its front is within stopping reach of the line (a comfortable stop
+        would end past it); on red it stops at the line, so the ones behind queue until the next green."""
+        veh, road = self.vehicles, self.road
+        green = self.green_arms()
+        reach = lambda v: np.maximum(3.0, v * v / (2 * self.idm.b) + 2.0)  # noqa: E731
+        front = road.stop_s[veh.path] - (veh.s + veh.size[:, 0] / 2)
+        veh.cleared |= veh.active & green[self.path_arm_in[veh.path]] & (front < reach(veh.v))
+        ego_front = road.stop_s[self.route_path] - (self.ego_s + EGO_BOX_OFFSET_X + EGO_LENGTH / 2)
+        if ego_front < -0.5 or (green[self.path_arm_in[self.route_path]] and ego_front < float(reach(self.ego.v))):
+            self.ego_cleared = True
+
     def _update_junction(self) -> None:
         if self.road.junction <= 0:
+            return
+        if self.light_phase is not None:
+            self._update_lights()
             return
         veh = self.vehicles
         hl = veh.size[:, 0] / 2
