@@ -86,3 +86,32 @@ def test_traffic_lights_stop_queues_and_release_them():
     judged = {k: f for k, f in waited.items() if f < frames - wait_frames}
     assert len(judged) >= 3
     assert all(k in through and through[k] - f <= wait_frames for k, f in judged.items()), (judged, through)
+
+
+def test_lane_changes_are_smooth_and_keep_clear_of_other_vehicles():
+    """On two-lane streets vehicles stuck behind slower ones change lanes: each moves less than its speed
+    allows between frames (no jump to the other lane), and no two vehicles overlap."""
+    from drivewm.sim import ExpertDriver, Scenario
+    from drivewm.sim.geometry import box_corners, boxes_overlap
+
+    changes, worst_jump, overlaps = 0, 0.0, 0
+    for seed in (0, 1, 3, 4):
+        sc = Scenario(sim_preset("micro_street", layouts=("straight",), vehicle_density=6.0, lidar=False,
+                                 camera=False), seed, 30)
+        veh, expert = sc.vehicles, ExpertDriver(seed=0)
+        assert sc.road.arms[0].lanes == 2
+        for _ in range(30):
+            path, s = veh.path.copy(), veh.s.copy()
+            xy, _ = sc.vehicle_poses()
+            sc.step(expert.act(sc))
+            new_xy, _ = sc.vehicle_poses()
+            moved = veh.active & (veh.s >= s)  # not respawned
+            changes += int((moved & (path != veh.path)).sum())
+            step = np.linalg.norm(new_xy - xy, axis=1)[moved] - veh.v[moved] * 0.5
+            worst_jump = max(worst_jump, float(step.max(initial=0.0)))
+            boxes, _, active = sc.agent_boxes_world()
+            cars = [box_corners(b[0], b[1], b[6], b[3], b[4]) for b in boxes[: len(veh.s)][veh.active]]
+            overlaps += sum(boxes_overlap(cars[i], cars[j]) for i in range(len(cars)) for j in range(i))
+    assert changes >= 2
+    assert worst_jump < 1.0  # a lane is 3.5 m: a jump across would show
+    assert overlaps == 0

@@ -20,6 +20,8 @@ from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
                                  spawn_pedestrians, spawn_vehicles)
 
+LANE_CHANGE_RATE = 1.2  # m/s: lateral speed of a lane change (about 3 s for a 3.5 m lane)
+LANE_CHANGE_LOOK = 25.0  # m: a vehicle changes lanes when its leader is this close and slower than it wants
 STOP_WAIT = 1.0  # seconds a vehicle stands at an all-way stop before it may enter
 RING_CLEARANCE = 14.0  # m: a roundabout entry waits while a vehicle in the ring is this close to it
 
@@ -82,7 +84,14 @@ class Scenario:
 
     # ----- geometry of the road users -------------------------------------------------------
     def vehicle_poses(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.paths.pose(self.vehicles.path, self.vehicles.s)
+        xy, yaw = self.paths.pose(self.vehicles.path, self.vehicles.s)
+        if not self.cfg.lane_changes:
+            return xy, yaw
+        lat = self.vehicles.lat
+        xy = xy + lat[:, None] * np.stack([-np.sin(yaw), np.cos(yaw)], axis=-1)
+        # Heading towards the new lane while the offset closes at LANE_CHANGE_RATE.
+        return xy, yaw - np.sign(lat) * np.arctan2(np.where(lat != 0, LANE_CHANGE_RATE, 0.0),
+                                                  np.maximum(self.vehicles.v, 1.0))
 
     def ped_poses(self) -> tuple[np.ndarray, np.ndarray]:
         if self.ped_paths is None or len(self.peds.s) == 0:
@@ -259,6 +268,8 @@ class Scenario:
             use_stop = stop_gap < gap
             gap, v_lead = np.where(use_stop, stop_gap, gap), np.where(use_stop, 0.0, v_lead)
             cap = self.paths.vcap[veh.path, np.clip((veh.s / PATH_SPACING).astype(int), 0, self.paths.vcap.shape[1] - 1)]
+            if cfg.lane_changes:
+                self._change_lanes(gap, v_lead, dt)
             a = idm_accel(veh.v, np.minimum(veh.v0, cap), gap, veh.v - v_lead, self.idm)
             a = np.clip(a, -9.0, self.idm.a_max)
             v_new = np.maximum(veh.v + a * dt, 0.0)
@@ -293,6 +304,34 @@ class Scenario:
         before = s + half_len < line + 0.5
         return np.where(near.any(1) & before, line - s - half_len, gap)
 
+    def _change_lanes(self, gap: np.ndarray, v_lead: np.ndarray, dt: float) -> None:
+        """Close the offsets of lane changes under way; start one for a vehicle stuck behind a slower leader on a
+        multi-lane road when the other lane is free from 12 m behind to 20 m ahead (not within 25 m of a junction)."""
+        veh, road = self.vehicles, self.road
+        veh.lat = np.sign(veh.lat) * np.maximum(np.abs(veh.lat) - LANE_CHANGE_RATE * dt, 0.0)
+        stop = np.where(np.isfinite(road.stop_s[veh.path]), road.stop_s[veh.path], self.paths.length[veh.path])
+        want = (veh.active & (veh.lat == 0) & (gap < LANE_CHANGE_LOOK) & (v_lead < veh.v0 - 2.0)
+                & (veh.s < stop - 25.0) & (veh.s > 5.0))
+        if not want.any():
+            return
+        xy, _ = self.vehicle_poses()
+        ahead = np.arange(-12.0, 20.1, 2.0)  # the stretch of the other lane that must be free
+        for i in np.flatnonzero(want):
+            others = np.concatenate([xy[veh.active & (np.arange(len(veh.s)) != i)], [[self.ego.x, self.ego.y]]])
+            a, b, lane = road.path_arms[veh.path[i]]
+            if road.arms[a].lanes < 2:
+                continue
+            other = road.path_arms.index((a, b, 1 - lane)) if (a, b, 1 - lane) in road.path_arms else -1
+            if other < 0:
+                continue
+            pts, _ = self.paths.pose(np.full(len(ahead), other), np.maximum(veh.s[i] + ahead, 0.0))
+            if np.min(np.linalg.norm(others[:, None] - pts[None], axis=-1)) < 2.5:
+                continue  # the other lane is taken (its centre line within 2.5 m of a road user)
+            new_xy, new_yaw = self.paths.pose(np.array([other]), veh.s[i : i + 1])
+            normal = np.array([-np.sin(new_yaw[0]), np.cos(new_yaw[0])])
+            veh.lat[i] = float((xy[i] - new_xy[0]) @ normal)
+            veh.path[i] = other
+
     def _respawn_vehicles(self) -> None:
         veh = self.vehicles
         done = veh.active & (veh.s >= self.paths.length[veh.path] - 3.0)
@@ -304,7 +343,7 @@ class Scenario:
             others = np.concatenate([vxy[veh.active], [[self.ego.x, self.ego.y]]])
             if np.min(np.linalg.norm(others - start[0], axis=1)) > 15.0:
                 veh.path[i], veh.s[i], veh.v[i], veh.active[i] = p, 0.0, veh.v0[i] * 0.6, True
-                veh.arrived[i], veh.cleared[i] = np.inf, False
+                veh.arrived[i], veh.cleared[i], veh.lat[i] = np.inf, False, 0.0
 
     def _project_ego(self) -> None:
         """Track the ego's arc length on its route path (local search around the last value)."""
