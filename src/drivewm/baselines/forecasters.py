@@ -309,12 +309,11 @@ class ConstantVelocityLidar(EgoWarpLidar):
 def baselines(grid: GridSpec, modality: str, *, agents: bool = False, ceiling: bool = False) -> list[Forecaster]:
     """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order; with
     `agents` (windows carry 'agents' / 'agents_valid') the constant-velocity agents row, with `ceiling` the
-    oracle fill of the unseen area first (occupancy only)."""
+    oracle fill of the unseen area last, the ceiling of the copies (occupancy only)."""
     if modality == "occ":
-        rows: list[Forecaster] = [OracleFill(grid)] if ceiling else []
-        rows += [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity"),
-                 EgoWarpCopyLast(grid, outside="border")]
-        return rows + ([ConstantVelocityAgents(grid)] if agents else [])
+        rows: list[Forecaster] = [CopyLast(), EgoWarpCopyLast(grid, motion="known"),
+                                  EgoWarpCopyLast(grid, motion="constant_velocity"), EgoWarpCopyLast(grid, outside="border")]
+        return rows + ([ConstantVelocityAgents(grid)] if agents else []) + ([OracleFill(grid)] if ceiling else [])
     if modality == "lidar":
         return [CopyLastLidar(), EgoWarpLidar(motion="known"), ConstantVelocityLidar()]
     raise ValueError(f"modality must be 'occ' or 'lidar', got {modality!r}")
