@@ -1,5 +1,6 @@
-"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity agents and LiDAR, the oracle-fill ceiling) behind the one
-`drivewm.forecaster.Forecaster` interface; `baselines(grid, modality)` lists the rows every table shows."""
+"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity agents and LiDAR, the oracle-fill
+ceiling) behind the one `drivewm.forecaster.Forecaster` interface; `baselines(grid, modality)` lists the rows
+every table shows."""
 
 from drivewm.baselines.forecasters import (
     ConstantVelocityAgents,

@@ -18,9 +18,9 @@ past frames plus poses (the data contract of ``drivewm.data.windows``):
   padding): the road and roadside extended into the area entering the view, a fill that needs no
   learning and that a world model's fill should beat.
 * ``ConstantVelocityAgents``: the last frame's static scene (its tracked road users' voxels cleared) warped
-  by the recorded ego motion (border fill, as the strongest copy), with each road user tracked in the last two frames (``agents`` /
-  ``agents_valid``, one slot per road user) stamped at its box moved on at its last velocity; the
-  tracked-object baseline a world model must beat on the classes that move.
+  by the recorded ego motion (border fill, as the strongest copy), with each road user tracked in the last
+  two frames (``agents`` / ``agents_valid``, one slot per road user) stamped at its box moved on at its last
+  velocity; the tracked-object baseline a world model must beat on the classes that move.
 * ``OracleFill``: the ceiling of the ego-warped copy: the copy where the last frame saw, the truth where it
   did not (a perfect fill of the area entering the view). It reads the future, so it is an upper bound,
   not a forecaster.

@@ -6,9 +6,10 @@ the semantic classes (free excluded), counts summed over the dataset, no visibil
 (`OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and their mean. Every
 table shows the same no-learning rows (`drivewm.baselines.baselines`) and, beside token world models,
 the tokenizer's own reconstruction of the true future (`TokenizerBound`, the upper bound of any model on
-that tokenizer). Occupancy tables start with the ceiling of the copies (`OracleFill`: the copy where the last
-frame saw, the truth where it did not), add the constant-velocity agents row when the store tracks its road
-users, and report the dynamic-class mIoU (road users only) and per-class IoU beside the mIoU. Runs of the direct voxel forecaster (`voxel_unet`) are rows like any other model.
+that tokenizer). Occupancy tables add the constant-velocity agents row when the store tracks its road users,
+then the ceiling of the copies (`OracleFill`: the copy where the last frame saw, the truth where it did not),
+and report the dynamic-class mIoU (road users only) and per-class IoU beside the mIoU. Runs of the direct
+voxel forecaster (`voxel_unet`) are rows like any other model.
 World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (and NFCD, depth L1 /
 AbsRel) at 1 s and 3 s, Copilot4D's protocol, on the returns inside the tokenizer's grid.
 """
