@@ -115,3 +115,26 @@ def test_lane_changes_are_smooth_and_keep_clear_of_other_vehicles():
     assert changes >= 2
     assert worst_jump < 1.0  # a lane is 3.5 m: a jump across would show
     assert overlaps == 0
+
+
+def test_pedestrians_cross_only_when_the_traffic_they_cross_has_red():
+    from drivewm.sim import ExpertDriver, Scenario
+
+    cfg = sim_preset("micro_street", layouts=("intersection",), pedestrian_density=20.0, max_pedestrians=16,
+                     vehicle_density=0.3, lidar=False, camera=False, light_green=6.0, light_clear=2.0)
+    entered, on_green = 0, 0
+    for seed in (1, 2):
+        sc = Scenario(cfg, seed, 60)
+        peds, expert = sc.peds, ExpertDriver(seed=0)
+        ped_arm = np.asarray(sc.road.ped_arm)
+        for _ in range(60):
+            kerb = np.array([sc.road.ped_cross[p][0] for p in peds.path])
+            path, s = peds.path.copy(), peds.s.copy()
+            green_before = sc.green_arms()[ped_arm[path]]
+            sc.step(expert.act(sc))
+            green_after = sc.green_arms()[ped_arm[path]]
+            step_in = (peds.path == path) & (s < kerb) & (peds.s >= kerb)
+            entered += int(step_in.sum())
+            on_green += int((step_in & green_before & green_after).sum())
+    assert entered >= 3
+    assert on_green == 0

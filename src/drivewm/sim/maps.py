@@ -129,6 +129,7 @@ class RoadMap:
     conflicts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # paths crossing in the junction
     ped_paths: list[np.ndarray] = field(default_factory=list)
     ped_cross: list[tuple[float, float]] = field(default_factory=list)  # arc length span of the road crossing
+    ped_arm: list[int] = field(default_factory=list)  # per pedestrian path: the arm whose road it crosses
     crosswalks: list[np.ndarray] = field(default_factory=list)  # centre points [2] of crosswalks
     street: StreetStyle | None = None  # None: roadside drawn at random (the first generator)
 
@@ -252,7 +253,7 @@ def _lane_paths(road: RoadMap) -> None:
 
 def _ped_paths(road: RoadMap, rng: np.random.Generator) -> None:
     """Pedestrian paths: along one sidewalk towards a crosswalk, across the road, then away."""
-    for arm in road.arms:
+    for i, arm in enumerate(road.arms):
         s_cross = road.junction - 1.0 - CROSSWALK_WIDTH / 2 if road.junction > 0 else float(rng.uniform(25, 45))
         arm.crosswalk_s = float(s_cross)
         road.crosswalks.append(arm.point(np.array([s_cross]), np.array([0.0]))[0])
@@ -269,6 +270,7 @@ def _ped_paths(road: RoadMap, rng: np.random.Generator) -> None:
             l_along = far - s_cross
             road.ped_paths.append(pts)
             road.ped_cross.append((l_along + arm.sidewalk / 2 - 0.5, l_along + 2 * arm.hw + arm.sidewalk / 2 + 0.5))
+            road.ped_arm.append(i)
 
 
 def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: tuple[int, int],

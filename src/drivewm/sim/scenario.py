@@ -228,6 +228,9 @@ class Scenario:
                 moving[points_in_box(ahead[:, 0], ahead[:, 1], b)] = 0.0
         cross = np.array([self.road.ped_cross[p] for p in self.peds.path])  # [N, 2] arc lengths
         near_kerb = (self.peds.s > cross[:, 0] - 1.0) & (self.peds.s < cross[:, 0])
+        if self.light_phase is not None:  # signalled crossing: wait while the traffic crossed has green
+            crossed_green = self.green_arms()[np.asarray(self.road.ped_arm)[self.peds.path]]
+            moving[near_kerb & crossed_green] = 0.0
         if not near_kerb.any():
             return moving
         xy = np.concatenate([vxy[veh.active], [ego_box[:2]]])
