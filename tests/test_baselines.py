@@ -199,9 +199,118 @@ def test_one_list_of_baselines_for_every_table():
 
     occ = baselines(GRID, "occ")
     assert [b.name for b in occ] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border"]
+    full = baselines(GRID, "occ", agents=True, ceiling=True)
+    assert [b.name for b in full[:-1]] == [b.name for b in occ] + ["constant_velocity_agents"]
+    assert full[-1].sees_future and full[-1].name.startswith("ceiling")
     lidar = baselines(GRID, "lidar")
     assert [b.name for b in lidar] == ["copy_last_lidar", "ego_warp_copy_last_lidar", "constant_velocity_lidar"]
     assert {b.modality for b in occ} == {"occ"} and {b.modality for b in lidar} == {"lidar"}
     assert not any(b.sees_future for b in occ + lidar)
     with pytest.raises(ValueError, match="modality"):
         baselines(GRID, "camera")
+
+
+def _agent_context(boxes: list[list[float]], valid: list[bool], rel: list[tuple[float, float, float]], past: int,
+                   occ: torch.Tensor | None = None) -> dict:
+    """A one-window context with agents [1, Tp, K, 8] given per past frame (ego frame of that frame)."""
+    agents = torch.tensor(boxes, dtype=torch.float32).view(1, past, -1, 8)
+    ctx = {"agents": agents, "agents_valid": torch.tensor(valid).view(1, past, -1),
+           "rel_pose": torch.tensor(rel, dtype=torch.float32)[None]}
+    if occ is not None:
+        ctx["occ"] = occ
+    return ctx
+
+
+def test_constant_velocity_agents_moves_boxes_and_clears_their_old_place():
+    from drivewm.baselines import ConstantVelocityAgents
+
+    road = GRID.classes.index("driveable_surface")
+    # Ego still; a car 4 m long moving +2 m per frame along x, at x = 0 now (x = -2 a frame ago).
+    car = [0.0, 0.0, 0.8, 4.0, 2.0, 1.6, 0.0, CAR]
+    prev = [-2.0, 0.0, 0.8, 4.0, 2.0, 1.6, 0.0, CAR]
+    occ = torch.full((1, 2, 40, 40, 2), FREE, dtype=torch.uint8)
+    occ[..., 0] = road
+    occ[0, 1, 18:22, 19:21, 0] = CAR  # the car's columns now (x in [-2, 2), y in [-1, 1))
+    ctx = _agent_context([prev, car], [True, True], [(0, 0, 0)] * 4, past=2, occ=occ)
+    out = ConstantVelocityAgents(GRID).forecast(ctx, 2)
+    for h, x0 in ((0, 2.0), (1, 4.0)):
+        cols = (out[0, h, :, :, 0] == CAR).nonzero()
+        xs = GRID.lower[0] + cols[:, 0].double() + 0.5
+        assert xs.min() >= x0 - 2 and xs.max() <= x0 + 2 and len(cols) == 4 * 2
+        assert (out[0, h, 18:20, 19:21, 0] == road).all()  # behind the car: the road is back
+    # A car seen in one frame only stands still; a slot that jumps is a new road user (no velocity).
+    for valid, jump in (([False, True], 0.0), ([True, True], -30.0)):
+        ctx = _agent_context([[jump, *prev[1:]], car], valid, [(0, 0, 0)] * 4, past=2, occ=occ)
+        out = ConstantVelocityAgents(GRID).forecast(ctx, 2)
+        assert bool((out[0, :, 18:22, 19:21, 0] == CAR).all())
+
+
+def test_constant_velocity_agents_in_the_future_ego_frames():
+    from drivewm.baselines import extrapolate_agents
+
+    # The ego drives +3 m per frame and turns 0.1 rad; a pedestrian crosses at +1 m per frame in y.
+    ped = [[10.0, -1.0, 0.9, 0.6, 0.6, 1.75, 0.0, 7.0], [10.0 - 3.0, 0.0, 0.9, 0.6, 0.6, 1.75, 0.0, 7.0]]
+    rel = [(-3.0, 0.0, 0.0), (0.0, 0.0, 0.0), (3.0, 0.0, 0.1), (6.0, 0.0, 0.2)]
+    ctx = _agent_context(ped, [True, True], rel, past=2)
+    boxes, valid = extrapolate_agents(ctx, 2, 2)
+    assert bool(valid.all())
+    for h, (ex, ey, eyaw) in enumerate(rel[2:]):
+        wx, wy = 7.0, float(h + 1)  # current-frame position of the pedestrian
+        c, s = math.cos(eyaw), math.sin(eyaw)
+        want = ((wx - ex) * c + (wy - ey) * s, -(wx - ex) * s + (wy - ey) * c)
+        assert boxes[0, h, 0, :2].tolist() == pytest.approx(want, abs=1e-6)
+        assert float(boxes[0, h, 0, 6]) == pytest.approx(-eyaw)
+
+
+def test_constant_velocity_agents_predicts_the_simulator_when_nobody_brakes():
+    """Road users of a simulated street one frame ahead: within 0.1 m of where the simulator puts those that
+    kept their speed (within 0.1 m/s) and heading (no braking, no turn)."""
+    import numpy as np
+
+    from drivewm.baselines import extrapolate_agents
+    from drivewm.geometry import to_frame
+    from drivewm.sim import ExpertDriver, Scenario, sim_preset
+
+    cfg = sim_preset("micro", layouts=("straight",), vehicle_density=3.0, pedestrian_density=3.0, lidar=False,
+                     camera=False)
+    sc = Scenario(cfg, 5, 30)
+    expert = ExpertDriver(seed=0)
+    frames = []
+    for _ in range(24):
+        boxes, valid = sc.agents_ego_frame()
+        _, speed, _ = sc.agent_boxes_world()
+        frames.append((boxes, valid, speed.copy(), sc.ego.pose().copy()))
+        sc.step(expert.act(sc))
+    errors = []
+    for t in range(1, len(frames) - 1):
+        (b0, v0, s0, p0), (b1, v1, s1, p1), (b2, v2, s2, p2) = frames[t - 1 : t + 2]
+        steady = v0 & v1 & v2 & (np.abs(s1 - s0) < 0.1) & (np.abs(s2 - s1) < 0.1) & (np.abs(b2[:, 6] - b1[:, 6]) < 1e-3)
+        steady &= np.abs(b1[:, 6] - b0[:, 6]) < 1e-3
+        rel = to_frame(np.stack([p0, p1, p2]), p1)
+        ctx = _agent_context(np.stack([b0, b1]).tolist(), np.stack([v0, v1]).tolist(), rel.tolist(), past=2)
+        pred, _ = extrapolate_agents(ctx, 2, 1)
+        err = np.linalg.norm(pred[0, 0, :, :2].numpy() - b2[:, :2], axis=1)
+        errors += err[steady].tolist()
+    assert len(errors) >= 10
+    assert max(errors) < 0.1
+
+
+def test_oracle_fill_is_the_copy_where_seen_and_the_truth_elsewhere():
+    from drivewm.baselines import EgoWarpCopyLast, OracleFill
+    from drivewm.evaluation import OccupancyScoring, evaluate_forecasters
+    from drivewm.geometry import warp_seen
+
+    g = torch.Generator().manual_seed(0)
+    occ = torch.randint(0, 18, (2, 4, 40, 40, 2), generator=g, dtype=torch.uint8)
+    rel = torch.zeros(2, 4, 3)
+    rel[:, :, 0] = torch.tensor([-5.0, 0.0, 5.0, 10.0])  # 5 m per frame forward: a strip enters the view
+    batch = {"occ": occ, "rel_pose": rel}
+    scoring = OccupancyScoring(lambda: OccupancyForecastMetric(report_steps=(1, 2)))
+    rows = [OracleFill(GRID), EgoWarpCopyLast(GRID)]
+    ev = evaluate_forecasters(rows, [batch], scoring, past=2, horizon=2)
+    oracle, copy = ev.example[rows[0].name], ev.example["ego_warp_copy_last"]
+    seen = warp_seen(rel[:1, 2:].double(), GRID)[0]  # [H, X, Y]
+    assert 0 < int(seen.sum()) < seen.numel()
+    assert bool((oracle[seen] == copy[seen]).all()) and bool((oracle[~seen] == occ[0, 2:][~seen]).all())
+    res = {n: m.compute()["miou"]["1s"] for n, m in ev.metrics.items()}
+    assert res[rows[0].name] > res["ego_warp_copy_last"]

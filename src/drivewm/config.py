@@ -25,14 +25,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from drivewm.errors import DrivewmError
+from drivewm.errors import ConfigError
 
 
 log = logging.getLogger(__name__)
-
-
-class ConfigError(DrivewmError):
-    """A config file or override that does not fit the schema."""
 
 
 def _valid_keys(node: Any) -> list[str]:

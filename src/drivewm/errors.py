@@ -12,6 +12,10 @@ class DrivewmError(ValueError):
     """Base of every error about the user's input; the CLI prints it as one line, exit code 2."""
 
 
+class ConfigError(DrivewmError):
+    """A config file, override or simulator setting that does not fit the schema; the message names the key."""
+
+
 class CheckpointError(DrivewmError):
     """A checkpoint or pretrained directory that is missing, truncated, of an old layout, or does not match
     the model built from its config."""

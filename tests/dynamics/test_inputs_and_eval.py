@@ -87,7 +87,8 @@ def test_evaluate_forecast_end_to_end(tmp_path, tokenizer_run):
     res = table.results
     names = list(res)
     assert names[:4] == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border"]
-    assert names[4] == "tokenizer_recon (tok)" and names[5] == "occworld [attention] (wm)"
+    assert names[4] == "constant_velocity_agents" and names[5].startswith("ceiling")
+    assert names[6] == "tokenizer_recon (tok)" and names[7] == "occworld [attention] (wm)"
     for r in res.values():
         assert set(r["miou"]) == {"1s", "2s", "3s", "avg"}
         assert abs(r["miou"]["avg"] - sum(r["miou"][k] for k in ("1s", "2s", "3s")) / 3) < 1e-9

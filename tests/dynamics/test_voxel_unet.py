@@ -122,7 +122,7 @@ def test_evaluate_forecast_scores_a_voxel_unet_run_beside_the_baselines(tmp_path
                      optim_state=None, state={"step": 0})
     res = evaluate_forecast([tmp_path / "vu"], tmp_path / "data", past=5, horizon=6, max_windows=2).results
     assert list(res) == ["copy_last", "ego_warp_copy_last", "ego_warp_copy_last_cv", "ego_warp_copy_last_border",
-                         "voxel_unet (vu)"]
+                         "constant_velocity_agents", "ceiling: copy where seen, truth where unseen", "voxel_unet (vu)"]
     assert set(res["voxel_unet (vu)"]["miou"]) == {"1s", "2s", "3s", "avg"}
 
 

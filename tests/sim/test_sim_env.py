@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from gymnasium.utils.env_checker import check_env
 
+from drivewm.errors import ConfigError
 from drivewm.sim import DrivingEnv, ExpertDriver, SimConfig, sim_preset
 
 
@@ -60,7 +62,7 @@ def test_bad_inputs_have_clear_errors():
         sim_preset("tiny", lidar_spec=sim_preset("tiny").lidar_spec.__class__(dropout=1.5))
     with pytest.raises(ValueError, match="grid"):
         SimConfig(grid="huge")
-    with pytest.raises(KeyError, match="valid: occ3d"):
+    with pytest.raises(ConfigError, match="valid: occ3d"):
         sim_preset("nope")
     env = DrivingEnv(_cfg(camera=False, visibility=False))
     with pytest.raises(RuntimeError, match="reset"):

@@ -1,22 +1,29 @@
-"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity LiDAR) behind the one
-`drivewm.forecaster.Forecaster` interface; `baselines(grid, modality)` lists the rows every table shows."""
+"""No-learning forecasters (copy-last, ego-motion warp, constant-velocity agents and LiDAR, the oracle-fill
+ceiling) behind the one `drivewm.forecaster.Forecaster` interface; `baselines(grid, modality)` lists the rows
+every table shows."""
 
 from drivewm.baselines.forecasters import (
+    ConstantVelocityAgents,
     ConstantVelocityLidar,
     CopyLast,
     CopyLastLidar,
     EgoWarpCopyLast,
     EgoWarpLidar,
+    OracleFill,
     baselines,
+    extrapolate_agents,
     future_poses,
 )
 
 __all__ = [
+    "ConstantVelocityAgents",
     "ConstantVelocityLidar",
     "CopyLast",
     "CopyLastLidar",
     "EgoWarpCopyLast",
     "EgoWarpLidar",
+    "OracleFill",
     "baselines",
+    "extrapolate_agents",
     "future_poses",
 ]

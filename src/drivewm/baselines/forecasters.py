@@ -17,6 +17,13 @@ past frames plus poses (the data contract of ``drivewm.data.windows``):
   ``outside="border"`` gives those voxels the nearest edge column instead (grid_sample's border
   padding): the road and roadside extended into the area entering the view, a fill that needs no
   learning and that a world model's fill should beat.
+* ``ConstantVelocityAgents``: the last frame's static scene (its tracked road users' voxels cleared) warped
+  by the recorded ego motion (border fill, as the strongest copy), with each road user tracked in the last
+  two frames (``agents`` / ``agents_valid``, one slot per road user) stamped at its box moved on at its last
+  velocity; the tracked-object baseline a world model must beat on the classes that move.
+* ``OracleFill``: the ceiling of the ego-warped copy: the copy where the last frame saw, the truth where it
+  did not (a perfect fill of the area entering the view). It reads the future, so it is an upper bound,
+  not a forecaster.
 * ``CopyLastLidar``: the last LiDAR sweep repeated, in the current ego frame (no motion compensation).
 * ``EgoWarpLidar``: the last sweep re-expressed in each future ego frame, by the recorded poses
   (``motion="known"``) or constant-velocity extrapolation of the last two (``ConstantVelocityLidar``);
@@ -119,6 +126,117 @@ class EgoWarpCopyLast:
         return warp_occupancy(occ[:, -1], poses, self.grid, self.outside)
 
 
+DYNAMIC_NAMES = ("car", "bus", "truck", "construction_vehicle", "trailer", "motorcycle", "bicycle", "pedestrian")
+# Largest plausible move of one road user between two frames (m): a slot that jumps farther was handed to a
+# new road user (a respawn), so it has no velocity yet.
+MAX_STEP_M = 15.0
+
+
+def extrapolate_agents(context: dict, past: int, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes [B, H, K, 8] of the road users of the last frame moved on at their last velocity, each in its
+    future ego frame (recorded poses), and their mask [B, K] (valid in the last frame).
+
+    The velocity of slot k is its displacement from frame Tp - 2 to Tp - 1 in the current ego frame, per
+    frame; a road user seen only in the last frame (or one that jumped, see MAX_STEP_M) stands still.
+    The yaw is kept.
+    """
+    for key in ("agents", "agents_valid"):
+        if key not in context:
+            raise KeyError(f"context needs {key!r} for the constant-velocity agents baseline (add 'agents' to data.keys)")
+    agents, valid = context["agents"].double(), context["agents_valid"].bool()
+    if agents.ndim != 4 or agents.shape[-1] != 8:
+        raise ValueError(f"context['agents'] must be [B, Tp, K, 8], got shape {tuple(agents.shape)}")
+    pose = _poses(context, past)  # [B, T, 3] in the current frame
+    last = agents[:, -1]  # [B, K, 8], current frame
+    step = torch.zeros_like(last[..., :2])
+    if agents.shape[1] >= 2:
+        prev = agents[:, -2]
+        pp = pose[:, past - 2]  # previous ego frame in the current one
+        prev_xy = rotate(prev[..., :2], pp[:, None, 2]) + pp[:, None, :2]
+        step = last[..., :2] - prev_xy
+        tracked = valid[:, -1] & valid[:, -2] & (step.norm(dim=-1) < MAX_STEP_M)
+        step = torch.where(tracked[..., None], step, torch.zeros_like(step))
+    future = future_poses(context, past, horizon, "known")  # [B, H, 3]
+    inv = se2_inverse(future)  # current frame seen from each future frame
+    k = torch.arange(1, horizon + 1, dtype=last.dtype, device=last.device)
+    xy = last[:, None, :, :2] + k[None, :, None, None] * step[:, None]  # [B, H, K, 2] current frame
+    out = last[:, None].expand(-1, horizon, -1, -1).clone()
+    out[..., :2] = rotate(xy, inv[..., 2, None]) + inv[..., None, :2]
+    out[..., 6] = last[:, None, :, 6] + inv[..., 2, None]
+    return out, valid[:, -1]
+
+
+class ConstantVelocityAgents:
+    """Static scene warped by the recorded ego motion, road users' boxes moved on at their last velocity."""
+
+    name = "constant_velocity_agents"
+    modality = "occ"
+    sees_future = False
+
+    def __init__(self, grid: GridSpec) -> None:
+        self.grid = grid
+        self.dynamic = [grid.classes.index(c) for c in DYNAMIC_NAMES if c in grid.classes]
+        # Where a road user stood, the ground is most often road.
+        self.ground_class = grid.classes.index("driveable_surface") if "driveable_surface" in grid.classes else grid.free_id
+
+    def forecast(self, context: dict, horizon: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        import numpy as np
+
+        from drivewm.sim.sensors.occupancy import ground_voxel, stamp_boxes
+
+        _check_horizon(horizon)
+        occ = _past_occ(context)
+        b, past, nx, ny, nz = occ.shape
+        if (nx, ny, nz) != self.grid.shape:
+            raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
+        boxes, valid = extrapolate_agents(context, past, horizon)
+        last_boxes = context["agents"][:, -1].cpu().numpy()
+        static = occ[:, -1].cpu().numpy().copy()  # [B, X, Y, Z]
+        g = ground_voxel(self.grid)
+        marker = self.grid.num_classes  # any id that is no class
+        for i in range(b):
+            mark = np.zeros((nx, ny, nz), np.int64)
+            drawn = last_boxes[i].copy()
+            drawn[:, 7] = marker
+            stamp_boxes(mark, drawn, valid[i].cpu().numpy(), self.grid)
+            clear = (mark == marker) & np.isin(static[i], self.dynamic)
+            static[i][clear] = self.grid.free_id
+            static[i][:, :, g][clear[:, :, g]] = self.ground_class
+        # Border fill: the road and roadside run on into the area entering the view, as in the strongest copy.
+        warped = warp_occupancy(torch.from_numpy(static).to(occ.device), future_poses(context, past, horizon, "known"),
+                                self.grid, "border").cpu().numpy()  # [B, H, X, Y, Z]
+        boxes_np, valid_np = boxes.cpu().numpy(), valid.cpu().numpy()
+        for i in range(b):
+            for h in range(horizon):
+                stamp_boxes(warped[i, h], boxes_np[i, h], valid_np[i], self.grid)
+        return torch.from_numpy(warped).to(occ.device)
+
+
+class OracleFill:
+    """The ceiling of filling the unseen area: the ego-warped copy where the last observed frame saw the voxel,
+    the true future where it did not. The evaluation loop hands it the future frames plus the context's
+    frames under ``past_<key>`` (it `sees_future`)."""
+
+    name = "ceiling: copy where seen, truth where unseen"
+    modality = "occ"
+    sees_future = True
+
+    def __init__(self, grid: GridSpec) -> None:
+        self.grid = grid
+
+    def forecast(self, future: dict, horizon: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        from drivewm.geometry import warp_seen
+
+        _check_horizon(horizon)
+        if "past_occ" not in future or "occ" not in future or "rel_pose" not in future:
+            raise KeyError("the oracle fill needs the future 'occ' and 'rel_pose' and the past frames as 'past_occ'")
+        truth = future["occ"][:, :horizon]
+        poses = future["rel_pose"][:, :horizon].double()  # future frames in the current ego frame
+        copy = warp_occupancy(future["past_occ"][:, -1], poses, self.grid)
+        seen = warp_seen(poses, self.grid)[..., None].to(truth.device)
+        return torch.where(seen, copy, truth)
+
+
 def _past_lidar(context: dict, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     for key in ("lidar", "lidar_count"):
         if key not in context:
@@ -188,11 +306,14 @@ class ConstantVelocityLidar(EgoWarpLidar):
         super().__init__(motion="constant_velocity")
 
 
-def baselines(grid: GridSpec, modality: str) -> list[Forecaster]:
-    """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order."""
+def baselines(grid: GridSpec, modality: str, *, agents: bool = False, ceiling: bool = False) -> list[Forecaster]:
+    """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order; with
+    `agents` (windows carry 'agents' / 'agents_valid') the constant-velocity agents row, with `ceiling` the
+    oracle fill of the unseen area last, the ceiling of the copies (occupancy only)."""
     if modality == "occ":
-        return [CopyLast(), EgoWarpCopyLast(grid, motion="known"), EgoWarpCopyLast(grid, motion="constant_velocity"),
-                EgoWarpCopyLast(grid, outside="border")]
+        rows: list[Forecaster] = [CopyLast(), EgoWarpCopyLast(grid, motion="known"),
+                                  EgoWarpCopyLast(grid, motion="constant_velocity"), EgoWarpCopyLast(grid, outside="border")]
+        return rows + ([ConstantVelocityAgents(grid)] if agents else []) + ([OracleFill(grid)] if ceiling else [])
     if modality == "lidar":
         return [CopyLastLidar(), EgoWarpLidar(motion="known"), ConstantVelocityLidar()]
     raise ValueError(f"modality must be 'occ' or 'lidar', got {modality!r}")

@@ -91,10 +91,12 @@ def eval_baselines(
     occ = [r for r in results if "miou" in r]
     names = list(occ[0]["miou"])
     typer.echo(f"protocol {protocol}, {occ[0]['windows']} windows, values in %")
-    typer.echo(f"{'forecaster':<24}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names))
+    typer.echo(f"{'forecaster':<46}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names)
+               + "".join(f"{'dyn mIoU ' + n:>14}" for n in names))
     for r in occ:
         row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
-        typer.echo(f"{r['forecaster']:<24}{row}")
+        row += "".join(f"{r['dynamic_miou'][n]:>14.2f}" for n in names)
+        typer.echo(f"{r['forecaster']:<46}{row}")
     for r in results:
         if "cd" in r:
             typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")

@@ -6,7 +6,10 @@ the semantic classes (free excluded), counts summed over the dataset, no visibil
 (`OccupancyForecastMetric`, protocol "occworld"); the 1 s / 2 s / 3 s values and their mean. Every
 table shows the same no-learning rows (`drivewm.baselines.baselines`) and, beside token world models,
 the tokenizer's own reconstruction of the true future (`TokenizerBound`, the upper bound of any model on
-that tokenizer). Runs of the direct voxel forecaster (`voxel_unet`) are rows like any other model.
+that tokenizer). Occupancy tables add the constant-velocity agents row when the store tracks its road users,
+then the ceiling of the copies (`OracleFill`: the copy where the last frame saw, the truth where it did not),
+and report the dynamic-class mIoU (road users only) and per-class IoU beside the mIoU. Runs of the direct
+voxel forecaster (`voxel_unet`) are rows like any other model.
 World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (and NFCD, depth L1 /
 AbsRel) at 1 s and 3 s, Copilot4D's protocol, on the returns inside the tokenizer's grid.
 """
@@ -99,9 +102,18 @@ class ForecastTable:
                     protocol=OCC_PROTOCOL, images=list(images), extra=extra)
 
 
+def _agent_keys(data_path: str) -> list[str]:
+    """['agents', 'agents_valid'] when every episode of the store tracks its road users (the constant-velocity
+    agents row needs them), else []."""
+    from drivewm.data.store import EpisodeStore
+
+    return ["agents", "agents_valid"] if {"agents", "agents_valid"} <= EpisodeStore(data_path).keys() else []
+
+
 def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str):
-    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=[frames_key, "action", "ego_pose"]),
-                       split)
+    agents = _agent_keys(data_path) if frames_key == "occ" else []
+    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon,
+                                  keys=[frames_key, "action", "ego_pose", *agents]), split)
     if len(ds) == 0:
         raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
@@ -140,7 +152,9 @@ def evaluate_forecast(
         if getattr(model, "tokenizer", None) is not None:
             bound = TokenizerBound(model)
             bounds.setdefault(bound.name, bound)
-    forecasters = [*baselines(full.grid, modality), *bounds.values(), *models]
+    occ = modality == "occ"
+    forecasters = [*baselines(full.grid, modality, agents=occ and "agents" in full.keys, ceiling=occ),
+                   *bounds.values(), *models]
     if modality == "lidar":
         steps = lidar_report_steps(horizon, full.store.hz)
         scoring = LidarScoring(region=models[0].tokenizer, steps=steps)
@@ -176,6 +190,7 @@ def evaluate_baselines(
     if protocol not in ("occworld", "occ3d"):
         raise DrivewmError(f"protocol must be occworld or occ3d, got {protocol!r}")
     keys = ["occ", "ego_pose"] + (["occ_mask"] if protocol == "occ3d" else []) + (["lidar"] if lidar else [])
+    keys += _agent_keys(str(data_path))
     dataset = WindowDataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys), split)
     if len(dataset) == 0:
         raise StoreError(f"{data_path} has no {split} window of {past + horizon} frames")
@@ -188,7 +203,8 @@ def evaluate_baselines(
         tables.append(("lidar", LidarScoring()))
     rows = []
     for modality, scoring in tables:
-        ev = evaluate_forecasters(baselines(grid, modality), DataLoader(dataset, batch_size=batch_size, shuffle=False),
+        rows_of = baselines(grid, modality, agents="agents" in keys, ceiling=modality == "occ")
+        ev = evaluate_forecasters(rows_of, DataLoader(dataset, batch_size=batch_size, shuffle=False),
                                   scoring, past=past, horizon=horizon, max_batches=max_batches)
         rows += [{**m.compute(), "forecaster": n, "windows": ev.windows} for n, m in ev.metrics.items()]
     return rows

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from drivewm.forecaster import Forecaster, split_window
+from drivewm.forecaster import EGO_KEYS, Forecaster, split_window
 from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric, clouds_from_padded
 
 
@@ -151,9 +151,12 @@ def evaluate_forecasters(
         batch = {k: v.to(device) for k, v in batch.items()}
         context, future = split_window(batch, past)
         truth = scoring.truth(future, horizon)
+        # Upper bounds see the future frames; the context's frames ride along as past_<key> (the oracle fill
+        # keeps the copy where the last frame saw).
+        ceiling_view = {**future, **{f"past_{k}": v for k, v in context.items() if k not in EGO_KEYS}}
         shown = {}
         for f in forecasters:
-            out = f.forecast(future if f.sees_future else context, horizon, generator=generator)
+            out = f.forecast(ceiling_view if f.sees_future else context, horizon, generator=generator)
             shown[f.name] = scoring.update(metrics[f.name], f.name, out, truth)
         if not example:
             example = scoring.example(context, truth, shown)

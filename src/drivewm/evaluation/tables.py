@@ -50,14 +50,30 @@ def occupancy_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list
     horizons = list(first["miou"])  # e.g. 1s, 2s, 3s, avg
     last = horizons[-2] if len(horizons) > 1 else horizons[0]
     columns = ["forecaster"] + [f"mIoU {h}" for h in horizons] + [f"IoU {h}" for h in horizons]
+    dynamic = [h for h in horizons if h != "avg"] if "dynamic_miou" in first else []
+    columns += [f"dyn mIoU {h}" for h in dynamic]
     columns.append(f"mIoU {last} vs ego-warp")
     ref = results.get(REFERENCE, first)["miou"][last]
     rows = []
     for name, r in results.items():
         rel = (r["miou"][last] / ref - 1.0) * 100 if ref > 0 else float("nan")
         rows.append([name] + [round(r["miou"][h], 2) for h in horizons] + [round(r["iou"][h], 2) for h in horizons]
-                    + [f"{rel:+.1f}%"])
+                    + [_cell(r["dynamic_miou"][h]) for h in dynamic] + [f"{rel:+.1f}%"])
     return columns, rows
+
+
+def _cell(v: float):
+    return round(v, 2) if v == v else "-"  # NaN: no road user in the truth at that step
+
+
+def per_class_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows of the per-class IoU table: one row per class and horizon (1 s, 2 s, 3 s), one column per
+    forecaster."""
+    names = list(results)
+    first = results[names[0]]["per_class_iou"]
+    rows = [[cls, h] + [_cell(results[n]["per_class_iou"][h][cls]) for n in names]
+            for cls in next(iter(first.values())) for h in first]
+    return ["class", "at"] + names, rows
 
 
 def print_table(results: dict[str, dict], title: str) -> None:
@@ -75,6 +91,14 @@ def print_table(results: dict[str, dict], title: str) -> None:
     if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
         console = Console(width=220)
     console.print(table)
+    if not is_lidar(results) and "per_class_iou" in next(iter(results.values())):
+        columns, rows = per_class_rows(results)
+        table = Table(title="per-class IoU")
+        for c in columns:
+            table.add_column(escape(c), justify="left" if c in ("class", "at") else "right")
+        for r in rows:
+            table.add_row(*(escape(str(v)) for v in r))
+        console.print(table)
 
 
 def _tile(occ: torch.Tensor, grid: GridSpec, scale: int) -> np.ndarray:

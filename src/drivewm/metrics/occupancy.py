@@ -11,6 +11,11 @@
   * no visibility mask: every voxel counts (a mask passed to ``update`` is rejected);
   * "1 s / 2 s / 3 s" are the values at steps 2 / 4 / 6 (2 Hz) and "avg" is their mean.
 
+Beside the protocol's mIoU, ``dynamic_miou`` is the mean IoU over the road users' classes
+(``DYNAMIC_CLASSES``: car, bus, truck, construction vehicle, trailer, motorcycle, bicycle, pedestrian)
+that occur in the ground truth of that step: classes absent from the truth are left out rather than
+scored 1, so the figure measures the moving part of the scene, not the classes the data never holds.
+
 ``protocol="occ3d"`` — Occ3D-nuScenes (Tian et al., arXiv 2304.14365; its ``Metric_mIoU``):
   * the same dataset-summed counts restricted to voxels where ``mask_camera`` is true (the mask
     is required);
@@ -35,6 +40,7 @@ from drivewm.data.spec import FREE_ID, NUM_CLASSES, OCC3D_CLASSES
 from drivewm.metrics.distributed import StreamingMetric
 
 PROTOCOLS = ("occworld", "occ3d")
+DYNAMIC_CLASSES = ("car", "bus", "truck", "construction_vehicle", "trailer", "motorcycle", "bicycle", "pedestrian")
 
 
 def confusion_counts(pred: torch.Tensor, gt: torch.Tensor, num_classes: int, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -175,6 +181,11 @@ class OccupancyForecastMetric(StreamingMetric):
         occ_pos = conf[:, :, occ].sum((1, 2))
         iou = self._class_iou(occ_tp[:, None], occ_seen[:, None], occ_pos[:, None])[:, 0]  # [H]
         names = [self.class_names[c] for c in sem]
+        dyn = [c for c in range(self.num_classes) if self.class_names[c] in DYNAMIC_CLASSES]
+        dyn_iou = self._class_iou(tp[:, dyn], seen[:, dyn], positive[:, dyn])  # [H, D]
+        present = seen[:, dyn] > 0
+        dynamic = torch.where(present, dyn_iou, torch.zeros_like(dyn_iou)).sum(1) / present.sum(1).clamp_min(1)
+        dynamic = torch.where(present.any(1), dynamic, torch.full_like(dynamic, math.nan))  # [H]
         steps = [s for s in self.report_steps if s <= h] or list(range(1, h + 1))
         horizon = {self._step_name(s): s for s in steps}
         result = {
@@ -184,11 +195,13 @@ class OccupancyForecastMetric(StreamingMetric):
             "iou_per_step": [100 * float(v) for v in iou],
             "miou": {k: 100 * float(miou[s - 1]) for k, s in horizon.items()},
             "iou": {k: 100 * float(iou[s - 1]) for k, s in horizon.items()},
+            "dynamic_miou": {k: 100 * float(dynamic[s - 1]) for k, s in horizon.items()},
             "per_class_iou": {k: dict(zip(names, (100 * float(v) for v in class_iou[s - 1]))) for k, s in horizon.items()},
             "voxels_per_step": [int(v) for v in conf.sum((1, 2))],
         }
         result["miou"]["avg"] = sum(result["miou"][k] for k in horizon) / len(horizon)
         result["iou"]["avg"] = sum(result["iou"][k] for k in horizon) / len(horizon)
+        result["dynamic_miou"]["avg"] = sum(result["dynamic_miou"][k] for k in horizon) / len(horizon)
         return result
 
     def _step_name(self, step: int) -> str:

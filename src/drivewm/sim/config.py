@@ -1,7 +1,13 @@
 """Typed configuration of the procedural driving simulator, its named presets and the ego constants.
 
-Every field is validated in ``__post_init__`` so that a bad value fails at construction with a
-message naming the field (``ValueError``), not deep inside a rollout.
+Every field is validated in ``__post_init__`` so that a bad value fails at construction with one
+message naming the field (``drivewm.errors.ConfigError``), not deep inside a rollout.
+
+Two roadside generators: ``roadside="random"`` (the first one: lots, trees and parked cars drawn at
+random along each road; presets ``occ3d``, ``small``, ``tiny``, ``micro``) and ``roadside="street"``
+(streets whose structure runs on beyond the view: building rows on one setback with gaps at driveways
+and junctions, tree rows at a fixed spacing, parked cars in rows in the parking lanes, barriers along
+stretches; with traffic lights at junctions and lane changes; presets ``*_street``).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 from drivewm.data.spec import GRID_PRESETS, GridSpec, grid_preset
+from drivewm.errors import ConfigError
 
 # Ego footprint of the nuScenes data-collection car (Renault Zoe), as used by ST-P3 / UniAD planning
 # metrics. The ego pose is the rear-axle centre on the ground (the nuScenes ego frame); the box
@@ -22,11 +29,18 @@ EGO_BOX_OFFSET_X = 1.342
 LAYOUTS = ("straight", "curve", "intersection", "t_junction", "roundabout")
 # Drawn by default. The roundabout is opt-in: in long, dense runs its ring can gridlock (see its docs).
 DEFAULT_LAYOUTS = ("straight", "curve", "intersection", "t_junction")
+ROADSIDES = ("random", "street")
+# What fits in 100 m: a lane holds vehicles of the shortest kind (a motorcycle, 2.1 m) at the IDM jam
+# distance (2 m) behind each other; a sidewalk holds pedestrians (0.6 m) a step apart, two abreast.
+MAX_VEHICLE_DENSITY = 100.0 / (2.1 + 2.0)
+MAX_PEDESTRIAN_DENSITY = 2 * 100.0 / (0.6 + 0.4)
+CAR_SLOT_MIN = 5.0  # m: the longest parked car (4.8 m) and a hand's width
+TREE_SPACING_MIN = 5.0  # m: two crowns of the largest radius (2.5 m) side by side
 
 
 def _check(cond: bool, name: str, msg: str, value: object) -> None:
     if not cond:
-        raise ValueError(f"SimConfig.{name}: {msg}, got {value!r}")
+        raise ConfigError(f"SimConfig.{name}: {msg}, got {value!r}")
 
 
 @dataclass(kw_only=True)
@@ -115,6 +129,22 @@ class SimConfig:
     """Frames per episode of DrivingEnv before truncation (simulate_episode takes its own count)."""
     terminate_on_collision: bool = True
     """DrivingEnv ends the episode at the first collision."""
+    roadside: str = "random"
+    """Roadside generator: "random" (lots, trees and parked cars drawn at random) or "street" (rows that run on)."""
+    tree_spacing: float = 9.0
+    """Street roadside: metres between the trees of a row (each side jitters it by at most 10 %)."""
+    parking_pitch: float = 6.5
+    """Street roadside: metres between the parked-car slots of a parking lane."""
+    parked_fraction: float = 0.8
+    """Street roadside: share of parking slots that hold a car."""
+    traffic_lights: bool = False
+    """Junctions (not roundabouts) are signalled: two phases, green for light_green s, then all red light_clear s."""
+    light_green: float = 12.0
+    """Green time (s) of each signal phase."""
+    light_clear: float = 3.0
+    """All-red clearance time (s) between the phases."""
+    lane_changes: bool = False
+    """Vehicles on multi-lane roads change lanes to pass a slower leader when the other lane is free."""
 
     def __post_init__(self) -> None:
         _check(self.grid in GRID_PRESETS, "grid", f"unknown grid preset (valid: {', '.join(GRID_PRESETS)})", self.grid)
@@ -129,6 +159,18 @@ class SimConfig:
         for name in ("vehicle_density", "pedestrian_density", "expert_noise"):
             v = getattr(self, name)
             _check(v >= 0 and v == v, name, "must be >= 0", v)
+        _check(self.vehicle_density <= MAX_VEHICLE_DENSITY, "vehicle_density",
+               f"more vehicles per 100 m of lane than fit bumper to bumper ({MAX_VEHICLE_DENSITY:.1f})", self.vehicle_density)
+        _check(self.pedestrian_density <= MAX_PEDESTRIAN_DENSITY, "pedestrian_density",
+               f"more pedestrians per 100 m of sidewalk than fit ({MAX_PEDESTRIAN_DENSITY:.0f})", self.pedestrian_density)
+        _check(self.roadside in ROADSIDES, "roadside", f"unknown roadside (valid: {', '.join(ROADSIDES)})", self.roadside)
+        _check(self.tree_spacing >= TREE_SPACING_MIN, "tree_spacing",
+               f"must be >= {TREE_SPACING_MIN} m (two crowns side by side)", self.tree_spacing)
+        _check(self.parking_pitch >= CAR_SLOT_MIN, "parking_pitch", f"must be >= {CAR_SLOT_MIN} m (one car per slot)",
+               self.parking_pitch)
+        _check(0 <= self.parked_fraction <= 1, "parked_fraction", "must be in [0, 1]", self.parked_fraction)
+        _check(self.light_green > 0, "light_green", "must be > 0 s", self.light_green)
+        _check(self.light_clear >= 0, "light_clear", "must be >= 0 s", self.light_clear)
         for name in ("max_vehicles", "max_pedestrians"):
             _check(0 <= getattr(self, name) <= 256, name, "must be in [0, 256]", getattr(self, name))
         for name in ("target_speed", "max_accel", "max_brake", "max_speed"):
@@ -183,15 +225,18 @@ SIM_PRESETS: dict[str, SimConfig] = {
         max_pedestrians=8,
     ),
 }
+STREET = dict(roadside="street", traffic_lights=True, lane_changes=True)
+SIM_PRESETS.update({f"{name}_street": replace(SIM_PRESETS[name], **STREET) for name in ("tiny", "micro")})
 
 
 def sim_preset(name: str, **overrides: object) -> SimConfig:
-    """A fresh copy of a named preset (occ3d, small, tiny, micro), with optional field overrides."""
+    """A fresh copy of a named preset (occ3d, small, tiny, micro; tiny_street, micro_street), with optional field
+    overrides."""
     if name not in SIM_PRESETS:
-        raise KeyError(f"unknown sim preset {name!r}; valid: {', '.join(SIM_PRESETS)}")
+        raise ConfigError(f"unknown sim preset {name!r}; valid: {', '.join(SIM_PRESETS)}")
     base = SIM_PRESETS[name]
     cfg = replace(base, lidar_spec=replace(base.lidar_spec), camera_spec=replace(base.camera_spec))
     unknown = sorted(set(overrides) - {f.name for f in fields(SimConfig)})
     if unknown:
-        raise KeyError(f"unknown SimConfig field(s) {unknown}; valid: {', '.join(f.name for f in fields(SimConfig))}")
+        raise ConfigError(f"unknown SimConfig field(s) {unknown}; valid: {', '.join(f.name for f in fields(SimConfig))}")
     return replace(cfg, **overrides) if overrides else cfg

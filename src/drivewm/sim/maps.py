@@ -97,6 +97,15 @@ class Arm:
         return s, d, dist
 
 
+@dataclass(frozen=True)
+class StreetStyle:
+    """The rows of a street roadside (`drivewm.sim.rasterize`): tree spacing, parking pitch, parked share."""
+
+    tree_spacing: float
+    parking_pitch: float
+    parked_fraction: float
+
+
 @dataclass
 class RoadMap:
     """The static world: arms, the rasterized semantic layer, vehicle paths and pedestrian paths."""
@@ -120,7 +129,9 @@ class RoadMap:
     conflicts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # paths crossing in the junction
     ped_paths: list[np.ndarray] = field(default_factory=list)
     ped_cross: list[tuple[float, float]] = field(default_factory=list)  # arc length span of the road crossing
+    ped_arm: list[int] = field(default_factory=list)  # per pedestrian path: the arm whose road it crosses
     crosswalks: list[np.ndarray] = field(default_factory=list)  # centre points [2] of crosswalks
+    street: StreetStyle | None = None  # None: roadside drawn at random (the first generator)
 
     def flat_index(self, fx: np.ndarray, fy: np.ndarray) -> np.ndarray:
         """Flat raster index of fractional cell coordinates fx, fy (float arrays, modified in place), clipped."""
@@ -242,7 +253,7 @@ def _lane_paths(road: RoadMap) -> None:
 
 def _ped_paths(road: RoadMap, rng: np.random.Generator) -> None:
     """Pedestrian paths: along one sidewalk towards a crosswalk, across the road, then away."""
-    for arm in road.arms:
+    for i, arm in enumerate(road.arms):
         s_cross = road.junction - 1.0 - CROSSWALK_WIDTH / 2 if road.junction > 0 else float(rng.uniform(25, 45))
         arm.crosswalk_s = float(s_cross)
         road.crosswalks.append(arm.point(np.array([s_cross]), np.array([0.0]))[0])
@@ -259,13 +270,18 @@ def _ped_paths(road: RoadMap, rng: np.random.Generator) -> None:
             l_along = far - s_cross
             road.ped_paths.append(pts)
             road.ped_cross.append((l_along + arm.sidewalk / 2 - 0.5, l_along + 2 * arm.hw + arm.sidewalk / 2 + 0.5))
+            road.ped_arm.append(i)
 
 
 def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: tuple[int, int],
-                 route_in: float, route_out: float, margin: float) -> RoadMap:
+                 route_in: float, route_out: float, margin: float, street: StreetStyle | None = None) -> RoadMap:
     """A map of `layout`: the route enters on arm route_arms[0] `route_in` m before the junction and
-    leaves on route_arms[1] for `route_out` m; every arm reaches `margin` m further (the sensors' view)."""
+    leaves on route_arms[1] for `route_out` m; every arm reaches `margin` m further (the sensors' view).
+    With `street`, the roadside is built in rows (see `drivewm.sim.rasterize`)."""
     arms = _arms_for(layout, rng, {}, 0.0)
+    if street is not None:  # city streets: most urban sides have a parking lane
+        for arm in arms:
+            arm.parking = bool(rng.random() < (0.75 if "urban" in arm.sides else 0.3))
     max_hw = max(a.hw for a in arms)
     max_sw = max(a.sidewalk for a in arms)
     junction = 0.0 if layout in ("straight", "curve") else max_hw + max_sw + CROSSWALK_WIDTH + 2.0
@@ -283,7 +299,7 @@ def generate_map(layout: str, rng: np.random.Generator, res: float, route_arms: 
     lo = pts.min(0) - margin
     hi = pts.max(0) + margin
     shape = tuple(np.ceil((hi - lo) / res).astype(int))
-    road = RoadMap(layout=layout, arms=arms, junction=junction, res=res, origin=lo, ring=ring,
+    road = RoadMap(layout=layout, arms=arms, junction=junction, res=res, origin=lo, ring=ring, street=street,
                    cls=np.zeros(shape, np.uint8), height=np.zeros(shape, np.float32), paint=np.zeros(shape, np.uint8))
     _ped_paths(road, rng)
     rasterize_static(road, rng)

@@ -3,6 +3,11 @@
 Cells are classified from each arm's analytic (arc length, lateral offset) field: road, crosswalk,
 sidewalk, barrier, then roadside lots (buildings with setbacks, terrain), then trees, bushes and
 parked cars are stamped on top. Class ids are Occ3D's (drivewm.data.spec).
+
+Two roadsides (`RoadMap.street`): None draws lots, trees and parked cars at random along each road (the
+first generator; its random stream is kept as it was, so its stores reproduce byte for byte); a
+`StreetStyle` builds rows that run on beyond the view, as real streets do: one setback per building
+row with gaps at driveways and side streets, trees at a fixed spacing, parking slots at a fixed pitch.
 """
 
 from __future__ import annotations
@@ -41,6 +46,21 @@ def _lots(rng: np.random.Generator, kind: str, s0: float, s1: float) -> np.ndarr
             rows.append([s, s + w, 0, 0, 0, 0])
         s += w + (rng.uniform(2, 8) if kind == "urban" else 0.0)
     return np.asarray(rows if rows else [[s0, s1, 0, 0, 0, 0]], dtype=np.float64)
+
+
+def _street_lots(rng: np.random.Generator, kind: str, s0: float, s1: float) -> np.ndarray:
+    """Lots [M, 6] of a street side (as `_lots`): an urban side is one building row on one setback and depth,
+    facade to facade, broken by driveways (3.5 m) and now and then a side street (12 m); other sides are open."""
+    if kind != "urban":
+        return np.asarray([[s0, s1, 0, 0, 0, 0]], dtype=np.float64)
+    setback, depth = rng.uniform(0.0, 4.0), rng.uniform(10.0, 18.0)
+    rows, s = [], s0
+    while s < s1:
+        w = rng.uniform(14, 30)
+        rows.append([s, s + w, 1, setback, depth, rng.uniform(6, 20)])
+        u = rng.random()
+        s += w + (12.0 if u < 0.08 else 3.5 if u < 0.45 else 0.0)
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _lane_paint(arm, s: np.ndarray, d: np.ndarray, half: float) -> np.ndarray:
@@ -148,10 +168,11 @@ def _stamp_box(road: "RoadMap", box: tuple[float, float, float, float, float], h
 def rasterize_static(road: "RoadMap", rng: np.random.Generator) -> None:
     """Fill road.cls and road.height in place (the map's static semantic layer)."""
     s_lo = road.junction + 2.0 if road.junction > 0 else 0.0
+    draw_lots = _lots if road.street is None else _street_lots
     lots = {}
     for i, arm in enumerate(road.arms):
         for side in (0, 1):
-            lots[(i, side)] = _lots(rng, arm.sides[side], s_lo, arm.length + 200.0)
+            lots[(i, side)] = draw_lots(rng, arm.sides[side], s_lo, arm.length + 200.0)
     nx, ny = road.cls.shape
     ys = road.origin[1] + (np.arange(ny) + 0.5) * road.res
     for r0 in range(0, nx, CHUNK_ROWS):
@@ -166,6 +187,9 @@ def rasterize_static(road: "RoadMap", rng: np.random.Generator) -> None:
         for a in rng.uniform(-np.pi, np.pi, 3):
             rr = 0.6 * road.ring[0]
             _stamp_disc(road, rr * np.cos(a), rr * np.sin(a), 1.0, 1.2, VEGETATION)
+    if road.street is not None:
+        _street_objects(road, rng, s_lo)
+        return
     # Trees and bushes beside the road, parked cars in the parking lanes.
     for arm in road.arms:
         for side, sign in ((0, 1.0), (1, -1.0)):
@@ -191,6 +215,35 @@ def rasterize_static(road: "RoadMap", rng: np.random.Generator) -> None:
                         ln, wd = rng.uniform(4.0, 4.8), rng.uniform(1.7, 1.9)
                         _stamp_box(road, (c[0], c[1], float(th[0]), ln, wd), float(rng.uniform(1.4, 1.7)), CAR)
                     s += rng.uniform(6.0, 9.0)
+
+
+def _street_objects(road: "RoadMap", rng: np.random.Generator, s_lo: float) -> None:
+    """Tree rows and parked-car rows of a street: each side draws its row once (offset, spacing, crown), then
+    plants every slot; a slot stays empty only now and then (a missing tree, a free parking place)."""
+    style = road.street
+    for arm in road.arms:
+        for side, sign in ((0, 1.0), (1, -1.0)):
+            kind = arm.sides[side]
+            spacing = style.tree_spacing * rng.uniform(0.9, 1.1)
+            # Urban: tree pits on the sidewalk's outer edge; elsewhere a row on the verge (behind a barrier).
+            rel = -0.6 if kind == "urban" else rng.uniform(2.0, 5.0) + (1.0 if kind == "barrier" else 0.0)
+            r, ht = rng.uniform(1.2, 2.0), rng.uniform(4, 8)
+            planted = kind != "green" or rng.random() < 0.8  # some green sides are open fields
+            s = s_lo + rng.uniform(0, spacing)
+            while planted and s < arm.length + 60:
+                if rng.random() < 0.95:
+                    p = arm.point(np.array([s]), np.array([sign * (arm.hw + arm.sidewalk + rel)]))[0]
+                    _stamp_disc(road, p[0], p[1], r, ht, VEGETATION)
+                s += spacing
+            if arm.parking:
+                s = road.junction + 8.0 + rng.uniform(0, style.parking_pitch)
+                while s < arm.length + 40:
+                    if rng.random() < style.parked_fraction and abs(s - arm.crosswalk_s) > 6.0:
+                        _, th = arm.frame(np.array([s]))
+                        c = arm.point(np.array([s]), np.array([sign * (arm.drive_hw + PARKING_HALF)]))[0]
+                        ln, wd = rng.uniform(4.0, 4.8), rng.uniform(1.7, 1.9)
+                        _stamp_box(road, (c[0], c[1], float(th[0]), ln, wd), float(rng.uniform(1.4, 1.7)), CAR)
+                    s += style.parking_pitch
 
 
 PARKING_HALF = 1.2

@@ -15,11 +15,13 @@ from drivewm.sim.config import EGO_BOX_OFFSET_X, EGO_LENGTH, EGO_WIDTH, SimConfi
 from drivewm.sim.ego import EgoState, bicycle_step
 from drivewm.geometry import ego_to_world, world_to_ego, wrap_angle
 from drivewm.sim.geometry import box_corners, boxes_overlap, points_in_box
-from drivewm.sim.maps import PATH_SPACING, generate_map
+from drivewm.sim.maps import PATH_SPACING, StreetStyle, generate_map
 from drivewm.sim.rasterize import CAR, DRIVEABLE
 from drivewm.sim.traffic import (PED_SIZE, PEDESTRIAN, IDMParams, PathTable, corridor_leader, idm_accel,
                                  spawn_pedestrians, spawn_vehicles)
 
+LANE_CHANGE_RATE = 1.2  # m/s: lateral speed of a lane change (about 3 s for a 3.5 m lane)
+LANE_CHANGE_LOOK = 25.0  # m: a vehicle changes lanes when its leader is this close and slower than it wants
 STOP_WAIT = 1.0  # seconds a vehicle stands at an all-way stop before it may enter
 RING_CLEARANCE = 14.0  # m: a roundabout entry waits while a vehicle in the ring is this close to it
 
@@ -44,8 +46,9 @@ class Scenario:
         margin = half_extent * 1.45 + 5.0
         # The ego starts on the inbound lane some way before the junction (or the middle of the road).
         d_in = float(map_rng.uniform(0.25, 0.6)) * self.route_len
+        street = StreetStyle(cfg.tree_spacing, cfg.parking_pitch, cfg.parked_fraction) if cfg.roadside == "street" else None
         self.road = generate_map(layout, map_rng, cfg.raster_resolution, (a_in, a_out), d_in + 10.0,
-                                 self.route_len - d_in + 10.0, margin)
+                                 self.route_len - d_in + 10.0, margin, street)
         road = self.road
         self.paths = PathTable(road.paths)
         self.ped_paths = PathTable(road.ped_paths) if road.ped_paths else None
@@ -71,10 +74,24 @@ class Scenario:
         self.time = 0.0
         self.collided = False
         self.offroad_now = False
+        # Signalled junctions: arms along one axis share a phase; the cycle starts at a random point.
+        self.light_phase: np.ndarray | None = None
+        if cfg.traffic_lights and road.junction > 0 and road.ring is None:
+            rel = np.array([a.angle - road.arms[0].angle for a in road.arms])
+            self.light_phase = (np.abs(np.sin(rel)) > 0.5).astype(np.int64)
+            self.light_offset = float(traffic_rng.uniform(0, 2 * (cfg.light_green + cfg.light_clear)))
+            self.path_arm_in = np.array([a for a, _, _ in road.path_arms])
 
     # ----- geometry of the road users -------------------------------------------------------
     def vehicle_poses(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.paths.pose(self.vehicles.path, self.vehicles.s)
+        xy, yaw = self.paths.pose(self.vehicles.path, self.vehicles.s)
+        if not self.cfg.lane_changes:
+            return xy, yaw
+        lat = self.vehicles.lat
+        xy = xy + lat[:, None] * np.stack([-np.sin(yaw), np.cos(yaw)], axis=-1)
+        # Heading towards the new lane while the offset closes at LANE_CHANGE_RATE.
+        return xy, yaw - np.sign(lat) * np.arctan2(np.where(lat != 0, LANE_CHANGE_RATE, 0.0),
+                                                  np.maximum(self.vehicles.v, 1.0))
 
     def ped_poses(self) -> tuple[np.ndarray, np.ndarray]:
         if self.ped_paths is None or len(self.peds.s) == 0:
@@ -115,8 +132,32 @@ class Scenario:
         stop, exit_ = self.road.stop_s[path], self.road.exit_s[path]
         return cleared & (s - half_len < exit_) & (s + half_len > stop - 5.0)
 
+    def green_arms(self, time: float | None = None) -> np.ndarray:
+        """bool [arms]: which arms' signals show green at `time` (default now); all True without lights."""
+        if self.light_phase is None:
+            return np.ones(len(self.road.arms), bool)
+        g, c = self.cfg.light_green, self.cfg.light_clear
+        t = ((self.time if time is None else time) + self.light_offset) % (2 * (g + c))
+        phase = 0 if t < g else 1 if g + c <= t < 2 * g + c else -1  # -1: all red, the junction clears
+        return self.light_phase == phase
+
+    def _update_lights(self) -> None:
+        """On green a road user enters once its front is within stopping reach of the line (a comfortable stop
+        would end past it); on red it stops at the line, so the ones behind queue until the next green."""
+        veh, road = self.vehicles, self.road
+        green = self.green_arms()
+        reach = lambda v: np.maximum(3.0, v * v / (2 * self.idm.b) + 2.0)  # noqa: E731
+        front = road.stop_s[veh.path] - (veh.s + veh.size[:, 0] / 2)
+        veh.cleared |= veh.active & green[self.path_arm_in[veh.path]] & (front < reach(veh.v))
+        ego_front = road.stop_s[self.route_path] - (self.ego_s + EGO_BOX_OFFSET_X + EGO_LENGTH / 2)
+        if ego_front < -0.5 or (green[self.path_arm_in[self.route_path]] and ego_front < float(reach(self.ego.v))):
+            self.ego_cleared = True
+
     def _update_junction(self) -> None:
         if self.road.junction <= 0:
+            return
+        if self.light_phase is not None:
+            self._update_lights()
             return
         veh = self.vehicles
         hl = veh.size[:, 0] / 2
@@ -187,6 +228,9 @@ class Scenario:
                 moving[points_in_box(ahead[:, 0], ahead[:, 1], b)] = 0.0
         cross = np.array([self.road.ped_cross[p] for p in self.peds.path])  # [N, 2] arc lengths
         near_kerb = (self.peds.s > cross[:, 0] - 1.0) & (self.peds.s < cross[:, 0])
+        if self.light_phase is not None:  # signalled crossing: wait while the traffic crossed has green
+            crossed_green = self.green_arms()[np.asarray(self.road.ped_arm)[self.peds.path]]
+            moving[near_kerb & crossed_green] = 0.0
         if not near_kerb.any():
             return moving
         xy = np.concatenate([vxy[veh.active], [ego_box[:2]]])
@@ -227,6 +271,8 @@ class Scenario:
             use_stop = stop_gap < gap
             gap, v_lead = np.where(use_stop, stop_gap, gap), np.where(use_stop, 0.0, v_lead)
             cap = self.paths.vcap[veh.path, np.clip((veh.s / PATH_SPACING).astype(int), 0, self.paths.vcap.shape[1] - 1)]
+            if cfg.lane_changes:
+                self._change_lanes(gap, v_lead, dt)
             a = idm_accel(veh.v, np.minimum(veh.v0, cap), gap, veh.v - v_lead, self.idm)
             a = np.clip(a, -9.0, self.idm.a_max)
             v_new = np.maximum(veh.v + a * dt, 0.0)
@@ -261,6 +307,34 @@ class Scenario:
         before = s + half_len < line + 0.5
         return np.where(near.any(1) & before, line - s - half_len, gap)
 
+    def _change_lanes(self, gap: np.ndarray, v_lead: np.ndarray, dt: float) -> None:
+        """Close the offsets of lane changes under way; start one for a vehicle stuck behind a slower leader on a
+        multi-lane road when the other lane is free from 12 m behind to 20 m ahead (not within 25 m of a junction)."""
+        veh, road = self.vehicles, self.road
+        veh.lat = np.sign(veh.lat) * np.maximum(np.abs(veh.lat) - LANE_CHANGE_RATE * dt, 0.0)
+        stop = np.where(np.isfinite(road.stop_s[veh.path]), road.stop_s[veh.path], self.paths.length[veh.path])
+        want = (veh.active & (veh.lat == 0) & (gap < LANE_CHANGE_LOOK) & (v_lead < veh.v0 - 2.0)
+                & (veh.s < stop - 25.0) & (veh.s > 5.0))
+        if not want.any():
+            return
+        xy, _ = self.vehicle_poses()
+        ahead = np.arange(-12.0, 20.1, 2.0)  # the stretch of the other lane that must be free
+        for i in np.flatnonzero(want):
+            others = np.concatenate([xy[veh.active & (np.arange(len(veh.s)) != i)], [[self.ego.x, self.ego.y]]])
+            a, b, lane = road.path_arms[veh.path[i]]
+            if road.arms[a].lanes < 2:
+                continue
+            other = road.path_arms.index((a, b, 1 - lane)) if (a, b, 1 - lane) in road.path_arms else -1
+            if other < 0:
+                continue
+            pts, _ = self.paths.pose(np.full(len(ahead), other), np.maximum(veh.s[i] + ahead, 0.0))
+            if np.min(np.linalg.norm(others[:, None] - pts[None], axis=-1)) < 2.5:
+                continue  # the other lane is taken (its centre line within 2.5 m of a road user)
+            new_xy, new_yaw = self.paths.pose(np.array([other]), veh.s[i : i + 1])
+            normal = np.array([-np.sin(new_yaw[0]), np.cos(new_yaw[0])])
+            veh.lat[i] = float((xy[i] - new_xy[0]) @ normal)
+            veh.path[i] = other
+
     def _respawn_vehicles(self) -> None:
         veh = self.vehicles
         done = veh.active & (veh.s >= self.paths.length[veh.path] - 3.0)
@@ -272,7 +346,7 @@ class Scenario:
             others = np.concatenate([vxy[veh.active], [[self.ego.x, self.ego.y]]])
             if np.min(np.linalg.norm(others - start[0], axis=1)) > 15.0:
                 veh.path[i], veh.s[i], veh.v[i], veh.active[i] = p, 0.0, veh.v0[i] * 0.6, True
-                veh.arrived[i], veh.cleared[i] = np.inf, False
+                veh.arrived[i], veh.cleared[i], veh.lat[i] = np.inf, False, 0.0
 
     def _project_ego(self) -> None:
         """Track the ego's arc length on its route path (local search around the last value)."""

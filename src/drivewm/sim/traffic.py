@@ -151,6 +151,7 @@ class Vehicles:
     active: np.ndarray
     arrived: np.ndarray  # time of arrival at the stop line (inf: not there)
     cleared: np.ndarray  # allowed into the junction
+    lat: np.ndarray | None = None  # m left of the path's centre line while changing lanes (0 when in lane)
 
 
 @dataclass
@@ -171,7 +172,7 @@ def spawn_vehicles(road: RoadMap, table: PathTable, rng: np.random.Generator, co
     veh = Vehicles(path=np.zeros(count, np.int64), s=np.zeros(count), v=np.zeros(count),
                    v0=target_speed * rng.uniform(0.75, 1.15, count), size=size,
                    cls=np.array([VEHICLE_TYPES[k][0] for k in kinds], np.int64), active=np.zeros(count, bool),
-                   arrived=np.full(count, np.inf), cleared=np.zeros(count, bool))
+                   arrived=np.full(count, np.inf), cleared=np.zeros(count, bool), lat=np.zeros(count))
     placed = [p for p in avoid_xy]
     for i in range(count):
         for _ in range(30):

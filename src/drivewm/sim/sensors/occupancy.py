@@ -25,6 +25,41 @@ def voxels_below(grid: GridSpec, height: np.ndarray) -> np.ndarray:
     return np.maximum(1, (z_lo[None] < np.asarray(height, dtype=np.float64).reshape(-1, 1)).sum(1)).reshape(np.shape(height))
 
 
+def stamp_boxes(occ: np.ndarray, boxes: np.ndarray, valid: np.ndarray, grid: GridSpec) -> None:
+    """Write boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ [X, Y, Z] in place, all at once: the
+    columns whose centre lies in a box (and the column of its centre) from the ground layer up to its height."""
+    b = boxes[valid].astype(np.float64)
+    if len(b) == 0:
+        return
+    vs = grid.voxel_size
+    nx, ny, nz = grid.shape
+    x, y, ln, wd, yaw = b[:, 0], b[:, 1], b[:, 3], b[:, 4], b[:, 6]
+    r = 0.5 * np.hypot(ln, wd)
+    m = int(np.ceil(2 * r.max() / vs)) + 2  # candidate cells per side of each box's square
+    i0 = np.floor((x - r - grid.lower[0]) / vs).astype(np.int64)
+    j0 = np.floor((y - r - grid.lower[1]) / vs).astype(np.int64)
+    ci = i0[:, None] + np.arange(m)[None]  # [K, m]
+    cj = j0[:, None] + np.arange(m)[None]
+    px = grid.lower[0] + (ci + 0.5) * vs - x[:, None]
+    py = grid.lower[1] + (cj + 0.5) * vs - y[:, None]
+    c, s = np.cos(yaw)[:, None, None], np.sin(yaw)[:, None, None]
+    lx = c * px[:, :, None] + s * py[:, None, :]  # [K, m, m] cell centres in each box frame
+    ly = -s * px[:, :, None] + c * py[:, None, :]
+    inside = (np.abs(lx) <= ln[:, None, None] / 2) & (np.abs(ly) <= wd[:, None, None] / 2)
+    # A box smaller than a voxel still marks the voxel holding its centre.
+    ki = np.floor((x - grid.lower[0]) / vs).astype(np.int64) - i0
+    kj = np.floor((y - grid.lower[1]) / vs).astype(np.int64) - j0
+    inside[np.arange(len(b)), ki, kj] = True
+    inside &= ((ci >= 0) & (ci < nx))[:, :, None] & ((cj >= 0) & (cj < ny))[:, None, :]
+    k, a, bb = np.nonzero(inside)
+    n = voxels_below(grid, b[:, 5])  # [K] voxels each box fills from the ground layer up
+    z = np.arange(nz)[None]
+    g = ground_voxel(grid)
+    fill = (z >= g) & (z < g + n[k][:, None])  # [P, Z]
+    ii, jj = ci[k, a], cj[k, bb]
+    occ[ii, jj] = np.where(fill, b[k, 7].astype(np.uint8)[:, None], occ[ii, jj])
+
+
 class OccupancyRenderer:
     """Renders uint8 [X, Y, Z] semantic occupancy of a RoadMap plus agent boxes at an ego pose."""
 
@@ -56,35 +91,7 @@ class OccupancyRenderer:
 
     def stamp(self, occ: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> None:
         """Write agent boxes [K, 8] (ego frame x, y, z, l, w, h, yaw, class) into occ in place, all at once."""
-        b = boxes[valid].astype(np.float64)
-        if len(b) == 0:
-            return
-        grid, vs = self.grid, self.grid.voxel_size
-        nx, ny, nz = grid.shape
-        x, y, ln, wd, yaw = b[:, 0], b[:, 1], b[:, 3], b[:, 4], b[:, 6]
-        r = 0.5 * np.hypot(ln, wd)
-        m = int(np.ceil(2 * r.max() / vs)) + 2  # candidate cells per side of each box's square
-        i0 = np.floor((x - r - grid.lower[0]) / vs).astype(np.int64)
-        j0 = np.floor((y - r - grid.lower[1]) / vs).astype(np.int64)
-        ci = i0[:, None] + np.arange(m)[None]  # [K, m]
-        cj = j0[:, None] + np.arange(m)[None]
-        px = grid.lower[0] + (ci + 0.5) * vs - x[:, None]
-        py = grid.lower[1] + (cj + 0.5) * vs - y[:, None]
-        c, s = np.cos(yaw)[:, None, None], np.sin(yaw)[:, None, None]
-        lx = c * px[:, :, None] + s * py[:, None, :]  # [K, m, m] cell centres in each box frame
-        ly = -s * px[:, :, None] + c * py[:, None, :]
-        inside = (np.abs(lx) <= ln[:, None, None] / 2) & (np.abs(ly) <= wd[:, None, None] / 2)
-        # A box smaller than a voxel still marks the voxel holding its centre.
-        ki = np.floor((x - grid.lower[0]) / vs).astype(np.int64) - i0
-        kj = np.floor((y - grid.lower[1]) / vs).astype(np.int64) - j0
-        inside[np.arange(len(b)), ki, kj] = True
-        inside &= ((ci >= 0) & (ci < nx))[:, :, None] & ((cj >= 0) & (cj < ny))[:, None, :]
-        k, a, bb = np.nonzero(inside)
-        n = voxels_below(grid, b[:, 5])  # [K] voxels each box fills from the ground layer up
-        z = np.arange(nz)[None]
-        fill = (z >= self.g) & (z < self.g + n[k][:, None])  # [P, Z]
-        ii, jj = ci[k, a], cj[k, bb]
-        occ[ii, jj] = np.where(fill, b[k, 7].astype(np.uint8)[:, None], occ[ii, jj])
+        stamp_boxes(occ, boxes, valid, self.grid)
 
     def render(self, pose: np.ndarray, boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
         occ = self.static(pose)
