@@ -202,13 +202,17 @@ class PerceptualDistance:
 
 
 def load_feature_network(path: str | Path) -> nn.Module:
-    """Load the perceptual feature network: a TorchScript file taking [N, 3, H, W] in [-1, 1] and
-    returning one feature map [N, C, h, w] or a list of them. The user names the file; it is trusted code."""
+    """Load the perceptual feature network, a TorchScript file (or a ``torch.export`` program, ``.pt2``)
+    taking [N, 3, H, W] in [-1, 1] and returning one feature map [N, C, h, w] or a list of them.
+    The user names the file; it is trusted like any program they run."""
     path = Path(path)
     if not path.is_file():
         raise DrivewmError(f"perceptual_network: {path} is not a file (a TorchScript feature network is needed; nothing is downloaded)")
+    kind = "torch.export program" if path.suffix == ".pt2" else "TorchScript file"
     try:
+        if path.suffix == ".pt2":
+            return torch.export.load(str(path)).module()
         return torch.jit.load(str(path), map_location="cpu")
-    except RuntimeError as e:
+    except (RuntimeError, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DrivewmError(f"perceptual_network: {path} is not a TorchScript file ({first})") from None
+        raise DrivewmError(f"perceptual_network: {path} is not a {kind} ({first})") from None

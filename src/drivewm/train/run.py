@@ -37,6 +37,8 @@ def run_training(cfg: RunConfig, resume: bool = False) -> FitResult:
         train_set, val_set = build_datasets(cfg)
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         model = build_model(cfg.model)
+        if hasattr(model, "load_external_files"):  # files the config names beside the weights (a perceptual network)
+            model.load_external_files()
         from drivewm.dynamics.base import TokenWorldModel
 
         if isinstance(model, TokenWorldModel):  # a frozen tokenizer: encode each frame once
