@@ -198,3 +198,22 @@ def test_perceptual_term_uses_the_user_feature_network_and_is_not_part_of_the_we
     torch.testing.assert_close(out["nll_loss"], out["rec_l1"] + 0.5 * out["p_loss"])
     assert set(model.state_dict()) == keys
     assert all(not p.requires_grad for p in model.perceptual.network.parameters())
+
+
+def test_camera_presets_are_the_issue_sizes():
+    from pathlib import Path
+
+    from drivewm.config import load_run_config
+
+    root = Path(__file__).parents[2] / "configs" / "tokenizer"
+    paths = sorted(root.glob("camera_*.yaml"))
+    assert {p.stem for p in paths} >= {"camera_vqgan_tiny", "camera_temporal_vq_tiny", "camera_vqvae2_tiny", "camera_kl_tiny"}
+    for path in paths:
+        cfg = load_run_config(path).model
+        if hasattr(cfg, "quantizer"):
+            assert 1024 <= cfg.quantizer.codebook_size <= 16384, path
+        if path.stem.endswith("_tiny"):
+            model = build_model(cfg)
+            assert model.image_hw == (64, 128), path
+            down = cfg.bottom.downsample if cfg.name == "camera_vqvae2" else cfg.cnn.downsample
+            assert down == 4, path
