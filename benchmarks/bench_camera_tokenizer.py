@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from drivewm.config import load_run_config
 from drivewm.registry import build_model
 from drivewm.sim import CameraSpec, sim_preset, simulate_episode
+from drivewm.tokenizers.camera import to_uint8
 from drivewm.tokenizers.quantizer import code_usage_logs
 from drivewm.train.schedule import warmup_cosine
 
@@ -108,8 +109,7 @@ def main() -> None:
         for chunk in held_out.split(64):
             idx = model.encode(chunk)
             codes.append(idx)
-            recs.append(torch.from_numpy(np.ascontiguousarray(model.decode(idx).clamp(-1, 1).add(1).mul(127.5).round()
-                                                               .to(torch.uint8).movedim(-3, -1).numpy())))
+            recs.append(to_uint8(model.decode(idx)))
     rec, idx = torch.cat(recs), torch.cat(codes)
     ours = float(frame_psnr(rec, held_out).mean())
     x = held_out.movedim(-1, 1).float()
