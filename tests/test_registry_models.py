@@ -20,6 +20,8 @@ TOKENS, VOCAB = (4, 4), 16  # token grid and vocabulary of the token world model
 _WORLD = dict(tokenizer_run="", vocab_size=VOCAB, token_shape=list(TOKENS), dim=16, depth=1, heads=2, max_frames=FRAMES)
 _ENCODER = dict(grid_shape=list(MICRO_GRID), patch=8, dim=16, depth=1, heads=2, pillar_dim=8, class_dim=4)
 _CNN = dict(channels=8, channel_mult=[1, 2, 2], num_res_blocks=1, attention=False)
+CAMERA = (16, 32)  # image size of the synthetic camera frames
+_CAMERA = dict(image_size=list(CAMERA), cnn=_CNN, gan=dict(disc_channels=4, disc_layers=2))
 SMALL: dict[str, dict] = {
     "toy_forecaster": dict(dim=4, past=3, hidden=16),
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8, cnn=_CNN, quantizer=dict(codebook_size=32)),
@@ -34,6 +36,11 @@ SMALL: dict[str, dict] = {
     "lejepa": dict(encoder=_ENCODER, global_views=2, local_views=2, proj_hidden=16, proj_dim=8, num_slices=16),
     "mae_bev": dict(encoder=_ENCODER, decoder_width=16, decoder_depth=1, decoder_heads=2),
     "contrastive_bev": dict(encoder=_ENCODER, proj_dim=16),
+    "camera_vqgan": dict(_CAMERA, z_channels=8, embed_dim=4, quantizer=dict(codebook_size=16)),
+    "camera_temporal_vq": dict(_CAMERA, z_channels=8, embed_dim=4, heads=2, quantizer=dict(codebook_size=16)),
+    "camera_kl_autoencoder": dict(_CAMERA, z_channels=4, embed_dim=2),
+    "camera_vqvae2": dict(image_size=list(CAMERA), bottom=_CNN, top=dict(_CNN, channel_mult=[1, 1]), hidden_channels=8,
+                          embed_dim=4, top_quantizer=dict(codebook_size=16), bottom_quantizer=dict(codebook_size=16)),
 }
 
 NAMES = sorted(registered_models())
@@ -65,6 +72,7 @@ def synthetic_batch(name: str, model: torch.nn.Module, batch: int = 2) -> dict[s
         "lidar": points,
         "lidar_count": torch.full((batch, FRAMES), 48),
         "tokens": torch.randint(0, VOCAB, (batch, FRAMES, *TOKENS), generator=g),
+        "camera": torch.randint(0, 256, (batch, FRAMES, *CAMERA, 3), generator=g, dtype=torch.uint8),
     }
 
 

@@ -28,7 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.utils.data import DataLoader, Dataset
 
-from drivewm.config import ConfigError
+from drivewm.config import ConfigError, to_yaml
 from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import (
     CheckpointError,
@@ -40,7 +40,7 @@ from drivewm.train.checkpoint import (
     restore_rng,
     unflatten_optimizer_state,
 )
-from drivewm.train.config import TrainConfig
+from drivewm.train.config import RunConfig, TrainConfig
 from drivewm.train.distributed import (
     DistEnv,
     all_reduce_max,
@@ -161,6 +161,10 @@ class Trainer:
         self.train_set = train_set
         self.val_set = val_set
         self.run_dir = Path(run_dir)
+        # A run directory always records the config that rebuilds its model; a Trainer built in code from a
+        # registered model (no run config given) records the model's own config with these settings.
+        if not config_yaml and hasattr(model, "cfg"):
+            config_yaml = to_yaml(RunConfig(model=model.cfg, train=cfg, run_dir=str(run_dir)))
         self.config_yaml = config_yaml
         self.env = dist_env or setup_distributed(cfg.device)
         _check_settings(cfg, self.env.world_size)

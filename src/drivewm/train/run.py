@@ -51,6 +51,8 @@ def run_training(
         # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
         # config this run records rebuilds the model without those runs.
         model = build_model_from_sources(cfg.model)
+        if hasattr(model, "load_external_files"):  # files the config names beside the weights (a perceptual network)
+            model.load_external_files()
         show = cfg.train.progress and env.is_main
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
