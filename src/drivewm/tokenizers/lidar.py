@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from drivewm.registry import register_model
 from drivewm.tokenizers.bev_cnn import BevCnnConfig, BevTokenizer, Decoder2d, Encoder2d
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
-from drivewm.tokenizers.render import ray_samples, sample_volume, volume_render
+from drivewm.tokenizers.render import ray_samples, sample_volume, surface_concentration, volume_render
 
 
 @dataclass(kw_only=True)
@@ -256,8 +256,7 @@ class LidarTokenizer(BevTokenizer):
         n_rays = mask.sum()
         zero = q.loss * 0.0
         depth_l1 = (depth - depth_gt).abs()[mask].mean() if n_rays > 0 else zero
-        off_surface = (t - depth_gt[..., None]).abs() > self.cfg.surface_margin  # [B, R, S]
-        surface = (weights * off_surface).sum(-1)[mask].mean() if n_rays > 0 else zero
+        surface = surface_concentration(weights, t, depth_gt, self.cfg.surface_margin)[mask].mean() if n_rays > 0 else zero
         logits, targets = self.occupancy_targets(fld, dirs, depth_gt, mask, t, origin)
         bce = F.binary_cross_entropy_with_logits(logits, targets) if targets.numel() else zero
         total = depth_l1 + self.cfg.surface_weight * surface + self.cfg.bce_weight * bce + self.cfg.vq_weight * q.loss
