@@ -193,3 +193,13 @@ def test_intensity_is_divided_by_its_scale():
     scaled[..., 3] *= 255.0
     valid = unit.valid_points(points, None)
     assert torch.allclose(raw.voxel_features(scaled, valid), unit.voxel_features(points, valid), atol=1e-5)
+
+
+def test_lidar_base_preset_is_copilot4ds_scale():
+    from drivewm.train.config import load_run_config
+
+    cfg = load_run_config("tokenizer/lidar_base.yaml")
+    tok = build_model(cfg.model)
+    assert tok.token_shape == (128, 128) and tok.vocab_size == 1024
+    assert tok.grid.lower[:2] == (-80.0, -80.0) and tok.grid.upper[:2] == (80.0, 80.0)
+    assert "lidar_origin" in cfg.data.keys and cfg.model.intensity_scale == 255.0
