@@ -203,3 +203,30 @@ def test_lidar_base_preset_is_copilot4ds_scale():
     assert tok.token_shape == (128, 128) and tok.vocab_size == 1024
     assert tok.grid.lower[:2] == (-80.0, -80.0) and tok.grid.upper[:2] == (80.0, 80.0)
     assert "lidar_origin" in cfg.data.keys and cfg.model.intensity_scale == 255.0
+
+
+def test_4docc_protocol_scores_the_full_clouds_region_cuts_them():
+    from drivewm.evaluation import LidarScoring
+
+    tok = LidarTokenizer(_cfg()).eval()  # micro grid: |x|, |y| < 25.6 m
+    points = torch.stack([_sweep(12.0), _sweep(30.0)])[None]  # [1, 2, P, 4]: the second sweep leaves the grid
+    count = torch.full((1, 2), points.shape[2])
+    inside_flags = []
+
+    def oracle(pts, cnt, origin, inside):
+        inside_flags.append(inside)
+        return [[{"points": pts[0, t, :, :3], "points_gt": pts[0, t, :, :3],
+                  "depth": (pts[0, t, :, :3] - tok.origin).norm(dim=-1)} for t in range(2)]]
+
+    sizes = {}
+    for protocol in ("region", "4d-occ"):
+        scoring = LidarScoring(region=tok, protocol=protocol)
+        truth = scoring.truth({"lidar": points, "lidar_count": count}, 2)
+        sizes[protocol] = [len(c) for c in truth["clouds"][0]]
+        if protocol == "4d-occ":
+            scoring.update(scoring.metric(), "oracle", {"render": oracle}, truth)
+    assert sizes["4d-occ"] == [points.shape[2]] * 2  # every return (all beyond the near plane)
+    assert sizes["region"][0] == points.shape[2] and sizes["region"][1] < points.shape[2]
+    assert inside_flags == [False]
+    with pytest.raises(ValueError, match="protocol"):
+        LidarScoring(protocol="occ3d")

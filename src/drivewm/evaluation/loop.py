@@ -67,17 +67,27 @@ class OccupancyScoring:
                 **{n: p[0].cpu() for n, p in shown.items()}}
 
 
+LIDAR_PROTOCOLS = ("region", "4d-occ")
+
+
 class LidarScoring:
-    """Sweeps against the future sweeps, 4D-Occ protocol. With `region` (a LiDAR tokenizer) every cloud, the
-    truth included, is cut to the returns that tokenizer can render, and field forecasts are rendered along
-    the true future rays, cast from each frame's sensor origin (the batch's `lidar_origin`, else the
-    tokenizer's mount), from which the per-ray depth errors are measured too; `steps` names the frames the
-    example keeps ({'1s': 2, '3s': 6})."""
+    """Sweeps against the future sweeps, 4D-Occ metrics. `protocol`:
+    - 'region' (drivewm's): with `region` (a LiDAR tokenizer) every cloud, the truth included, is cut to the
+      returns that tokenizer can render (inside its grid, beyond its near plane);
+    - '4d-occ' (4D-Occ arXiv 2302.13130, as Copilot4D reports it): independent of any tokenizer, Chamfer on the
+      full clouds (every real return; with a region, beyond its near plane, where rendering starts), NFCD in the
+      +-70 m ROI, and field forecasts rendered along every true ray.
+    Field forecasts need `region` and are rendered from each frame's sensor origin (the batch's `lidar_origin`,
+    else the tokenizer's mount), from which the per-ray depth errors are measured too; `steps` names the frames
+    the example keeps ({'1s': 2, '3s': 6})."""
 
     modality = "lidar"
 
-    def __init__(self, region=None, steps: dict[str, int] | None = None) -> None:
-        self.region, self.steps = region, steps or {}
+    def __init__(self, region=None, steps: dict[str, int] | None = None, protocol: str = "region") -> None:
+        if protocol not in LIDAR_PROTOCOLS:
+            raise ValueError(f"LiDAR protocol must be one of {', '.join(LIDAR_PROTOCOLS)}, got {protocol!r}")
+        self.region, self.steps, self.protocol = region, steps or {}, protocol
+        self.inside = protocol == "region"
 
     def metric(self) -> PointCloudForecastMetric:
         return PointCloudForecastMetric()
@@ -91,7 +101,8 @@ class LidarScoring:
         from drivewm.dynamics.lidar_forecast import returns_mask
 
         flat_origin = origin.flatten(0, 1) if origin is not None else None
-        keep = returns_mask(self.region, points.flatten(0, 1), count.flatten(0, 1), flat_origin).view(*points.shape[:3])
+        keep = returns_mask(self.region, points.flatten(0, 1), count.flatten(0, 1), flat_origin,
+                            self.inside).view(*points.shape[:3])
         return [[points[i, t][keep[i, t], :3].cpu() for t in range(points.shape[1])] for i in range(points.shape[0])]
 
     def truth(self, future: dict[str, torch.Tensor], horizon: int) -> dict:
@@ -111,7 +122,7 @@ class LidarScoring:
         if self.region is None:
             raise ValueError(f"{name}: a field forecast is rendered along the true rays of a LiDAR tokenizer's region; "
                              f"give LidarScoring(region=tokenizer)")
-        frames = out["render"](truth["points"], truth["count"], truth["origin"])
+        frames = out["render"](truth["points"], truth["count"], truth["origin"], self.inside)
         pred = [[f["points"].cpu() for f in fs] for fs in frames]
         # Ground truth in the rays' order, so per-ray depth errors pair up; the same set of returns as truth["clouds"].
         b, horizon = truth["points"].shape[:2]

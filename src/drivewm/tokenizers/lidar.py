@@ -119,8 +119,9 @@ class LidarTokenizer(BevTokenizer):
             raise ValueError("lidar_origin contains NaN or inf values")
         return origin.to(device).float()
 
-    def valid_points(self, points: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
-        """Mask [B, P] of real returns inside the grid; validates shapes and finiteness."""
+    def valid_points(self, points: torch.Tensor, count: torch.Tensor | None, inside: bool = True) -> torch.Tensor:
+        """Mask [B, P] of real returns inside the grid (all real returns when not `inside`); validates shapes
+        and finiteness."""
         if points.dim() != 3 or points.shape[-1] < 3:
             raise ValueError(f"lidar points must be [B, P, 3 or 4], got {tuple(points.shape)}")
         b, p = points.shape[:2]
@@ -131,6 +132,8 @@ class LidarTokenizer(BevTokenizer):
             real = torch.arange(p, device=points.device)[None] < count[:, None].to(points.device)
         if not torch.isfinite(points[real]).all():
             raise ValueError("lidar points contain NaN or inf values")
+        if not inside:
+            return real
         lower = torch.tensor(self.grid.lower, device=points.device)
         upper = torch.tensor(self.grid.upper, device=points.device)
         xyz = points[..., :3]
