@@ -140,10 +140,10 @@ def test_true_depth_from_the_stored_origin_scores_l1_zero():
     stored = torch.tensor([0.9, -0.4, 1.6]).expand(b, h, 3).clone()
     received = []
 
-    def oracle(pts, cnt, origin):
+    def oracle(pts, cnt, origin, inside):
         received.append(origin)
         flat_origin = origin.flatten(0, 1) if origin is not None else None
-        keep = returns_mask(tok, pts.flatten(0, 1), cnt.flatten(0, 1), flat_origin).view(b, h, -1)
+        keep = returns_mask(tok, pts.flatten(0, 1), cnt.flatten(0, 1), flat_origin, inside).view(b, h, -1)
         return [[{"points": pts[i, t][keep[i, t], :3], "points_gt": pts[i, t][keep[i, t], :3],
                   "depth": (pts[i, t][keep[i, t], :3] - stored[i, t]).norm(dim=-1)} for t in range(h)]
                 for i in range(b)]
