@@ -154,7 +154,7 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     if T < 1:
         raise EpisodeError(source, "ego_pose", "an episode needs at least one frame")
 
-    for key, what in (("ego_pose", "poses"), ("action", "actions"), ("lidar_origin", "sensor origins")):
+    for key, what in (("ego_pose", "poses"), ("action", "actions")):
         if key in arrays:
             _check_finite(source, key, arrays[key], what)
     if "occ" in arrays:
