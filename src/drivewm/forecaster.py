@@ -8,8 +8,9 @@ its modality's window layout:
 * ``"occ"``: class ids [B, H, X, Y, Z];
 * ``"lidar"``: ``{"lidar": [B, H, N, C], "lidar_count": [B, H]}`` (the padded window layout), or, for a
   model that predicts a field rather than points (Copilot4D's LiDAR tokens), ``{"render": fn}`` where
-  ``fn(points [B, H, P, C], count [B, H])`` renders it along the rays of the true future sweeps (the
-  protocol under which such models are scored) and returns [B][H] dicts of ``points`` / ``points_gt``
+  ``fn(points [B, H, P, C], count [B, H], origin [B, H, 3] or None, inside: bool)`` renders it along the rays
+  of the true future sweeps, cast from their sensor origins (None: the tokenizer's mount), those inside the
+  tokenizer's grid or all of them (the protocol under which such models are scored) and returns [B][H] dicts of ``points`` / ``points_gt``
   [R, 3] and ``depth`` [R].
 
 ``sees_future`` is False for every real forecaster. The one exception is an upper-bound row, the

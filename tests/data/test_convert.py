@@ -104,6 +104,7 @@ def test_pcd_bin_reader_and_lidar_converter(tmp_path):
     pts, _ = st.read_lidar(0, 1, 2)
     np.testing.assert_allclose(pts[:, :3], clouds[1][:, :3] + [0.9, 0.0, 1.8], atol=1e-5)
     np.testing.assert_array_equal(pts[:, 3], clouds[1][:, 3])  # intensity kept, ring dropped
+    np.testing.assert_allclose(st.read(0, "lidar_origin"), [[0.9, 0.0, 1.8]] * 3)  # rays start at the calibrated sensor
     np.testing.assert_allclose(st.read(0, "action")[:, 0], 0.0, atol=1e-5)  # constant 2 m/s: no acceleration
 
 

@@ -54,7 +54,7 @@ def test_kv_cache_sampling_equals_uncached(make_model, tokens, cond, backbone, s
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("guidance", [1.0, 2.0])
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
 def test_maskgit_context_cache_equals_full_passes(make_model, tokens, cond, backbone, guidance):
     model = make_model("maskgit", backbone).eval()
     window = torch.cat([tokens[:, :3], torch.full_like(tokens[:, :1], model.mask_id)], 1)
@@ -67,35 +67,36 @@ def test_maskgit_context_cache_equals_full_passes(make_model, tokens, cond, back
                              guidance).flatten(1, 2)
     assert torch.allclose(full, separate, atol=1e-4)
     outs = [
-        model.rollout(tokens[:, :3], cond, 2, guidance=guidance, generator=torch.Generator().manual_seed(3), use_cache=c)
+        model.rollout(tokens[:, :3], cond, 2, guidance_weight=guidance, generator=torch.Generator().manual_seed(3), use_cache=c)
         for c in (True, False)
     ]
     assert torch.equal(outs[0], outs[1])
 
 
-def test_guidance_formula_exact_at_0_and_1():
+def test_guidance_formula_exact_at_0_and_minus_1():
+    """Copilot4D's cond + w (cond - uncond): w = 0 is the conditional model, w = -1 the unconditional one."""
     c, u = torch.randn(3, 7, 11), torch.randn(3, 7, 11)
-    assert torch.equal(guided_logits(c, u, 1.0), c)
-    assert torch.equal(guided_logits(c, u, 0.0), u)
-    assert torch.allclose(guided_logits(c, u, 2.0), u + 2.0 * (c - u), atol=1e-6)
+    assert torch.equal(guided_logits(c, u, 0.0), c)
+    assert torch.equal(guided_logits(c, u, -1.0), u)
+    assert torch.allclose(guided_logits(c, u, 2.0), c + 2.0 * (c - u), atol=1e-5)
 
 
-def test_guidance_0_and_1_reduce_to_unconditional_and_conditional_models(make_model, tokens, cond):
+def test_guidance_minus_1_and_0_reduce_to_unconditional_and_conditional_models(make_model, tokens, cond):
     model = make_model("maskgit").eval()
     ctx = tokens[:, :3]
 
     def run(guidance):
-        return model.rollout(ctx, cond, 2, guidance=guidance, generator=torch.Generator().manual_seed(4))
+        return model.rollout(ctx, cond, 2, guidance_weight=guidance, generator=torch.Generator().manual_seed(4))
 
-    guided0, guided1 = run(0.0), run(1.0)
+    guided0, guided1 = run(-1.0), run(0.0)
     original = model.frame_logits
     # The plain conditional model: conditional logits only.
     model.frame_logits = lambda w, c, g, cache=None, prior=None: model.denoise_logits(w, c)[:, -1].flatten(1, 2)
-    plain_cond = run(1.0)
+    plain_cond = run(0.0)
     # The plain unconditional model: past frames and actions dropped.
     drop = torch.ones(ctx.shape[0], dtype=torch.bool)
     model.frame_logits = lambda w, c, g, cache=None, prior=None: model.denoise_logits(w, c, drop)[:, -1].flatten(1, 2)
-    plain_uncond = run(0.0)
+    plain_uncond = run(-1.0)
     model.frame_logits = original
     assert torch.equal(guided1, plain_cond)
     assert torch.equal(guided0, plain_uncond)

@@ -191,3 +191,21 @@ def test_ego_warped_copy_of_a_static_scene_beats_the_plain_copy(setup):
     assert copy["1s"] > 5.0 and copy["3s"] > copy["1s"]  # the ego moved 8 m, 24 m: the unmoved poles are off
     # A static world warped by the exact ego motion lands on the true future returns (same set, same crop).
     assert warp["1s"] < 1e-6 and warp["3s"] < 1e-6
+
+
+def test_4docc_protocol_runs_1s_and_3s_separately_on_full_clouds(setup):
+    """4D-Occ as Copilot4D reports it: 1 s as 2 -> 2 sweeps and 3 s as 6 -> 6 at 2 Hz, two runs; the truth is the
+    full cloud (every real return beyond the near plane), so it holds at least the tokenizer region's returns."""
+    from drivewm.evaluation import evaluate_forecast, evaluate_lidar_4docc
+
+    root, model, batch, n = setup
+    tables = evaluate_lidar_4docc([root / "wm"], root / "data", batch_size=n, seed=3)
+    assert list(tables) == ["1s", "3s"]
+    assert (tables["1s"].past, tables["1s"].horizon, tables["3s"].past, tables["3s"].horizon) == (2, 2, 6, 6)
+    assert tables["1s"].steps == ["1s"] and tables["3s"].steps == ["3s"]
+    doc = tables["3s"].document([])
+    assert doc["name"] == "forecast_lidar_4docc_3s" and "6 observed -> 6" in doc["protocol"]
+    region = evaluate_forecast([root / "wm"], root / "data", past=6, horizon=6, batch_size=n, seed=3)
+    for name, row in tables["3s"].results.items():
+        assert math.isfinite(row["cd"]["3s"]) and row["pairs"] == region.results[name]["pairs"]
+    assert tables["3s"].results["copy_last_lidar"]["cd"]["3s"] != region.results["copy_last_lidar"]["cd"]["3s"]

@@ -6,7 +6,14 @@ import scipy.stats
 import torch
 
 from drivewm.dynamics.sampling import SamplingConfig, filter_logits, sample_logits, sample_with_logprob
-from drivewm.dynamics.schedule import corrupt_tokens, mask_input_tokens, num_masked_after_step, num_masked_train
+from drivewm.dynamics.maskgit import decode_step
+from drivewm.dynamics.schedule import (
+    copilot4d_num_fixed,
+    corrupt_tokens,
+    mask_input_tokens,
+    maskgit_mask_len,
+    num_masked_train,
+)
 
 
 def test_train_mask_counts_follow_cosine_schedule():
@@ -69,11 +76,64 @@ def test_input_masking_reaches_training_inputs_only(make_model, tokens, cond, ki
         make_model(kind, input_mask_ratio=1.0)
 
 
-def test_decoding_schedule_counts():
+def test_maskgit_mask_len_is_parallel_decode_s():
+    """floor(n cos((s+1)/S pi/2)), kept in [1, unknown - 1] before the last step (parallel_decode.py's clamp)."""
     n, steps = 256, 8
-    counts = [num_masked_after_step(s, steps, n) for s in range(steps)]
-    assert counts == [int(math.floor(math.cos((s + 1) / steps * math.pi / 2) * n)) for s in range(steps)]
-    assert counts[-1] == 0 and all(a >= b for a, b in zip(counts, counts[1:]))
+    counts, unknown = [], n
+    for s in range(steps):
+        counts.append(maskgit_mask_len(s, steps, n, unknown))
+        unknown = counts[-1]
+    assert counts[:-1] == [int(math.floor(math.cos((s + 1) / steps * math.pi / 2) * n)) for s in range(steps - 1)]
+    assert counts[-1] == 0
+    # The clamps: a tiny frame still decodes one token per step and keeps one masked until the last step.
+    assert [maskgit_mask_len(s, 4, 3, u) for s, u in [(0, 3), (1, 2), (2, 1), (3, 1)]] == [2, 1, 1, 0]
+
+
+def test_copilot4d_sampler_fixes_algorithm_2_counts():
+    """Algorithm 2 (arXiv 2311.01017) for N = 2500, K = 10: after iteration k (9, ..., 0) M = ceil(cos(k/K pi/2) N)
+    tokens are decoded; worked out by hand from the cosines."""
+    n, steps = 2500, 10
+    expected = [392, 773, 1135, 1470, 1768, 2023, 2228, 2378, 2470, 2500]
+    assert [copilot4d_num_fixed(k, steps, n) for k in range(steps - 1, -1, -1)] == expected
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((2, n), 8, dtype=torch.long)  # vocabulary 8, [MASK] = 8
+    fixed = []
+    for s in range(steps):
+        logits = torch.randn(2, n, 8, generator=g)
+        x = decode_step(x, logits, s, steps, mask_id=8, sampler="copilot4d", sampling=SamplingConfig(top_k=3),
+                        choice_temperature=1.0, generator=g)
+        fixed.append((x != 8).sum(1).tolist())
+    assert fixed == [[m, m] for m in expected]
+
+
+def test_copilot4d_sampler_resamples_decoded_tokens_and_maskgit_keeps_them():
+    n, greedy = 6, SamplingConfig(temperature=0.0)
+    x0 = torch.full((1, n), 4, dtype=torch.long)
+    ones = torch.tensor([0.0, 5.0, 0.0, 0.0]).expand(1, n, 4)  # every position: token 1
+    twos = torch.tensor([0.0, 0.0, 5.0, 0.0]).expand(1, n, 4)  # every position: token 2
+    kw = dict(mask_id=4, sampling=greedy, choice_temperature=0.0, generator=None)
+    for sampler, later in [("copilot4d", 2), ("maskgit", 1)]:
+        x1 = decode_step(x0, ones, 0, 3, sampler=sampler, **kw)
+        decoded = x1 != 4
+        assert int(decoded.sum()) > 0 and bool((x1[decoded] == 1).all())
+        x2 = decode_step(x1, twos, 1, 3, sampler=sampler, **kw)
+        assert bool((x2[decoded] == later).all())  # Algorithm 2 re-samples them; MaskGIT keeps them
+
+
+def test_confidence_is_the_models_probability_not_the_top_k_share():
+    """A position uniform over the vocabulary (log p = -log 512) ranks below a 3-way tie (-log 3), although
+    after top-3 both would be a 1/3 share; the MaskGIT step masks the uniform one again."""
+    v = 512
+    uniform = torch.zeros(v)
+    tie = torch.full((v,), -1e4)
+    tie[:3] = 0.0
+    logits = torch.stack([uniform, tie])[None]  # [1, 2, V]
+    ids, conf = sample_with_logprob(logits, SamplingConfig(temperature=1.0, top_k=3), torch.Generator().manual_seed(0))
+    assert torch.allclose(conf, torch.tensor([[-math.log(v), -math.log(3)]]), atol=1e-5)
+    x = torch.full((1, 2), v, dtype=torch.long)
+    out = decode_step(x, logits, 0, 2, mask_id=v, sampler="maskgit", sampling=SamplingConfig(top_k=3),
+                      choice_temperature=0.0, generator=torch.Generator().manual_seed(0))
+    assert out[0, 0] == v and out[0, 1] < 3  # the uniform position waits, the tie is decoded
 
 
 def test_maskgit_decoder_masks_the_stated_counts(make_model, tokens, cond):
@@ -81,14 +141,17 @@ def test_maskgit_decoder_masks_the_stated_counts(make_model, tokens, cond):
     seen = []
     original = model.frame_logits
 
-    def recording(window, c, guidance, cache=None, prior=None):
+    def recording(window, c, guidance_weight, cache=None, prior=None):
         seen.append(int((window[:, -1] == model.mask_id).sum(dim=(1, 2))[0]))
-        return original(window, c, guidance, cache, prior)
+        return original(window, c, guidance_weight, cache, prior)
 
     model.frame_logits = recording
     steps, n = 5, 16
     out = model.rollout(tokens[:, :2], cond, 1, steps=steps, generator=torch.Generator().manual_seed(0))
-    assert seen == [n] + [num_masked_after_step(s, steps, n) for s in range(steps - 1)]
+    expected = [n]
+    for s in range(steps - 1):
+        expected.append(maskgit_mask_len(s, steps, n, expected[-1]))
+    assert seen == expected
     assert int(out.max()) < model.vocab_size  # no [MASK] left
 
 
@@ -120,12 +183,13 @@ def test_sampling_greedy_and_seeded():
     ],
 )
 def test_sample_with_logprob_draws_the_filtered_distribution(cfg):
-    """MaskGIT's fused sampler: same distribution as sample_logits, log-probabilities of the filtered softmax."""
+    """MaskGIT's fused sampler: same distribution as sample_logits; each draw's log-probability is the model's
+    own (log_softmax of the raw logits over the whole vocabulary)."""
     base = torch.randn(8, generator=torch.Generator().manual_seed(2)) * 1.5
     draws = 40000
     ids, logp = sample_with_logprob(base.expand(draws, 8), cfg, torch.Generator().manual_seed(9))
-    ref_logp = filter_logits(base[None] / cfg.temperature, cfg.top_k).log_softmax(-1)[0]  # [8]
-    assert torch.allclose(logp, ref_logp[ids], atol=1e-5)  # each draw's log-probability
+    ref_logp = filter_logits(base[None] / cfg.temperature, cfg.top_k).log_softmax(-1)[0]  # [8] the draw's law
+    assert torch.allclose(logp, base.log_softmax(-1)[ids], atol=1e-5)  # each draw's log-probability
     p = ref_logp.exp().double().numpy()
     counts = np.bincount(ids.numpy(), minlength=8)
     assert counts[p == 0].sum() == 0  # nothing outside the top-k set
@@ -144,7 +208,7 @@ def test_sample_with_logprob_greedy_and_seeded():
     logits = torch.randn(50, 7, generator=torch.Generator().manual_seed(0))
     ids, logp = sample_with_logprob(logits, SamplingConfig(temperature=0, top_k=3))
     assert torch.equal(ids, logits.argmax(-1))
-    ref = filter_logits(logits, top_k=3).log_softmax(-1).gather(-1, ids[:, None]).squeeze(-1)
+    ref = logits.log_softmax(-1).gather(-1, ids[:, None]).squeeze(-1)
     assert torch.allclose(logp, ref, atol=1e-6)
     cfg = SamplingConfig(temperature=1.0, top_k=3)
     a = sample_with_logprob(logits, cfg, torch.Generator().manual_seed(5))

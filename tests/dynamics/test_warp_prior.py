@@ -70,7 +70,7 @@ def test_gpt_cached_sampling_equals_uncached_with_the_prior(make_model, tokens, 
 def test_maskgit_cached_decoding_equals_full_passes_with_the_prior(make_model, tokens, cond):
     model = _with_prior(make_model, "maskgit").eval()
     model.make_prior = _fixed_prior
-    outs = [model.rollout(tokens[:, :3], cond, 2, guidance=2.0, generator=torch.Generator().manual_seed(5),
+    outs = [model.rollout(tokens[:, :3], cond, 2, guidance_weight=1.0, generator=torch.Generator().manual_seed(5),
                           use_cache=c) for c in (True, False)]
     assert torch.equal(outs[0], outs[1])
 

@@ -111,3 +111,122 @@ def test_overfits_one_batch_depth():
     after = float((r["depth"] - r["depth_gt"]).abs()[r["mask"]].mean())
     assert after < 1.5 and after < 0.15 * before, (before, after)
     assert torch.allclose((r["points"] - torch.tensor([0, 0, 1.84])).norm(dim=-1)[r["mask"]], r["depth"][r["mask"]], atol=1e-4)
+
+
+def test_rays_are_cast_from_the_stored_origin():
+    tok = LidarTokenizer(_cfg()).eval()
+    origin = torch.tensor([[1.0, -0.5, 1.5], [0.0, 0.0, 1.84]])
+    points = torch.stack([_sweep(12.0), _sweep(15.0)])
+    dirs, depth, mask = tok.rays(points, tok.valid_points(points, None), None, origin)
+    assert bool(mask.all())
+    # The ray from the stored origin reaches each return, and the true depth is measured from that origin.
+    back = origin[:, None] + depth[..., None] * dirs
+    assert torch.allclose(torch.sort(back.flatten(1), 1).values, torch.sort(points[..., :3].flatten(1), 1).values, atol=1e-4)
+    assert torch.allclose(depth[0].sort().values, (points[0, :, :3] - origin[0]).norm(dim=-1).sort().values, atol=1e-5)
+    with pytest.raises(ValueError, match="lidar_origin must be"):
+        tok.rays(points, tok.valid_points(points, None), None, origin[:1])
+
+
+def test_true_depth_from_the_stored_origin_scores_l1_zero():
+    """4D-Occ's per-ray L1 / AbsRel measured from each frame's stored sensor origin: a renderer given the true
+    depth along the rays from that origin scores 0; measured from the mount it would not."""
+    from drivewm.dynamics.lidar_forecast import returns_mask
+    from drivewm.evaluation import LidarScoring
+
+    tok = LidarTokenizer(_cfg()).eval()
+    b, h = 2, 2
+    points = torch.stack([torch.stack([_sweep(10.0 + i + t) for t in range(h)]) for i in range(b)])  # [B, H, P, 4]
+    count = torch.full((b, h), points.shape[2])
+    stored = torch.tensor([0.9, -0.4, 1.6]).expand(b, h, 3).clone()
+    received = []
+
+    def oracle(pts, cnt, origin, inside):
+        received.append(origin)
+        flat_origin = origin.flatten(0, 1) if origin is not None else None
+        keep = returns_mask(tok, pts.flatten(0, 1), cnt.flatten(0, 1), flat_origin, inside).view(b, h, -1)
+        return [[{"points": pts[i, t][keep[i, t], :3], "points_gt": pts[i, t][keep[i, t], :3],
+                  "depth": (pts[i, t][keep[i, t], :3] - stored[i, t]).norm(dim=-1)} for t in range(h)]
+                for i in range(b)]
+
+    def score(future):
+        scoring = LidarScoring(region=tok)
+        metric = scoring.metric()
+        scoring.update(metric, "oracle", {"render": oracle}, scoring.truth(future, h))
+        return metric.compute()
+
+    result = score({"lidar": points, "lidar_count": count, "lidar_origin": stored})
+    assert torch.equal(received[0], stored)
+    assert result["l1"] < 1e-6 and result["absrel"] < 1e-7 and result["cd"] == 0.0  # 0 up to float32 rounding
+    received.clear()
+    mount = score({"lidar": points, "lidar_count": count})  # no stored origin: measured from the mount
+    assert received[0] is None and mount["l1"] > 0.05
+
+
+def test_surface_samples_and_surface_term():
+    from drivewm.tokenizers.render import surface_concentration
+
+    t = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    w = torch.tensor([[0.1, 0.2, 0.6, 0.1]])
+    # With D_gt = 3 and margin 0.5 only the sample at 3 m is on the surface: 0.1 + 0.2 + 0.1 away from it.
+    assert torch.allclose(surface_concentration(w, t, torch.tensor([3.0]), 0.5), torch.tensor([0.4]))
+    assert torch.allclose(surface_concentration(w, t, torch.tensor([3.0]), 1.5), torch.tensor([0.1]))
+    tok = LidarTokenizer(_cfg(surface_samples=8, surface_margin=0.5)).train()
+    points = _sweep(12.0)[None]
+    dirs, depth_gt, _ = tok.rays(points, tok.valid_points(points, None), 16)
+    fld = tok.decode_latent(tok.quantize_points(points)[0].quantized)
+    _, ts, _ = tok.render(fld, dirs, jitter=True, depth_gt=depth_gt)
+    assert ts.shape[-1] == 32 + 8 and bool((ts.diff(dim=-1) >= 0).all())
+    near = ((ts - depth_gt[..., None]).abs() <= 0.5).sum(-1)
+    assert bool((near >= 8).all())
+    logs = tok.loss({"lidar": points, "lidar_count": torch.tensor([points.shape[1]])})
+    assert 0.0 <= float(logs["surface"]) <= 1.0
+
+
+def test_intensity_is_divided_by_its_scale():
+    torch.manual_seed(0)
+    raw = LidarTokenizer(_cfg(intensity_scale=255.0))
+    torch.manual_seed(0)
+    unit = LidarTokenizer(_cfg())
+    points = _sweep(12.0)[None]
+    points[..., 3] = torch.linspace(0, 1, points.shape[1])
+    scaled = points.clone()
+    scaled[..., 3] *= 255.0
+    valid = unit.valid_points(points, None)
+    assert torch.allclose(raw.voxel_features(scaled, valid), unit.voxel_features(points, valid), atol=1e-5)
+
+
+def test_lidar_base_preset_is_copilot4ds_scale():
+    from drivewm.train.config import load_run_config
+
+    cfg = load_run_config("tokenizer/lidar_base.yaml")
+    tok = build_model(cfg.model)
+    assert tok.token_shape == (128, 128) and tok.vocab_size == 1024
+    assert tok.grid.lower[:2] == (-80.0, -80.0) and tok.grid.upper[:2] == (80.0, 80.0)
+    assert "lidar_origin" in cfg.data.keys and cfg.model.intensity_scale == 255.0
+
+
+def test_4docc_protocol_scores_the_full_clouds_region_cuts_them():
+    from drivewm.evaluation import LidarScoring
+
+    tok = LidarTokenizer(_cfg()).eval()  # micro grid: |x|, |y| < 25.6 m
+    points = torch.stack([_sweep(12.0), _sweep(30.0)])[None]  # [1, 2, P, 4]: the second sweep leaves the grid
+    count = torch.full((1, 2), points.shape[2])
+    inside_flags = []
+
+    def oracle(pts, cnt, origin, inside):
+        inside_flags.append(inside)
+        return [[{"points": pts[0, t, :, :3], "points_gt": pts[0, t, :, :3],
+                  "depth": (pts[0, t, :, :3] - tok.origin).norm(dim=-1)} for t in range(2)]]
+
+    sizes = {}
+    for protocol in ("region", "4d-occ"):
+        scoring = LidarScoring(region=tok, protocol=protocol)
+        truth = scoring.truth({"lidar": points, "lidar_count": count}, 2)
+        sizes[protocol] = [len(c) for c in truth["clouds"][0]]
+        if protocol == "4d-occ":
+            scoring.update(scoring.metric(), "oracle", {"render": oracle}, truth)
+    assert sizes["4d-occ"] == [points.shape[2]] * 2  # every return (all beyond the near plane)
+    assert sizes["region"][0] == points.shape[2] and sizes["region"][1] < points.shape[2]
+    assert inside_flags == [False]
+    with pytest.raises(ValueError, match="protocol"):
+        LidarScoring(protocol="occ3d")

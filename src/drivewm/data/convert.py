@@ -15,7 +15,8 @@ which the public Occ3D release does not carry (they come from the nuScenes table
            "action": [accel, steer],                # optional; else derived from the poses
            "lidar": "sweeps/LIDAR_TOP/....pcd.bin", # optional for occ3d, required for nuscenes-lidar;
                                                     # relative paths are relative to the scene file
-           "lidar_to_ego": [[...4 x 4...]]},        # optional sensor-to-ego transform (row-major)
+           "lidar_to_ego": [[...4 x 4...]]},        # optional sensor-to-ego transform (row-major); its
+                                                    # translation becomes the frame's lidar_origin
           ...
         ]
       }
@@ -89,7 +90,15 @@ def _lidar(frames: list[dict], base: Path, scene: str) -> dict[str, np.ndarray]:
         path = Path(fr["lidar"]) if Path(fr["lidar"]).is_absolute() else base / fr["lidar"]
         clouds.append(lidar_points(read_pcd_bin(path), fr.get("lidar_to_ego"), f"{path}"))
     offsets = np.concatenate([[0], np.cumsum([len(c) for c in clouds])]).astype(np.int64)
-    return {"lidar": np.concatenate(clouds).astype(np.float32), "lidar_offsets": offsets}
+    out = {"lidar": np.concatenate(clouds).astype(np.float32), "lidar_offsets": offsets}
+    calibrated = ["lidar_to_ego" in fr for fr in frames]
+    if any(calibrated) and not all(calibrated):
+        raise DrivewmError(f"scene {scene!r} frame {calibrated.index(False)}: no 'lidar_to_ego' while other "
+                           f"frames have one; give every frame its calibration or none")
+    if all(calibrated):  # LIDAR_TOP is not at the ego origin: rays start at the calibrated sensor position
+        out["lidar_origin"] = np.array([np.asarray(fr["lidar_to_ego"], dtype=np.float64)[:3, 3] for fr in frames],
+                                       dtype=np.float32)
+    return out
 
 
 def write_scenes(

@@ -8,6 +8,8 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
     occ_mask       bool    [T, X, Y, Z]   voxels observed by the sensors (optional)
     lidar          float32 [P, 4]         x, y, z, intensity in the ego frame, frames concatenated
     lidar_offsets  int64   [T + 1]        frame t's points are lidar[off[t]:off[t+1]]
+    lidar_origin   float32 [T, 3]         LiDAR sensor origin in the ego frame, m (optional; needs lidar;
+                                          absent: the tokenizer's mount, 0, 0, sensor_height)
     camera         uint8   [T, H, W, 3]   front camera (optional)
     ego_pose       float32 [T, 3]         x, y, yaw in the world frame            (required)
     action         float32 [T, 2]         acceleration m/s^2, steering rad, t->t+1 (required)
@@ -24,7 +26,8 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
 An episode needs ``ego_pose``, ``action`` (a camera-only episode, a video without a pose log, may
 leave out both) and at least one sensor (``occ``, ``lidar``, ``camera``, or
 ``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
-``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``.
+``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``,
+``lidar_origin`` needs ``lidar``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ KEYS: dict[str, KeySpec] = {
     "occ_mask": KeySpec("bool", ("T", "X", "Y", "Z"), "observed voxels"),
     "lidar": KeySpec("float32", ("P", 4), "x, y, z, intensity points of all frames"),
     "lidar_offsets": KeySpec("int64", ("T+1",), "per-frame start offsets into lidar"),
+    "lidar_origin": KeySpec("float32", ("T", 3), "LiDAR sensor origin x, y, z in the ego frame, m (optional)"),
     "camera": KeySpec("uint8", ("T", "H", "W", 3), "front camera RGB"),
     "ego_pose": KeySpec("float32", ("T", 3), "x, y, yaw world"),
     "action": KeySpec("float32", ("T", 2), "acceleration, steering"),
@@ -135,7 +139,8 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     for key, other in PAIRED_KEYS.items():
         if key in arrays and other not in arrays:
             raise EpisodeError(source, other, f"missing (required together with {key!r})")
-    for key, needs in (("occ_mask", "occ"), ("camera_intrinsics", "camera"), ("camera_extrinsics", "camera")):
+    for key, needs in (("occ_mask", "occ"), ("camera_intrinsics", "camera"), ("camera_extrinsics", "camera"),
+                        ("lidar_origin", "lidar")):
         if key in arrays and needs not in arrays:
             raise EpisodeError(source, needs, f"missing (required together with {key!r})")
 

@@ -110,6 +110,8 @@ GRID_PRESETS: dict[str, GridSpec] = {
     "small": GridSpec(shape=(128, 128, 16), lower=(-25.6, -25.6, -1.0), voxel_size=0.4),
     "tiny": GridSpec(shape=(64, 64, 8), lower=(-25.6, -25.6, -1.0), voxel_size=0.8),
     "micro": GridSpec(shape=(32, 32, 4), lower=(-25.6, -25.6, -1.0), voxel_size=1.6),
+    # Copilot4D's LiDAR range (arXiv 2311.01017): +-80 m, 128 x 128 tokens after 4x downsampling.
+    "lidar80": GridSpec(shape=(512, 512, 16), lower=(-80.0, -80.0, -1.0), voxel_size=0.3125),
 }
 
 

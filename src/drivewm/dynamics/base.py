@@ -219,7 +219,8 @@ class TokenWorldModel(nn.Module):
     def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
                  generator: torch.Generator | None = None) -> torch.Tensor | dict:
         """`horizon` frames after the context's last one: occupancy [B, H, X, Y, Z], or for a LiDAR tokenizer
-        {"render": fn(points [B, H, P, C], count [B, H])} (`lidar_forecast.forecast_lidar`)."""
+        {"render": fn(points [B, H, P, C], count [B, H], origin [B, H, 3] or None, inside)}
+        (`lidar_forecast.forecast_lidar`)."""
         if self.modality == "lidar":
             from drivewm.dynamics.lidar_forecast import forecast_lidar
 

@@ -3,9 +3,12 @@
 Used by every token world model so that "the same seed gives the same rollout" holds across the
 cached and uncached GPT paths and the MaskGIT decoder. `sample_logits` filters the full vocabulary and draws from it (the GPT and OccWorld
 samplers, whose seeded token streams it defines); `sample_with_logprob` draws from the same filtered
-distribution but only over the top-k candidates and also returns each draw's log-probability, which
-MaskGIT needs as its confidence: one top-k and one softmax over k values per token instead of
-filtering, softmaxing and drawing over all V codes twice.
+distribution with one top-k and a softmax over k values per token, and also returns each draw's
+log-probability under the model's own distribution softmax(logits) over the whole vocabulary: the
+confidence by which MaskGIT (google-research/maskgit, maskgit/libml/parallel_decode.py: `probs =
+softmax(logits)`, `selected_probs = probs[sampled_ids]`) and Copilot4D (arXiv 2311.01017, Algorithm 2:
+log p_theta(x_0 | x_k+1)) rank tokens. A log-probability renormalised over the top-k candidates would rank
+a position uniform over the vocabulary (-log 3 after top-3) as confident as a 3-way tie.
 """
 
 from __future__ import annotations
@@ -53,24 +56,22 @@ def sample_logits(
 def sample_with_logprob(
     logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw token ids [...] from logits [..., V] and return (ids, log-probabilities [...] of the draws).
+    """Draw token ids [...] from logits [..., V]; return (ids, log softmax(logits) [...] at the draws).
 
-    The distribution is sample_logits's: softmax(logits / T) restricted to the top-k set (ties at
-    the k-th logit aside, which sample_logits keeps and this drops). The log-probability is taken under that
-    tempered, filtered distribution (T = 1 for greedy decoding, temperature 0, which returns the argmax).
+    The draw follows sample_logits's distribution: softmax(logits / T) restricted to the top-k set (ties at
+    the k-th logit aside, which sample_logits keeps and this drops); temperature 0 returns the argmax. The
+    log-probability is the model's own, over the whole vocabulary, untouched by temperature and top-k.
     """
-    temp = cfg.temperature if cfg.temperature > 0 else 1.0
-    scaled = logits.float() / temp
-    vocab = scaled.shape[-1]
-    if cfg.top_k and cfg.top_k < vocab:
-        cand, ids = torch.topk(scaled, cfg.top_k, dim=-1)  # [..., k], sorted descending
-    else:
-        cand, ids = scaled, None  # the whole vocabulary, in id order
-    logp = cand.log_softmax(-1)  # [..., k]
+    logp_model = logits.float().log_softmax(-1)  # [..., V]
     if cfg.temperature == 0:
-        choice = logp.argmax(-1, keepdim=True)  # [..., 1]
+        token = logits.argmax(-1, keepdim=True)  # [..., 1]
     else:
-        flat = logp.exp().reshape(-1, logp.shape[-1])
-        choice = torch.multinomial(flat, 1, generator=generator).reshape(*logp.shape[:-1], 1)
-    token = choice if ids is None else ids.gather(-1, choice)
-    return token.squeeze(-1), logp.gather(-1, choice).squeeze(-1)
+        scaled = logits.float() / cfg.temperature
+        if cfg.top_k and cfg.top_k < scaled.shape[-1]:
+            cand, ids = torch.topk(scaled, cfg.top_k, dim=-1)  # [..., k], sorted descending
+        else:
+            cand, ids = scaled, None  # the whole vocabulary, in id order
+        flat = cand.log_softmax(-1).exp().reshape(-1, cand.shape[-1])
+        choice = torch.multinomial(flat, 1, generator=generator).reshape(*cand.shape[:-1], 1)
+        token = choice if ids is None else ids.gather(-1, choice)
+    return token.squeeze(-1), logp_model.gather(-1, token).squeeze(-1)

@@ -3,7 +3,8 @@ random input masking.
 
 MaskGIT (Chang et al. 2022, arXiv 2202.04200) masks ceil(gamma(u) * N) of a frame's N tokens with
 gamma(u) = cos(u * pi / 2), u ~ U(0, 1), and decodes in S steps, keeping after step s the
-floor(gamma((s + 1) / S) * N) least confident tokens masked. Copilot4D (Zhang et al. 2023,
+floor(gamma((s + 1) / S) * N) least confident tokens masked (`maskgit_mask_len`); Copilot4D's sampler keeps
+ceil(gamma(k / K) * N) decoded after its iteration k (`copilot4d_num_fixed`). Copilot4D (Zhang et al. 2023,
 arXiv 2311.01017) adds uniform noise: a fraction nu ~ U(0, eta) (eta = 20 %) of the tokens left
 unmasked is replaced by random codes, so the model also learns to correct wrong tokens.
 DrivingWorld (Hu et al. 2024, arXiv 2412.19505) masks random input tokens in training so that a model
@@ -27,11 +28,26 @@ def num_masked_train(u: torch.Tensor, n: int) -> torch.Tensor:
     return torch.ceil(mask_ratio(u) * n).long().clamp(1, n)
 
 
-def num_masked_after_step(step: int, steps: int, n: int) -> int:
-    """Tokens still masked after decoding step `step` (0-based) of `steps`: floor(gamma((s+1)/S) * n)."""
-    if not 0 <= step < steps:
-        raise ValueError(f"step {step} outside 0..{steps - 1}")
-    return int(math.floor(float(mask_ratio((step + 1) / steps)) * n))
+def maskgit_mask_len(step: int, steps: int, n: int, unknown: int) -> int:
+    """Tokens MaskGIT masks again after decoding step `step` (0-based) of `steps`, of `unknown` masked before it.
+
+    google-research/maskgit, maskgit/libml/parallel_decode.py (commit 1db23594e1bd328ee78eadcd148a19281cd0f5b8),
+    `decode.loop_body_fn`: mask_len = floor(n * clip(cos((step + 1) / steps * pi / 2), 1e-6, 1)), then
+    max(1, min(unknown - 1, mask_len)): each step decodes at least one token and leaves at least one masked.
+    The last step's draw is the output (its `final_seqs` row is written before the masking): 0 there."""
+    if step == steps - 1:
+        return 0
+    ratio = max(float(mask_ratio((step + 1) / steps)), 1e-6)
+    return max(1, min(unknown - 1, int(math.floor(n * ratio))))
+
+
+def copilot4d_num_fixed(k: int, steps: int, n: int) -> int:
+    """Tokens decoded after Copilot4D's iteration k (K-1, ..., 0) of K = `steps`: M = ceil(gamma(k / K) N)
+    (arXiv 2311.01017, Algorithm 2, "x_k <- x~_0 on top-M indices of l_k"); N at k = 0. The product is rounded
+    to 1e-9 first so that an exact value (cos(pi/3) N) is not pushed up by the float cosine."""
+    if not 0 <= k < steps:
+        raise ValueError(f"iteration {k} outside 0..{steps - 1}")
+    return int(math.ceil(round(math.cos(k / steps * math.pi / 2) * n, 9)))
 
 
 def corrupt_tokens(

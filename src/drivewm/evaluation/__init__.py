@@ -3,7 +3,13 @@
 `evaluate_forecast` (runs beside the baselines) and `evaluate_baselines` are the tables `drivewm eval
 forecast`, `drivewm eval baselines` and the demo show."""
 
-from drivewm.evaluation.forecast import ForecastTable, evaluate_baselines, evaluate_forecast, load_forecaster
+from drivewm.evaluation.forecast import (
+    ForecastTable,
+    evaluate_baselines,
+    evaluate_forecast,
+    evaluate_lidar_4docc,
+    load_forecaster,
+)
 from drivewm.evaluation.loop import Evaluation, LidarScoring, OccupancyScoring, evaluate_forecasters
 
 __all__ = [
@@ -14,5 +20,6 @@ __all__ = [
     "evaluate_baselines",
     "evaluate_forecast",
     "evaluate_forecasters",
+    "evaluate_lidar_4docc",
     "load_forecaster",
 ]

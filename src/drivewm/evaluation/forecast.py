@@ -11,7 +11,9 @@ then the ceiling of the copies (`OracleFill`: the copy where the last frame saw,
 and report the dynamic-class mIoU (road users only) and per-class IoU beside the mIoU. Runs of the direct
 voxel forecaster (`voxel_unet`) are rows like any other model.
 World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (and NFCD, depth L1 /
-AbsRel) at 1 s and 3 s, Copilot4D's protocol, on the returns inside the tokenizer's grid.
+AbsRel) at 1 s and 3 s on the returns inside the tokenizer's grid (drivewm's 'region' protocol), or
+(`evaluate_lidar_4docc`) the 4D-Occ protocol as Copilot4D reports it, independent of the tokenizer: full
+clouds, 1 s as 2 observed -> 2 predicted sweeps and 3 s as 6 -> 6, two separate runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from drivewm.baselines import baselines
 from drivewm.data.config import DataConfig
 from drivewm.data.manifest import StoreError
 from drivewm.data.spec import GridSpec
+from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
 from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
@@ -40,6 +43,10 @@ OCC_PROTOCOL = ("OccWorld arXiv 2311.16038: 5 observed + 6 predicted frames at 2
 LIDAR_PROTOCOL = ("Copilot4D arXiv 2311.01017 / 4D-Occ arXiv 2302.13130: 5 observed + 6 predicted "
                   "sweeps at 2 Hz; tokens rendered along the true future rays; Chamfer distance and NFCD (m^2), depth "
                   "L1 (m) and AbsRel on the returns inside the tokenizer's grid; baselines have no per-ray depth")
+LIDAR_4DOCC_PROTOCOL = ("4D-Occ arXiv 2302.13130 as Copilot4D arXiv 2311.01017 reports it: {past} observed -> {horizon} "
+                        "predicted sweeps ({name}); Chamfer distance on the full clouds and NFCD in the +-70 m ROI (m^2), "
+                        "per-ray depth L1 (m) and AbsRel from each sweep's sensor origin along every true ray; "
+                        "baselines have no per-ray depth")
 
 
 def load_forecaster(run_dir: str | Path, which: str = "best", device: str = "cpu") -> Forecaster:
@@ -84,6 +91,9 @@ class ForecastTable:
     data: str
     split: str
     windows: int
+    lidar_protocol: str = "region"
+    past: int = 5
+    horizon: int = 6
 
     def save_pictures(self, results_dir: str | Path) -> list[str]:
         """forecast.png + forecast.gif (LiDAR: forecast_lidar.png) of the first window; names relative to results_dir."""
@@ -95,6 +105,11 @@ class ForecastTable:
         """The keyword arguments of `report.results.write_result` for results/forecast.json (LiDAR: forecast_lidar.json)."""
         columns, rows = table_rows(self.results)
         extra = {"metrics": self.results, "data": self.data, "split": self.split, "windows": self.windows}
+        if self.modality == "lidar" and self.lidar_protocol == "4d-occ":
+            name = self.steps[0] if self.steps else f"{self.horizon}f"
+            return dict(name=f"forecast_lidar_4docc_{name}", title=f"LiDAR forecasting at {name} (4D-Occ protocol)",
+                        columns=columns, rows=rows, images=list(images), extra=extra,
+                        protocol=LIDAR_4DOCC_PROTOCOL.format(past=self.past, horizon=self.horizon, name=name))
         if self.modality == "lidar":
             return dict(name="forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
                         rows=rows, protocol=LIDAR_PROTOCOL, images=list(images), extra=extra)
@@ -111,9 +126,10 @@ def _agent_keys(data_path: str) -> list[str]:
 
 
 def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str):
-    agents = _agent_keys(data_path) if frames_key == "occ" else []
-    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon,
-                                  keys=[frames_key, "action", "ego_pose", *agents]), split)
+    keys = [frames_key, "action", "ego_pose", *(_agent_keys(data_path) if frames_key == "occ" else [])]
+    if frames_key == "lidar" and "lidar_origin" in EpisodeStore(data_path).keys():
+        keys.append("lidar_origin")  # rays from each sweep's sensor
+    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys), split)
     if len(ds) == 0:
         raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
@@ -134,8 +150,10 @@ def evaluate_forecast(
     which: str = "best",
     device: str = "cpu",
     seed: int = 0,
+    lidar_protocol: str = "region",
 ) -> ForecastTable:
-    """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound."""
+    """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound;
+    LiDAR runs under `lidar_protocol` ('region' or '4d-occ', `LidarScoring`)."""
     from drivewm.dynamics.forecast import TokenizerBound
 
     if past < 1 or horizon < 1:
@@ -157,7 +175,9 @@ def evaluate_forecast(
                    *bounds.values(), *models]
     if modality == "lidar":
         steps = lidar_report_steps(horizon, full.store.hz)
-        scoring = LidarScoring(region=models[0].tokenizer, steps=steps)
+        if lidar_protocol == "4d-occ":  # one run per reported time: its last frame
+            steps = {f"{horizon / full.store.hz:g}s": horizon}
+        scoring = LidarScoring(region=models[0].tokenizer, steps=steps, protocol=lidar_protocol)
     else:
         report_steps = tuple(s for s in (2, 4, 6) if s <= horizon) or (horizon,)
         scoring = OccupancyScoring(lambda: OccupancyForecastMetric(
@@ -170,7 +190,21 @@ def evaluate_forecast(
     else:
         results = {n: m.compute() for n, m in ev.metrics.items()}
         shown = []
-    return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds))
+    return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds),
+                         lidar_protocol, past, horizon)
+
+
+def evaluate_lidar_4docc(run_dirs: Sequence[str | Path], data_path: str | Path, **options) -> dict[str, ForecastTable]:
+    """The 4D-Occ protocol as Copilot4D reports it, as separate runs: {'1s': 1 s of observed sweeps -> 1 s
+    predicted, '3s': 3 s -> 3 s} (2 -> 2 and 6 -> 6 sweeps at 2 Hz), each `evaluate_forecast` with
+    lidar_protocol '4d-occ'; `options` are its other keywords (split, batch_size, max_windows, ...)."""
+    hz = EpisodeStore(data_path).hz
+    tables = {}
+    for sec in (1.0, 3.0):
+        frames = max(1, round(sec * hz))
+        tables[f"{sec:g}s"] = evaluate_forecast(run_dirs, data_path, past=frames, horizon=frames,
+                                                lidar_protocol="4d-occ", **options)
+    return tables
 
 
 def evaluate_baselines(

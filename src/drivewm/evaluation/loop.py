@@ -67,26 +67,42 @@ class OccupancyScoring:
                 **{n: p[0].cpu() for n, p in shown.items()}}
 
 
+LIDAR_PROTOCOLS = ("region", "4d-occ")
+
+
 class LidarScoring:
-    """Sweeps against the future sweeps, 4D-Occ protocol. With `region` (a LiDAR tokenizer) every cloud, the
-    truth included, is cut to the returns that tokenizer can render, and field forecasts are rendered along
-    the true future rays; `steps` names the frames the example keeps ({'1s': 2, '3s': 6})."""
+    """Sweeps against the future sweeps, 4D-Occ metrics. `protocol`:
+    - 'region' (drivewm's): with `region` (a LiDAR tokenizer) every cloud, the truth included, is cut to the
+      returns that tokenizer can render (inside its grid, beyond its near plane);
+    - '4d-occ' (4D-Occ arXiv 2302.13130, as Copilot4D reports it): independent of any tokenizer, Chamfer on the
+      full clouds (every real return; with a region, beyond its near plane, where rendering starts), NFCD in the
+      +-70 m ROI, and field forecasts rendered along every true ray.
+    Field forecasts need `region` and are rendered from each frame's sensor origin (the batch's `lidar_origin`,
+    else the tokenizer's mount), from which the per-ray depth errors are measured too; `steps` names the frames
+    the example keeps ({'1s': 2, '3s': 6})."""
 
     modality = "lidar"
 
-    def __init__(self, region=None, steps: dict[str, int] | None = None) -> None:
-        self.region, self.steps = region, steps or {}
+    def __init__(self, region=None, steps: dict[str, int] | None = None, protocol: str = "region") -> None:
+        if protocol not in LIDAR_PROTOCOLS:
+            raise ValueError(f"LiDAR protocol must be one of {', '.join(LIDAR_PROTOCOLS)}, got {protocol!r}")
+        self.region, self.steps, self.protocol = region, steps or {}, protocol
+        self.inside = protocol == "region"
 
     def metric(self) -> PointCloudForecastMetric:
         return PointCloudForecastMetric()
 
-    def _clouds(self, points: torch.Tensor, count: torch.Tensor) -> list[list[torch.Tensor]]:
-        """Padded sweeps [B, H, P, C] -> [B][H] clouds: the real rows, or (with a region) their xyz inside it."""
+    def _clouds(self, points: torch.Tensor, count: torch.Tensor, origin: torch.Tensor | None = None
+                ) -> list[list[torch.Tensor]]:
+        """Padded sweeps [B, H, P, C] (sensor origins [B, H, 3]) -> [B][H] clouds: the real rows, or (with a
+        region) their xyz inside it."""
         if self.region is None:
             return clouds_from_padded(points, count)
         from drivewm.dynamics.lidar_forecast import returns_mask
 
-        keep = returns_mask(self.region, points.flatten(0, 1), count.flatten(0, 1)).view(*points.shape[:3])
+        flat_origin = origin.flatten(0, 1) if origin is not None else None
+        keep = returns_mask(self.region, points.flatten(0, 1), count.flatten(0, 1), flat_origin,
+                            self.inside).view(*points.shape[:3])
         return [[points[i, t][keep[i, t], :3].cpu() for t in range(points.shape[1])] for i in range(points.shape[0])]
 
     def truth(self, future: dict[str, torch.Tensor], horizon: int) -> dict:
@@ -95,23 +111,24 @@ class LidarScoring:
         if future["lidar"].shape[1] < horizon:
             raise ValueError(f"windows have {future['lidar'].shape[1]} future frames, fewer than horizon = {horizon}")
         points, count = future["lidar"][:, :horizon], future["lidar_count"][:, :horizon]
-        return {"points": points, "count": count, "clouds": self._clouds(points, count)}
+        origin = future["lidar_origin"][:, :horizon].float() if "lidar_origin" in future else None  # [B, H, 3]
+        return {"points": points, "count": count, "origin": origin, "clouds": self._clouds(points, count, origin)}
 
     def update(self, metric: PointCloudForecastMetric, name: str, out: dict, truth: dict) -> list[list[torch.Tensor]]:
         if "render" not in out:
-            clouds = self._clouds(out["lidar"], out["lidar_count"])
+            clouds = self._clouds(out["lidar"], out["lidar_count"], truth["origin"])
             metric.update(clouds, truth["clouds"])
             return clouds
         if self.region is None:
             raise ValueError(f"{name}: a field forecast is rendered along the true rays of a LiDAR tokenizer's region; "
                              f"give LidarScoring(region=tokenizer)")
-        frames = out["render"](truth["points"], truth["count"])
+        frames = out["render"](truth["points"], truth["count"], truth["origin"], self.inside)
         pred = [[f["points"].cpu() for f in fs] for fs in frames]
         # Ground truth in the rays' order, so per-ray depth errors pair up; the same set of returns as truth["clouds"].
         b, horizon = truth["points"].shape[:2]
         metric.update(pred, [[f["points_gt"].cpu() for f in fs] for fs in frames],
                       pred_depth=[[f["depth"].cpu() for f in fs] for fs in frames],
-                      origin=self.region.origin.expand(b, horizon, 3))
+                      origin=truth["origin"] if truth["origin"] is not None else self.region.origin.expand(b, horizon, 3))
         return pred
 
     def example(self, context: dict, truth: dict, shown: dict[str, list]) -> dict[str, list]:

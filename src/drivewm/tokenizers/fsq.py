@@ -5,6 +5,10 @@ Each of d = len(levels) channels is bounded to [-(L-1)/2, (L-1)/2] by a shifted 
 to one of L integers (straight-through), then divided by L // 2 so codes lie in [-1, 1]. The
 implicit codebook is the product grid (prod L codes); there is no codebook to collapse and no
 auxiliary loss. When the input width differs from d, linear maps project in and out.
+
+The bound follows the paper's reference code (Appendix A.1): shift = tan(offset / half_l), which is defined for
+every level; atanh(offset / half_l) is not for L = 2 (0.5 / 0.4995 > 1). Quantization runs in fp32 even under
+bf16 autocast: bf16 cannot hold the rounding boundaries of the larger levels, and its indices would drift.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ class FSQ(nn.Module):
         lv = self.levels.to(z.dtype)
         half_l = (lv - 1) * (1 - eps) / 2
         offset = torch.where(self.levels % 2 == 0, 0.5, 0.0).to(z.dtype)
-        shift = torch.atanh(offset / half_l)
+        shift = torch.tan(offset / half_l)
         return torch.tanh(z + shift) * half_l - offset
 
     def quantize(self, z: torch.Tensor) -> torch.Tensor:
@@ -73,9 +77,10 @@ class FSQ(nn.Module):
     def forward(self, x: torch.Tensor) -> QuantizeOutput:
         if x.shape[-1] != self.dim:
             raise ValueError(f"FSQ expects last dim {self.dim}, got shape {tuple(x.shape)}")
-        z = self.project_in(x.float())  # [..., d]
-        codes = self.quantize(z)
-        idx = self.codes_to_indices(codes.detach())
-        out = self.project_out(codes).to(x.dtype)  # [..., dim]
+        with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 under bf16 autocast
+            z = self.project_in(x.float())  # [..., d]
+            codes = self.quantize(z)
+            idx = self.codes_to_indices(codes.detach())
+            out = self.project_out(codes).to(x.dtype)  # [..., dim]
         logs = code_usage_logs(idx, self.codebook_size)
         return QuantizeOutput(out, idx, x.new_zeros(()), logs)

@@ -9,12 +9,18 @@ into a density) rendered along each LiDAR ray by differentiable volume rendering
 binary occupancy grid [B, 1, X, Y, Z] (logits) trained with BCE on the voxels each ray passes through
 (free) and ends in (occupied); at evaluation it skips empty space (density zeroed where the
 occupancy probability is below ``skip_threshold``), Copilot4D's spatial skipping.
-Loss: depth L1 + bce_weight * BCE + vq_weight * quantizer loss.
+Loss: depth L1 + surface_weight * surface concentration + bce_weight * BCE + vq_weight * quantizer loss.
+The surface-concentration term is Copilot4D's rendering regulariser as we read the paper's text (it
+follows UniSim, arXiv 2308.01898, by the same group): sum_i 1(|t_i - D_gt| > surface_margin) w_i per
+ray, the rendering weight that lies away from the true return; in training each ray also gets
+``surface_samples`` depths drawn uniformly within surface_margin of its true return, so the samples
+concentrate near the surface (sorted in with the stratified ones).
 
 Inputs: ``points`` [B, P, 3 or 4] in the ego frame and ``count`` [B] real rows per sweep (the
-window datasets' zero-padded ``lidar`` / ``lidar_count``). Rays start at the sensor
-(0, 0, sensor_height); only returns inside the grid are encoded and rendered. NaN/inf points raise
-ValueError. An empty sweep (count 0 or no return inside the grid) encodes to the tokens of an empty
+window datasets' zero-padded ``lidar`` / ``lidar_count``); intensity is divided by ``intensity_scale``
+(nuScenes stores 0..255, the simulator 0..1). Rays start at each sweep's sensor origin: the batch's
+``lidar_origin`` [B, (T,) 3] (the data contract's per-frame key), else the mount (0, 0, sensor_height);
+only returns inside the grid are encoded and rendered. NaN/inf points raise ValueError. An empty sweep (count 0 or no return inside the grid) encodes to the tokens of an empty
 scene and contributes no rays to the loss; a batch of empty sweeps has only the quantizer loss.
 """
 
@@ -29,7 +35,7 @@ import torch.nn.functional as F
 from drivewm.registry import register_model
 from drivewm.tokenizers.bev_cnn import BevCnnConfig, BevTokenizer, Decoder2d, Encoder2d
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
-from drivewm.tokenizers.render import ray_samples, sample_volume, volume_render
+from drivewm.tokenizers.render import ray_samples, sample_volume, surface_concentration, volume_render
 
 
 @dataclass(kw_only=True)
@@ -62,6 +68,14 @@ class LidarTokenizerConfig:
     """Weight of the quantizer loss."""
     skip_threshold: float = 0.05
     """At evaluation, density is zeroed where the occupancy grid's probability is below this (0 disables)."""
+    surface_weight: float = 1.0
+    """Weight of the surface-concentration term (rendering weight farther than surface_margin from the return)."""
+    surface_margin: float = 0.8
+    """Half-width (m) of the band around each true return that the surface term and the surface samples use."""
+    surface_samples: int = 16
+    """Extra depth samples per ray in training, uniform within surface_margin of the true return (0: none)."""
+    intensity_scale: float = 1.0
+    """The PointNet reads intensity / intensity_scale (nuScenes' 0..255: 255; the simulator's 0..1: 1)."""
 
 
 @dataclass
@@ -76,6 +90,9 @@ class LidarTokenizer(BevTokenizer):
     def __init__(self, cfg: LidarTokenizerConfig):
         super().__init__(cfg.grid, cfg.cnn)
         self.cfg = cfg
+        if cfg.surface_margin <= 0 or cfg.surface_samples < 0 or cfg.intensity_scale <= 0:
+            raise ValueError(f"surface_margin and intensity_scale must be > 0 and surface_samples >= 0, got "
+                             f"{cfg.surface_margin}, {cfg.intensity_scale}, {cfg.surface_samples}")
         z = self.grid.shape[2]
         c = cfg.point_channels
         self.pointnet = nn.Sequential(nn.Linear(7, c), nn.LayerNorm(c), nn.ReLU(), nn.Linear(c, c))
@@ -89,10 +106,22 @@ class LidarTokenizer(BevTokenizer):
 
     @property
     def origin(self) -> torch.Tensor:
+        """The mount [3]: the sensor origin of sweeps that do not carry their own."""
         return torch.tensor([0.0, 0.0, self.cfg.sensor_height])
 
-    def valid_points(self, points: torch.Tensor, count: torch.Tensor | None) -> torch.Tensor:
-        """Mask [B, P] of real returns inside the grid; validates shapes and finiteness."""
+    def sensor_origin(self, b: int, device: torch.device | str, origin: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sweep ray origins [B, 3]: `origin` [B, 3] (stored per frame), else the mount."""
+        if origin is None:
+            return self.origin.to(device).expand(b, 3)
+        if tuple(origin.shape) != (b, 3):
+            raise ValueError(f"lidar_origin must be [B, 3] = [{b}, 3] per sweep, got {tuple(origin.shape)}")
+        if not torch.isfinite(origin).all():
+            raise ValueError("lidar_origin contains NaN or inf values")
+        return origin.to(device).float()
+
+    def valid_points(self, points: torch.Tensor, count: torch.Tensor | None, inside: bool = True) -> torch.Tensor:
+        """Mask [B, P] of real returns inside the grid (all real returns when not `inside`); validates shapes
+        and finiteness."""
         if points.dim() != 3 or points.shape[-1] < 3:
             raise ValueError(f"lidar points must be [B, P, 3 or 4], got {tuple(points.shape)}")
         b, p = points.shape[:2]
@@ -103,6 +132,8 @@ class LidarTokenizer(BevTokenizer):
             real = torch.arange(p, device=points.device)[None] < count[:, None].to(points.device)
         if not torch.isfinite(points[real]).all():
             raise ValueError("lidar points contain NaN or inf values")
+        if not inside:
+            return real
         lower = torch.tensor(self.grid.lower, device=points.device)
         upper = torch.tensor(self.grid.upper, device=points.device)
         xyz = points[..., :3]
@@ -120,7 +151,7 @@ class LidarTokenizer(BevTokenizer):
         idx = torch.floor((xyz - lower) / vs).long().clamp_min(0)  # [B, P, 3]
         idx = torch.minimum(idx, torch.tensor(self.grid.shape, device=points.device) - 1)
         centre = lower + (idx.float() + 0.5) * vs
-        inten = points[..., 3:4] if points.shape[-1] > 3 else torch.zeros_like(xyz[..., :1])
+        inten = points[..., 3:4] / self.cfg.intensity_scale if points.shape[-1] > 3 else torch.zeros_like(xyz[..., :1])
         upper = torch.tensor(self.grid.upper, device=points.device)
         feats_in = torch.cat([(xyz - centre) / vs, (xyz - lower) / (upper - lower) * 2 - 1, inten], -1)  # [B, P, 7]
         feats = self.pointnet(feats_in[valid])  # [N, C]
@@ -158,13 +189,20 @@ class LidarTokenizer(BevTokenizer):
             raise ValueError(f"codes must be [B, {self.token_shape[0]}, {self.token_shape[1]}], got {tuple(codes.shape)}")
         return self.decode_latent(self.quantizer.indices_to_codes(codes.long()))
 
-    def render(self, fld: LidarField, dirs: torch.Tensor, jitter: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unit ray directions [B, R, 3] -> (depth [B, R], sample depths [B, R, S], weights [B, R, S])."""
+    def render(self, fld: LidarField, dirs: torch.Tensor, jitter: bool = False, origin: torch.Tensor | None = None,
+               depth_gt: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unit ray directions [B, R, 3] from origins [B, 3] (default the mount) -> (depth [B, R], sample depths
+        [B, R, S], weights [B, R, S]); with depth_gt [B, R], `surface_samples` more samples near each return."""
         # Sampling and transmittance products in fp32 even under bf16 autocast (long cumulative sums).
         with torch.autocast(device_type=dirs.device.type, enabled=False):
             dirs = dirs.float()
+            o = self.sensor_origin(dirs.shape[0], dirs.device, origin)  # [B, 3]
             t = ray_samples(dirs.shape[:2], self.cfg.samples_per_ray, self.cfg.near, self.far, jitter, dirs.device)
-            pts = self.origin.to(dirs.device) + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
+            if depth_gt is not None and self.cfg.surface_samples > 0:
+                u = torch.rand(*dirs.shape[:2], self.cfg.surface_samples, device=dirs.device) * 2 - 1
+                near_surface = (depth_gt.float()[..., None] + u * self.cfg.surface_margin).clamp(self.cfg.near, self.far)
+                t = torch.cat([t, near_surface], -1).sort(-1).values  # [B, R, S + S_surface]
+            pts = o[:, None, None, :] + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
             feat = sample_volume(fld.features.float(), pts, self.grid)  # [B, F, R, S]
             sigma = F.softplus(self.density_mlp(feat.movedim(1, -1)).squeeze(-1))  # [B, R, S]
             if not self.training and self.cfg.skip_threshold > 0:
@@ -173,10 +211,12 @@ class LidarTokenizer(BevTokenizer):
             depth, weights = volume_render(sigma, t, self.far)
         return depth, t, weights
 
-    def rays(self, points: torch.Tensor, valid: torch.Tensor, per_sweep: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rays to the valid returns: (unit dirs [B, R, 3], true depth [B, R], ray mask [B, R]); a random subset of ``per_sweep``."""
+    def rays(self, points: torch.Tensor, valid: torch.Tensor, per_sweep: int | None, origin: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rays from the sensor origins [B, 3] (default the mount) to the valid returns: (unit dirs [B, R, 3], true
+        depth [B, R], ray mask [B, R]); a random subset of ``per_sweep``."""
         b, p = valid.shape
-        rel = points[..., :3] - self.origin.to(points.device)  # [B, P, 3]
+        rel = points[..., :3] - self.sensor_origin(b, points.device, origin)[:, None]  # [B, P, 3]
         depth = rel.norm(dim=-1)
         valid = valid & (depth > self.cfg.near)
         r = p if per_sweep is None else min(per_sweep, p)
@@ -190,12 +230,12 @@ class LidarTokenizer(BevTokenizer):
         return dirs, d, mask
 
     def occupancy_targets(self, fld: LidarField, dirs: torch.Tensor, depth: torch.Tensor, mask: torch.Tensor,
-                          t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                          t: torch.Tensor, origin: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """BCE logits and 0/1 targets: voxels of the returns are occupied; voxels sampled a voxel or more before them are free."""
-        origin = self.origin.to(dirs.device)
-        hit = origin + depth[..., None] * dirs  # [B, R, 3]
+        o = self.sensor_origin(dirs.shape[0], dirs.device, origin)  # [B, 3]
+        hit = o[:, None] + depth[..., None] * dirs  # [B, R, 3]
         free_t = t < (depth[..., None] - self.grid.voxel_size)  # [B, R, S]
-        free_pts = origin + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
+        free_pts = o[:, None, None] + t[..., None] * dirs[:, :, None, :]  # [B, R, S, 3]
         hit_logit = sample_volume(fld.occupancy, hit[:, :, None], self.grid, mode="nearest")[:, 0, :, 0]  # [B, R]
         free_logit = sample_volume(fld.occupancy, free_pts, self.grid, mode="nearest")[:, 0]  # [B, R, S]
         free_mask = free_t & mask[..., None]
@@ -207,34 +247,38 @@ class LidarTokenizer(BevTokenizer):
         """batch['lidar'] [B, T, P, 4] (or [B, P, 4]) with batch['lidar_count'] [B, T] (or [B])."""
         if "lidar" not in batch:
             raise KeyError(f"the LiDAR tokenizer needs batch['lidar']; got keys {sorted(batch)}")
-        points, count = batch["lidar"], batch.get("lidar_count")
+        points, count, origin = batch["lidar"], batch.get("lidar_count"), batch.get("lidar_origin")
         if points.dim() == 4:
             points = points.flatten(0, 1)  # [B*T, P, 4]
             count = count.flatten(0, 1) if count is not None else None
+            origin = origin.flatten(0, 1) if origin is not None else None  # [B*T, 3]
         q, valid = self.quantize_points(points, count)
         fld = self.decode_latent(q.quantized)
-        dirs, depth_gt, mask = self.rays(points.float(), valid, self.cfg.rays_per_sweep)
-        depth, t, _ = self.render(fld, dirs, jitter=self.training)
+        dirs, depth_gt, mask = self.rays(points.float(), valid, self.cfg.rays_per_sweep, origin)
+        depth, t, weights = self.render(fld, dirs, jitter=self.training, origin=origin, depth_gt=depth_gt)
         n_rays = mask.sum()
         zero = q.loss * 0.0
         depth_l1 = (depth - depth_gt).abs()[mask].mean() if n_rays > 0 else zero
-        logits, targets = self.occupancy_targets(fld, dirs, depth_gt, mask, t)
+        surface = surface_concentration(weights, t, depth_gt, self.cfg.surface_margin)[mask].mean() if n_rays > 0 else zero
+        logits, targets = self.occupancy_targets(fld, dirs, depth_gt, mask, t, origin)
         bce = F.binary_cross_entropy_with_logits(logits, targets) if targets.numel() else zero
-        total = depth_l1 + self.cfg.bce_weight * bce + self.cfg.vq_weight * q.loss
-        return {"loss": total, "depth_l1": depth_l1.detach(), "bce": bce.detach(), "vq": q.loss.detach(),
+        total = depth_l1 + self.cfg.surface_weight * surface + self.cfg.bce_weight * bce + self.cfg.vq_weight * q.loss
+        return {"loss": total, "depth_l1": depth_l1.detach(), "surface": surface.detach(), "bce": bce.detach(),
+                "vq": q.loss.detach(),
                 "rays": n_rays.float(), **{k: v.detach() for k, v in q.logs.items()}}
 
     @torch.no_grad()
-    def reconstruct(self, points: torch.Tensor, count: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Re-render every valid return's ray through the tokens. Returns ``points`` [B, R, 3] (predicted returns),
-        ``points_gt`` [B, R, 3] (the true returns, same order), ``depth`` and ``depth_gt`` [B, R] and ``mask`` [B, R]
-        (False rows are padding)."""
+    def reconstruct(self, points: torch.Tensor, count: torch.Tensor | None = None, origin: torch.Tensor | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """Re-render every valid return's ray (from origin [B, 3], default the mount) through the tokens. Returns
+        ``points`` [B, R, 3] (predicted returns), ``points_gt`` [B, R, 3] (the true returns, same order), ``depth``
+        and ``depth_gt`` [B, R] and ``mask`` [B, R] (False rows are padding)."""
         q, valid = self.quantize_points(points, count)
         fld = self.decode_latent(q.quantized)
-        dirs, depth_gt, mask = self.rays(points.float(), valid, None)
-        depth, _, _ = self.render(fld, dirs)
-        origin = self.origin.to(points.device)
-        return {"points": origin + depth[..., None] * dirs, "points_gt": origin + depth_gt[..., None] * dirs,
+        dirs, depth_gt, mask = self.rays(points.float(), valid, None, origin)
+        depth, _, _ = self.render(fld, dirs, origin=origin)
+        o = self.sensor_origin(points.shape[0], points.device, origin)[:, None]  # [B, 1, 3]
+        return {"points": o + depth[..., None] * dirs, "points_gt": o + depth_gt[..., None] * dirs,
                 "depth": depth, "depth_gt": depth_gt, "mask": mask}
 
 

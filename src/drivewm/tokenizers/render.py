@@ -55,6 +55,12 @@ def volume_render(sigma: torch.Tensor, t: torch.Tensor, t_far: float) -> tuple[t
     return depth, weights
 
 
+def surface_concentration(weights: torch.Tensor, t: torch.Tensor, depth_gt: torch.Tensor, margin: float) -> torch.Tensor:
+    """Rendering weight away from the true return, per ray: sum_i 1(|t_i - D_gt| > margin) w_i, weights and
+    sample depths [..., S], depth_gt [...] -> [...] (Copilot4D's surface term, after UniSim arXiv 2308.01898)."""
+    return (weights * ((t - depth_gt[..., None]).abs() > margin)).sum(-1)
+
+
 def render_grid_depth(density: torch.Tensor, origins: torch.Tensor, dirs: torch.Tensor, grid: GridSpec,
                       n_samples: int, near: float, far: float, jitter: bool = False) -> torch.Tensor:
     """Depth [B, R] along unit rays (``origins`` [B, 3], ``dirs`` [B, R, 3]) through a density grid [B, 1, X, Y, Z]."""
