@@ -62,14 +62,17 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
 def sample_block_size(
     g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]
 ) -> tuple[int, int]:
-    """(h, w) of a block covering ~scale of the grid, scale and aspect h/w (log-uniform) drawn apart (V-JEPA tubes)."""
+    """(h, w) of a V-JEPA tube block as vjepa2's ``_MaskGenerator._sample_block_size``
+    (src/masks/multiseq_multiblock3d.py at c2963a4): three uniform draws in turn, the temporal scale (tubes
+    span every frame here, so it sets nothing but keeps the draws aligned), the spatial scale (the block keeps
+    int(H * W * scale) tokens) and the aspect h/w, linearly in [aspect[0], aspect[1]]."""
     H, W = grid
-    s = _uniform(g, *scale)
-    # I-JEPA draws the aspect ratio uniformly in log space.
-    ar = math.exp(_uniform(g, math.log(aspect[0]), math.log(aspect[1])))
-    n = H * W * s
-    h = int(round(math.sqrt(n * ar)))
-    w = int(round(math.sqrt(n / ar)))
+    _uniform(g, 1.0, 1.0)  # temporal scale (1.0, 1.0): the tube covers the whole clip
+    keep = int(H * W * _uniform(g, *scale))
+    ar = _uniform(g, *aspect)
+    h = int(round(math.sqrt(keep * ar)))
+    w = int(round(math.sqrt(keep / ar)))
+    # a block of at least one token keeps tiny grids usable (theirs could return 0)
     return max(1, min(h, H)), max(1, min(w, W))
 
 
