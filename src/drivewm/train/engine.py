@@ -182,13 +182,19 @@ class Trainer:
         if self.env.distributed:
             torch.distributed.barrier()
 
+    def _collate(self, batches_done: int) -> Callable | None:
+        """The loaders' collate_fn: the one given, else the model's ``collate_fn(batches_done)`` when the model
+        builds per-batch inputs (masks) in the loader; counting from the batches done keeps a resume exact."""
+        make = getattr(self.model, "collate_fn", None)
+        return self.collate_fn or (make(batches_done) if make is not None else None)
+
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, wrapped: nn.Module) -> float | None:
         if self.val_set is None or len(self.val_set) == 0:
             return None
         micro = self.cfg.batch_size // (self.env.world_size * self.cfg.grad_accum)
-        loader = DataLoader(self.val_set, batch_size=max(1, micro), shuffle=False, collate_fn=self.collate_fn)
+        loader = DataLoader(self.val_set, batch_size=max(1, micro), shuffle=False, collate_fn=self._collate(0))
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
@@ -243,7 +249,7 @@ class Trainer:
             self.train_set,
             batch_sampler=sampler,
             num_workers=cfg.num_workers,
-            collate_fn=self.collate_fn,
+            collate_fn=self._collate(start * cfg.grad_accum),
             generator=torch.Generator().manual_seed(cfg.seed),
             pin_memory=env.device.type == "cuda",
         )
