@@ -33,6 +33,8 @@ SMALL: dict[str, dict] = {
     "jepa_ac": dict(encoder=_ENCODER, width=16, depth=1, heads=2, rollout_steps=1),
     "lejepa": dict(encoder=_ENCODER, global_views=2, local_views=2, proj_hidden=16, proj_dim=8, num_slices=16),
     "adl_jepa": dict(encoder=dict(grid_shape=list(MICRO_GRID), channels=[4, 8, 8, 8], blocks=1, out_channels=8)),
+    "occupancy_mae": dict(encoder=dict(grid_shape=list(MICRO_GRID), channels=[4, 8, 8, 8], blocks=1, out_channels=8),
+                          decoder_channels=[8, 4]),
     "mae_bev": dict(encoder=_ENCODER, decoder_width=16, decoder_depth=1, decoder_heads=2),
     "contrastive_bev": dict(encoder=_ENCODER, proj_dim=16),
 }

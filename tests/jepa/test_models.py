@@ -32,6 +32,8 @@ def _jepa_models():
         kw = {"encoder": ENC} if name != "jepa_ac" else {"encoder": ENC, "width": 32, "depth": 1, "heads": 2}
         if name == "adl_jepa":
             kw = {"encoder": VOXEL_ENC}
+        if name == "occupancy_mae":
+            kw = {"encoder": VOXEL_ENC, "decoder_channels": [4]}
         out.append(pytest.param(entry.config_cls(**kw), id=name))
     out += [pytest.param(JepaBEVConfig(encoder=ENC, collapse=c, diag_every=1), id=f"jepa_bev-{k}") for k, c in VARIANTS.items()]
     out.append(pytest.param(JepaBEVConfig(encoder=ENC, masking="bev", pred_loss="cosine", diag_every=1), id="jepa_bev-adl-masking"))
