@@ -52,6 +52,9 @@ class VoxelEncoderConfig:
     """SubM blocks per downsampling stage (VoxelBackBone8x: 2; the first stage has 1)."""
     out_channels: int = 128
     """Width of ``conv_out``; the BEV width is out_channels times the height left after it."""
+    bn_momentum: float = 0.01
+    """Momentum of the BatchNorm running statistics (OpenPCDet's 0.01 suits long runs; a run of a few hundred
+    steps evaluates with statistics still near their initial values unless this is raised, e.g. to 0.1)."""
 
     def __post_init__(self) -> None:
         if self.modality not in VOXEL_MODALITIES:
@@ -60,6 +63,8 @@ class VoxelEncoderConfig:
             raise ValueError(f"voxel encoder grid_shape must be three positive ints, got {self.grid_shape}")
         if len(self.voxel_size) != 3 or min(self.voxel_size) <= 0:
             raise ValueError(f"voxel encoder voxel_size must be three positive lengths, got {self.voxel_size}")
+        if not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(f"voxel encoder bn_momentum must be in (0, 1], got {self.bn_momentum}")
         if not self.channels:
             raise ValueError("voxel encoder channels must name at least one stage")
         f = self.patch
@@ -104,17 +109,17 @@ class MaskedBatchNorm(nn.BatchNorm1d):
         return out.permute(0, 4, 1, 2, 3)
 
 
-def _bn(c: int) -> MaskedBatchNorm:
-    return MaskedBatchNorm(c, eps=1e-3, momentum=0.01)  # OpenPCDet's norm_fn
+def _bn(c: int, momentum: float) -> MaskedBatchNorm:
+    return MaskedBatchNorm(c, eps=1e-3, momentum=momentum)  # OpenPCDet's norm_fn: eps 1e-3, momentum 0.01
 
 
 class SparseBlock(nn.Module):
     """``post_act_block``: (SubM or strided sparse) conv, BN, ReLU on the active sites."""
 
-    def __init__(self, cin: int, cout: int, *, kernel=3, stride=1, padding=1, subm: bool = True) -> None:
+    def __init__(self, cin: int, cout: int, *, kernel=3, stride=1, padding=1, subm: bool = True, momentum: float = 0.01) -> None:
         super().__init__()
         self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
-        self.bn = _bn(cout)
+        self.bn = _bn(cout, momentum)
         self.subm = subm
 
     def forward(self, x: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,12 +139,13 @@ class VoxelEncoder(nn.Module):
         cin = cfg.class_dim if cfg.modality == "occ" else 4
         if cfg.modality == "occ":
             self.embed = nn.Embedding(cfg.num_classes, cfg.class_dim)
-        ch = cfg.channels
-        layers = [SparseBlock(cin, ch[0]), SparseBlock(ch[0], ch[0])]  # conv_input, conv1
+        ch, m = cfg.channels, cfg.bn_momentum
+        layers = [SparseBlock(cin, ch[0], momentum=m), SparseBlock(ch[0], ch[0], momentum=m)]  # conv_input, conv1
         for a, b in zip(ch[:-1], ch[1:]):
-            layers.append(SparseBlock(a, b, stride=2, subm=False))
-            layers += [SparseBlock(b, b) for _ in range(cfg.blocks)]
-        layers.append(SparseBlock(ch[-1], cfg.out_channels, kernel=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), subm=False))
+            layers.append(SparseBlock(a, b, stride=2, subm=False, momentum=m))
+            layers += [SparseBlock(b, b, momentum=m) for _ in range(cfg.blocks)]
+        layers.append(SparseBlock(ch[-1], cfg.out_channels, kernel=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), subm=False,
+                                  momentum=m))
         self.layers = nn.ModuleList(layers)
 
     def voxelize(self, x: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
