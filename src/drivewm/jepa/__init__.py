@@ -7,5 +7,5 @@ mae_bev, occupancy_mae, contrastive_bev.
 from drivewm.jepa import bev  # noqa: F401  (registers jepa_bev)
 from drivewm.jepa import ac  # noqa: F401  (registers jepa_ac)
 from drivewm.jepa import lejepa  # noqa: F401  (registers lejepa)
-from drivewm.jepa import baselines  # noqa: F401  (registers mae_bev, contrastive_bev)
+from drivewm.jepa import baselines  # noqa: F401  (registers occupancy_mae, mae_bev, contrastive_bev)
 from drivewm.jepa import adl_jepa  # noqa: F401  (registers adl_jepa)

@@ -10,10 +10,16 @@ Two maskings, one code path:
   step (8 tubes at spatial scale 0.15, 2 at 0.7, each repeated over every tubelet), the prediction loss
   averaged over both; L1 in the paper (``pred_loss``). With ``encoder.pos_embed='rope3d'`` and a constant
   EMA of 0.99925 this is V-JEPA 2's encoder recipe (arXiv 2506.09985; preset ``jepa/jepa_bev_vjepa2.yaml``).
-- 'bev' (AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969): 50 % of the BEV cells are masked; the
-  context encoder sees every cell, masked cells replaced by a learnable mask token and empty cells
-  (no occupied voxel) by a learnable empty token; predictions and targets are L2-normalised and the
-  loss is 0.75 (1 - cos) on masked occupied cells + 0.25 (1 - cos) on masked empty cells.
+- 'bev' (drivewm's ViT variant of AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969; the method as
+  published, with its sparse voxel encoder and conv predictor, is ``adl_jepa``): 50 % of the BEV cells
+  are masked; the context encoder sees every cell, masked cells replaced by a learnable mask token and
+  empty cells (no occupied voxel) by a learnable empty token BEFORE the ViT; the targets are the full
+  view's; predictions and targets are L2-normalised and the loss is 0.75 (1 - cos) on masked occupied
+  cells + 0.25 (1 - cos) on masked empty cells.
+
+'multiblock' and 'bev' masks are drawn in the training loader (``collate_fn``: ``MaskCollator``, as
+vjepa2) and reach ``loss`` as ``batch['mask_context']`` / ``batch['mask_targets']`` indices; a batch
+without them (built outside a loader) gets the same draw from the model's step counter.
 
 Collapse control (``CollapseConfig``): EMA teacher with stop-gradient (momentum 0.996 -> 1.0 linear,
 updated in ``on_step_end``), VICReg (arXiv 2105.04906), AD-L-JEPA's variance term, SIGReg (arXiv
