@@ -87,3 +87,16 @@ def test_resume_with_loader_masks_matches_the_uninterrupted_run(tmp_path):
 
 def test_tubes_keep_their_masks_in_the_model():
     assert jepa(masking="tubes").collate_fn(0) is None
+
+
+def test_loader_workers_draw_the_masks_of_their_batch_numbers():
+    model = jepa()
+    data = windows(8)
+
+    def masks(workers: int) -> list[torch.Tensor]:
+        loader = torch.utils.data.DataLoader(data, batch_size=2, num_workers=workers, collate_fn=model.collate_fn(3))
+        return [b["mask_targets"] for b in loader]
+
+    alone, shared = masks(0), masks(2)
+    assert len(alone) == 4 and all(torch.equal(a, b) for a, b in zip(alone, shared))
+    assert not torch.equal(alone[0], alone[1])  # batches 3 and 4 differ
