@@ -148,6 +148,12 @@ class Trainer:
             wrapped = torch.compile(wrapped)
         return wrapped
 
+    def _collate(self, batches_done: int) -> Callable | None:
+        """The loaders' collate_fn: the one given, else the model's ``collate_fn(batches_done)`` when the model
+        builds per-batch inputs (masks) in the loader; counting from the batches done keeps a resume exact."""
+        make = getattr(self.model, "collate_fn", None)
+        return self.collate_fn or (make(batches_done) if make is not None else None)
+
     def _restore(self, optimizer: torch.optim.Optimizer) -> int:
         path = self.ckpts.latest()
         if path is None or not path.is_dir():
@@ -181,12 +187,6 @@ class Trainer:
             )
         if self.env.distributed:
             torch.distributed.barrier()
-
-    def _collate(self, batches_done: int) -> Callable | None:
-        """The loaders' collate_fn: the one given, else the model's ``collate_fn(batches_done)`` when the model
-        builds per-batch inputs (masks) in the loader; counting from the batches done keeps a resume exact."""
-        make = getattr(self.model, "collate_fn", None)
-        return self.collate_fn or (make(batches_done) if make is not None else None)
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
