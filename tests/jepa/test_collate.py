@@ -8,7 +8,7 @@ from drivewm.jepa.bev import JepaBEV, JepaBEVConfig
 from drivewm.jepa.encoders import EncoderConfig
 from drivewm.jepa.masks import MaskCollator, step_generator
 from drivewm.train.config import TrainConfig
-from drivewm.train.engine import Trainer
+from drivewm.train.engine import Trainer, _collate_fn
 
 FRAMES = 2
 
@@ -40,7 +40,7 @@ def trainer(model, run_dir, steps: int) -> Trainer:
 def test_the_engine_draws_the_models_masks_in_the_loader(tmp_path):
     model = jepa()
     assert model.masker.min_keep == 10  # I-JEPA's collator default reaches training
-    collate = trainer(model, tmp_path, 4)._collate(7)
+    collate = _collate_fn(model, None, 7)
     assert isinstance(collate, MaskCollator)
     batch = collate(windows()[:3])
     want = model.masker(3 * FRAMES, model.cfg.encoder.token_grid, step_generator(model.cfg.seed, 7))  # one row per frame
