@@ -260,3 +260,32 @@ def test_collator_adds_mask_indices_to_the_batch():
     assert torch.equal(resumed["mask_targets"], second["mask_targets"])
     with pytest.raises(MaskError, match="mask_context"):
         collator([{**s, "mask_context": torch.zeros(1)} for s in samples])
+
+
+def vjepa2_block_size(generator, height, width, duration, temporal_scale, spatial_scale, aspect_ratio_scale):
+    """``_MaskGenerator._sample_block_size`` of facebookresearch/vjepa2 (src/masks/multiseq_multiblock3d.py, c2963a4)."""
+    _rand = torch.rand(1, generator=generator).item()
+    min_t, max_t = temporal_scale
+    temporal_mask_scale = min_t + _rand * (max_t - min_t)
+    t = max(1, int(duration * temporal_mask_scale))
+    _rand = torch.rand(1, generator=generator).item()
+    min_s, max_s = spatial_scale
+    spatial_mask_scale = min_s + _rand * (max_s - min_s)
+    spatial_num_keep = int(height * width * spatial_mask_scale)
+    _rand = torch.rand(1, generator=generator).item()
+    min_ar, max_ar = aspect_ratio_scale
+    aspect_ratio = min_ar + _rand * (max_ar - min_ar)
+    h = int(round(math.sqrt(spatial_num_keep * aspect_ratio)))
+    w = int(round(math.sqrt(spatial_num_keep / aspect_ratio)))
+    return (t, min(h, height), min(w, width))
+
+
+def test_tube_block_size_draws_as_vjepa2():
+    from drivewm.jepa.masks import sample_block_size
+
+    for seed in range(50):
+        for scale, aspect in [((0.15, 0.15), (0.75, 1.5)), ((0.7, 0.7), (0.75, 1.5)), ((0.1, 0.4), (0.3, 3.0))]:
+            a, b = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+            t, h, w = vjepa2_block_size(b, 16, 16, 8, (1.0, 1.0), scale, aspect)
+            assert t == 8 and sample_block_size(a, (16, 16), scale, aspect) == (h, w)
+            assert torch.equal(a.get_state(), b.get_state())  # the same three draws

@@ -8,11 +8,13 @@ from drivewm.jepa.ac import JepaAC, JepaACConfig
 from drivewm.jepa.bev import JepaBEV, JepaBEVConfig
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder
 from drivewm.jepa.objectives import CollapseConfig
+from drivewm.jepa.voxels import VoxelEncoderConfig
 from drivewm.registry import build_model, registered_models
 
 from scenes import scene_batch
 
 ENC = EncoderConfig(grid_shape=[16, 16, 4], patch=4, dim=32, depth=1, heads=2)
+VOXEL_ENC = VoxelEncoderConfig(grid_shape=[16, 16, 4], channels=[4, 8, 8], blocks=1, out_channels=8)  # patch 4, as ENC
 VARIANTS = {
     "ema": CollapseConfig(),
     "vicreg": CollapseConfig(target="shared", stop_grad=False, vicreg_sim=25.0),
@@ -28,6 +30,10 @@ def _jepa_models():
         if entry.kind != "jepa":
             continue
         kw = {"encoder": ENC} if name != "jepa_ac" else {"encoder": ENC, "width": 32, "depth": 1, "heads": 2}
+        if name == "adl_jepa":
+            kw = {"encoder": VOXEL_ENC}
+        if name == "occupancy_mae":
+            kw = {"encoder": VOXEL_ENC, "decoder_channels": [4]}
         out.append(pytest.param(entry.config_cls(**kw), id=name))
     out += [pytest.param(JepaBEVConfig(encoder=ENC, collapse=c, diag_every=1), id=f"jepa_bev-{k}") for k, c in VARIANTS.items()]
     out.append(pytest.param(JepaBEVConfig(encoder=ENC, masking="bev", pred_loss="cosine", diag_every=1), id="jepa_bev-adl-masking"))

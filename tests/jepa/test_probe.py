@@ -89,3 +89,25 @@ def test_short_training_sigreg_spreads_features_collapse_off_collapses():
     assert r_sig > r0 + 1.0, (r_sig, r0)
     assert r_off < 0.5 * r0, (r_off, r0)  # the diagnostic sees the collapse
     assert probe(trained) > probe(random_model) - 0.03
+
+
+def test_finetune_segmentation_learns_and_leaves_the_model_untouched():
+    from drivewm.jepa.adl_jepa import AdlJepa, AdlJepaConfig
+    from drivewm.jepa.probe import finetune_segmentation
+    from drivewm.jepa.voxels import VoxelEncoderConfig
+    from drivewm.metrics import token_miou
+
+    occ = torch.from_numpy(np.stack([simulate_episode(sim_preset("micro"), s, 4)["occ"] for s in range(4)]))
+    train, val = occ[:3].flatten(0, 1), occ[3]
+    torch.manual_seed(0)
+    model = AdlJepa(AdlJepaConfig(encoder=VoxelEncoderConfig(grid_shape=[32, 32, 4], channels=[8, 16, 16], blocks=1,
+                                                             out_channels=16)))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    few = finetune_segmentation(model, train, val, label_fraction=0.1, steps=1)
+    assert few["labelled_frames"] == 2  # ceil(0.1 * 12)
+    res = finetune_segmentation(model, train, val, steps=60, lr=3e-3)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    # better than answering every patch with the most frequent training class
+    target = patch_semantics(val, 4, 18, 17).flatten()
+    majority = patch_semantics(train, 4, 18, 17).flatten().mode().values
+    assert res["seg_miou"] > token_miou(torch.full_like(target, int(majority)), target, 18) + 0.1

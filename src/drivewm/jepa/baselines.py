@@ -1,9 +1,16 @@
-"""Baselines with the same patch encoder as ``jepa_bev``: Occupancy-MAE and a contrastive objective.
+"""Pretraining baselines: Occupancy-MAE as published, drivewm's light MAE and a contrastive objective.
 
-- ``mae_bev`` (Occupancy-MAE, Min et al., 2023, arXiv 2206.09900; MAE, He et al., 2022,
-  arXiv 2111.06377): a random ``mask_ratio`` of the BEV patches is dropped, the encoder sees the
-  visible ones, a light decoder with mask tokens at every position reconstructs the 3-D occupancy
-  of each masked patch (p x p x Z voxels), binary occupied / free by default (Occupancy-MAE) or the
+- ``occupancy_mae`` (Occupancy-MAE, Min et al., 2023, arXiv 2206.09900), as ``Voxel_MAE`` in
+  chaytonmin/Occupancy-MAE pcdet/models/backbones_3d/voxel_mae.py (commit aef8653): voxels are masked at
+  random by range band (of the occupied voxels of the whole batch, ``1 - mask_ratio`` kept within
+  ``ranges[0]``, ``1 - mask_ratio + 0.2`` beyond; the distance, as in the code, in voxel indices from the
+  grid's corner), the sparse voxel encoder of ``adl_jepa`` sees the kept ones, and a dense 3-D decoder of
+  transposed convolutions (128 -> 32 -> 8 -> 1, BatchNorm3d + ReLU between) reconstructs the binary
+  occupancy of every voxel of the grid, scored by a BCE-with-logits over the whole grid.
+- ``mae_bev`` (drivewm's light variant of Occupancy-MAE on the ViT patch encoder of ``jepa_bev``; MAE,
+  He et al., 2022, arXiv 2111.06377): a random ``mask_ratio`` of the BEV patches is dropped, the encoder
+  sees the visible ones, a light transformer decoder with mask tokens at every position reconstructs the
+  3-D occupancy of each masked patch (p x p x Z voxels), binary occupied / free by default or the
   semantic class, with a cross-entropy on the masked patches only.
 - ``contrastive_bev`` (InfoNCE, van den Oord et al., 2018, arXiv 1807.03748; SimCLR projection head,
   arXiv 2002.05709): two views of each scene, either two consecutive frames of the window or two
@@ -15,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import itertools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +34,7 @@ from drivewm.jepa.bev import frames_of
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, gather_tokens, init_weights, sincos_2d
 from drivewm.jepa.masks import RandomCellMasking, step_generator
 from drivewm.jepa.objectives import StepCounter, diagnostics
+from drivewm.jepa.voxels import VoxelEncoder, VoxelEncoderConfig, lidar_frames
 from drivewm.registry import register_model
 
 
@@ -197,3 +207,121 @@ def build_mae_bev(cfg: MaeBEVConfig) -> MaeBEV:
 @register_model("contrastive_bev", ContrastiveBEVConfig, kind="jepa")
 def build_contrastive_bev(cfg: ContrastiveBEVConfig) -> ContrastiveBEV:
     return ContrastiveBEV(cfg)
+
+
+@dataclass(kw_only=True)
+class OccupancyMaeConfig:
+    name: str = "occupancy_mae"
+    """Registered model name."""
+    encoder: VoxelEncoderConfig = field(default_factory=VoxelEncoderConfig)
+    """The voxel encoder (occ or lidar), as adl_jepa's."""
+    decoder_channels: list[int] = field(default_factory=lambda: [32, 8])
+    """Widths between the transposed convolutions (published: 128 -> 32 -> 8 -> 1)."""
+    mask_ratio: float = 0.5
+    """Fraction of the near voxels masked (MASKED_RATIO 0.5); farther bands keep 0.2 more."""
+    ranges: list[float] = field(default_factory=lambda: [30.0, 50.0])
+    """Range bands in voxel indices (30, 50 as the code)."""
+    diag_every: int = 10
+    """Steps between RankMe / per-dimension-std logs; 0 = never."""
+    seed: int = 0
+    """Seed of the mask generator (with the step)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"occupancy_mae mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if len(self.decoder_channels) != len(self.encoder.channels) - 2:
+            raise ValueError(f"occupancy_mae decoder_channels needs {len(self.encoder.channels) - 2} widths (one per "
+                             f"upsampling stage but the last), got {self.decoder_channels}")
+        decoder_z_strides(self.encoder)
+
+
+def decoder_z_strides(enc: VoxelEncoderConfig) -> tuple[int, ...]:
+    """Height strides of the decoder's transposed convolutions for the encoder ``enc``."""
+    return z_strides(enc.out_height, enc.grid_shape[2], len(enc.channels) - 1)
+
+
+def z_strides(start: int, height: int, layers: int) -> tuple[int, ...]:
+    """Strides (each in 1..8) of ``layers`` transposed convolutions (kernel 3, padding 1, output padding 1, or 0 at
+    stride 1) that bring a height ``start`` to ``height``; the first that fits (2 -> 41 on KITTI: 2, 4, 3 as
+    voxel_mae.py's deconv1-3)."""
+    # Upsampling at every layer first, as the published decoder; a stride of 1 only where no such set fits.
+    for strides in itertools.chain(itertools.product(range(2, 9), repeat=layers), itertools.product(range(1, 9), repeat=layers)):
+        z = start
+        for s in strides:
+            z = z if s == 1 else (z - 1) * s + 2
+        if z == height:
+            return strides
+    raise ValueError(f"occupancy_mae: no transposed-conv height strides reach the grid height {height} from {start}")
+
+
+def range_band_keep(active: Tensor, ratio: float, ranges: list[float], g: torch.Generator) -> Tensor:
+    """Occupancy-MAE's voxel masking: bool [B, Z, X, Y], the kept voxels among ``active``. The occupied voxels
+    of the batch are shuffled per range band (distance sqrt(x_idx^2 + y_idx^2)); the first int(keep * n) of
+    each band stay, keep = 1 - ratio within ranges[0] and 1 - ratio + 0.2 beyond."""
+    idx = active.nonzero()  # [A, 4] (b, z, x, y)
+    dist = (idx[:, 2].double() ** 2 + idx[:, 3].double() ** 2).sqrt()
+    near, far = ranges
+    bands = [dist <= near, (dist > near) & (dist <= far), dist > far]
+    keeps = [1 - ratio, 1 - ratio + 0.2, 1 - ratio + 0.2]
+    chosen = []
+    for band, keep in zip(bands, keeps):
+        ids = band.nonzero()[:, 0]
+        ids = ids[torch.randperm(ids.numel(), generator=g).to(ids.device)]
+        chosen.append(ids[: int(keep * ids.numel())])
+    kept = idx[torch.cat(chosen)]
+    out = torch.zeros_like(active)
+    out[kept[:, 0], kept[:, 1], kept[:, 2], kept[:, 3]] = True
+    return out
+
+
+class OccupancyMae(nn.Module):
+    def __init__(self, cfg: OccupancyMaeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = VoxelEncoder(cfg.encoder)
+        widths = [cfg.encoder.out_channels, *cfg.decoder_channels, 1]
+        layers = []
+        for i, s in enumerate(decoder_z_strides(cfg.encoder)):
+            up = nn.ConvTranspose3d(widths[i], widths[i + 1], 3, padding=1, output_padding=(1 if s > 1 else 0, 1, 1),
+                                    stride=(s, 2, 2), bias=False)
+            last = i == len(widths) - 2
+            layers.append(up if last else nn.Sequential(up, nn.BatchNorm3d(widths[i + 1]), nn.ReLU()))
+        self.decoder = nn.Sequential(*layers)
+        self.counter = StepCounter()
+
+    def _voxels(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        if self.cfg.encoder.modality == "lidar":
+            return self.encoder.voxelize(*lidar_frames(batch))
+        return self.encoder.voxelize(frames_of(batch["occ"]))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """BEV features of the whole input: [B, N, D]; ``x`` occupancy [B, X, Y, Z] or a LiDAR batch dict."""
+        feats, active = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
+        return self.encoder(feats, active).flatten(2).transpose(1, 2)
+
+    def reconstruct(self, feats: Tensor, active: Tensor, kept: Tensor) -> Tensor:
+        """Occupancy logits [B, 1, Z, X, Y] of every voxel from the kept voxels."""
+        bev = self.encoder(feats, kept)  # [B, C * Z', h, w]
+        c = self.cfg.encoder.out_channels
+        b, _, h, w = bev.shape
+        return self.decoder(bev.view(b, c, -1, h, w))
+
+    def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        step = self.counter.value
+        feats, active = self._voxels(batch)
+        kept = range_band_keep(active, self.cfg.mask_ratio, self.cfg.ranges, step_generator(self.cfg.seed, step))
+        logits = self.reconstruct(feats, active, kept)
+        bce = F.binary_cross_entropy_with_logits(logits, active[:, None].float())
+        out = {"loss": bce, "recon_bce": bce.detach()}
+        if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
+            out.update(diagnostics(self.encoder(feats, kept).flatten(2).transpose(1, 2)))
+        return out
+
+    @torch.no_grad()
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.counter.set(step + 1)
+
+
+@register_model("occupancy_mae", OccupancyMaeConfig, kind="jepa")
+def build_occupancy_mae(cfg: OccupancyMaeConfig) -> OccupancyMae:
+    return OccupancyMae(cfg)

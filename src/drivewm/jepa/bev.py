@@ -10,10 +10,16 @@ Two maskings, one code path:
   step (8 tubes at spatial scale 0.15, 2 at 0.7, each repeated over every tubelet), the prediction loss
   averaged over both; L1 in the paper (``pred_loss``). With ``encoder.pos_embed='rope3d'`` and a constant
   EMA of 0.99925 this is V-JEPA 2's encoder recipe (arXiv 2506.09985; preset ``jepa/jepa_bev_vjepa2.yaml``).
-- 'bev' (AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969): 50 % of the BEV cells are masked; the
-  context encoder sees every cell, masked cells replaced by a learnable mask token and empty cells
-  (no occupied voxel) by a learnable empty token; predictions and targets are L2-normalised and the
-  loss is 0.75 (1 - cos) on masked occupied cells + 0.25 (1 - cos) on masked empty cells.
+- 'bev' (drivewm's ViT variant of AD-L-JEPA, Zhu et al., 2025, arXiv 2501.04969; the method as
+  published, with its sparse voxel encoder and conv predictor, is ``adl_jepa``): 50 % of the BEV cells
+  are masked; the context encoder sees every cell, masked cells replaced by a learnable mask token and
+  empty cells (no occupied voxel) by a learnable empty token BEFORE the ViT; the targets are the full
+  view's; predictions and targets are L2-normalised and the loss is 0.75 (1 - cos) on masked occupied
+  cells + 0.25 (1 - cos) on masked empty cells.
+
+'multiblock' and 'bev' masks are drawn in the training loader (``collate_fn``: ``MaskCollator``, as
+vjepa2) and reach ``loss`` as ``batch['mask_context']`` / ``batch['mask_targets']`` indices; a batch
+without them (built outside a loader) gets the same draw from the model's step counter.
 
 Collapse control (``CollapseConfig``): EMA teacher with stop-gradient (momentum 0.996 -> 1.0 linear,
 updated in ``on_step_end``), VICReg (arXiv 2105.04906), AD-L-JEPA's variance term, SIGReg (arXiv
@@ -33,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, gather_tokens, init_weights, patch_labels
-from drivewm.jepa.masks import Masks, MultiBlockMasking, RandomCellMasking, step_generator, vjepa_short_long
+from drivewm.jepa.masks import MaskCollator, Masks, MultiBlockMasking, RandomCellMasking, step_generator, vjepa_short_long
 from drivewm.jepa.objectives import PRED_LOSSES, CollapseConfig, StepCounter, collapse_terms, diagnostics, prediction_loss
 from drivewm.jepa.predictor import Predictor
 from drivewm.jepa.regularizers import ema_momentum, ema_update
@@ -59,8 +65,8 @@ class JepaBEVConfig:
     'tubes' (V-JEPA: the window's frames as one clip, 8 tubes at 0.15 + 2 at 0.7 across all frames)."""
     mask_ratio: float = 0.5
     """Fraction of cells masked with masking='bev'."""
-    min_keep: int = 4
-    """Fewest context tokens with masking='multiblock'."""
+    min_keep: int = 10
+    """Fewest context tokens with masking='multiblock' (I-JEPA's collator: 10)."""
     pred_loss: str = "smooth_l1"
     """'smooth_l1' (I-JEPA), 'l1' (V-JEPA) or 'cosine' (AD-L-JEPA: 1 - cos, occupied / empty weighted)."""
     norm_targets: bool = True
@@ -90,6 +96,11 @@ def frames_of(occ: Tensor) -> Tensor:
     if occ.dim() == 4:
         return occ
     raise ValueError(f"batch['occ'] must be [B, T, X, Y, Z] or [B, X, Y, Z], got shape {tuple(occ.shape)}")
+
+
+def frame_rows(batch: dict[str, Tensor]) -> int:
+    """Mask rows a batch needs: one per frame of batch['occ'] (a window is read as B * T frames)."""
+    return frames_of(batch["occ"]).shape[0]
 
 
 class JepaBEV(nn.Module):
@@ -126,6 +137,20 @@ class JepaBEV(nn.Module):
         if self.cfg.masking == "tubes":
             return vjepa_short_long(batch_size, self.cfg.encoder.token_grid, frames, g)
         return [self.masker(batch_size, self.cfg.encoder.token_grid, g)]
+
+    def collate_fn(self, batches_done: int) -> MaskCollator | None:
+        """The training loader's collator: it draws each batch's masks ('multiblock', 'bev') in the data loader
+        and adds their indices as ``mask_context`` [B * T, Nc] / ``mask_targets`` [B * T, K, Nt], as vjepa2 does;
+        batch n uses the (seed, n) generator. Tubes draw both of their groups in ``loss``."""
+        if self.cfg.masking == "tubes":
+            return None
+        return MaskCollator(self.masker, self.cfg.encoder.token_grid, self.cfg.seed, start_step=batches_done, rows=frame_rows)
+
+    def _step_masks(self, batch: dict[str, Tensor], b: int, step: int, frames: int) -> list[Masks]:
+        """The masks the collator put in the batch, else the step's own draw (a batch built outside a loader)."""
+        if "mask_context" in batch:
+            return [Masks(context=batch["mask_context"], targets=batch["mask_targets"])]
+        return self.masks(b, step, frames)
 
     def _context(self, occ: Tensor, m: Masks) -> Tensor:
         """Online context embeddings at m.context: [B, Nc, D]."""
@@ -183,7 +208,7 @@ class JepaBEV(nn.Module):
         online = h
         tgt_all = F.layer_norm(h, h.shape[-1:]) if self.cfg.norm_targets else h
         losses, ctxs, preds = [], [], []
-        for m in self.masks(b, step, frames):
+        for m in self._step_masks(batch, b, step, frames):
             m = Masks(context=m.context.to(occ.device), targets=m.targets.to(occ.device))
             ctx = self._context(occ, m)  # [B, Nc, D]
             pred = self.predictor(ctx, m.context, m.targets, frames)  # [B, K, Nt, D]

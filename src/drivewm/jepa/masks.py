@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import default_collate, get_worker_info
 
 
 class MaskError(ValueError):
@@ -62,14 +62,17 @@ def _uniform(g: torch.Generator, lo: float, hi: float) -> float:
 def sample_block_size(
     g: torch.Generator, grid: tuple[int, int], scale: tuple[float, float], aspect: tuple[float, float]
 ) -> tuple[int, int]:
-    """(h, w) of a block covering ~scale of the grid, scale and aspect h/w (log-uniform) drawn apart (V-JEPA tubes)."""
+    """(h, w) of a V-JEPA tube block as vjepa2's ``_MaskGenerator._sample_block_size``
+    (src/masks/multiseq_multiblock3d.py at c2963a4): three uniform draws in turn, the temporal scale (tubes
+    span every frame here, so it sets nothing but keeps the draws aligned), the spatial scale (the block keeps
+    int(H * W * scale) tokens) and the aspect h/w, linearly in [aspect[0], aspect[1]]."""
     H, W = grid
-    s = _uniform(g, *scale)
-    # I-JEPA draws the aspect ratio uniformly in log space.
-    ar = math.exp(_uniform(g, math.log(aspect[0]), math.log(aspect[1])))
-    n = H * W * s
-    h = int(round(math.sqrt(n * ar)))
-    w = int(round(math.sqrt(n / ar)))
+    _uniform(g, 1.0, 1.0)  # temporal scale (1.0, 1.0): the tube covers the whole clip
+    keep = int(H * W * _uniform(g, *scale))
+    ar = _uniform(g, *aspect)
+    h = int(round(math.sqrt(keep * ar)))
+    w = int(round(math.sqrt(keep / ar)))
+    # a block of at least one token keeps tiny grids usable (theirs could return 0)
     return max(1, min(h, H)), max(1, min(w, W))
 
 
@@ -269,15 +272,28 @@ class MaskCollator:
 
     ``MaskCollator(masker, grid, seed)(samples)`` returns ``default_collate(samples)`` with the masks'
     indices added under ``context_key`` [B, Nc] and ``targets_key`` [B, K, Nt]; the model only gathers
-    them. Batch n (counted from ``start_step``) uses ``step_generator(seed, n)``, so a resumed run that
-    sets ``start_step`` to the steps done draws the same masks as an uninterrupted one. Each data-loader
-    worker holds its own copy and counter: use it with one worker, or give each worker its ``start_step``.
+    them. ``rows(batch)`` says how many mask rows the batch needs (default: one per sample; a model that
+    reads each frame of a window as its own sample asks for B * T). Batch n (counted from ``start_step``)
+    uses ``step_generator(seed, n)``, so a resumed run that sets ``start_step`` to the batches done draws
+    the same masks as an uninterrupted one. In a data-loader worker the count follows the loader's
+    round-robin order (worker w of W collates batches w, w + W, ...), so any worker count draws the same.
     """
 
     def __init__(self, masker: Callable[[int, tuple[int, int], torch.Generator], Masks], grid: tuple[int, int],
-                 seed: int, *, start_step: int = 0, context_key: str = "mask_context", targets_key: str = "mask_targets"):
-        self.masker, self.grid, self.seed, self.step = masker, tuple(grid), int(seed), int(start_step)
+                 seed: int, *, start_step: int = 0, rows: Callable[[dict], int] | None = None,
+                 context_key: str = "mask_context", targets_key: str = "mask_targets"):
+        self.masker, self.grid, self.seed, self.start = masker, tuple(grid), int(seed), int(start_step)
+        self.rows = rows
+        self.calls = 0
         self.context_key, self.targets_key = context_key, targets_key
+
+    @property
+    def step(self) -> int:
+        """The index of the batch the next call collates."""
+        info = get_worker_info()
+        if info is None:
+            return self.start + self.calls
+        return self.start + info.id + self.calls * info.num_workers
 
     def __call__(self, samples: list[Any]) -> dict:
         batch = default_collate(samples)
@@ -286,8 +302,9 @@ class MaskCollator:
         for key in (self.context_key, self.targets_key):
             if key in batch:
                 raise MaskError(f"samples already hold a {key!r} entry; the collator writes the masks there")
-        masks = self.masker(len(samples), self.grid, step_generator(self.seed, self.step))
-        self.step += 1
+        rows = len(samples) if self.rows is None else self.rows(batch)
+        masks = self.masker(rows, self.grid, step_generator(self.seed, self.step))
+        self.calls += 1
         return {**batch, self.context_key: masks.context, self.targets_key: masks.targets}
 
 

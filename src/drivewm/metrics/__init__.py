@@ -16,7 +16,7 @@ from drivewm.metrics.image import (
 from drivewm.metrics.occupancy import OccupancyForecastMetric, confusion_counts
 from drivewm.metrics.planning import PlanningMetric
 from drivewm.metrics.pointcloud import ROI_4DOCC, PointCloudForecastMetric, chamfer_distance, clouds_from_padded, crop, nearest_sq_dist
-from drivewm.metrics.representation import EmbeddingStats, linear_probe, rankme
+from drivewm.metrics.representation import EmbeddingStats, linear_probe, rankme, token_miou
 from drivewm.metrics.tokens import CodebookMetric
 
 __all__ = [
@@ -39,4 +39,5 @@ __all__ = [
     "linear_probe",
     "nearest_sq_dist",
     "rankme",
+    "token_miou",
 ]

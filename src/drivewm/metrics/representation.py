@@ -157,7 +157,13 @@ def linear_probe(
     y = test_y.long().cpu()
     if task == "classification":
         return {"task": task, "accuracy": float((pred == y).double().mean()), "probe": "ridge"}
-    conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k)
+    return {"task": task, "miou": token_miou(pred, y, k), "probe": "ridge"}
+
+
+def token_miou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
+    """mIoU of per-token class ids [N]: the mean IoU over the classes present in the targets or predictions."""
+    k = num_classes
+    conf = torch.bincount(target.long().cpu() * k + pred.long().cpu(), minlength=k * k).view(k, k)
     tp, union = conf.diagonal().double(), (conf.sum(0) + conf.sum(1) - conf.diagonal()).double()
     iou = tp[union > 0] / union[union > 0]
-    return {"task": task, "miou": float(iou.mean()), "probe": "ridge"}
+    return float(iou.mean())

@@ -84,6 +84,13 @@ class _LossModule(nn.Module):
         return self.model.loss(batch)
 
 
+def _collate_fn(model: nn.Module, given: Callable | None, batches_done: int) -> Callable | None:
+    """A loader's collate_fn: the one given, else the model's ``collate_fn(batches_done)`` when the model builds
+    per-batch inputs (masks) in the loader; counting from the batches done keeps a resume exact."""
+    make = getattr(model, "collate_fn", None)
+    return given or (make(batches_done) if make is not None else None)
+
+
 def _to_device(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
@@ -274,7 +281,8 @@ class Trainer:
         if self.val_set is None or len(self.val_set) == 0:
             return None
         micro = self.cfg.batch_size // (self.env.world_size * self.cfg.grad_accum)
-        loader = DataLoader(self.val_set, batch_size=max(1, micro), shuffle=False, collate_fn=self.collate_fn)
+        collate = _collate_fn(self.model, self.collate_fn, 0)
+        loader = DataLoader(self.val_set, batch_size=max(1, micro), shuffle=False, collate_fn=collate)
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
@@ -339,7 +347,7 @@ class Trainer:
             self.train_set,
             batch_sampler=sampler,
             num_workers=cfg.num_workers,
-            collate_fn=self.collate_fn,
+            collate_fn=_collate_fn(self.model, self.collate_fn, start * cfg.grad_accum),
             generator=torch.Generator().manual_seed(cfg.seed),
             pin_memory=env.device.type == "cuda",
         )
