@@ -27,6 +27,7 @@ SMALL: dict[str, dict] = {
                         rays_per_sweep=32, samples_per_ray=8),
     "gpt_world": _WORLD,
     "occworld": dict(_WORLD, dim_mult=[1, 2]),
+    "occworld_published": dict(_WORLD, dim_mult=[1, 2], pose_layers=1),
     "maskgit_world": dict(_WORLD, dim_mult=[1, 2], steps=2),
     "voxel_unet": dict(grid="micro", width=8, levels=2, observed=2, max_horizon=2),
     "jepa_bev": dict(encoder=_ENCODER, predictor_width=16, predictor_depth=1, predictor_heads=2, min_keep=2),
@@ -65,6 +66,7 @@ def synthetic_batch(name: str, model: torch.nn.Module, batch: int = 2) -> dict[s
         "lidar": points,
         "lidar_count": torch.full((batch, FRAMES), 48),
         "tokens": torch.randint(0, VOCAB, (batch, FRAMES, *TOKENS), generator=g),
+        "command": torch.eye(3)[torch.randint(0, 3, (batch, FRAMES), generator=g)],
     }
 
 

@@ -26,7 +26,7 @@ import torch
 
 MODALITIES = ("occ", "lidar")
 # Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls.
-EGO_KEYS = ("rel_pose", "ego_pose", "action")
+EGO_KEYS = ("rel_pose", "ego_pose", "action", "command")
 
 
 class Forecaster(Protocol):
