@@ -167,7 +167,8 @@ class OccWorldModel(SpatioTemporalWorldModel):
                              f"and {tc + horizon - 1} commands, got {steps.shape[1]} and {command.shape[1]}")
         sampling = sampling or self.sampling
         frames = context.long()
-        step_in, cmd_in = pose_inputs(steps[:, :tc].float(), command[:, :tc].float())  # reads steps < Tc-1 only
+        observed = torch.cat([steps[:, : tc - 1].float(), steps.new_zeros(steps.shape[0], 1, 2)], 1)  # step Tc-1: unread
+        step_in, cmd_in = pose_inputs(observed, command[:, :tc].float())
         predicted = []
         for _ in range(horizon):
             t = frames.shape[1]

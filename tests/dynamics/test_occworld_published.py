@@ -1,0 +1,165 @@
+"""OccWorld as published (`occworld_published`): no privileged future, and the pose branch as the official code.
+
+References: wzzheng/OccWorld commit 1ee7f77 (`loss/plan_reg_loss_lidar.py`, `model/TransVQVAE.py`); the
+command rule of hustvl/VAD's nuScenes converter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from drivewm.data.windows import driving_command
+from drivewm.dynamics.pose_branch import plan_reg_loss, pose_inputs, select_mode
+from drivewm.dynamics.spatiotemporal import OccWorldConfig, OccWorldModel
+from drivewm.hub import config_to_dict
+from drivewm.tokenizers.occ import OccTokenizerConfig
+
+torch.set_num_threads(1)
+PAST, HORIZON = 3, 3
+
+
+def official_plan_reg_loss(rel_pose: np.ndarray, gt_rel_poses: np.ndarray, gt_modes: np.ndarray) -> float:
+    """`PlanRegLossLidar.plan_reg_loss` (loss_type 'l2') line by line in NumPy, `metas` as lists of per-clip arrays."""
+    bs, num_frames, num_modes, _ = rel_pose.shape
+    rel_pose = rel_pose.transpose(0, 2, 1, 3)  # B, M, F, 2
+    rel_pose = np.cumsum(rel_pose, -2)
+    gt_rel_pose = np.asarray(gt_rel_poses)  # B, F, 2
+    gt_mode = np.asarray(gt_modes).transpose(0, 2, 1)  # B, M, F
+    gt_rel_pose = np.repeat(gt_rel_pose[:, None], num_modes, 1)  # B, M, F, 2
+    gt_rel_pose = np.cumsum(gt_rel_pose, -2)
+    weight = gt_mode
+    loss = np.sqrt(((rel_pose - gt_rel_pose) ** 2).sum(-1)) * weight
+    return float(loss.sum() / bs / num_frames)
+
+
+def test_plan_loss_is_the_official_formula_on_a_fixed_example():
+    rng = np.random.default_rng(0)
+    pred = rng.normal(size=(2, 4, 3, 2))
+    gt = rng.normal(size=(2, 4, 2))
+    modes = np.eye(3)[rng.integers(0, 3, size=(2, 4))]
+    got = plan_reg_loss(torch.tensor(pred), torch.tensor(gt), torch.tensor(modes)).item()
+    assert got == pytest.approx(official_plan_reg_loss(pred, gt, modes), rel=1e-12)
+    # By hand: one clip, two frames, straight both times; the straight mode's steps (1, 0), (1, 0) against
+    # the truth (1, 0), (2, 0): cumulative errors 0 and 1 -> (0 + 1) / (1 * 2).
+    p = torch.zeros(1, 2, 3, 2)
+    p[0, :, 2] = torch.tensor([1.0, 0.0])
+    p[0, :, 0] = 9.0  # the other modes never count
+    g = torch.tensor([[[1.0, 0.0], [2.0, 0.0]]])
+    m = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]])
+    assert plan_reg_loss(p, g, m).item() == pytest.approx(0.5)
+
+
+def test_driving_command_is_vads_rule():
+    """Right / left / straight by the lateral offset 6 frames on (>= 2 m), in the frame's own heading."""
+    t = np.arange(10, dtype=np.float64)
+    straight = np.stack([2 * t, 0.1 * t, 0 * t], -1)
+    left = np.stack([2 * t, 0.5 * t, 0 * t], -1)  # 3 m left after 6 frames
+    right = np.stack([2 * t, -0.5 * t, 0 * t], -1)
+    assert driving_command(straight)[0].tolist() == [0, 0, 1]
+    assert driving_command(left)[0].tolist() == [0, 1, 0]
+    assert driving_command(right)[0].tolist() == [1, 0, 0]
+    # Heading north: the left of a north-facing car is -x.
+    north = np.stack([-0.5 * t, 2 * t, np.full_like(t, np.pi / 2)], -1)
+    assert driving_command(north)[0].tolist() == [0, 1, 0]
+    # Exactly 2 m turns (VAD's >= / <=); near the end the last frame stands in; the last frame is straight.
+    edge = np.stack([2 * t, t / 3, 0 * t], -1)
+    assert driving_command(edge)[0].tolist() == [0, 1, 0]
+    assert driving_command(left)[-1].tolist() == [0, 0, 1]
+    assert driving_command(left)[3].tolist() == [0, 1, 0]  # frame 9 is 6 frames on: 3 m
+    assert driving_command(left)[6].tolist() == [0, 0, 1]  # frame 9 is the last, 3 frames on: 1.5 m
+    assert np.all(driving_command(left).sum(1) == 1)
+
+
+def _model(**over) -> OccWorldModel:
+    tok = OccTokenizerConfig(grid="micro", class_dim=4, z_channels=16)
+    tok.cnn.channels, tok.cnn.channel_mult, tok.cnn.attention = 8, [1, 2, 2], False
+    tok.quantizer.codebook_size = 32
+    cfg = OccWorldConfig(tokenizer=config_to_dict(tok), vocab_size=32, token_shape=[8, 8], dim=16, dim_mult=[1, 2],
+                         depth=1, heads=2, max_frames=PAST + HORIZON, pose_layers=1, **over)
+    torch.manual_seed(0)
+    return OccWorldModel(cfg).eval()
+
+
+def _window(seed: int = 0, frames: int = PAST + HORIZON) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    occ = torch.randint(0, 18, (2, frames, 32, 32, 4), generator=g, dtype=torch.uint8)
+    t = torch.arange(frames, dtype=torch.float32)
+    pose = torch.stack([3 * t, 0.3 * t**1.5, 0.05 * t], -1).expand(2, frames, 3).clone()
+    return {"occ": occ, "ego_pose": pose, "rel_pose": pose - pose[:, PAST - 1 : PAST],
+            "action": torch.randn(2, frames, 2, generator=g),
+            "command": torch.eye(3)[torch.randint(0, 3, (2, frames), generator=g)]}
+
+
+def test_forecast_is_bit_identical_when_the_future_ego_motion_is_randomised():
+    """The published scene stream never reads the recorded motion of a forecast frame; nor does the pose branch."""
+    from drivewm.forecaster import split_window
+
+    model = _model()
+    batch = _window()
+    context, _ = split_window(batch, PAST)
+    occ, plan = model.forecast_plan(context, HORIZON)
+    g = torch.Generator().manual_seed(5)
+    shaken = {k: v.clone() for k, v in context.items()}
+    # Every future pose, and every action from the current frame's on (action t drives t -> t+1).
+    for key, first in (("ego_pose", PAST), ("rel_pose", PAST), ("action", PAST - 1)):
+        shaken[key][:, first:] = torch.randn(shaken[key][:, first:].shape, generator=g) * 10
+    occ2, plan2 = model.forecast_plan(shaken, HORIZON)
+    assert torch.equal(occ, occ2) and torch.equal(plan, plan2)
+    assert torch.equal(model.forecast(shaken, HORIZON), occ)
+    # The observed motion does reach the pose branch (the test above would pass for a branch that reads nothing).
+    moved = {k: v.clone() for k, v in context.items()}
+    moved["ego_pose"][:, : PAST - 1, 0] -= 2.0
+    assert torch.equal(model.forecast_plan(moved, HORIZON)[0], occ)
+    assert not torch.equal(model.forecast_plan(moved, HORIZON)[1], plan)
+
+
+def test_scene_loss_ignores_the_pose_inputs_and_the_total_adds_a_tenth_of_the_plan_loss():
+    model = _model().train()
+    batch = _window()
+    out = model.loss(batch)
+    assert out["loss"].item() == pytest.approx(out["ce_loss"].item() + 0.1 * out["plan_loss"].item(), rel=1e-6)
+    other = dict(batch, ego_pose=batch["ego_pose"] * 3, command=batch["command"].roll(1, -1))
+    out2 = model.loss(other)
+    assert out2["ce_loss"].item() == out["ce_loss"].item()
+    assert out2["plan_loss"].item() != out["plan_loss"].item()
+
+
+def test_plan_loss_of_the_model_is_the_official_formula_on_its_own_outputs():
+    model = _model().train()
+    batch = _window()
+    out = model.loss(batch)
+    tokens = model.encode_batch(batch)
+    steps, command = model.steps_and_command(batch)
+    feats = model.net.features(tokens, model.ego_emb(tokens.new_zeros(2, tokens.shape[1], 0, dtype=torch.float)))
+    modes = model.pose(*pose_inputs(steps, command), feats[:, :, :-1])
+    want = official_plan_reg_loss(modes[:, :-1].detach().double().numpy(), steps[:, :-1].double().numpy(),
+                                  command[:, :-1].double().numpy())
+    assert out["plan_loss"].item() == pytest.approx(want, rel=1e-5)
+
+
+def test_rollout_feeds_the_predicted_steps_back():
+    """Each predicted step is what the pose stream gives when its earlier predictions are its inputs: running the
+    stream once over the observed and predicted steps (teacher forcing on its own outputs) reproduces them."""
+    model = _model()
+    batch = _window()
+    tokens = model.encode_batch(batch, PAST)
+    steps, command = model.steps_and_command(batch)
+    future, pred = model.rollout_with_poses(tokens, steps[:, : PAST - 1], command, HORIZON)
+    frames = torch.cat([tokens, future[:, :-1]], 1)  # the frames whose outputs gave the predictions
+    all_steps = torch.cat([steps[:, : PAST - 1], pred[:, :-1]], 1)  # step t: t -> t+1
+    all_steps = torch.cat([all_steps, torch.zeros_like(all_steps[:, :1])], 1)
+    feats = model.net.features(frames, model.ego_emb(frames.new_zeros(2, frames.shape[1], 0, dtype=torch.float)))
+    modes = model.pose(*pose_inputs(all_steps, command[:, : frames.shape[1]]), feats[:, :, :-1])
+    again = select_mode(modes[:, PAST - 1 :], command[:, PAST - 1 : frames.shape[1]])
+    torch.testing.assert_close(again, pred, rtol=1e-5, atol=1e-6)
+    # Feeding back matters: the teacher-forced true steps give other predictions after the first.
+    true_in = pose_inputs(steps[:, : frames.shape[1]], command[:, : frames.shape[1]])
+    forced = select_mode(model.pose(*true_in, feats[:, :, :-1])[:, PAST - 1 :], command[:, PAST - 1 : frames.shape[1]])
+    torch.testing.assert_close(forced[:, 0], pred[:, 0], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(forced[:, 1:], pred[:, 1:])
+
+
+def test_published_mode_refuses_ego_conditions():
+    with pytest.raises(ValueError, match="condition must be 'none'"):
+        _model(condition="action")
