@@ -12,6 +12,12 @@ and report the dynamic-class mIoU (road users only) and per-class IoU beside the
 voxel forecaster (`voxel_unet`) are rows like any other model.
 World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (and NFCD, depth L1 /
 AbsRel) at 1 s and 3 s, Copilot4D's protocol, on the returns inside the tokenizer's grid.
+World models that also plan the ego's path (OccWorld as published) add a planning table: L2 and collision
+per step beside a constant-velocity plan (`drivewm.evaluation.plans`).
+
+Windows: every start index of the split's episodes; `end_margin=2` gives OccWorld's validation set
+exactly (L - 12 windows of a scene of L frames); `splits` names the episodes of each split (a file, see
+`DataConfig.splits`) instead of the last 10 % of the store.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from drivewm.data.spec import GridSpec
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
 from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
+from drivewm.evaluation.plans import PlanScoring, plan_table_rows
 from drivewm.evaluation.tables import save_forecast_pictures, save_lidar_forecast_picture, table_rows
 from drivewm.forecaster import Forecaster
 from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric
@@ -84,6 +91,8 @@ class ForecastTable:
     data: str
     split: str
     windows: int
+    planning: dict[str, dict] | None = None
+    """Planning metric reports by planner name (constant velocity first), for world models that plan."""
 
     def save_pictures(self, results_dir: str | Path) -> list[str]:
         """forecast.png + forecast.gif (LiDAR: forecast_lidar.png) of the first window; names relative to results_dir."""
@@ -95,6 +104,9 @@ class ForecastTable:
         """The keyword arguments of `report.results.write_result` for results/forecast.json (LiDAR: forecast_lidar.json)."""
         columns, rows = table_rows(self.results)
         extra = {"metrics": self.results, "data": self.data, "split": self.split, "windows": self.windows}
+        if self.planning:
+            plan_columns, plan_rows = plan_table_rows(self.planning)
+            extra["planning"] = {"metrics": self.planning, "columns": plan_columns, "rows": plan_rows}
         if self.modality == "lidar":
             return dict(name="forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
                         rows=rows, protocol=LIDAR_PROTOCOL, images=list(images), extra=extra)
@@ -104,16 +116,18 @@ class ForecastTable:
 
 def _agent_keys(data_path: str) -> list[str]:
     """['agents', 'agents_valid'] when every episode of the store tracks its road users (the constant-velocity
-    agents row needs them), else []."""
+    agents row and the collisions of plans need them), else []."""
     from drivewm.data.store import EpisodeStore
 
     return ["agents", "agents_valid"] if {"agents", "agents_valid"} <= EpisodeStore(data_path).keys() else []
 
 
-def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str):
+def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
+             splits: str = "", end_margin: int = 0):
     agents = _agent_keys(data_path) if frames_key == "occ" else []
     ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon,
-                                  keys=[frames_key, "action", "ego_pose", *agents]), split)
+                                  keys=[frames_key, "action", "ego_pose", *agents], splits=splits,
+                                  end_margin=end_margin), split)
     if len(ds) == 0:
         raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
@@ -134,8 +148,11 @@ def evaluate_forecast(
     which: str = "best",
     device: str = "cpu",
     seed: int = 0,
+    splits: str = "",
+    end_margin: int = 0,
 ) -> ForecastTable:
-    """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound."""
+    """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound
+    (`splits`, `end_margin`: as `DataConfig`'s)."""
     from drivewm.dynamics.forecast import TokenizerBound
 
     if past < 1 or horizon < 1:
@@ -146,7 +163,9 @@ def evaluate_forecast(
         raise DrivewmError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
                          f"evaluate each modality in its own call")
     modality = modalities.pop() if modalities else "occ"
-    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ")
+    plans = any(hasattr(m, "forecast_plan") for m in models)
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ",
+                        splits, end_margin)
     bounds: dict[str, Forecaster] = {}
     for model in models:  # one upper-bound row per distinct tokenizer (the direct voxel model has none)
         if getattr(model, "tokenizer", None) is not None:
@@ -162,15 +181,17 @@ def evaluate_forecast(
         report_steps = tuple(s for s in (2, 4, 6) if s <= horizon) or (horizon,)
         scoring = OccupancyScoring(lambda: OccupancyForecastMetric(
             num_classes=full.grid.num_classes, free_id=full.grid.free_id, report_steps=report_steps))
+    planning = PlanScoring(full.store.hz) if plans else None
     ev = evaluate_forecasters(forecasters, DataLoader(ds, batch_size=batch_size, shuffle=False), scoring,
-                              past=past, horizon=horizon, device=device, seed=seed)
+                              past=past, horizon=horizon, device=device, seed=seed, planning=planning)
     if modality == "lidar":
         results = {n: summarize_lidar(m, steps) for n, m in ev.metrics.items()}
         shown = list(steps)
     else:
         results = {n: m.compute() for n, m in ev.metrics.items()}
         shown = []
-    return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds))
+    planned = {n: m.compute() for n, m in ev.plans.items()} or None
+    return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds), planned)
 
 
 def evaluate_baselines(
