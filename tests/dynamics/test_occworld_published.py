@@ -163,3 +163,54 @@ def test_rollout_feeds_the_predicted_steps_back():
 def test_published_mode_refuses_ego_conditions():
     with pytest.raises(ValueError, match="condition must be 'none'"):
         _model(condition="action")
+
+
+def test_evaluate_forecast_scores_the_plan_beside_constant_velocity(tmp_path, tokenizer_run):
+    import json
+
+    from drivewm.config import to_yaml
+    from drivewm.evaluation import evaluate_forecast
+    from drivewm.report.forecast import write_forecast_table
+    from drivewm.sim.generate import generate_store
+    from drivewm.train.checkpoint import build_model_from_sources, write_checkpoint
+    from drivewm.train.config import load_run_config
+
+    generate_store(tmp_path / "data", preset="micro", episodes=2, frames=14, seed=0)
+    tokenizer_run(tmp_path / "tok")
+    cfg = load_run_config(None, [
+        "model.name=occworld_published", f"model.tokenizer_run={tmp_path / 'tok'}", "model.vocab_size=64",
+        "model.token_shape=[8,8]", "model.dim=16", "model.depth=1", "model.heads=2", "model.dim_mult=[1,2]",
+        "model.pose_layers=1",
+    ])
+    model = build_model_from_sources(cfg.model)
+    write_checkpoint(tmp_path / "wm", config_yaml=to_yaml(cfg), model_state=model.state_dict(), optim_state=None,
+                     state={"step": 0})
+    table = evaluate_forecast([tmp_path / "wm"], tmp_path / "data", past=5, horizon=6, max_windows=2, end_margin=2)
+    assert table.windows == 14 - 12  # the last episode is the validation split
+    plans = table.planning
+    assert list(plans) == ["constant_velocity", "occworld_published [attention] (wm)"]
+    for r in plans.values():
+        assert len(r["l2_per_step"]) == 6 and set(r["l2_uniad"]) == {"1s", "2s", "3s", "avg"}
+        assert r["l2_uniad"]["3s"] == r["l2_per_step"][5]
+        assert len(r["collision_per_step"]) == 6
+    write_forecast_table(table, tmp_path / "out")
+    doc = json.loads((tmp_path / "out" / "results" / "forecast.json").read_text())
+    assert [row[0] for row in doc["planning"]["rows"]] == list(plans)
+    assert doc["planning"]["columns"][1] == "L2 1s (at step)"
+
+
+@pytest.mark.parametrize("preset", ["world/occworld_published.yaml", "world/occworld_published_tiny.yaml"])
+def test_published_presets_train_as_occworld(preset):
+    """wzzheng/OccWorld config/occworld.py + train.py: AdamW 1e-3 (betas 0.9 / 0.999, weight decay 0.01), 50 warm-up
+    iterations, cosine to 1e-6, grad clip 35, fp32, 15 + 1-frame clips."""
+    from drivewm.train.config import load_run_config
+
+    cfg = load_run_config(preset)
+    t = cfg.train
+    assert cfg.model.name == "occworld_published" and cfg.model.condition == "none" and cfg.model.plan_weight == 0.1
+    assert (t.lr, t.beta1, t.beta2, t.weight_decay, t.warmup_steps, t.grad_clip, t.precision) == (
+        1e-3, 0.9, 0.999, 0.01, 50, 35.0, "fp32")
+    assert t.lr * t.min_lr_ratio == pytest.approx(1e-6)
+    assert cfg.data.past + cfg.data.future == 16 == cfg.model.max_frames
+    own = load_run_config("world/occworld_tiny.yaml")  # drivewm's own variant keeps drivewm's settings
+    assert own.model.name == "occworld" and (own.train.beta2, own.train.grad_clip) != (0.999, 35.0)
