@@ -91,11 +91,15 @@ def _window(seed: int = 0, frames: int = PAST + HORIZON) -> dict[str, torch.Tens
             "command": torch.eye(3)[torch.randint(0, 3, (2, frames), generator=g)]}
 
 
-def test_forecast_is_bit_identical_when_the_future_ego_motion_is_randomised():
+NETWORKS = ["st", "unet"]
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_forecast_is_bit_identical_when_the_future_ego_motion_is_randomised(network):
     """The published scene stream never reads the recorded motion of a forecast frame; nor does the pose branch."""
     from drivewm.forecaster import split_window
 
-    model = _model()
+    model = _model(network=network)
     batch = _window()
     context, _ = split_window(batch, PAST)
     occ, plan = model.forecast_plan(context, HORIZON)
@@ -114,8 +118,9 @@ def test_forecast_is_bit_identical_when_the_future_ego_motion_is_randomised():
     assert not torch.equal(model.forecast_plan(moved, HORIZON)[1], plan)
 
 
-def test_scene_loss_ignores_the_pose_inputs_and_the_total_adds_a_tenth_of_the_plan_loss():
-    model = _model().train()
+@pytest.mark.parametrize("network", NETWORKS)
+def test_scene_loss_ignores_the_pose_inputs_and_the_total_adds_a_tenth_of_the_plan_loss(network):
+    model = _model(network=network).train()
     batch = _window()
     out = model.loss(batch)
     assert out["loss"].item() == pytest.approx(out["ce_loss"].item() + 0.1 * out["plan_loss"].item(), rel=1e-6)
@@ -125,23 +130,24 @@ def test_scene_loss_ignores_the_pose_inputs_and_the_total_adds_a_tenth_of_the_pl
     assert out2["plan_loss"].item() != out["plan_loss"].item()
 
 
-def test_plan_loss_of_the_model_is_the_official_formula_on_its_own_outputs():
-    model = _model().train()
+@pytest.mark.parametrize("network", NETWORKS)
+def test_plan_loss_of_the_model_is_the_official_formula_on_its_own_outputs(network):
+    model = _model(network=network).train()
     batch = _window()
     out = model.loss(batch)
     tokens = model.encode_batch(batch)
     steps, command = model.steps_and_command(batch)
-    feats = model.net.features(tokens, model.ego_emb(tokens.new_zeros(2, tokens.shape[1], 0, dtype=torch.float)))
-    modes = model.pose(*pose_inputs(steps, command), feats[:, :, :-1])
+    _, modes = model.outputs(tokens, *pose_inputs(steps, command))
     want = official_plan_reg_loss(modes[:, :-1].detach().double().numpy(), steps[:, :-1].double().numpy(),
                                   command[:, :-1].double().numpy())
     assert out["plan_loss"].item() == pytest.approx(want, rel=1e-5)
 
 
-def test_rollout_feeds_the_predicted_steps_back():
+@pytest.mark.parametrize("network", NETWORKS)
+def test_rollout_feeds_the_predicted_steps_back(network):
     """Each predicted step is what the pose stream gives when its earlier predictions are its inputs: running the
     stream once over the observed and predicted steps (teacher forcing on its own outputs) reproduces them."""
-    model = _model()
+    model = _model(network=network)
     batch = _window()
     tokens = model.encode_batch(batch, PAST)
     steps, command = model.steps_and_command(batch)
@@ -149,13 +155,12 @@ def test_rollout_feeds_the_predicted_steps_back():
     frames = torch.cat([tokens, future[:, :-1]], 1)  # the frames whose outputs gave the predictions
     all_steps = torch.cat([steps[:, : PAST - 1], pred[:, :-1]], 1)  # step t: t -> t+1
     all_steps = torch.cat([all_steps, torch.zeros_like(all_steps[:, :1])], 1)
-    feats = model.net.features(frames, model.ego_emb(frames.new_zeros(2, frames.shape[1], 0, dtype=torch.float)))
-    modes = model.pose(*pose_inputs(all_steps, command[:, : frames.shape[1]]), feats[:, :, :-1])
+    _, modes = model.outputs(frames, *pose_inputs(all_steps, command[:, : frames.shape[1]]))
     again = select_mode(modes[:, PAST - 1 :], command[:, PAST - 1 : frames.shape[1]])
     torch.testing.assert_close(again, pred, rtol=1e-5, atol=1e-6)
     # Feeding back matters: the teacher-forced true steps give other predictions after the first.
     true_in = pose_inputs(steps[:, : frames.shape[1]], command[:, : frames.shape[1]])
-    forced = select_mode(model.pose(*true_in, feats[:, :, :-1])[:, PAST - 1 :], command[:, PAST - 1 : frames.shape[1]])
+    forced = select_mode(model.outputs(frames, *true_in)[1][:, PAST - 1 :], command[:, PAST - 1 : frames.shape[1]])
     torch.testing.assert_close(forced[:, 0], pred[:, 0], rtol=1e-5, atol=1e-6)
     assert not torch.allclose(forced[:, 1:], pred[:, 1:])
 

@@ -29,7 +29,9 @@ from torch import Tensor
 
 from drivewm.conditions import relative_motion
 from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig
-from drivewm.dynamics.pose_branch import PoseStream, plan_reg_loss, pose_inputs, select_mode
+from drivewm.dynamics.occworld_unet import PlanUAutoRegTransformer
+from drivewm.dynamics.pose_branch import (NUM_MODES, PoseDecoder, PoseEncoder, PoseStream, plan_reg_loss, pose_inputs,
+                                          select_mode)
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
 from drivewm.dynamics.schedule import mask_input_tokens
 from drivewm.dynamics.st_net import SpatioTemporalNet
@@ -105,22 +107,49 @@ class OccWorldConfig(SpatioTemporalWorldConfig):
     """Registered model name."""
     condition: str = "none"
     """The scene stream's ego conditioning: 'none' as published (the scene never reads the ego motion)."""
+    network: str = "st"
+    """'unet': OccWorld's own network (`occworld_unet.PlanUAutoRegTransformer`: conv U-Net blocks in space,
+    `depth` causal attention layers in time before each encoder and after each decoder stage, the frozen
+    codebook vectors as inputs, the pose stream at every scale; needs the tokenizer). 'st': drivewm's
+    spatio-temporal stages (attention in space and time, learned token embeddings) with the pose stream on
+    the finest scale (`pose_branch.PoseStream`)."""
     pose_layers: int = 2
-    """Layers of the pose stream (OccWorld: `pose_attn_layers` 2)."""
+    """Layers of the pose stream per scale (OccWorld: `pose_attn_layers` 2)."""
     plan_weight: float = 0.1
     """Weight of OccWorld's plan loss against the token cross-entropy (OccWorld: 0.1)."""
 
 
-class OccWorldModel(SpatioTemporalWorldModel):
-    """OccWorld as published: the scene stream of `SpatioTemporalWorldModel` without ego conditions, plus the
-    pose branch. Batches carry `ego_pose` [B, T, 3] and `command` [B, T, 3] (`drivewm.data.windows`)."""
+class OccWorldModel(TokenWorldModel):
+    """OccWorld as published: a scene stream without ego conditions plus the pose branch. Batches carry
+    `ego_pose` [B, T, 3] and `command` [B, T, 3] (`drivewm.data.windows`)."""
 
     def __init__(self, cfg: OccWorldConfig) -> None:
         if cfg.condition != "none":
             raise ValueError(f"occworld_published: model.condition must be 'none' (its scene stream never reads the "
                              f"ego motion), got {cfg.condition!r}; drivewm's action-conditioned variant is 'occworld'")
+        if cfg.network not in ("st", "unet"):
+            raise ValueError(f"occworld_published: model.network must be 'st' or 'unet', got {cfg.network!r}")
         super().__init__(cfg)
-        self.pose = PoseStream(cfg.dim, cfg.heads, cfg.pose_layers, cfg.max_frames)
+        self.rollout_window = cfg.max_frames
+        self.mask_id = cfg.vocab_size
+        if cfg.network == "st":
+            self.ego_emb = ConstantEgo(cfg.dim)
+            self.net = SpatioTemporalNet(cfg)
+            self.pose = PoseStream(cfg.dim, cfg.heads, cfg.pose_layers, cfg.max_frames)
+            return
+        if self.tokenizer is None or self.modality != "occ":
+            raise ValueError("occworld_published: network 'unet' reads the frozen codebook vectors of an occupancy "
+                             "tokenizer (model.tokenizer_run)")
+        if cfg.input_mask_ratio > 0:
+            raise ValueError("occworld_published: network 'unet' has no [MASK] vector; set model.input_mask_ratio=0")
+        code_dim = self.tokenizer.codes_to_latent(torch.zeros(1, *self.token_shape, dtype=torch.long)).shape[-1]
+        self.transformer = PlanUAutoRegTransformer(
+            num_frames=cfg.max_frames, img_shape=(code_dim, *self.token_shape), tpe_dim=code_dim,
+            output_channel=cfg.vocab_size, channels=tuple(cfg.dim * m for m in cfg.dim_mult),
+            temporal_attn_layers=cfg.depth, pose_attn_layers=cfg.pose_layers, num_heads=cfg.heads,
+            pose_output_channel=cfg.dim)
+        self.pose_encoder = PoseEncoder(2 + NUM_MODES, code_dim)
+        self.pose_decoder = PoseDecoder(cfg.dim)
 
     @staticmethod
     def steps_and_command(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -130,10 +159,25 @@ class OccWorldModel(SpatioTemporalWorldModel):
                 raise KeyError(f"occworld_published reads batch[{key!r}] (its pose branch); the batch has {sorted(batch)}")
         return relative_motion(batch["ego_pose"].float())[..., :2], batch["command"].float()
 
+    def outputs(self, tokens: Tensor, steps_in: Tensor, cmd_in: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens [B, T, h, w], the step into each frame [B, T, 2] and its command [B, T, 3] -> logits
+        [B, T, h, w, V] and steps per mode [B, T, 3, 2]; frame t's outputs predict frame t+1 and step t -> t+1.
+        The logits never depend on the steps or commands."""
+        b, t = tokens.shape[:2]
+        if self.cfg.network == "st":
+            feats = self.net.features(tokens, self.ego_emb(tokens.new_zeros(b, t, 0, dtype=torch.float)))  # [B, T, N+1, D]
+            logits = self.net.head(self.net.norm(feats[:, :, :-1])).reshape(b, t, *self.token_shape, -1)
+            return logits, self.pose(steps_in, cmd_in, feats[:, :, :-1])
+        with torch.no_grad():  # the frozen codebook's vectors
+            codes = self.tokenizer.codes_to_latent(tokens.flatten(0, 1)).permute(0, 3, 1, 2)  # [B*T, D, h, w]
+        pose_tokens = self.pose_encoder(torch.cat([steps_in, cmd_in], -1).float())
+        logits, pose = self.transformer(codes.reshape(b, t, *codes.shape[1:]), pose_tokens)  # [B, T, V, h, w]
+        return logits.permute(0, 1, 3, 4, 2), self.pose_decoder(pose)
+
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         tokens = batch["tokens"].long() if "tokens" in batch else self.encode_batch(batch)
         self.check_tokens(tokens, "tokens")
-        b, t = tokens.shape[:2]
+        t = tokens.shape[1]
         if not 2 <= t <= self.cfg.max_frames:
             raise ValueError(f"window of {t} frames: need 2..model.max_frames={self.cfg.max_frames}")
         steps, command = self.steps_and_command(batch)
@@ -141,16 +185,22 @@ class OccWorldModel(SpatioTemporalWorldModel):
         inputs = tokens
         if self.training and self.cfg.input_mask_ratio > 0:
             inputs = mask_input_tokens(tokens, self.cfg.input_mask_ratio, self.mask_id)
-        feats = self.net.features(inputs, self.ego_emb(tokens.new_zeros(b, t, 0, dtype=torch.float)))  # [B, T, N+1, D]
-        logits = self.net.head(self.net.norm(feats[:, :-1, :-1]))  # [B, T-1, N, V]: frame t predicts t+1
-        target = tokens[:, 1:].flatten(2)
+        logits, modes = self.outputs(inputs, *pose_inputs(steps, command))
+        logits, target = logits[:, :-1], tokens[:, 1:]  # frame t predicts t+1
         ce = F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1))
-        modes = self.pose(*pose_inputs(steps, command), feats[:, :, :-1])  # [B, T, 3, 2]: step t -> t+1
         plan = plan_reg_loss(modes[:, :-1], steps[:, :-1], command[:, :-1])  # the last step lies past the clip
         with torch.no_grad():
             acc = (logits.argmax(-1) == target).float()
         return {"loss": ce + self.cfg.plan_weight * plan, "ce_loss": ce.detach(), "plan_loss": plan.detach(),
                 "token_acc": acc.mean(), "last_frame_acc": acc[:, -1].mean()}
+
+    def next_frame(self, window: Tensor, cond: Tensor, prior: WarpPrior | None, *, sampling: SamplingConfig,
+                   generator: torch.Generator | None) -> Tensor:
+        """The scene alone (`TokenWorldModel.rollout`): the logits never read the pose inputs, so zeros stand in."""
+        b, t = window.shape[:2]
+        logits, _ = self.outputs(window, window.new_zeros(b, t, 2, dtype=torch.float),
+                                 window.new_zeros(b, t, NUM_MODES, dtype=torch.float))
+        return sample_logits(logits[:, -1], sampling, generator)
 
     @torch.no_grad()
     def rollout_with_poses(self, context: Tensor, steps: Tensor, command: Tensor, horizon: int, *,
@@ -173,12 +223,9 @@ class OccWorldModel(SpatioTemporalWorldModel):
         for _ in range(horizon):
             t = frames.shape[1]
             start = max(0, t - self.rollout_window)
-            window = frames[:, start:]
-            feats = self.net.features(window, self.ego_emb(window.new_zeros(*window.shape[:2], 0, dtype=torch.float)))
-            logits = self.net.head(self.net.norm(feats[:, -1, :-1])).reshape(*window.shape[:1], *self.token_shape, -1)
-            frames = torch.cat([frames, sample_logits(logits, sampling, generator)[:, None]], 1)
-            modes = self.pose(step_in[:, start:t], cmd_in[:, start:t], feats[:, :, :-1])[:, -1]  # [B, 3, 2]
-            step = select_mode(modes, command[:, t - 1].float())  # [B, 2]: frame t-1 -> t
+            logits, modes = self.outputs(frames[:, start:], step_in[:, start:t], cmd_in[:, start:t])
+            frames = torch.cat([frames, sample_logits(logits[:, -1], sampling, generator)[:, None]], 1)
+            step = select_mode(modes[:, -1], command[:, t - 1].float())  # [B, 2]: frame t-1 -> t
             predicted.append(step)
             step_in = torch.cat([step_in, step[:, None]], 1)
             cmd_in = torch.cat([cmd_in, command[:, t - 1 : t].float()], 1)
