@@ -75,8 +75,8 @@ def _model(**over) -> OccWorldModel:
     tok = OccTokenizerConfig(grid="micro", class_dim=4, z_channels=16)
     tok.cnn.channels, tok.cnn.channel_mult, tok.cnn.attention = 8, [1, 2, 2], False
     tok.quantizer.codebook_size = 32
-    cfg = OccWorldConfig(tokenizer=config_to_dict(tok), vocab_size=32, token_shape=[8, 8], dim=16, dim_mult=[1, 2],
-                         depth=1, heads=2, max_frames=PAST + HORIZON, pose_layers=1, **over)
+    sizes = {**dict(dim=16, dim_mult=[1, 2], depth=1, heads=2, max_frames=PAST + HORIZON, pose_layers=1), **over}
+    cfg = OccWorldConfig(tokenizer=config_to_dict(tok), vocab_size=32, token_shape=[8, 8], **sizes)
     torch.manual_seed(0)
     return OccWorldModel(cfg).eval()
 
@@ -219,3 +219,98 @@ def test_published_presets_train_as_occworld(preset):
     assert cfg.data.past + cfg.data.future == 16 == cfg.model.max_frames
     own = load_run_config("world/occworld_tiny.yaml")  # drivewm's own variant keeps drivewm's settings
     assert own.model.name == "occworld" and (own.train.beta2, own.train.grad_clip) != (0.999, 35.0)
+
+
+def official_layout(c: int, hw: int, channels: tuple, t_layers: int, p_layers: int, vocab: int, frames: int,
+                    pose_out: int) -> dict[str, tuple]:
+    """Key -> shape of an official TransVQVAE's world-model tensors, written from the official __init__s
+    (`PlanUAutoRegTransformer`, `PoseEncoder`, `PoseDecoder`, `FFN`; learnable_queries False)."""
+    keys: dict[str, tuple] = {}
+
+    def lin(p, i, o):
+        keys[p + ".weight"], keys[p + ".bias"] = (o, i), (o,)
+
+    def conv(p, i, o, k):
+        keys[p + ".weight"], keys[p + ".bias"] = (o, i, k, k), (o,)
+
+    def ln(p, shape):
+        keys[p + ".weight"] = keys[p + ".bias"] = shape
+
+    def mha(p, d):
+        keys.update({p + ".in_proj_weight": (3 * d, d), p + ".in_proj_bias": (3 * d,),
+                     p + ".out_proj.weight": (d, d), p + ".out_proj.bias": (d,)})
+
+    def ffn(p, d):
+        lin(p + ".fc1", d, 4 * d)
+        lin(p + ".fc2", 4 * d, d)
+
+    def unet(p, shape, i, o):
+        ln(p + ".ln", shape)
+        conv(p + ".conv1", i, o, 3)
+        conv(p + ".conv2", o, o, 3)
+        if i != o:
+            conv(p + ".shortcut", i, o, 1)
+
+    def temporal(p, d):
+        for j in range(t_layers):
+            mha(f"{p}.{j}.0", d), ln(f"{p}.{j}.1", (d,)), ffn(f"{p}.{j}.2", d), ln(f"{p}.{j}.3", (d,))
+
+    def pose(p, d):
+        for j in range(p_layers):
+            mha(f"{p}.{j}.0", d), ln(f"{p}.{j}.1", (d,)), mha(f"{p}.{j}.2", d), ln(f"{p}.{j}.3", (d,))
+            ffn(f"{p}.{j}.4", d), ln(f"{p}.{j}.5", (d,))
+
+    t = "transformer."
+    keys[t + "temporal_embeddings.weight"] = keys[t + "pose_temporal_embeddings.weight"] = (frames + 1, c)
+    sizes = [hw // 2**i for i in range(len(channels))]
+    pre = c
+    for i, (ch, s) in enumerate(zip(channels[:-1], sizes[:-1])):
+        temporal(f"{t}temporal_attentions_en.{i}", pre)
+        unet(f"{t}encoders.{i}.0", (s, s), pre, ch), unet(f"{t}encoders.{i}.1", (s, s), ch, ch)
+        conv(f"{t}downsamples.{i}", ch, ch, 2)
+        lin(f"{t}pose_en.{i}.0", pre, ch), lin(f"{t}pose_en.{i}.2", ch, ch)
+        pose(f"{t}pose_attn_en.{i}", pre)
+        pre = ch
+    ch = channels[-1]
+    unet(t + "mid.0", (pre, sizes[-1], sizes[-1]), pre, ch), unet(t + "mid.1", (ch, sizes[-1], sizes[-1]), ch, ch)
+    lin(t + "pose_mid.0", pre, ch), lin(t + "pose_mid.2", ch, ch)
+    pre = ch
+    for i, (ch, s) in enumerate(zip(channels[-2::-1], sizes[-2::-1])):
+        agg = 2 * ch
+        keys[f"{t}upsamples.{i}.weight"], keys[f"{t}upsamples.{i}.bias"] = (pre, ch, 2, 2), (ch,)
+        temporal(f"{t}temporal_attentions_de.{i}", agg)
+        unet(f"{t}decoders.{i}.0", (agg, s, s), agg, ch), unet(f"{t}decoders.{i}.1", (ch, s, s), ch, ch)
+        lin(f"{t}pose_up.{i}", pre, ch)
+        pose(f"{t}pose_attn_de.{i}", agg)
+        lin(f"{t}pose_de.{i}.0", agg, ch), lin(f"{t}pose_de.{i}.2", ch, ch)
+        pre = ch
+    conv(t + "conv_out", pre, vocab, 3)
+    lin(t + "pose_out", pre, pose_out)
+    lin("pose_encoder.pose_encoder.0", 5, c), lin("pose_encoder.pose_encoder.2", c, c)
+    lin("pose_decoder.pose_decoder.0", pose_out, pose_out), lin("pose_decoder.pose_decoder.2", pose_out, 6)
+    return keys
+
+
+def test_an_official_checkpoint_loads_by_name(tmp_path):
+    from drivewm.dynamics.occworld_convert import load_official_world
+    from drivewm.errors import CheckpointError
+
+    model = _model(network="unet", dim_mult=[1, 2, 4], depth=2, pose_layers=2)
+    code_dim = 16  # the micro tokenizer's z_channels
+    layout = official_layout(code_dim, 8, (16, 32, 64), 2, 2, 32, PAST + HORIZON, 16)
+    g = torch.Generator().manual_seed(3)
+    state = {"module." + k: torch.randn(shape, generator=g) for k, shape in layout.items()}
+    state["module.vae.vqvae.embedding.weight"] = torch.randn(32, 16, generator=g)
+    torch.save({"state_dict": state, "epoch": 125, "optimizer": {"param_groups": [{"lr": 1e-3}]}}, tmp_path / "ep.pth")
+    rest = load_official_world(model, tmp_path / "ep.pth")
+    assert list(rest) == ["vae.vqvae.embedding.weight"]
+    own = model.state_dict()
+    for k in layout:
+        assert torch.equal(own[k], state["module." + k]), k
+    world_keys = [k for k in own if not k.startswith("tokenizer.")]
+    assert sorted(world_keys) == sorted(layout)
+    del state["module.transformer.pose_out.bias"]
+    state["module.transformer.conv_out.weight"] = torch.zeros(1)
+    torch.save({"state_dict": state}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="pose_out.bias.*conv_out.weight"):
+        load_official_world(model, tmp_path / "bad.pth")
