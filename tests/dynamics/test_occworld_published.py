@@ -137,8 +137,8 @@ def test_plan_loss_of_the_model_is_the_official_formula_on_its_own_outputs(netwo
     out = model.loss(batch)
     tokens = model.encode_batch(batch)
     steps, command = model.steps_and_command(batch)
-    _, modes = model.outputs(tokens, *pose_inputs(steps, command))
-    want = official_plan_reg_loss(modes[:, :-1].detach().double().numpy(), steps[:, :-1].double().numpy(),
+    _, modes = model.outputs(tokens[:, :-1], *pose_inputs(steps[:, :-1], command[:, :-1]))
+    want = official_plan_reg_loss(modes.detach().double().numpy(), steps[:, :-1].double().numpy(),
                                   command[:, :-1].double().numpy())
     assert out["plan_loss"].item() == pytest.approx(want, rel=1e-5)
 
@@ -216,7 +216,7 @@ def test_published_presets_train_as_occworld(preset):
     assert (t.lr, t.beta1, t.beta2, t.weight_decay, t.warmup_steps, t.grad_clip, t.precision) == (
         1e-3, 0.9, 0.999, 0.01, 50, 35.0, "fp32")
     assert t.lr * t.min_lr_ratio == pytest.approx(1e-6)
-    assert cfg.data.past + cfg.data.future == 16 == cfg.model.max_frames
+    assert cfg.data.past + cfg.data.future == 16 == cfg.model.max_frames + 1
     own = load_run_config("world/occworld_tiny.yaml")  # drivewm's own variant keeps drivewm's settings
     assert own.model.name == "occworld" and (own.train.beta2, own.train.grad_clip) != (0.999, 35.0)
 

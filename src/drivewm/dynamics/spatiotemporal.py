@@ -178,17 +178,18 @@ class OccWorldModel(TokenWorldModel):
         tokens = batch["tokens"].long() if "tokens" in batch else self.encode_batch(batch)
         self.check_tokens(tokens, "tokens")
         t = tokens.shape[1]
-        if not 2 <= t <= self.cfg.max_frames:
-            raise ValueError(f"window of {t} frames: need 2..model.max_frames={self.cfg.max_frames}")
+        if not 2 <= t <= self.cfg.max_frames + 1:
+            raise ValueError(f"clip of {t} frames: need 2..model.max_frames + 1 = {self.cfg.max_frames + 1} "
+                             f"(OccWorld: 15 + 1)")
         steps, command = self.steps_and_command(batch)
-        steps, command = steps[:, :t], command[:, :t]
-        inputs = tokens
+        steps, command = steps[:, : t - 1], command[:, : t - 1]  # the last frame's step lies past the clip
+        inputs = tokens[:, :-1]  # as `TransVQVAE.forward_train_with_plan`: frames 0..T-2 predict 1..T-1
         if self.training and self.cfg.input_mask_ratio > 0:
-            inputs = mask_input_tokens(tokens, self.cfg.input_mask_ratio, self.mask_id)
+            inputs = mask_input_tokens(inputs, self.cfg.input_mask_ratio, self.mask_id)
         logits, modes = self.outputs(inputs, *pose_inputs(steps, command))
-        logits, target = logits[:, :-1], tokens[:, 1:]  # frame t predicts t+1
+        target = tokens[:, 1:]
         ce = F.cross_entropy(logits.reshape(-1, self.vocab_size), target.reshape(-1))
-        plan = plan_reg_loss(modes[:, :-1], steps[:, :-1], command[:, :-1])  # the last step lies past the clip
+        plan = plan_reg_loss(modes, steps, command)
         with torch.no_grad():
             acc = (logits.argmax(-1) == target).float()
         return {"loss": ce + self.cfg.plan_weight * plan, "ce_loss": ce.detach(), "plan_loss": plan.detach(),
