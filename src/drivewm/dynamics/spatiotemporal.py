@@ -7,12 +7,14 @@ Two registered variants:
   and a separate pose branch (`drivewm.dynamics.pose_branch`) predicts the ego's steps from the scene
   features and its own past steps under the driving command, trained with 0.1 x OccWorld's plan loss
   and rolled out autoregressively, its predicted steps fed back. Its figures are comparable with OccWorld's.
+  `model.network`: 'unet' is OccWorld's own network (`occworld_unet.PlanUAutoRegTransformer`, official
+  checkpoints load by name: `occworld_convert`), 'st' drivewm's spatio-temporal stages below.
 * `occworld` (`SpatioTemporalWorldModel`): drivewm's action-conditioned variant, whose scene stream reads
   the recorded action (and with 'action_motion' the ego motion t -> t+1) of every frame it forecasts.
 
-OccWorld (Zheng et al. 2023, arXiv 2311.16038) forecasts the scene-token grid of frame t+1 from frames
-<= t with a multi-scale (U-Net) transformer: spatial attention within a frame, causal temporal attention
-across frames, the ego pose as its own token, teacher forcing with causal temporal masks over the whole
+drivewm's stages (`st_net.SpatioTemporalNet`) forecast the scene-token grid of frame t+1 from frames <= t
+with a multi-scale (U-Net) transformer: spatial attention within a frame (OccWorld: conv blocks), causal
+temporal attention across frames, an ego token (a learned constant under condition 'none'), teacher forcing with causal temporal masks over the whole
 clip and one cross-entropy per token. DrivingWorld (Hu et al. 2024, arXiv 2412.19505) fights the drift
 of autoregressive rollouts by randomly masking input tokens during training (50 %): `input_mask_ratio`
 (`schedule.mask_input_tokens`).

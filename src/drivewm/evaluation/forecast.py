@@ -60,7 +60,8 @@ def load_forecaster(run_dir: str | Path, which: str = "best", device: str = "cpu
     if kind != "world" or not hasattr(model, "forecast"):
         raise CheckpointError(f"{run_dir}: holds a {kind} model ({model.cfg.name}), not a world model")
     backbone = getattr(model.cfg, "backbone", None)  # token world models name their temporal mixer
-    model.name = f"{model.cfg.name}{f' [{backbone.kind}]' if backbone else ''} ({Path(run_dir).name})"
+    mixer = "unet" if getattr(model.cfg, "network", None) == "unet" else backbone.kind if backbone else ""
+    model.name = f"{model.cfg.name}{f' [{mixer}]' if mixer else ''} ({Path(run_dir).name})"
     return model
 
 
