@@ -147,6 +147,8 @@ def test_evaluation_visits_l_minus_12_windows_of_each_listed_scene(scenes, tmp_p
     train = WindowDataset(DataConfig(path=str(path), past=5, future=6, keys=["occ"], end_margin=2,
                                      splits=str(tmp_path / "splits.yaml")), "train")
     assert train.episode_ids == [0, 2] and len(train) == 2 + 1
+    engine_split = build_dataset(train.cfg, "train")  # the dataset `drivewm train` reads takes the same lists
+    assert engine_split.episode_ids == [0, 2]
     # Without a list the last 10 % stay the validation split, as before.
     assert WindowDataset(DataConfig(path=str(path), past=5, future=6, keys=["occ"]), "val").episode_ids == [3]
     (tmp_path / "bad.yaml").write_text("val: [no_such_scene]\n")
