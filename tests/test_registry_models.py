@@ -23,6 +23,8 @@ _CNN = dict(channels=8, channel_mult=[1, 2, 2], num_res_blocks=1, attention=Fals
 SMALL: dict[str, dict] = {
     "toy_forecaster": dict(dim=4, past=3, hidden=16),
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8, cnn=_CNN, quantizer=dict(codebook_size=32)),
+    "occ_vqvae_published": dict(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=1,
+                                attn_resolutions=[16], z_channels=8, n_e=32, e_dim=8),
     "lidar_vqvae": dict(grid="micro", point_channels=8, z_channels=8, cnn=_CNN, quantizer=dict(codebook_size=32),
                         rays_per_sweep=32, samples_per_ray=8),
     "gpt_world": _WORLD,

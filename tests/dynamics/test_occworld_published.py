@@ -314,3 +314,99 @@ def test_an_official_checkpoint_loads_by_name(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="pose_out.bias.*conv_out.weight"):
         load_official_world(model, tmp_path / "bad.pth")
+
+
+def official_vae_layout(ch, ch_mult, nrb, attn_res, res, in_ch, z_ch, out_ch, n_e, e_dim, ncls, expansion):
+    """Key -> shape of an official `VAERes2D` with its `VectorQuantizer` (prefix 'vae.'), written from the official
+    __init__s (`Encoder2D`, `Decoder2D`, `ResnetBlock` without temb, `AttnBlock`, double_z False)."""
+    keys: dict[str, tuple] = {}
+
+    def conv(p, i, o, k):
+        keys[p + ".weight"], keys[p + ".bias"] = (o, i, k, k), (o,)
+
+    def gn(p, c):
+        keys[p + ".weight"] = keys[p + ".bias"] = (c,)
+
+    def resblock(p, i, o):
+        gn(p + ".norm1", i), conv(p + ".conv1", i, o, 3), gn(p + ".norm2", o), conv(p + ".conv2", o, o, 3)
+        if i != o:
+            conv(p + ".nin_shortcut", i, o, 1)
+
+    def attn(p, c):
+        gn(p + ".norm", c)
+        for n in ("q", "k", "v", "proj_out"):
+            conv(f"{p}.{n}", c, c, 1)
+
+    def mid(p, c):
+        resblock(p + ".block_1", c, c), attn(p + ".attn_1", c), resblock(p + ".block_2", c, c)
+
+    levels, e = len(ch_mult), "vae.encoder."
+    conv(e + "conv_in", in_ch, ch, 3)
+    cur, in_mult = res, (1,) + tuple(ch_mult)
+    for lvl in range(levels):
+        bi, bo = ch * in_mult[lvl], ch * ch_mult[lvl]
+        for b in range(nrb):
+            resblock(f"{e}down.{lvl}.block.{b}", bi, bo)
+            bi = bo
+            if cur in attn_res:
+                attn(f"{e}down.{lvl}.attn.{b}", bi)
+        if lvl != levels - 1:
+            conv(f"{e}down.{lvl}.downsample.conv", bi, bi, 3)
+            cur //= 2
+    mid(e + "mid", bi), gn(e + "norm_out", bi), conv(e + "conv_out", bi, z_ch, 3)
+    d = "vae.decoder."
+    bi, cur = ch * ch_mult[-1], res // 2 ** (levels - 1)
+    conv(d + "conv_in", z_ch, bi, 3), mid(d + "mid", bi)
+    for lvl in reversed(range(levels)):
+        bo = ch * ch_mult[lvl]
+        for b in range(nrb):
+            resblock(f"{d}up.{lvl}.block.{b}", bi, bo)
+            bi = bo
+            if cur in attn_res:
+                attn(f"{d}up.{lvl}.attn.{b}", bi)
+        if lvl != 0:
+            conv(f"{d}up.{lvl}.upsample.conv", bi, bi, 3)
+            cur *= 2
+    gn(d + "norm_out", bi), conv(d + "conv_out", bi, out_ch, 3)
+    keys["vae.class_embeds.weight"] = (ncls, expansion)
+    keys["vae.vqvae.embedding.weight"] = (n_e, e_dim)
+    conv("vae.vqvae.quant_conv", z_ch, e_dim, 1), conv("vae.vqvae.post_quant_conv", e_dim, z_ch, 1)
+    return keys
+
+
+def test_the_official_tokenizer_structure_loads_with_the_world_model(tmp_path):
+    """An official TransVQVAE checkpoint (VQ-VAE included) into occworld_published on occ_vqvae_published."""
+    from drivewm.dynamics.occworld_convert import load_official_world
+    from drivewm.tokenizers.occworld_vae import OccWorldVAEConfig
+
+    tok = OccWorldVAEConfig(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=2, attn_resolutions=[16],
+                            z_channels=16, n_e=32, e_dim=16)
+    cfg = OccWorldConfig(tokenizer=config_to_dict(tok), vocab_size=32, token_shape=[16, 16], network="unet", dim=16,
+                         dim_mult=[1, 2], depth=1, heads=2, max_frames=PAST + HORIZON, pose_layers=1)
+    torch.manual_seed(0)
+    model = OccWorldModel(cfg).eval()
+    layout = official_layout(16, 16, (16, 32), 1, 1, 32, PAST + HORIZON, 16)
+    layout.update(official_vae_layout(8, (1, 2), 2, (16,), 32, 4 * 4, 16, 4 * 4, 32, 16, 18, 4))
+    g = torch.Generator().manual_seed(4)
+    state = {k: torch.randn(shape, generator=g) for k, shape in layout.items()}
+    torch.save({"state_dict": state}, tmp_path / "ep.pth")
+    assert load_official_world(model, tmp_path / "ep.pth") == {}
+    own = model.state_dict()
+    assert sorted(own) == sorted(k.replace("vae.", "tokenizer.", 1) for k in layout)
+    for k, v in state.items():
+        assert torch.equal(own[k.replace("vae.", "tokenizer.", 1)], v), k
+    # The frozen tokenizer reads and writes occupancy through the loaded weights.
+    occ = _window()["occ"][0, :2]
+    codes = model.tokenizer.encode(occ)
+    assert codes.shape == (2, 16, 16) and model.tokenizer.decode(codes).shape == (2, 18, 32, 32, 4)
+
+
+def test_the_official_tokenizer_has_the_published_structure():
+    """Occ3D: 200 -> 50 tokens, attention after every res block at 50 only, decoder blocks = num_res_blocks."""
+    from drivewm.tokenizers.occworld_vae import OccWorldVAE, OccWorldVAEConfig
+
+    vae = OccWorldVAE(OccWorldVAEConfig())
+    assert vae.token_shape == (50, 50) and vae.vocab_size == 512
+    assert [len(d.attn) for d in vae.encoder.down] == [0, 0, 2] and [len(u.attn) for u in vae.decoder.up] == [0, 0, 2]
+    assert [len(u.block) for u in vae.decoder.up] == [2, 2, 2]
+    assert vae.vqvae.quant_conv.kernel_size == (1, 1) and vae.vqvae.post_quant_conv.kernel_size == (1, 1)

@@ -4,7 +4,8 @@ An official run (wzzheng/OccWorld `train.py`, commit 1ee7f77) saves `{'state_dic
 'optimizer': ..., 'scheduler': ..., ...}`, keys possibly prefixed 'module.' (DDP). The world model's parts keep
 their official names here (`occworld_unet.PlanUAutoRegTransformer` as `transformer`, `PoseEncoder` as
 `pose_encoder`, `PoseDecoder` as `pose_decoder`), so the name map is the identity on those prefixes; the VQ-VAE's
-tensors (`vae.*`) belong to the tokenizer and are returned apart. Reading uses `torch.load(weights_only=True)`,
+tensors (`vae.*`) map to the frozen tokenizer (`tokenizer.*`) when it is the official structure
+(`drivewm.tokenizers.occworld_vae.OccWorldVAE`, the same attribute names), else they are returned apart. Reading uses `torch.load(weights_only=True)`,
 which never executes code from the file.
 """
 
@@ -15,22 +16,26 @@ from pathlib import Path
 import torch
 
 from drivewm.errors import CheckpointError
+from drivewm.tokenizers.occworld_vae import OccWorldVAE
 
 WORLD_PREFIXES = {"transformer.": "transformer.", "pose_encoder.": "pose_encoder.", "pose_decoder.": "pose_decoder."}
 """Official key prefix -> drivewm key prefix of the world model's own tensors."""
+TOKENIZER_PREFIXES = {"vae.": "tokenizer."}
+"""Official key prefix -> drivewm key prefix of the official-structure tokenizer's tensors."""
 
 
-def official_world_state(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """An official `TransVQVAE` state dict -> (the world model's tensors under drivewm's names, the rest: the
-    VQ-VAE's `vae.*` and anything else, under their official names)."""
+def official_world_state(state: dict[str, torch.Tensor], name_map: dict[str, str] = WORLD_PREFIXES
+                         ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """An official `TransVQVAE` state dict -> (the tensors `name_map` covers, under drivewm's names; the rest
+    under their official names). 'module.' prefixes (DDP) are dropped."""
     mapped, rest = {}, {}
     for key, value in state.items():
         name = key[len("module."):] if key.startswith("module.") else key
-        prefix = next((p for p in WORLD_PREFIXES if name.startswith(p)), None)
+        prefix = next((p for p in name_map if name.startswith(p)), None)
         if prefix is None:
             rest[name] = value
         else:
-            mapped[WORLD_PREFIXES[prefix] + name[len(prefix):]] = value
+            mapped[name_map[prefix] + name[len(prefix):]] = value
     return mapped, rest
 
 
@@ -50,12 +55,16 @@ def read_official_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_official_world(model: torch.nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
     """Copy an official checkpoint's transformer and pose encoder / decoder into `model` (occworld_published with
-    network 'unet'), strictly: a CheckpointError names every missing, unexpected or mis-shaped tensor. Returns
-    the tensors left for the tokenizer (`vae.*`) and any others, under their official names."""
+    network 'unet'), and its VQ-VAE into the model's tokenizer when that has the official structure, strictly:
+    a CheckpointError names every missing, unexpected or mis-shaped tensor. Returns the tensors left unused
+    under their official names."""
     if getattr(model.cfg, "network", None) != "unet":
         raise CheckpointError("official OccWorld weights fit occworld_published with model.network=unet only")
-    mapped, rest = official_world_state(read_official_checkpoint(path))
-    own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] + "." in WORLD_PREFIXES.values()}
+    name_map = dict(WORLD_PREFIXES)
+    if isinstance(getattr(model, "tokenizer", None), OccWorldVAE):
+        name_map.update(TOKENIZER_PREFIXES)
+    mapped, rest = official_world_state(read_official_checkpoint(path), name_map)
+    own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] + "." in name_map.values()}
     missing = sorted(set(own) - set(mapped))
     unexpected = sorted(set(mapped) - set(own))
     shapes = [f"{k} {tuple(mapped[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(mapped))
