@@ -20,8 +20,11 @@ torch.set_num_threads(1)
 # Registered defaults that are large on a CPU, made small (the round trip does not depend on size).
 SMALL = {
     "occworld": dict(dim=16, depth=1, heads=2, dim_mult=[1], vocab_size=16, token_shape=[4, 4]),
+    "occworld_published": dict(dim=16, depth=1, heads=2, dim_mult=[1], vocab_size=16, token_shape=[4, 4]),
     "maskgit_world": dict(dim=16, depth=1, heads=2, dim_mult=[1], vocab_size=16, token_shape=[4, 4]),
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8),
+    "occ_vqvae_published": dict(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=1,
+                                attn_resolutions=[16], z_channels=8, n_e=32, e_dim=8),
 }
 
 

@@ -25,10 +25,13 @@ _CAMERA = dict(image_size=list(CAMERA), cnn=_CNN, gan=dict(disc_channels=4, disc
 SMALL: dict[str, dict] = {
     "toy_forecaster": dict(dim=4, past=3, hidden=16),
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8, cnn=_CNN, quantizer=dict(codebook_size=32)),
+    "occ_vqvae_published": dict(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=1,
+                                attn_resolutions=[16], z_channels=8, n_e=32, e_dim=8),
     "lidar_vqvae": dict(grid="micro", point_channels=8, z_channels=8, cnn=_CNN, quantizer=dict(codebook_size=32),
                         rays_per_sweep=32, samples_per_ray=8),
     "gpt_world": _WORLD,
     "occworld": dict(_WORLD, dim_mult=[1, 2]),
+    "occworld_published": dict(_WORLD, dim_mult=[1, 2], pose_layers=1),
     "maskgit_world": dict(_WORLD, dim_mult=[1, 2], steps=2),
     "voxel_unet": dict(grid="micro", width=8, levels=2, observed=2, max_horizon=2),
     "jepa_bev": dict(encoder=_ENCODER, predictor_width=16, predictor_depth=1, predictor_heads=2, min_keep=2),
@@ -76,6 +79,7 @@ def synthetic_batch(name: str, model: torch.nn.Module, batch: int = 2) -> dict[s
         "lidar_count": torch.full((batch, FRAMES), 48),
         "tokens": torch.randint(0, VOCAB, (batch, FRAMES, *TOKENS), generator=g),
         "camera": torch.randint(0, 256, (batch, FRAMES, *CAMERA, 3), generator=g, dtype=torch.uint8),
+        "command": torch.eye(3)[torch.randint(0, 3, (batch, FRAMES), generator=g)],
     }
 
 

@@ -6,6 +6,9 @@ The vector of frame t describes the transition t -> t+1. `condition="action"` us
 ego-warped copy baseline uses, so model and baseline see the same information. OccWorld (arXiv
 2311.16038) feeds the per-step ego displacement the same way; DrivingGPT (arXiv 2412.18607) its
 relative (x, y, theta). Each entry is divided by a fixed scale so that typical values are O(1).
+`condition="none"` gives zero-width vectors: the scene stream of OccWorld as published (wzzheng/OccWorld,
+`model/transformer/PlanUtransformer.py`), whose scene tokens attend only to scene tokens and never read
+the ego motion of the frames it forecasts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 
 from drivewm.geometry import world_to_ego
 
-CONDITIONS = {"action": 2, "action_motion": 5}
+CONDITIONS = {"none": 0, "action": 2, "action_motion": 5}
 # Typical magnitudes: accel 3 m/s^2, steer 0.5 rad, 5 m forward and 1 m sideways per 0.5 s step, 0.2 rad yaw.
 _SCALE = (3.0, 0.5, 5.0, 1.0, 0.2)
 
@@ -37,6 +40,12 @@ def relative_motion(ego_pose: torch.Tensor) -> torch.Tensor:
 def ego_conditions(batch: dict[str, torch.Tensor], condition: str) -> torch.Tensor:
     """Conditioning vectors [B, T, A] (A = condition_dim(condition)) of a window batch."""
     dim = condition_dim(condition)
+    if condition == "none":  # one empty vector per frame of the longest per-frame key (the ego keys span the window)
+        frames = [v for v in batch.values() if v.dim() >= 2]
+        if not frames:
+            raise KeyError("batch has no per-frame key to size condition='none' vectors by")
+        longest = max(frames, key=lambda v: v.shape[1])
+        return torch.zeros(*longest.shape[:2], 0, device=longest.device)
     for key in ("action",) + (("ego_pose",) if condition == "action_motion" else ()):
         if key not in batch:
             raise KeyError(f"batch has no {key!r} (needed by condition={condition!r}); add it to data.keys")

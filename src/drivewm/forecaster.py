@@ -1,8 +1,9 @@
 """The one forecasting interface: baselines, token world models and the direct voxel model all implement it.
 
 A forecaster sees the *context* of a window batch (`split_window(batch, past)[0]`): the past frames of
-every key, plus the ego's own plan for every frame (poses and applied actions, `EGO_KEYS`), as OccWorld
-conditions on the recorded ego motion. It returns the `horizon` frames after the last observed one in
+every key, plus the ego's own plan for every frame (poses, applied actions and the driving command,
+`EGO_KEYS`), which drivewm's action-conditioned world models read; OccWorld as published
+(`occworld_published`) reads only the observed poses and the command. It returns the `horizon` frames after the last observed one in
 its modality's window layout:
 
 * ``"occ"``: class ids [B, H, X, Y, Z];
@@ -26,8 +27,9 @@ from typing import Protocol
 import torch
 
 MODALITIES = ("occ", "lidar")
-# Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls.
-EGO_KEYS = ("rel_pose", "ego_pose", "action")
+# Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls, and the
+# driving command (right / left / straight, VAD's navigation input that OccWorld's pose branch reads).
+EGO_KEYS = ("rel_pose", "ego_pose", "action", "command")
 
 
 class Forecaster(Protocol):

@@ -8,7 +8,8 @@ from drivewm.data.episode import relative_poses
 from drivewm.data.manifest import StoreError
 from drivewm.data.spec import grid_preset
 from drivewm.data.store import EpisodeWriter
-from drivewm.data.windows import WindowDataset, build_dataset, dataset_grid, split_episodes
+from drivewm.data.windows import WindowDataset, build_dataset, dataset_grid, driving_command, split_episodes
+from drivewm.errors import DrivewmError
 
 LENGTHS = (5, 7, 3, 6)
 
@@ -117,3 +118,48 @@ def test_bad_config_errors(store, tmp_path, grid, make_episode):
     EpisodeWriter(tmp_path / "empty", grid=grid)
     with pytest.raises(StoreError, match=r"empty/manifest\.json: the store has no episodes"):
         WindowDataset(cfg(tmp_path / "empty"), "train")
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory, make_episode):
+    """Episodes of 14, 20, 13 and 16 frames: OccWorld's windows (5 + 6 frames, 12 read) fit 2, 8, 1 and 4 times."""
+    grid, path = grid_preset("micro"), tmp_path_factory.mktemp("scenes") / "s"
+    eps = [make_episode(T, grid, seed=i, camera=False, lidar=False) for i, T in enumerate((14, 20, 13, 16))]
+    with EpisodeWriter(path, grid=grid) as w:
+        for ep in eps:
+            w.write(ep)
+    return path, eps
+
+
+def test_evaluation_visits_l_minus_12_windows_of_each_listed_scene(scenes, tmp_path):
+    from drivewm.data.manifest import read_manifest
+    from drivewm.evaluation.forecast import _windows
+
+    path, eps = scenes
+    names = [e["name"] for e in read_manifest(path)["episodes"]]
+    (tmp_path / "val.txt").write_text(f"# held out\n{names[3]}\n\n{names[1]}\n")
+    (tmp_path / "splits.yaml").write_text(f"train: [{names[0]}, {names[2]}]\nval: val.txt\n")
+    full, ds = _windows(str(path), 5, 6, "val", 0, "occ", str(tmp_path / "splits.yaml"), end_margin=2)
+    assert full.episode_ids == [3, 1]
+    lengths = {3: 16, 1: 20}
+    want = [(e, s) for e in (3, 1) for s in range(lengths[e] - 12)]
+    assert len(ds) == sum(L - 12 for L in lengths.values()) and [ds.locate(i) for i in range(len(ds))] == want
+    train = WindowDataset(DataConfig(path=str(path), past=5, future=6, keys=["occ"], end_margin=2,
+                                     splits=str(tmp_path / "splits.yaml")), "train")
+    assert train.episode_ids == [0, 2] and len(train) == 2 + 1
+    engine_split = build_dataset(train.cfg, "train")  # the dataset `drivewm train` reads takes the same lists
+    assert engine_split.episode_ids == [0, 2]
+    # Without a list the last 10 % stay the validation split, as before.
+    assert WindowDataset(DataConfig(path=str(path), past=5, future=6, keys=["occ"]), "val").episode_ids == [3]
+    (tmp_path / "bad.yaml").write_text("val: [no_such_scene]\n")
+    with pytest.raises(DrivewmError, match="no_such_scene"):
+        WindowDataset(DataConfig(path=str(path), keys=["occ"], splits=str(tmp_path / "bad.yaml")), "val")
+
+
+def test_windows_carry_the_command_of_the_whole_episode(scenes):
+    path, eps = scenes
+    ds = WindowDataset(DataConfig(path=str(path), past=2, future=2, keys=["occ"], val_fraction=0.0), "train")
+    for i in (0, 5, len(ds) - 1):
+        ep, s = ds.locate(i)
+        want = driving_command(eps[ep]["ego_pose"])[s : s + 4]  # from frames past the window's end
+        np.testing.assert_array_equal(ds[i]["command"].numpy(), want)

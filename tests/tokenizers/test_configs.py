@@ -12,7 +12,7 @@ CONFIGS = sorted(preset_path("tokenizer").glob("*.yaml"))
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_preset_loads_as_single_frame_run(path):
     cfg = load_run_config(path)
-    expected_key = {"occ_vqvae": "occ", "lidar_vqvae": "lidar"}.get(cfg.model.name, "camera")
+    expected_key = {"occ_vqvae": "occ", "occ_vqvae_published": "occ", "lidar_vqvae": "lidar"}.get(cfg.model.name, "camera")
     assert cfg.data.past == 1 or cfg.model.name == "camera_temporal_vq" or cfg.model.grid == "occ3d"
     assert cfg.data.future == 0 and cfg.data.keys[0] == expected_key
     assert set(cfg.data.keys[1:]) <= {"lidar_origin"}  # a LiDAR preset may read each sweep's sensor origin

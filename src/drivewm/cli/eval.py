@@ -33,6 +33,8 @@ def eval_forecast(
     which: str = typer.Option("best", "--which", help="Checkpoint of each run: 'best' or 'latest'."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
     seed: int = typer.Option(0, "--seed", help="Seed of the rollouts' token sampling."),
+    splits: str = typer.Option("", "--splits", help="YAML of episode names per split (data.splits); default: the last 10 % are val."),
+    end_margin: int = typer.Option(0, "--end-margin", help="Frames each window leaves after it (OccWorld's validation set: 2, L - 12 windows per scene)."),
     out: Optional[str] = typer.Option(
         None, "--out", help="Directory for results/forecast.json, forecast.png and forecast.gif "
         "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
@@ -52,7 +54,7 @@ def eval_forecast(
         raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory")
     table = evaluate_forecast(
         args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
-        which=which, device=device, seed=seed,
+        which=which, device=device, seed=seed, splits=splits, end_margin=end_margin,
     )
     write_forecast_table(table, out or args.paths[0])
     results = table.results
@@ -62,6 +64,13 @@ def eval_forecast(
     else:
         print_table(results, f"Occupancy forecasting, OccWorld protocol ({data}, {split})")
         typer.echo(json.dumps({n: {"miou": r["miou"], "iou": r["iou"]} for n, r in results.items()}))
+    if table.planning:
+        from drivewm.evaluation.plans import plan_table_rows
+
+        columns, rows = plan_table_rows(table.planning)
+        typer.echo(" | ".join(columns))
+        for row in rows:
+            typer.echo(" | ".join(str(v) for v in row))
 
 
 def eval_baselines(

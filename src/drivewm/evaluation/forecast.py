@@ -14,6 +14,12 @@ World models on a LiDAR tokenizer make a LiDAR table instead: Chamfer distance (
 AbsRel) at 1 s and 3 s on the returns inside the tokenizer's grid (drivewm's 'region' protocol), or
 (`evaluate_lidar_4docc`) the 4D-Occ protocol as Copilot4D reports it, independent of the tokenizer: full
 clouds, 1 s as 2 observed -> 2 predicted sweeps and 3 s as 6 -> 6, two separate runs.
+World models that also plan the ego's path (OccWorld as published) add a planning table: L2 and collision
+per step beside a constant-velocity plan (`drivewm.evaluation.plans`).
+
+Windows: every start index of the split's episodes; `end_margin=2` gives OccWorld's validation set
+exactly (L - 12 windows of a scene of L frames); `splits` names the episodes of each split (a file, see
+`DataConfig.splits`) instead of the last 10 % of the store.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
 from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
+from drivewm.evaluation.plans import PlanScoring, plan_table_rows
 from drivewm.evaluation.tables import save_forecast_pictures, save_lidar_forecast_picture, table_rows
 from drivewm.forecaster import Forecaster
 from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric
@@ -60,7 +67,8 @@ def load_forecaster(run_dir: str | Path, which: str = "best", device: str = "cpu
     if kind != "world" or not hasattr(model, "forecast"):
         raise CheckpointError(f"{run_dir}: holds a {kind} model ({model.cfg.name}), not a world model")
     backbone = getattr(model.cfg, "backbone", None)  # token world models name their temporal mixer
-    model.name = f"{model.cfg.name}{f' [{backbone.kind}]' if backbone else ''} ({Path(run_dir).name})"
+    mixer = "unet" if getattr(model.cfg, "network", None) == "unet" else backbone.kind if backbone else ""
+    model.name = f"{model.cfg.name}{f' [{mixer}]' if mixer else ''} ({Path(run_dir).name})"
     return model
 
 
@@ -94,6 +102,8 @@ class ForecastTable:
     lidar_protocol: str = "region"
     past: int = 5
     horizon: int = 6
+    planning: dict[str, dict] | None = None
+    """Planning metric reports by planner name (constant velocity first), for world models that plan."""
 
     def save_pictures(self, results_dir: str | Path) -> list[str]:
         """forecast.png + forecast.gif (LiDAR: forecast_lidar.png) of the first window; names relative to results_dir."""
@@ -105,6 +115,9 @@ class ForecastTable:
         """The keyword arguments of `report.results.write_result` for results/forecast.json (LiDAR: forecast_lidar.json)."""
         columns, rows = table_rows(self.results)
         extra = {"metrics": self.results, "data": self.data, "split": self.split, "windows": self.windows}
+        if self.planning:
+            plan_columns, plan_rows = plan_table_rows(self.planning)
+            extra["planning"] = {"metrics": self.planning, "columns": plan_columns, "rows": plan_rows}
         if self.modality == "lidar" and self.lidar_protocol == "4d-occ":
             name = self.steps[0] if self.steps else f"{self.horizon}f"
             return dict(name=f"forecast_lidar_4docc_{name}", title=f"LiDAR forecasting at {name} (4D-Occ protocol)",
@@ -119,17 +132,17 @@ class ForecastTable:
 
 def _agent_keys(data_path: str) -> list[str]:
     """['agents', 'agents_valid'] when every episode of the store tracks its road users (the constant-velocity
-    agents row needs them), else []."""
-    from drivewm.data.store import EpisodeStore
-
+    agents row and the collisions of plans need them), else []."""
     return ["agents", "agents_valid"] if {"agents", "agents_valid"} <= EpisodeStore(data_path).keys() else []
 
 
-def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str):
+def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
+             splits: str = "", end_margin: int = 0):
     keys = [frames_key, "action", "ego_pose", *(_agent_keys(data_path) if frames_key == "occ" else [])]
     if frames_key == "lidar" and "lidar_origin" in EpisodeStore(data_path).keys():
         keys.append("lidar_origin")  # rays from each sweep's sensor
-    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys), split)
+    ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys, splits=splits,
+                                  end_margin=end_margin), split)
     if len(ds) == 0:
         raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
@@ -151,9 +164,12 @@ def evaluate_forecast(
     device: str = "cpu",
     seed: int = 0,
     lidar_protocol: str = "region",
+    splits: str = "",
+    end_margin: int = 0,
 ) -> ForecastTable:
     """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound;
-    LiDAR runs under `lidar_protocol` ('region' or '4d-occ', `LidarScoring`)."""
+    LiDAR runs under `lidar_protocol` ('region' or '4d-occ', `LidarScoring`); `splits`, `end_margin`: as
+    `DataConfig`'s."""
     from drivewm.dynamics.forecast import TokenizerBound
 
     if past < 1 or horizon < 1:
@@ -164,7 +180,9 @@ def evaluate_forecast(
         raise DrivewmError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
                          f"evaluate each modality in its own call")
     modality = modalities.pop() if modalities else "occ"
-    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ")
+    plans = any(hasattr(m, "forecast_plan") for m in models)
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ",
+                        splits, end_margin)
     bounds: dict[str, Forecaster] = {}
     for model in models:  # one upper-bound row per distinct tokenizer (the direct voxel model has none)
         if getattr(model, "tokenizer", None) is not None:
@@ -182,16 +200,18 @@ def evaluate_forecast(
         report_steps = tuple(s for s in (2, 4, 6) if s <= horizon) or (horizon,)
         scoring = OccupancyScoring(lambda: OccupancyForecastMetric(
             num_classes=full.grid.num_classes, free_id=full.grid.free_id, report_steps=report_steps))
+    planning = PlanScoring(full.store.hz) if plans else None
     ev = evaluate_forecasters(forecasters, DataLoader(ds, batch_size=batch_size, shuffle=False), scoring,
-                              past=past, horizon=horizon, device=device, seed=seed)
+                              past=past, horizon=horizon, device=device, seed=seed, planning=planning)
     if modality == "lidar":
         results = {n: summarize_lidar(m, steps) for n, m in ev.metrics.items()}
         shown = list(steps)
     else:
         results = {n: m.compute() for n, m in ev.metrics.items()}
         shown = []
+    planned = {n: m.compute() for n, m in ev.plans.items()} or None
     return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds),
-                         lidar_protocol, past, horizon)
+                         lidar_protocol=lidar_protocol, past=past, horizon=horizon, planning=planned)
 
 
 def evaluate_lidar_4docc(run_dirs: Sequence[str | Path], data_path: str | Path, **options) -> dict[str, ForecastTable]:

@@ -9,16 +9,20 @@ a modality's `Scoring` turns its output and the future into a streaming metric's
 * `LidarScoring`: `PointCloudForecastMetric` (4D-Occ); points are cropped to the returns a LiDAR token
   model can render (`region`, its tokenizer) when the table holds one, and a field forecast
   (`{"render": fn}`) is rendered along the true future rays, which also gives per-ray depth errors.
+
+With `planning` (`drivewm.evaluation.plans.PlanScoring`), forecasters that also plan the ego's path
+(`forecast_plan`) give their forecast and their waypoints from one call, scored beside a constant-velocity row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
+from drivewm.evaluation.plans import CONSTANT_VELOCITY, PlanScoring, constant_velocity_plan
 from drivewm.forecaster import EGO_KEYS, Forecaster, split_window
 from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric, clouds_from_padded
 
@@ -31,6 +35,8 @@ class Evaluation:
     """The first window's context, truth and every forecast (for pictures)."""
     windows: int
     """Windows scored."""
+    plans: dict[str, Any] = field(default_factory=dict)
+    """Planning metric of each planner (constant velocity first), by name; empty without `planning`."""
 
 
 class OccupancyScoring:
@@ -148,9 +154,11 @@ def evaluate_forecasters(
     device: str = "cpu",
     seed: int = 0,
     max_batches: int | None = None,
+    planning: PlanScoring | None = None,
 ) -> Evaluation:
     """Score every forecaster on the same window batches; forecasters that sample share one generator seeded
-    with `seed`, called in table order on each batch."""
+    with `seed`, called in table order on each batch. With `planning`, the forecasters that plan
+    (`forecast_plan`) are scored on their waypoints too, beside a constant-velocity row."""
     names = [f.name for f in forecasters]
     if len(set(names)) != len(names):
         raise ValueError(f"forecaster names must be unique, got {names}")
@@ -159,6 +167,8 @@ def evaluate_forecasters(
             raise ValueError(f"{f.name} forecasts {f.modality!r}, but this table scores {scoring.modality!r}; "
                              f"evaluate each modality in its own table")
     metrics = {f.name: scoring.metric() for f in forecasters}
+    planners = [f.name for f in forecasters if hasattr(f, "forecast_plan") and not f.sees_future] if planning else []
+    plans = {n: planning.metric() for n in [CONSTANT_VELOCITY, *planners]} if planners else {}
     generator = torch.Generator(device=device).manual_seed(seed)
     example: dict[str, Any] = {}
     windows = 0
@@ -171,13 +181,21 @@ def evaluate_forecasters(
         # Upper bounds see the future frames; the context's frames ride along as past_<key> (the oracle fill
         # keeps the copy where the last frame saw).
         ceiling_view = {**future, **{f"past_{k}": v for k, v in context.items() if k not in EGO_KEYS}}
+        if plans:
+            plan_truth = planning.truth(batch, past, horizon)
+            planning.update(plans[CONSTANT_VELOCITY], CONSTANT_VELOCITY,
+                            constant_velocity_plan(context, past, horizon), plan_truth)
         shown = {}
         for f in forecasters:
-            out = f.forecast(ceiling_view if f.sees_future else context, horizon, generator=generator)
+            if f.name in planners:
+                out, waypoints = f.forecast_plan(context, horizon, generator=generator)
+                planning.update(plans[f.name], f.name, waypoints, plan_truth)
+            else:
+                out = f.forecast(ceiling_view if f.sees_future else context, horizon, generator=generator)
             shown[f.name] = scoring.update(metrics[f.name], f.name, out, truth)
         if not example:
             example = scoring.example(context, truth, shown)
         windows += next(iter(batch.values())).shape[0]
     if windows == 0:
         raise ValueError("no batches to evaluate")
-    return Evaluation(metrics, example, windows)
+    return Evaluation(metrics, example, windows, plans)

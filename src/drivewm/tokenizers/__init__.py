@@ -1,7 +1,7 @@
 """Tokenizers: quantizers (VQ, FSQ), the occupancy, LiDAR and camera tokenizers, action and pose tokenizers.
 
-Importing this package registers the tokenizer models ("occ_vqvae", "lidar_vqvae", "camera_vqgan",
-"camera_temporal_vq", "camera_vqvae2", "camera_kl_autoencoder").
+Importing this package registers the tokenizer models ("occ_vqvae", "occ_vqvae_published", "lidar_vqvae",
+"camera_vqgan", "camera_temporal_vq", "camera_vqvae2", "camera_kl_autoencoder").
 """
 
 from drivewm.tokenizers.actions import ActionTokenizer, ActionTokenizerConfig, PoseTokenizer, PoseTokenizerConfig
@@ -9,6 +9,7 @@ from drivewm.tokenizers.fsq import FSQ
 from drivewm.tokenizers.kl_autoencoder import KLAutoencoder, KLAutoencoderConfig
 from drivewm.tokenizers.lidar import LidarField, LidarTokenizer, LidarTokenizerConfig
 from drivewm.tokenizers.occ import OccTokenizer, OccTokenizerConfig
+from drivewm.tokenizers.occworld_vae import OccWorldVAE, OccWorldVAEConfig
 from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_quantizer
 from drivewm.tokenizers.temporal_vq import TemporalVQ, TemporalVQConfig
 from drivewm.tokenizers.vq import VectorQuantizer
@@ -28,6 +29,8 @@ __all__ = [
     "LidarTokenizerConfig",
     "OccTokenizer",
     "OccTokenizerConfig",
+    "OccWorldVAE",
+    "OccWorldVAEConfig",
     "QuantizeOutput",
     "QuantizerConfig",
     "TemporalVQ",

@@ -19,6 +19,7 @@ from drivewm.tokenizers.evaluate import (
 )
 from drivewm.tokenizers.lidar import LidarTokenizer
 from drivewm.tokenizers.occ import OccTokenizer
+from drivewm.tokenizers.occworld_vae import OccWorldVAE
 
 
 @dataclass
@@ -66,7 +67,7 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
     from drivewm.errors import DrivewmError
 
     results = Path(out_dir) / "results"
-    if isinstance(model, OccTokenizer):
+    if isinstance(model, (OccTokenizer, OccWorldVAE)):
         ds = frame_dataset(cfg, data, split, "occ", max_frames)
         result, inputs, recs = evaluate_occ(model, ds, batch_size, device)
         png = save_occ_comparison(results / "tokenizer.png", model, inputs, recs)
