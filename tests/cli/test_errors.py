@@ -8,13 +8,15 @@ import pytest
 MISSING = "no_such_dir"
 
 
-def _one_line_error(res, *names: str) -> None:
+def _one_line_error(res, *names: str) -> str:
+    """The one stderr line of a command that failed on the user's input (exit 2), naming every one of `names`."""
     assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("drivewm: error: "), res.stderr
     for name in names:
         assert name in lines[0], (name, lines[0])
     assert "Traceback" not in res.output
+    return lines[0]
 
 
 BAD_PATH = {
@@ -42,7 +44,7 @@ BAD_PATH = {
 def test_bad_path_is_one_line(drivewm, toy_run, case):
     args, names = BAD_PATH[case]
     args = [str(toy_run) if a == "RUN" else a for a in args]
-    _one_line_error(drivewm(*args), *names)
+    assert _one_line_error(drivewm(*args), *names)
 
 
 BAD_KEY = {
@@ -67,7 +69,7 @@ BAD_KEY = {
 def test_bad_key_is_one_line(drivewm, toy_run, case):
     args, names = BAD_KEY[case]
     args = [str(toy_run) if a == "RUN" else a for a in args]
-    _one_line_error(drivewm(*args), *names)
+    assert _one_line_error(drivewm(*args), *names)
 
 
 CORRUPT = {
@@ -83,12 +85,12 @@ CORRUPT = {
 @pytest.mark.parametrize("case", sorted(CORRUPT))
 def test_corrupt_checkpoint_is_one_line(drivewm, corrupt_run, case):
     args = [a.replace("RUN", str(corrupt_run)) for a in CORRUPT[case]]
-    _one_line_error(drivewm(*args), "model.safetensors", "corrupt")
+    assert _one_line_error(drivewm(*args), "model.safetensors", "corrupt")
 
 
 def test_a_run_of_the_wrong_kind_is_one_line(drivewm, toy_run):
-    _one_line_error(drivewm("eval", "tokenizer", toy_run, "data=."), "toy_forecaster")
-    _one_line_error(drivewm("drive", toy_run), "toy_forecaster")
+    assert _one_line_error(drivewm("eval", "tokenizer", toy_run, "data=."), "toy_forecaster")
+    assert _one_line_error(drivewm("drive", toy_run), "toy_forecaster")
 
 
 def test_debug_shows_the_traceback(drivewm):

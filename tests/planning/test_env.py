@@ -35,18 +35,19 @@ def token_world():
     return world.eval()
 
 
-def strict_check(env: gym.Env) -> None:
+def strict_check(env: gym.Env) -> bool:
     """gymnasium's env checker with every warning an error, except its advice to normalise Box actions
-    (both envs keep physical units: accel m/s^2, steer rad)."""
+    (both envs keep physical units: accel m/s^2, steer rad); True when it passes."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*symmetric and normalized space")
         check_env(env)
+    return True
 
 
 def test_driving_env_passes_the_gymnasium_checker():
     env = gym.make(DRIVING_GYM_ID, cfg=sim_preset("micro", lidar=False, camera=False, visibility=False, episode_steps=4))
-    strict_check(env.unwrapped)
+    assert strict_check(env.unwrapped)
 
 
 def test_world_model_env_passes_the_gymnasium_checker(token_world, micro_obs, micro_jepa):
@@ -56,10 +57,10 @@ def test_world_model_env_passes_the_gymnasium_checker(token_world, micro_obs, mi
     # The data contract's action box (accel m/s^2, steer rad): the simulator's own.
     assert env.action_space == gym.make(DRIVING_GYM_ID).action_space
     np.testing.assert_array_equal(env.action_space.low, np.array([-8.0, -0.6], np.float32))
-    strict_check(env.unwrapped)
+    assert strict_check(env.unwrapped)
     jepa = gym.make(WORLD_MODEL_GYM_ID, model=JepaPlanningModel(micro_jepa, context_frames=2), context=micro_obs)
     assert jepa.observation_space["embedding"].shape == (16, 16)
-    strict_check(jepa.unwrapped)
+    assert strict_check(jepa.unwrapped)
 
 
 def test_token_env_steps_are_the_models_rollout(token_world, micro_obs):
@@ -127,7 +128,7 @@ def test_reset_draws_contexts_from_a_store(token_world, tmp_path):
         again, _ = env.reset(seed=seed)
         np.testing.assert_array_equal(again["occ"], obs["occ"])  # a seed names one context
     assert len(seen) > 1
-    strict_check(env)
+    assert strict_check(env)
 
 
 def test_bad_inputs_raise_planning_errors(token_world, micro_obs, micro_jepa):

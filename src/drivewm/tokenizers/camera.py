@@ -76,8 +76,7 @@ class CameraAutoencoder(nn.Module):
     """Base of the camera tokenizers: image checks, the reconstruction and adversarial terms, the step count.
 
     A subclass sets ``self.cfg`` (with ``image_size``, ``perceptual_weight``, ``perceptual_network``, ``gan``),
-    calls ``_build_loss_parts`` and defines ``last_layer`` (the decoder's final weight, where the
-    adaptive weight compares gradients).
+    calls ``_build_loss_parts`` and has a ``decoder`` whose ``net`` ends in the output layer (``last_layer``).
     """
 
     adversary: Adversary | None
@@ -90,7 +89,8 @@ class CameraAutoencoder(nn.Module):
         self.register_buffer("global_step", torch.tensor(0, dtype=torch.long))
 
     def last_layer(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The decoder's final weight, where taming's adaptive weight compares the two gradients."""
+        return self.decoder.net[-1].weight
 
     def check_images(self, images: torch.Tensor) -> torch.Tensor:
         return check_images(images, self.image_hw)

@@ -98,9 +98,6 @@ class KLAutoencoder(CameraAutoencoder):
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.cfg.embed_dim, *self.latent_hw)
 
-    def last_layer(self) -> torch.Tensor:
-        return self.decoder.net[-1].weight
-
     def encode_distribution(self, pixels: torch.Tensor) -> DiagonalGaussianDistribution:
         """Pixels [N, 3, H, W] -> the posterior over latents [N, embed_dim, h, w]."""
         return DiagonalGaussianDistribution(self.quant_conv(self.encoder(pixels)))

@@ -72,9 +72,6 @@ class VQGAN(CameraAutoencoder):
     def token_shape(self) -> tuple[int, int]:
         return self.latent_hw
 
-    def last_layer(self) -> torch.Tensor:
-        return self.decoder.net[-1].weight
-
     # Per-frame models mix nothing across time; the temporal tokenizer overrides these two.
     def mix_encoded(self, h: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
         return h
