@@ -66,7 +66,7 @@ def test_pose_tokens_match_drivingworld_and_round_trip_within_half_bin():
     tok = PoseTokenizer(PoseTokenizerConfig(), scene_vocab=100)
     g = torch.Generator().manual_seed(3)
     steps = torch.stack([torch.rand(200, generator=g, dtype=torch.float64) * 8,
-                         torch.rand(200, generator=g, dtype=torch.float64) - 0.49,
+                         torch.rand(200, generator=g, dtype=torch.float64) * 0.98 - 0.48,
                          torch.deg2rad(torch.rand(200, generator=g, dtype=torch.float64) * 15.9 - 7.9)], -1)
     t = tok.encode(steps)
     assert tok.slot_ranges == [(100, 612), (612, 740), (740, 868)] and tok.vocab_size == 768
