@@ -74,13 +74,20 @@ class GPTWorldModel(TokenWorldModel):
         super().__init__(cfg)
         if cfg.actions not in ACTIONS:
             raise ValueError(f"model.actions must be one of {', '.join(ACTIONS)}, got {cfg.actions!r}")
-        d, n = cfg.dim, self.tokens_per_frame
         self.rollout_window = cfg.max_frames - 1  # the new frame's tokens take the last frame's positions
-        if cfg.actions != "condition":
+        if cfg.actions == "condition":
+            self._init_condition_token(cfg)
+        else:
             self._init_action_tokens(cfg)
-            return
+        self.backbone = build_backbone(temporal_backbone(cfg, dim=cfg.dim, depth=cfg.depth, max_len=cfg.max_frames + 1))
+        self.head = nn.Linear(cfg.dim, self.total_vocab, bias=False)
+
+    def _init_condition_token(self, cfg: GPTWorldConfig) -> None:
+        """drivewm's continuous action token: an MLP of the conditioning vector, an input only."""
+        d, n = cfg.dim, self.tokens_per_frame
         self.action_tokenizer = None
         self.slots = 1
+        self.total_vocab = cfg.vocab_size  # what the head predicts: scene codes
         # One more row with input masking: the [MASK] input, id vocab_size (never predicted).
         self.mask_id = cfg.vocab_size
         self.tok_emb = nn.Embedding(cfg.vocab_size + (cfg.input_mask_ratio > 0), d)
@@ -89,8 +96,6 @@ class GPTWorldModel(TokenWorldModel):
         self.inframe_pos = nn.Parameter(torch.randn(n + 1, d) * 0.02)
         self.none_id = cfg.vocab_size
         self.prior_emb = nn.Embedding(cfg.vocab_size + 1, d) if cfg.warp_prior else None  # + none
-        self.backbone = build_backbone(temporal_backbone(cfg, dim=d, depth=cfg.depth, max_len=cfg.max_frames + 1))
-        self.head = nn.Linear(d, cfg.vocab_size, bias=False)
 
     def _init_action_tokens(self, cfg: GPTWorldConfig) -> None:
         """Action tokens: one joint vocabulary, scene codes then each action slot's bins; one head predicts both."""
@@ -102,14 +107,12 @@ class GPTWorldModel(TokenWorldModel):
         self.action_tokenizer = (ActionTokenizer(cfg.action_tokens, cfg.vocab_size) if cfg.actions == "drivinggpt"
                                  else PoseTokenizer(cfg.pose_tokens, cfg.vocab_size))
         self.slots = len(self.action_tokenizer.slot_ranges)
-        self.total_vocab = cfg.vocab_size + self.action_tokenizer.vocab_size
+        self.total_vocab = cfg.vocab_size + self.action_tokenizer.vocab_size  # what the head predicts
         self.mask_id = self.total_vocab  # the [MASK] input (input_mask_ratio > 0), never predicted
         self.tok_emb = nn.Embedding(self.total_vocab + (cfg.input_mask_ratio > 0), d)
         self.action_emb = None
         self.inframe_pos = nn.Parameter(torch.randn(n + self.slots, d) * 0.02)  # scene 0..N-1, action slots
         self.prior_emb = None
-        self.backbone = build_backbone(temporal_backbone(cfg, dim=d, depth=cfg.depth, max_len=cfg.max_frames + 1))
-        self.head = nn.Linear(d, self.total_vocab, bias=False)
 
     # --- sequence construction ------------------------------------------------------------------
     def embed_frames(self, tokens: Tensor, cond: Tensor, prior: WarpPrior | None = None) -> Tensor:
