@@ -138,3 +138,32 @@ def test_bad_options_and_inputs(make_model):
         m.plan(torch.zeros(1, 2, 1, 2).long(), torch.zeros(1, 1, 3), 6)
     with pytest.raises(ValueError, match="past_motion"):
         m.plan(torch.zeros(1, 2, 1, 2).long(), torch.zeros(1, 2, 3), 2)
+
+
+def test_plan_with_frames_returns_the_frames_its_actions_lead_to(make_model):
+    from drivewm.dynamics.sampling import SamplingConfig
+
+    m = _model(make_model, token_shape=[2, 2]).eval()
+    g = torch.Generator().manual_seed(4)
+    context = torch.randint(0, 16, (2, 2, 2, 2), generator=g)
+    past = torch.tensor([[[3.0, 0.1, 0.02]], [[5.0, -0.2, -0.05]]])
+    s = SamplingConfig(temperature=1.0)
+    plain = m.plan(context, past, 3, sampling=s, generator=torch.Generator().manual_seed(5))
+    runs = [m.plan(context, past, 3, sampling=s, generator=torch.Generator().manual_seed(5), use_cache=c, frames=True)
+            for c in (True, False)]
+    assert torch.equal(runs[0][0], plain[0])  # the frame after the last action draws only after it
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], runs[1]))
+    frames = runs[0][2]
+    assert frames.shape == (2, 3, 2, 2) and int(frames.max()) < 16
+    # the imagined frames are the stream the actions were predicted from: re-feeding them gives the same actions
+    acts = torch.cat([m.action_tokenizer.encode(past), runs[0][0], runs[0][0][:, -1:]], 1)  # the last frame's: unread
+    ids = m.sequence_ids(torch.cat([context, frames], 1), acts)
+    logits = m.forward_logits(m.embed_ids(ids), 5)
+    per = 4 + 3
+    for k in range(3):
+        for i, (lo, hi) in enumerate(m.action_tokenizer.slot_ranges):
+            p = (1 + k) * per + 4 + i - 1  # the position before action slot i of frame 1 + k
+            assert torch.equal(logits[:, p, lo:hi].argmax(-1) + lo, runs[0][0][:, k, i])
+    with pytest.raises(ValueError, match="max_frames"):
+        m.plan(context, past, 5, frames=True)  # 2 + 5 frames > max_frames 6
+    assert not hasattr(make_model("gpt"), "forecast_plan") and callable(m.forecast_plan)

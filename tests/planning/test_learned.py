@@ -212,3 +212,17 @@ def test_gpt_planner_needs_a_gpt_that_predicts_actions(micro_token_world):
         build_planner("gpt", sim, PlanConfig(), None)
     with pytest.raises(PlanningError, match="model.actions='condition'"):
         build_planner("gpt", sim, PlanConfig(), TokenPlanningModel(micro_token_world), "token")
+
+
+def test_forecast_plan_gives_the_imagined_occupancy_and_cumulative_waypoints(micro_drivinggpt, micro_obs):
+    """The Forecaster's planning form: the frames the GPT's own actions lead to, and their (x, y) summed."""
+    from drivewm.geometry import relative_steps
+
+    poses = torch.as_tensor(np.concatenate([micro_obs.ego_pose, [[6.0, 0.0, 0.0], [9.0, 0.0, 0.0]]]))[None]
+    context = {"occ": torch.as_tensor(micro_obs.occ)[None], "ego_pose": poses.float()}  # future poses ride along
+    occ, waypoints = micro_drivinggpt.forecast_plan(context, 2, generator=torch.Generator().manual_seed(3))
+    tokens = micro_drivinggpt.encode(context["occ"])
+    _, motion, frames = micro_drivinggpt.plan(tokens, relative_steps(poses[:, :2].double()).float(), 2,
+                                              generator=torch.Generator().manual_seed(3), frames=True)
+    assert occ.shape == (1, 2, 32, 32, 4) and torch.equal(occ, micro_drivinggpt.decode(frames))
+    torch.testing.assert_close(waypoints, motion[..., :2].cumsum(1))

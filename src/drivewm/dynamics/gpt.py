@@ -40,6 +40,7 @@ from torch import Tensor
 
 from drivewm.backbones import build_backbone
 from drivewm.conditions import motion_from_conditions
+from drivewm.geometry import relative_steps
 from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig, temporal_backbone
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
 from drivewm.dynamics.schedule import mask_input_tokens
@@ -251,9 +252,11 @@ class GPTWorldModel(TokenWorldModel):
 
     @torch.no_grad()
     def plan(self, context: Tensor, past_motion: Tensor, horizon: int, *, sampling: SamplingConfig | None = None,
-             generator: torch.Generator | None = None, use_cache: bool = True) -> tuple[Tensor, Tensor]:
+             generator: torch.Generator | None = None, use_cache: bool = True,
+             frames: bool = False) -> tuple[Tensor, ...]:
         """DrivingGPT's planning: context [B, Tc, h, w] tokens and past_motion [B, Tc-1, 3] (x, y, theta of frame
-        t+1 in frame t) -> (action tokens [B, H, S], the motion [B, H, 3] they decode to).
+        t+1 in frame t) -> (action tokens [B, H, S], the motion [B, H, 3] they decode to), and with `frames`
+        the imagined frames [B, H, h, w] each action leads to.
 
         After the last context frame the model predicts its action tokens, greedy, each slot from its own
         vocabulary; then the next frame's scene tokens (drawn with `sampling`, default the model's), then
@@ -268,8 +271,9 @@ class GPTWorldModel(TokenWorldModel):
                              f"got {tuple(past_motion.shape)}")
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
-        if tc + horizon - 1 > self.cfg.max_frames:
-            raise ValueError(f"{tc} context frames and a horizon of {horizon} span {tc + horizon - 1} frames, "
+        span = tc + horizon - (0 if frames else 1)  # the last action's frame is imagined only with `frames`
+        if span > self.cfg.max_frames:
+            raise ValueError(f"{tc} context frames and a horizon of {horizon} span {span} frames, "
                              f"more than model.max_frames={self.cfg.max_frames}")
         sampling = sampling or self.sampling
         n, v = self.tokens_per_frame, self.cfg.vocab_size
@@ -278,17 +282,45 @@ class GPTWorldModel(TokenWorldModel):
         ids = self.sequence_ids(context.long(), torch.cat([past, unknown], 1))
         stream = _Stream(self, ids[:, : -self.slots], use_cache)  # the last frame's action tokens are predicted
         steps: list[Tensor] = []
+        imagined: list[Tensor] = []
         for k in range(horizon):
+            more = k < horizon - 1 or frames  # whether anything follows this step's action tokens
             slot_ids = []
             for i, (lo, hi) in enumerate(self.action_tokenizer.slot_ranges):
                 slot_ids.append(stream.logits()[:, lo:hi].argmax(-1) + lo)  # [B]
-                if k < horizon - 1 or i < self.slots - 1:
+                if more or i < self.slots - 1:
                     stream.push(slot_ids[-1])
             steps.append(torch.stack(slot_ids, -1))  # [B, S]
-            for _ in range(n if k < horizon - 1 else 0):  # the next frame, then its action tokens
-                stream.push(sample_logits(stream.logits()[:, :v], sampling, generator))
+            frame = []
+            for j in range(n if more else 0):  # the next frame, then its action tokens
+                frame.append(sample_logits(stream.logits()[:, :v], sampling, generator))  # [B]
+                if k < horizon - 1 or j < n - 1:
+                    stream.push(frame[-1])
+            if frame:
+                imagined.append(torch.stack(frame, 1).reshape(b, *self.token_shape))
         tokens = torch.stack(steps, 1)  # [B, H, S]
+        if frames:
+            return tokens, self.action_tokenizer.decode(tokens), torch.stack(imagined, 1)
         return tokens, self.action_tokenizer.decode(tokens)
+
+    @property
+    def forecast_plan(self):
+        """With action tokens, the Forecaster's planning form: `forecast_plan(context, horizon, generator=)` ->
+        (occupancy [B, H, X, Y, Z] of the imagined frames, waypoints [B, H, 2]), from one `plan`: the scene
+        follows the model's own actions, never the recorded ones. Waypoints are the cumulative (x, y) steps,
+        as the evaluation's truth. The condition variant has none (it cannot plan)."""
+        if self.action_tokenizer is None:
+            raise AttributeError("forecast_plan: a gpt_world with model.actions='condition' does not plan")
+        return self._forecast_plan
+
+    @torch.no_grad()
+    def _forecast_plan(self, context: dict[str, Tensor], horizon: int, *,
+                       generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        past = self.context_frames(context)
+        past_motion = relative_steps(context["ego_pose"][:, :past].double()).float()  # [B, past-1, 3]
+        _, motion, imagined = self.plan(self.encode_batch(context, past), past_motion, horizon,
+                                        generator=generator, frames=True)
+        return self.decode(imagined), motion[..., :2].cumsum(1)
 
     def _new_frame_inputs(self, prior: WarpPrior | None) -> Tensor:
         """In-frame inputs added to scene token j of the new frame: its position, plus (warp_prior) the
