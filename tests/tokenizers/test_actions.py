@@ -60,18 +60,32 @@ def test_action_out_of_range_and_bad_tokens():
         ActionTokenizer(ActionTokenizerConfig(x_range=[1.0, 1.0]), scene_vocab=0)
 
 
-def test_pose_tokens_round_trip_within_half_bin():
-    tok = PoseTokenizer(PoseTokenizerConfig(alpha=72, beta=64, gamma=32))
-    _, steps = _poses(1)
-    yaw_t, pos_t = tok.encode(steps)
-    assert yaw_t.shape == pos_t.shape == (4, 9)
-    assert int(pos_t.max()) < 64 * 32 and int(yaw_t.max()) < 72
-    back = tok.decode(yaw_t, pos_t)
-    err = (back - steps).abs().reshape(-1, 3).amax(0)
-    assert (err <= tok.bin_width / 2 + 1e-5).all()
-    # the orientation wraps: yaw 2 pi + 0.1 is yaw 0.1
-    a, _ = tok.encode(torch.tensor([0.0, 0.0, 2 * math.pi + 0.1]))
-    b, _ = tok.encode(torch.tensor([0.0, 0.0, 0.1]))
-    assert int(a) == int(b)
-    with pytest.raises(ValueError, match="position tokens"):
-        tok.decode(torch.tensor([0]), torch.tensor([64 * 32]))
+def test_pose_tokens_match_drivingworld_and_round_trip_within_half_bin():
+    """The official DrivingWorld binning (pose_tokenizer.py: x over [0, 8) in 128 bins, y over 1 m from
+    y_min = -0.5 + step / 2, yaw in degrees over 16 from yaw_min = -8 + step / 2 in 512 bins), written out."""
+    tok = PoseTokenizer(PoseTokenizerConfig(), scene_vocab=100)
+    g = torch.Generator().manual_seed(3)
+    steps = torch.stack([torch.rand(200, generator=g, dtype=torch.float64) * 8,
+                         torch.rand(200, generator=g, dtype=torch.float64) * 0.98 - 0.48,
+                         torch.deg2rad(torch.rand(200, generator=g, dtype=torch.float64) * 15.9 - 7.9)], -1)
+    t = tok.encode(steps)
+    assert tok.slot_ranges == [(100, 612), (612, 740), (740, 868)] and tok.vocab_size == 768
+    y_step, yaw_step = 1 / 128, 16 / 512
+    official_yaw = torch.floor((torch.rad2deg(steps[:, 2]) - (-8 + yaw_step / 2)) * 512 / 16).clip(0, 511)
+    official_x = torch.floor(steps[:, 0] * 128 / 8).clip(0, 127)
+    official_y = torch.floor((steps[:, 1] - (-0.5 + y_step / 2)) * 128 / 1).clip(0, 127)
+    assert torch.equal(t[:, 0] - 100, official_yaw.long())
+    assert torch.equal(t[:, 1] - 612, official_x.long())
+    assert torch.equal(t[:, 2] - 740, official_y.long())
+    # the official decode: x = idx * step + step / 2, y = idx * step + y_min + step / 2 (yaw alike, degrees)
+    back = tok.decode(t).double()  # decodes in float32
+    assert torch.allclose(back[:, 0], official_x * 8 / 128 + 8 / 256, atol=1e-5)
+    assert torch.allclose(back[:, 1], official_y * y_step + (-0.5 + y_step / 2) + y_step / 2, atol=1e-5)
+    assert torch.allclose(torch.rad2deg(back[:, 2]), official_yaw * yaw_step - 8 + yaw_step, atol=1e-4)
+    err = (back - steps).abs().amax(0)
+    assert (err <= tok.bin_width.double() / 2 + 1e-5).all()
+    # values past the ranges clip to the edge bins, as the official `clip`
+    edge = tok.encode(torch.tensor([[20.0, -3.0, 1.0]]))
+    assert edge.tolist() == [[611, 739, 740]]
+    with pytest.raises(ValueError, match="slot 1"):
+        tok.decode(torch.tensor([[100, 100, 740]]))  # a yaw id in the x slot

@@ -51,7 +51,7 @@ def eval_plan(
     seeds: list[int] = typer.Option([9001, 9002], "--seeds", help="Held-out simulator seeds (when no data=DIR is given)."),
     frames: int = typer.Option(16, help="Frames per simulated held-out episode."),
     stride: int = typer.Option(3, help="Frames between evaluated start frames."),
-    planners: str = typer.Option("cem,mppi", help="Comma list of model-based planners to run per model (cem, mppi)."),
+    planners: str = typer.Option("cem,mppi", help="Comma list of model-based planners to run per model (cem, mppi; gpt: a GPT run's own predicted actions)."),
     sim: bool = typer.Option(True, "--sim/--no-sim", help="Also plan with the simulator itself as the model (simulated episodes only)."),
     out: Optional[str] = typer.Option(None, help="Directory to write results/plan_open_loop.json for the report."),
 ) -> None:
@@ -73,7 +73,7 @@ def eval_plan(
 
 def drive(
     ctx: typer.Context,
-    planner: str = typer.Option("cem", "--planner", help="cem, mppi, expert, constant-velocity or random."),
+    planner: str = typer.Option("cem", "--planner", help="cem, mppi, gpt (a GPT run's own predicted actions), expert, constant-velocity or random."),
     seeds: list[int] = typer.Option([1, 2, 3], "--seeds", help="Start states (simulator seeds); repeat the option for several."),
     seconds: float = typer.Option(15.0, "--seconds", help="Length of each drive (s)."),
     gif: Optional[str] = typer.Option(None, "--gif", help="Save a GIF of the first drive of the chosen planner, plan drawn on it."),

@@ -36,6 +36,7 @@ _EXPORTS = {
     "SimulatorModel": "drivewm.planning.sim_model",
     "JepaPlanningModel": "drivewm.planning.learned",
     "TokenPlanningModel": "drivewm.planning.learned",
+    "ActionTokenPlanner": "drivewm.planning.gpt_planner",
     "WorldModelEnv": "drivewm.planning.env",
     "PlanConfig": "drivewm.planning.factory",
     "build_planner": "drivewm.planning.factory",

@@ -12,13 +12,14 @@ from typing import Any
 from drivewm.planning.baselines import ConstantVelocityPlanner, ExpertPlanner, RandomPlanner
 from drivewm.planning.config import CEMConfig, MPPIConfig, PlanningError
 from drivewm.planning.costs import CostWeights, EmbeddingGoalCost, ObservedSafety, OccupancyCost, SimulatorCost
+from drivewm.planning.gpt_planner import ActionTokenPlanner
 from drivewm.planning.learned import JepaPlanningModel, TokenPlanningModel
 from drivewm.planning.mpc import RecedingHorizonPlanner
 from drivewm.planning.optimizers import build_optimizer
 from drivewm.planning.sim_model import SimulatorModel, bounds_of
 from drivewm.sim.config import SimConfig
 
-PLANNERS = ("cem", "mppi", "expert", "constant-velocity", "random")
+PLANNERS = ("cem", "mppi", "gpt", "expert", "constant-velocity", "random")
 
 
 @dataclass(kw_only=True)
@@ -80,7 +81,8 @@ def load_planning_model(run_dir: str, cfg: PlanConfig, sim: SimConfig, device: s
 
 def build_planner(name: str, sim: SimConfig, cfg: PlanConfig, model: Any = None, model_kind: str = "sim",
                   label: str | None = None) -> Any:
-    """A planner by name; CEM / MPPI plan through `model` (the simulator when None) with the matching cost."""
+    """A planner by name; CEM / MPPI plan through `model` (the simulator when None) with the matching cost; 'gpt'
+    is a token world model run's own predicted actions (`gpt_planner.ActionTokenPlanner`)."""
     if name not in PLANNERS:
         raise PlanningError(f"unknown planner {name!r}; valid: {', '.join(PLANNERS)}")
     bounds = bounds_of(sim)
@@ -91,6 +93,12 @@ def build_planner(name: str, sim: SimConfig, cfg: PlanConfig, model: Any = None,
         return ConstantVelocityPlanner(bounds, horizon)
     if name == "random":
         return RandomPlanner(bounds, horizon, seed=cfg.cem.seed)
+    if name == "gpt":  # DrivingGPT: the GPT's own next action tokens, no search
+        if model_kind != "token" or not isinstance(model, TokenPlanningModel):
+            raise PlanningError("planner 'gpt' plans with a gpt_world run with action tokens "
+                                "(model.actions=drivinggpt or drivingworld); give its run directory")
+        return ActionTokenPlanner(model.model, bounds, horizon, context_frames=max(cfg.context_frames, 1), hz=sim.hz,
+                                  seed=cfg.cem.seed, name=label or "gpt")
     dt = 1.0 / sim.hz
     if model is None:
         model, model_kind = SimulatorModel(cfg.sim_mode), "sim"

@@ -47,6 +47,8 @@ def evaluate_open_loop_runs(runs: list[str], cfg: PlanConfig, sim: SimConfig, *,
     needs_sim = set()
     if plan_with_sim and not data:
         for n in planners:
+            if n == "gpt":  # plans from its own predicted actions: the simulator cannot stand in for it
+                continue
             chosen[f"{n}-sim"] = build_planner(n, sim, cfg)
             needs_sim.add(f"{n}-sim")
     res = evaluate_open_loop(chosen, episodes, horizon=cfg.cem.horizon, hz=sim.hz, max_speed=sim.max_speed,
@@ -76,7 +78,7 @@ def drive_closed_loop_run(cfg: PlanConfig, sim: SimConfig, *, planner: str = "ce
         kind, pmodel = load_planning_model(model, cfg, sim)
     name = planner if planner not in ("cem", "mppi") else f"{planner}-{kind}"
     planners = {name: build_planner(planner, sim, cfg, pmodel, kind, name)}
-    if kind != "sim" and planner in ("cem", "mppi"):
+    if kind != "sim" and planner in ("cem", "mppi", "gpt"):
         needs_occ.add(name)
         if kind == "jepa":
             goal_fns[name] = ExpertGoal(pmodel, cfg.cem.horizon if planner == "cem" else cfg.mppi.horizon,
