@@ -189,7 +189,7 @@ def store_checksums(store: Path) -> dict[str, str]:
 def kill_once(kind: str, target: Path, size: dict, delay: float, trial: int) -> dict:
     """Launch, SIGKILL after `delay` seconds, count orphans and bad checkpoints, resume; what was found."""
     cmd = command(kind, target, size)
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pgid = proc.pid
     time.sleep(delay)
     victim, what = proc.pid, "parent"
@@ -209,7 +209,6 @@ def kill_once(kind: str, target: Path, size: dict, delay: float, trial: int) -> 
         proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
         report["hung"] = True
-    proc.stderr.close()
     left = orphans(pgid, str(target))
     kill_all(left)
     report["orphans"] = len(left)
