@@ -1,7 +1,8 @@
 """Kill campaign: SIGKILL training and data generation at random moments, resume, compare with an uninterrupted twin.
 
-Three kinds of kill, each at a moment drawn from a seeded generator between the launch and the end
-of the uninterrupted twin's wall time (some land during start-up, before any checkpoint):
+Three kinds of kill, each at a moment drawn from a seeded generator: one in five during start-up
+(between the launch and the first log line or episode, as long as the twin's start-up took), the
+others during the work (up to as long as the twin worked after its start-up):
 
 - ``train``: `drivewm train toy.yaml` in one process; the process is SIGKILLed, then the same
   command with ``--resume`` finishes the run.
@@ -69,6 +70,30 @@ def run_to_end(cmd: list[str], timeout: float = 600) -> float:
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({res.returncode}):\n{res.stderr[-3000:]}")
     return time.monotonic() - t0
+
+
+def marker(kind: str, target: Path) -> Path:
+    """What appears when the work itself begins (after imports and set-up)."""
+    return target / "episodes" if kind == "generate" else target / "metrics.jsonl"
+
+
+def wait_for(proc: subprocess.Popen, path: Path, limit: float) -> float:
+    """Seconds until `path` exists (or the process ends, or `limit`)."""
+    t0 = time.monotonic()
+    while not path.exists() and proc.poll() is None and time.monotonic() - t0 < limit:
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def twin_timing(kind: str, twin: Path, size: dict) -> tuple[float, float]:
+    """The uninterrupted twin's (start-up seconds, working seconds), the ranges kill moments are drawn from."""
+    proc = subprocess.Popen(command(kind, twin, size), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    startup = wait_for(proc, marker(kind, twin), 600)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"twin {kind} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+    return startup, time.monotonic() - t0
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -186,11 +211,15 @@ def store_checksums(store: Path) -> dict[str, str]:
 # --- one kill ----------------------------------------------------------------------------------
 
 
-def kill_once(kind: str, target: Path, size: dict, delay: float, trial: int) -> dict:
-    """Launch, SIGKILL after `delay` seconds, count orphans and bad checkpoints, resume; what was found."""
+def kill_once(kind: str, target: Path, size: dict, moment: tuple[bool, float], trial: int) -> dict:
+    """Launch, SIGKILL at `moment` (during start-up, or that many seconds into the work), count orphans and
+    bad checkpoints, resume; what was found."""
+    during_startup, delay = moment
     cmd = command(kind, target, size)
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pgid = proc.pid
+    if not during_startup:
+        wait_for(proc, marker(kind, target), 600)
     time.sleep(delay)
     victim, what = proc.pid, "parent"
     if kind == "torchrun" and trial % 3 != 2:  # rank 0, rank 1, then the torchrun agent itself
@@ -199,7 +228,8 @@ def kill_once(kind: str, target: Path, size: dict, delay: float, trial: int) -> 
             victim, what = ranks[trial % 3], f"rank {trial % 3}"
         else:
             what = "torchrun agent (ranks not started)"
-    report = {"kind": kind, "trial": trial, "delay_s": round(delay, 2), "victim": what}
+    report = {"kind": kind, "trial": trial, "moment": "start-up" if during_startup else "work",
+              "delay_s": round(delay, 2), "victim": what}
     if proc.poll() is not None:
         report["killed"] = False  # it had already finished: not a kill
     else:
@@ -232,14 +262,16 @@ def kill_once(kind: str, target: Path, size: dict, delay: float, trial: int) -> 
 
 def campaign(kind: str, kills: int, size: dict, rng: random.Random, root: Path) -> list[dict]:
     twin = root / f"{kind}_twin"
-    wall = run_to_end(command(kind, twin, size))
+    startup, work = twin_timing(kind, twin, size)
     twin_sums = store_checksums(twin) if kind == "generate" else None
     reports = []
     for trial in range(kills):
         target = root / f"{kind}_{trial:02d}"
         for _ in range(4):  # a moment after the run had ended is not a kill: draw another
             shutil.rmtree(target, ignore_errors=True)
-            r = kill_once(kind, target, size, rng.uniform(0.3, 0.95 * wall), trial)
+            # One kill in five lands in start-up (before any checkpoint or episode), the others in the work.
+            moment = (True, rng.uniform(0.2, startup)) if trial % 5 == 4 else (False, rng.uniform(0.0, 0.95 * work))
+            r = kill_once(kind, target, size, moment, trial)
             if r["killed"]:
                 break
         if kind == "generate":
