@@ -146,8 +146,9 @@ def generate_store(
     report: Callable[[str], None] | None = None,
 ) -> dict:
     """Simulate this shard's episodes into ``out``; return the manifest. See the module docstring."""
-    if episodes < 1 or frames < 1 or workers < 1:
-        raise DrivewmError(f"episodes, frames and workers must be >= 1; got {episodes}, {frames}, {workers}")
+    for name, value in (("episodes", episodes), ("frames", frames), ("workers", workers)):
+        if value < 1:
+            raise DrivewmError(f"{name} must be >= 1, got {value}")
     out = Path(out)
     generator, sensors, sim_cfg = generator_settings(preset, frames, seed, episodes, expert_noise)
     generator["shard"] = list(shard)
@@ -156,7 +157,9 @@ def generate_store(
         old = read_manifest(out)
         old_gen = {k: v for k, v in old.get("generator", {}).items() if k != "shard"}
         new_gen = {k: v for k, v in generator.items() if k != "shard"}
-        diff = same_layout(old, manifest) or (None if old_gen == new_gen else "generator settings differ")
+        changed = [f"{k}: {old_gen.get(k)!r} there, {new_gen.get(k)!r} now" for k in sorted(set(old_gen) | set(new_gen))
+                   if old_gen.get(k) != new_gen.get(k)]
+        diff = same_layout(old, manifest) or ("; ".join(changed) if changed else None)
         if diff:
             raise StoreError(f"{out}: holds a different generation ({diff}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)
