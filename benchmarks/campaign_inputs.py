@@ -317,7 +317,7 @@ def run_case(case: Case, base: Path, root: Path) -> dict:
     ok = code == 2 and len(lines) == 1 and line.startswith("drivewm: error: ") and not missing and not changed
     shutil.rmtree(ws, ignore_errors=True)
     return {"case": case.name, "group": case.group, "ok": ok, "exit": code, "line": line.replace(str(ws), "WS"),
-            "lines": len(lines), "missing": missing, "changed": changed[:5],
+            "lines": len(lines), "missing": missing, "changed": changed,
             "bug": None if bug is None else f"{type(bug).__name__}: {str(bug).splitlines()[0] if str(bug) else ''}"}
 
 
