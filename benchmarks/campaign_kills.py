@@ -221,13 +221,13 @@ def kill_once(kind: str, target: Path, size: dict, moment: tuple[bool, float], t
     if not during_startup:
         wait_for(proc, marker(kind, target), 600)
     time.sleep(delay)
-    victim, what = proc.pid, "parent"
+    victim, what = proc.pid, "torchrun agent" if kind == "torchrun" else "parent"
     if kind == "torchrun" and trial % 3 != 2:  # rank 0, rank 1, then the torchrun agent itself
         ranks = sorted(p for p, _, _, c in _processes() if p in children(proc.pid) and "torchrun" not in c)
         if len(ranks) == 2:
             victim, what = ranks[trial % 3], f"rank {trial % 3}"
         else:
-            what = "torchrun agent (ranks not started)"
+            what = "torchrun agent (no two live ranks)"
     report = {"kind": kind, "trial": trial, "moment": "start-up" if during_startup else "work",
               "delay_s": round(delay, 2), "victim": what}
     if proc.poll() is not None:
