@@ -2,7 +2,8 @@
 
 Three kinds of kill, each at a moment drawn from a seeded generator: one in five during start-up
 (between the launch and the first log line or episode, as long as the twin's start-up took), the
-others during the work (up to as long as the twin worked after its start-up):
+others during the work: for training, as soon as a step drawn uniformly from the run's steps is
+logged; for generation, after a time drawn up to as long as the twin worked after its start-up:
 
 - ``train``: `drivewm train toy.yaml` in one process; the process is SIGKILLed, then the same
   command with ``--resume`` finishes the run.
@@ -51,7 +52,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def train_args(run_dir: Path, steps: int, ckpt_every: int) -> list[str]:
     return ["train", "toy.yaml", f"run_dir={run_dir}", f"train.steps={steps}", f"train.ckpt_every={ckpt_every}",
-            "train.device=cpu", "train.progress=false", "train.log_every=5", "train.keep_last=3"]
+            "train.device=cpu", "train.progress=false", "train.log_every=1", "train.keep_last=3"]
 
 
 def command(kind: str, target: Path, size: dict) -> list[str]:
@@ -83,6 +84,27 @@ def wait_for(proc: subprocess.Popen, path: Path, limit: float) -> float:
     while not path.exists() and proc.poll() is None and time.monotonic() - t0 < limit:
         time.sleep(0.02)
     return time.monotonic() - t0
+
+
+def wait_for_step(proc: subprocess.Popen, run_dir: Path, step: int) -> None:
+    """Until the run has logged `step` (or ended)."""
+    while proc.poll() is None:
+        logged = [m.get("step", 0) for m in metrics_tolerant(run_dir)]
+        if logged and max(logged) >= step:
+            return
+        time.sleep(0.01)
+
+
+def metrics_tolerant(run_dir: Path) -> list[dict]:
+    """metrics.jsonl as it is being written: a last line still half-written is left out."""
+    path = run_dir / "metrics.jsonl"
+    out = []
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
 
 
 def twin_timing(kind: str, twin: Path, size: dict) -> tuple[float, float]:
@@ -218,9 +240,13 @@ def kill_once(kind: str, target: Path, size: dict, moment: tuple[bool, float], t
     cmd = command(kind, target, size)
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     pgid = proc.pid
-    if not during_startup:
+    if during_startup:
+        time.sleep(delay)
+    elif kind == "generate":
         wait_for(proc, marker(kind, target), 600)
-    time.sleep(delay)
+        time.sleep(delay)
+    else:
+        wait_for_step(proc, target, int(delay))
     victim, what = proc.pid, "torchrun agent" if kind == "torchrun" else "parent"
     if kind == "torchrun" and trial % 3 != 2:  # rank 0, rank 1, then the torchrun agent itself
         ranks = sorted(p for p, _, _, c in _processes() if p in children(proc.pid) and "torchrun" not in c)
@@ -229,7 +255,8 @@ def kill_once(kind: str, target: Path, size: dict, moment: tuple[bool, float], t
         else:
             what = "torchrun agent (no two live ranks)"
     report = {"kind": kind, "trial": trial, "moment": "start-up" if during_startup else "work",
-              "delay_s": round(delay, 2), "victim": what}
+              "victim": what}
+    report["delay_s" if during_startup or kind == "generate" else "at_step"] = round(delay, 2)
     if proc.poll() is not None:
         report["killed"] = False  # it had already finished: not a kill
     else:
@@ -270,7 +297,12 @@ def campaign(kind: str, kills: int, size: dict, rng: random.Random, root: Path) 
         for _ in range(4):  # a moment after the run had ended is not a kill: draw another
             shutil.rmtree(target, ignore_errors=True)
             # One kill in five lands in start-up (before any checkpoint or episode), the others in the work.
-            moment = (True, rng.uniform(0.2, startup)) if trial % 5 == 4 else (False, rng.uniform(0.0, 0.95 * work))
+            if trial % 5 == 4:
+                moment = (True, rng.uniform(0.2, startup))
+            elif kind == "generate":
+                moment = (False, rng.uniform(0.0, 0.95 * work))
+            else:  # a training step, drawn uniformly: the kill comes as soon as the run has logged it
+                moment = (False, float(rng.randrange(1, size["steps"])))
             r = kill_once(kind, target, size, moment, trial)
             if r["killed"]:
                 break
