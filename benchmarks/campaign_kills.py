@@ -249,7 +249,8 @@ def kill_once(kind: str, target: Path, size: dict, moment: tuple[bool, float], t
         wait_for_step(proc, target, int(delay))
     victim, what = proc.pid, "torchrun agent" if kind == "torchrun" else "parent"
     if kind == "torchrun" and trial % 3 != 2:  # rank 0, rank 1, then the torchrun agent itself
-        ranks = sorted(p for p, _, _, c in _processes() if p in children(proc.pid) and "torchrun" not in c)
+        kids = set(children(proc.pid))  # the agent's children are the ranks (argv: python -u -m drivewm.cli ...)
+        ranks = sorted(p for p, _, _, c in _processes() if p in kids and " -m drivewm.cli " in c and "bin/torchrun" not in c)
         if len(ranks) == 2:
             victim, what = ranks[trial % 3], f"rank {trial % 3}"
         else:
