@@ -341,14 +341,14 @@ def summarize(kind: str, reports: list[dict]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="3 kills of each kind on shorter runs (about a minute)")
+    ap.add_argument("--quick", action="store_true", help="2 training, 1 torchrun and 2 generation kills on shorter runs")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     ap.add_argument("--train", type=int, default=None, help="single-process training kills (default 20)")
     ap.add_argument("--torchrun", type=int, default=None, help="2-process torchrun training kills (default 10)")
     ap.add_argument("--generate", type=int, default=None, help="data generation kills (default 10)")
     args = ap.parse_args()
     q = args.quick
-    counts = {"train": 3 if q else 20, "torchrun": 2 if q else 10, "generate": 3 if q else 10}
+    counts = {"train": 2 if q else 20, "torchrun": 1 if q else 10, "generate": 2 if q else 10}
     for kind in counts:
         if getattr(args, kind) is not None:
             counts[kind] = getattr(args, kind)
