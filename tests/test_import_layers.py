@@ -18,7 +18,7 @@ ROOT = "drivewm"
 
 RANK = {
     "errors": 0,
-    "geometry": 1, "registry": 1, "config": 1, "forecaster": 1,
+    "geometry": 1, "lifetime": 1, "registry": 1, "config": 1, "forecaster": 1,
     "hub": 2,
     "data": 3, "conditions": 3,
     "sim": 4, "metrics": 4,

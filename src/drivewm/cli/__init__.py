@@ -9,6 +9,7 @@ handler sits on the root command, so `main`, `python -m drivewm.cli` and typer's
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -18,6 +19,7 @@ from typer.core import TyperGroup
 
 from drivewm import __version__
 from drivewm.errors import DrivewmError
+from drivewm.lifetime import end_with_parent
 
 log = logging.getLogger("drivewm")
 
@@ -128,4 +130,6 @@ _wire()
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of `drivewm` and `python -m drivewm.cli`."""
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank dies with its agent, from before torch is imported
+        end_with_parent(os.getppid())
     app(args=list(sys.argv[1:] if argv is None else argv), prog_name="drivewm")

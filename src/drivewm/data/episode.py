@@ -110,7 +110,7 @@ def _bind(source: str, key: str, arr: np.ndarray, spec: KeySpec, sizes: dict[str
             sizes[dim] = got
 
 
-def _check_finite(source: str, key: str, arr: np.ndarray, what: str) -> None:
+def check_finite(source: str, key: str, arr: np.ndarray, what: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         first = np.argwhere(bad)[0].tolist()
@@ -162,7 +162,7 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     for key, arr in arrays.items():
         if arr.dtype.kind == "f":
             values = arr[arrays["agents_valid"]] if key == "agents" else arr
-            _check_finite(source, key, values, FLOAT_WHAT.get(key, "values"))
+            check_finite(source, key, values, FLOAT_WHAT.get(key, "values"))
     if "occ" in arrays:
         occ = arrays["occ"]
         if occ.size and int(occ.max()) >= grid.num_classes:

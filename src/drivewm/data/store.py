@@ -37,7 +37,7 @@ import zarr.api.asynchronous  # noqa: E402
 from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.core.sync import sync  # noqa: E402
 
-from drivewm.data.episode import KEYS, episode_checksum, validate_episode  # noqa: E402
+from drivewm.data.episode import FLOAT_WHAT, KEYS, check_finite, episode_checksum, validate_episode  # noqa: E402
 from drivewm.data.manifest import (  # noqa: E402
     EPISODES_DIR,
     StoreError,
@@ -241,9 +241,17 @@ class EpisodeStore:
         """Frames [start, stop) of one key (rows of the points for 'lidar'); a decode failure names the chunk."""
         arr = self.array(i, key)
         try:
-            return arr[slice(start, stop)]
+            values = arr[slice(start, stop)]
         except Exception as e:  # zstd raises RuntimeError; keep the chunk file in the message
             raise self._locate_bad_chunk(i, key, arr, start, stop, e) from None
+        return self._finite(i, key, values)
+
+    def _finite(self, i: int, key: str, values: np.ndarray) -> np.ndarray:
+        """The data contract on read: a float key holds no NaN/inf (a foreign or damaged writer's values
+        would otherwise train silently). Empty agent slots may hold anything, so agents are left out."""
+        if values.dtype.kind == "f" and key != "agents":
+            check_finite(str(self.path / EPISODES_DIR / self.episodes[i]["name"]), key, values, FLOAT_WHAT.get(key, "values"))
+        return values
 
     def read_window(self, i: int, keys: list[str], start: int, stop: int) -> dict[str, np.ndarray]:
         """Frames [start, stop) of several per-frame keys, read concurrently (one round trip)."""
@@ -253,9 +261,10 @@ class EpisodeStore:
             return await asyncio.gather(*(a.async_array.getitem(slice(start, stop)) for a in arrays.values()))
 
         try:
-            return dict(zip(arrays, sync(read_all())))
+            window = dict(zip(arrays, sync(read_all())))
         except Exception:  # read key by key to name the bad chunk
             return {k: self.read(i, k, start, stop) for k in keys}
+        return {k: self._finite(i, k, v) for k, v in window.items()}
 
     def _locate_bad_chunk(self, i: int, key: str, arr, start, stop, err: Exception) -> StoreError:
         c0 = arr.chunks[0]

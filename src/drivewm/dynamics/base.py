@@ -346,6 +346,9 @@ class TokenWorldModel(nn.Module):
                 f"actions: {context.shape[1]} context frames + horizon {horizon} need {need} per-frame "
                 f"conditions, got {actions.shape[1]}"
             )
+        bad = ~torch.isfinite(actions)
+        if bad.any():  # sampling would fail later with torch's "probability tensor contains inf, nan"
+            raise DrivewmError(f"actions: {int(bad.sum())} non-finite (NaN/inf) values, first at index {bad.nonzero()[0].tolist()}")
 
 
 # Options of older world-model configs that were removed, with the one value each run can drop them at.

@@ -16,13 +16,11 @@ grid, hz and generator settings agree and that no index is claimed twice with di
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import json
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ from drivewm.data.manifest import (
 )
 from drivewm.data.store import scan_episodes, write_episode_group
 from drivewm.errors import DrivewmError
+from drivewm.lifetime import end_with_parent
 
 MANIFEST_EVERY_S = 2.0
 
@@ -82,28 +81,11 @@ def generator_settings(preset: str, frames: int, seed: int, episodes: int,
     return generator, sensors, sim_cfg
 
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
 def _end_with_parent(parent: int) -> None:
-    """Pool worker initializer: the worker dies with the generating process, however that ends.
-
-    A worker left behind by a killed parent would go on writing episodes beside the user's rerun.
-    On Linux the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG); elsewhere a
-    daemon thread watches the parent id. Ctrl-C is the parent's to handle: it terminates the pool.
-    """
+    """Pool worker initializer: the worker dies with the generating process; Ctrl-C is the parent's to
+    handle (it terminates the pool)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    else:
-        def watch() -> None:
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the death signal was armed
-        os._exit(1)
+    end_with_parent(parent)
 
 
 @contextlib.contextmanager
@@ -164,8 +146,9 @@ def generate_store(
     report: Callable[[str], None] | None = None,
 ) -> dict:
     """Simulate this shard's episodes into ``out``; return the manifest. See the module docstring."""
-    if episodes < 1 or frames < 1 or workers < 1:
-        raise DrivewmError(f"episodes, frames and workers must be >= 1; got {episodes}, {frames}, {workers}")
+    for name, value in (("episodes", episodes), ("frames", frames), ("workers", workers)):
+        if value < 1:
+            raise DrivewmError(f"{name} must be >= 1, got {value}")
     out = Path(out)
     generator, sensors, sim_cfg = generator_settings(preset, frames, seed, episodes, expert_noise)
     generator["shard"] = list(shard)
@@ -174,7 +157,9 @@ def generate_store(
         old = read_manifest(out)
         old_gen = {k: v for k, v in old.get("generator", {}).items() if k != "shard"}
         new_gen = {k: v for k, v in generator.items() if k != "shard"}
-        diff = same_layout(old, manifest) or (None if old_gen == new_gen else "generator settings differ")
+        changed = [f"{k}: {old_gen.get(k)!r} there, {new_gen.get(k)!r} now" for k in sorted(set(old_gen) | set(new_gen))
+                   if old_gen.get(k) != new_gen.get(k)]
+        diff = same_layout(old, manifest) or ("; ".join(changed) if changed else None)
         if diff:
             raise StoreError(f"{out}: holds a different generation ({diff}); choose another --out")
     out.mkdir(parents=True, exist_ok=True)

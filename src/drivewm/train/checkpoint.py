@@ -145,9 +145,13 @@ def read_state(directory: Path) -> dict:
     if not p.is_file():
         raise CheckpointError(f"{p}: file missing")
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
+        state = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{p}: not valid JSON (truncated?): {e}") from None
+    step = state.get("step") if isinstance(state, dict) else None
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{p}: 'step' must be a completed-step count >= 0, got {step!r}")
+    return state
 
 
 def read_config(directory: Path) -> dict:

@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 
 from drivewm.config import ConfigError
+from drivewm.lifetime import end_with_parent
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def setup_distributed(device_name: str = "auto") -> DistEnv:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistEnv(device=device)
+    end_with_parent(os.getppid())  # a rank whose torchrun agent was killed must not train on alone
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":

@@ -132,6 +132,8 @@ def _check_settings(cfg: TrainConfig, world_size: int) -> None:
     for key in ("steps", "batch_size", "grad_accum", "log_every", "ckpt_every"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"train.{key} must be > 0, got {getattr(cfg, key)}")
+    if not math.isfinite(cfg.lr) or cfg.lr < 0:  # torch's optimizer would refuse it only after the run began
+        raise ConfigError(f"train.lr must be a finite number >= 0, got {cfg.lr}")
     if cfg.batch_size % (world_size * cfg.grad_accum):
         raise ConfigError(
             f"train.batch_size={cfg.batch_size} must be divisible by processes x grad_accum = "
