@@ -67,8 +67,13 @@ def setup_distributed(device_name: str = "auto") -> DistEnv:
     return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown_distributed() -> None:
+def teardown_distributed(finished: bool = True) -> None:
+    """Leave the process group. After a run that finished, wait for every rank first: gloo aborts a
+    process whose group is destroyed while a peer still talks to it. After a failure, do not wait
+    (the other ranks may never arrive)."""
     if dist.is_initialized():
+        if finished and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -57,6 +57,9 @@ def run_training(
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
         trainer = Trainer(model, train_set, cfg.train, cfg.run_dir, val_set=val_set, config_yaml=to_yaml(cfg), dist_env=env)
-        return trainer.fit(resume=resume, overwrite=overwrite, allow_change=allow_change)
-    finally:
-        teardown_distributed()
+        result = trainer.fit(resume=resume, overwrite=overwrite, allow_change=allow_change)
+    except BaseException:
+        teardown_distributed(finished=False)
+        raise
+    teardown_distributed()
+    return result
