@@ -50,7 +50,10 @@ def run_training(
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
         # config this run records rebuilds the model without those runs.
-        model = build_model_from_sources(cfg.model)
+        # A grid: from_store becomes the store's grid, and every grid of the model is checked against it, here,
+        # before the first step.
+        model = build_model_from_sources(cfg.model, getattr(train_set, "grid", None), cfg.data.path,
+                                         check_grid="occ" in cfg.data.keys)
         show = cfg.train.progress and env.is_main
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
