@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from drivewm.data.episode import EpisodeError, episode_checksum, validate_episode
+from drivewm.data.episode import EpisodeError, episode_checksum, unit_warnings, validate_episode
 from drivewm.data.manifest import EPISODES_DIR, StoreError
 from drivewm.data.render import save_frame_png
 from drivewm.data.store import EpisodeStore, store_size_bytes
 
+log = logging.getLogger(__name__)
+
 
 def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = False) -> dict:
     """Counts of a store: episodes, frames, class frequencies (over up to ``sample_episodes`` episodes
-    spread over the store), LiDAR points per frame, disk size; ``verify`` re-reads every episode (``verify_store``)."""
+    spread over the store), LiDAR points per frame, disk size, what looks like the wrong units in any episode's poses
+    and actions (``unit_warnings``); ``verify`` re-reads every episode (``verify_store``)."""
     frames = [r["frames"] for r in store.episodes]
     summary: dict = {
         "path": str(store.path),
@@ -37,6 +41,12 @@ def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = 
             counts += np.bincount(store.read(int(i), "occ").ravel(), minlength=store.grid.num_classes)
         summary["class_episodes"] = len(picks)
         summary["class_frequency"] = {c: float(n / max(1, counts.sum())) for c, n in zip(store.grid.classes, counts)}
+    if {"ego_pose", "action"} <= store.keys():
+        summary["unit_warnings"] = [w for i in range(len(store)) for w in unit_warnings(
+            {k: store.read(i, k) for k in ("ego_pose", "action")}, store.grid, store.hz,
+            str(store.path / EPISODES_DIR / store.episodes[i]["name"]))]
+        for warning in summary["unit_warnings"]:
+            log.warning(warning)
     if "lidar_offsets" in store.keys():
         per_frame = np.concatenate([np.diff(store.read(i, "lidar_offsets")) for i in range(len(store))])
         summary["lidar_points_per_frame"] = [int(per_frame.min()), float(per_frame.mean()), int(per_frame.max())]
