@@ -45,6 +45,20 @@ def token_grid(grid_value: Any, cfg: BevCnnConfig) -> tuple[GridSpec, tuple[int,
     return grid, (x // f, y // f)
 
 
+SMALLEST_OBJECT = 4.5
+"""Length (m) of the smallest object a forecast must keep: a car (nuScenes' mean car is 4.6 m long)."""
+
+
+def largest_downsampling(voxel_size: float, smallest_object: float = SMALLEST_OBJECT) -> int:
+    """The downsampling rule of the tokenizer presets: the largest power of two f whose token cell (f voxels,
+    f * voxel_size m) is no longer than the smallest object, so each such object still covers a token cell of
+    its own (Occ3D's 0.4 m: 8, OccWorld takes 4; 0.8 m: 4; 1.6 m: 2; 2 m: 2; 4 m and up: 1)."""
+    f = 1
+    while 2 * f * voxel_size <= smallest_object:
+        f *= 2
+    return f
+
+
 class BevTokenizer(nn.Module):
     """What every BEV tokenizer shares: its grid, its token grid and the ``vocab_size`` of its quantizer."""
 

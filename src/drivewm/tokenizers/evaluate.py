@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 
 from drivewm.data.windows import build_dataset
 from drivewm.metrics import CodebookMetric, OccupancyForecastMetric, PointCloudForecastMetric
+from drivewm.tokenizers.bev_cnn import largest_downsampling
 from drivewm.tokenizers.lidar import LidarTokenizer
 from drivewm.tokenizers.occ import OccTokenizer
 
@@ -87,14 +88,14 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
 def lost_classes(per_class: dict[str, float], voxels: dict[str, int], model: OccTokenizer) -> list[str]:
     """The classes present in the data (`voxels`: name -> ground-truth voxel count) whose reconstruction IoU is
     at most LOST_IOU; each is logged as a warning that names it and the tokenizer's token cell."""
-    f = model.cfg.cnn.downsample
-    cell = f * model.grid.voxel_size
+    f, rule = model.cfg.cnn.downsample, largest_downsampling(model.grid.voxel_size)
     lost = [name for name, n in voxels.items() if per_class[name] <= LOST_IOU]
     for name in lost:
         log.warning("the tokenizer loses class %r: reconstruction IoU %.1f%% although %d voxels of it are in the "
-                    "data; its %dx downsampling makes a token cell %g m wide, too coarse for it: use fewer levels "
-                    "(model.cnn.channel_mult) so the smallest object spans a token cell (docs/own-data.md, Downsampling)",
-                    name, per_class[name], voxels[name], f, cell)
+                    "data. Its %dx downsampling makes a token cell %g m wide; for %g m voxels the presets' rule "
+                    "(docs/own-data.md, Downsampling) takes at most %dx (model.cnn.channel_mult with %d entries). "
+                    "Within that rule, train longer", name, per_class[name], voxels[name], f,
+                    f * model.grid.voxel_size, model.grid.voxel_size, rule, rule.bit_length())
     return lost
 
 
