@@ -230,7 +230,7 @@ def unit_warnings(arrays: dict[str, np.ndarray], grid: GridSpec, hz: float, sour
                      if np.mean(np.abs(col) == 1.0) > SATURATED_SHARE]
         if fast or saturated:
             why = (f"the poses accelerate faster than {POSE_ACCEL_LIMIT} m/s^2 in {100 * np.mean(implied > POSE_ACCEL_LIMIT):.0f}% "
-                   f"of the steps" if fast else f"{' and '.join(saturated)} sit at exactly +-1 in over "
+                   f"of the steps" if fast else f"{' and '.join(saturated)} {'sit' if len(saturated) > 1 else 'sits'} at exactly +-1 in over "
                    f"{100 * SATURATED_SHARE:.0f}% of the frames")
             found.append(f"{source}: key 'action': every value of {len(action)} frames lies in [-1, 1] and {why}: "
                          f"the actions look normalised; the contract wants acceleration in m/s^2 and steering in rad")
