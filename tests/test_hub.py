@@ -22,6 +22,7 @@ SMALL = {
     "occworld": dict(dim=16, depth=1, heads=2, dim_mult=[1], vocab_size=16, token_shape=[4, 4]),
     "maskgit_world": dict(dim=16, depth=1, heads=2, dim_mult=[1], vocab_size=16, token_shape=[4, 4]),
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8),
+    "gpt_world": dict(vocab_size=16, token_shape=[4, 4]),  # without a tokenizer, a world model states its tokens
 }
 
 

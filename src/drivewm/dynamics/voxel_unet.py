@@ -110,8 +110,9 @@ class VoxelUNetForecaster(nn.Module):
             raise KeyError(f"voxel_unet needs the ego poses: batch has keys {sorted(batch)}; add 'ego_pose' to data.keys")
         occ, pose = batch["occ"], batch[key]
         if occ.dim() != 5 or tuple(occ.shape[2:]) != tuple(self.grid.shape):
-            raise ValueError(f"occ: expected [B, T, {', '.join(map(str, self.grid.shape))}] on grid "
-                             f"{self.grid.describe()}, got {tuple(occ.shape)}")
+            grid = repr(self.cfg.grid) if isinstance(self.cfg.grid, str) else self.grid.describe()
+            raise ValueError(f"occ: expected [B, T, {', '.join(map(str, self.grid.shape))}] on grid {grid}, "
+                             f"got {tuple(occ.shape)}")
         frames = occ.shape[1] + horizon
         if pose.dim() != 3 or pose.shape[0] != occ.shape[0] or pose.shape[1] < frames or pose.shape[-1] != 3:
             raise ValueError(f"{key}: expected [B={occ.shape[0]}, T>={frames}, 3] ({occ.shape[1]} frames + horizon "

@@ -77,7 +77,8 @@ class OccTokenizer(BevTokenizer):
             raise ValueError(f"occ must hold integer class ids, got dtype {occ.dtype}")
         if occ.dim() != 4 or tuple(occ.shape[1:]) != self.grid.shape:
             raise ValueError(
-                f"occ must be [B, {', '.join(map(str, self.grid.shape))}] for the model's grid, got {tuple(occ.shape)}"
+                f"occ must be [B, {', '.join(map(str, self.grid.shape))}] for grid "
+                f"{self.cfg.grid if isinstance(self.cfg.grid, str) else self.grid.describe()!r}, got {tuple(occ.shape)}"
             )
         occ = occ.long()
         if occ.numel() and (int(occ.min()) < 0 or int(occ.max()) >= self.num_classes):
