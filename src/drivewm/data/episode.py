@@ -194,7 +194,8 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
 NORMALISED_MIN_FRAMES = 20
 """Frames an episode needs before its actions are judged: a short one may just be gentle driving."""
 POSE_ACCEL_LIMIT = 1.5
-"""m/s^2 the pose track's own acceleration exceeds (in over a tenth of the steps) when |action| <= 1 cannot be m/s^2."""
+"""m/s^2 the pose track's own acceleration exceeds, in over FAST_SHARE of its steps, when |action| <= 1 cannot be m/s^2."""
+FAST_SHARE = 0.1
 SATURATED_SHARE = 0.1
 """Share of frames at exactly +-1 in an action column that reads as controls clipped to a normalised range."""
 MAX_SPEED = 70.0
@@ -224,14 +225,16 @@ def unit_warnings(arrays: dict[str, np.ndarray], grid: GridSpec, hz: float, sour
     pose, action = arrays.get("ego_pose"), arrays.get("action")
     t = len(pose) if pose is not None else 0
     if action is not None and len(action) >= NORMALISED_MIN_FRAMES and np.abs(action).max() <= 1.0:
-        implied = np.abs(actions_from_poses(pose, hz)[:-1, 0]) if t > 2 else np.zeros(0)
-        fast = implied.size and float(np.mean(implied > POSE_ACCEL_LIMIT)) > 0.1
+        implied = np.abs(actions_from_poses(pose, hz)[:-1, 0]) if t > 2 else np.zeros(1)  # m/s^2 the poses need
+        fast = float(np.mean(implied > POSE_ACCEL_LIMIT))
         saturated = [n for n, col in zip(("acceleration", "steering"), action.T)
                      if np.mean(np.abs(col) == 1.0) > SATURATED_SHARE]
-        if fast or saturated:
-            why = (f"the poses accelerate faster than {POSE_ACCEL_LIMIT} m/s^2 in {100 * np.mean(implied > POSE_ACCEL_LIMIT):.0f}% "
-                   f"of the steps" if fast else f"{' and '.join(saturated)} {'sit' if len(saturated) > 1 else 'sits'} at exactly +-1 in over "
-                   f"{100 * SATURATED_SHARE:.0f}% of the frames")
+        if fast > FAST_SHARE or saturated:
+            if fast > FAST_SHARE:
+                why = f"the poses accelerate faster than {POSE_ACCEL_LIMIT} m/s^2 in {100 * fast:.0f}% of the steps"
+            else:
+                verb = "sit" if len(saturated) > 1 else "sits"
+                why = f"{' and '.join(saturated)} {verb} at exactly +-1 in over {100 * SATURATED_SHARE:.0f}% of the frames"
             found.append(f"{source}: key 'action': every value of {len(action)} frames lies in [-1, 1] and {why}: "
                          f"the actions look normalised; the contract wants acceleration in m/s^2 and steering in rad")
     if t > 1:

@@ -250,7 +250,8 @@ def bind_model_grids(cfg: Any, store_grid: GridSpec, store: str, where: str = "m
             bind_model_grids(value, store_grid, store, path, compare=compare)
     get = cfg.get if isinstance(cfg, dict) else (lambda k: getattr(cfg, k, None))
     shape, classes = get("grid_shape"), get("num_classes")
-    if compare and shape is not None and get("modality") == "occ" and (tuple(shape) != store_grid.shape or classes != store_grid.num_classes):
+    reads_occ = compare and shape is not None and get("modality") == "occ"
+    if reads_occ and (tuple(shape) != store_grid.shape or classes != store_grid.num_classes):
         raise GridMismatchError(
             f"{where} reads occupancy of {'x'.join(map(str, shape))} voxels and {classes} classes "
             f"(grid_shape, num_classes), but the store {store} holds {store_grid.describe()}")
