@@ -69,6 +69,8 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
     from drivewm.data.spec import GridSpec, bind_model_grids
     from drivewm.errors import DrivewmError
 
+    if not isinstance(model, (OccTokenizer, LidarTokenizer)):
+        raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
     bind_model_grids(model.cfg, GridSpec.from_dict(read_manifest(data)["grid"]), str(data),
                      compare=isinstance(model, OccTokenizer))
     results = Path(out_dir) / "results"
@@ -79,9 +81,7 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
         hist = save_codebook_usage(sorted(result.pop("code_counts"), reverse=True), results / "codebook_usage.png",
                                    title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
         return TokenizerEvaluation(result=result, lidar=False, picture=png, images=[png.name, hist.name])
-    if isinstance(model, LidarTokenizer):
-        ds = frame_dataset(cfg, data, split, "lidar", max_frames)
-        result, inputs, recs = evaluate_lidar(model, ds, batch_size, device)
-        png = save_lidar_comparison(results / "tokenizer.png", inputs, recs)
-        return TokenizerEvaluation(result=result, lidar=True, picture=png, images=[png.name])
-    raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
+    ds = frame_dataset(cfg, data, split, "lidar", max_frames)
+    result, inputs, recs = evaluate_lidar(model, ds, batch_size, device)
+    png = save_lidar_comparison(results / "tokenizer.png", inputs, recs)
+    return TokenizerEvaluation(result=result, lidar=True, picture=png, images=[png.name])
