@@ -97,3 +97,22 @@ def test_a_grid_preset_that_is_not_the_stores_is_refused(tmp_path, monkeypatch, 
     res = CliRunner().invoke(app, ["train", "tokenizer", "--config", "my_tokenizer.yaml", "data=data/mine", override])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
     assert ("shape differs" if override.endswith("micro") else "'nowhere' is no grid") in res.output
+
+
+def test_a_world_model_at_odds_with_its_tokenizer_stops_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    python, yaml_block, _ = worked_example()
+    exec(compile(python[1].replace("EPISODES, FRAMES, HZ = 8, 24", "EPISODES, FRAMES, HZ = 3, 14"), str(GUIDE),
+                 "exec"), {"__name__": "guide"})
+    (tmp_path / "my_tokenizer.yaml").write_text(yaml_block[1])
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "tokenizer", "--config", "my_tokenizer.yaml", "data=data/mine",
+                               "train.steps=2"]).exit_code == 0
+    world = ["train", "world", "--config", "world/occworld_tiny.yaml", "data=data/mine",
+             "model.tokenizer_run=runs/my_tokenizer", "train.steps=2", "run_dir=runs/w"]
+    for extra, message in ((["model.vocab_size=512"], "has vocab_size=64, token_shape=[16, 16] but the world model "
+                                                      "is configured for vocab_size=512"),
+                           (["data.keys=[ego_pose,action]"], "the world model's tokenizer reads 'occ' frames")):
+        res = runner.invoke(app, world + extra)
+        assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1 and message in res.output
+        assert not (tmp_path / "runs/w/checkpoints").exists()

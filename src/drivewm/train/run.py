@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from drivewm.config import to_yaml
+from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import build_model_from_sources
 from drivewm.train.config import RunConfig
 from drivewm.registry import model_entry
@@ -54,6 +55,10 @@ def run_training(
         # before the first step.
         model = build_model_from_sources(cfg.model, getattr(train_set, "grid", None), cfg.data.path,
                                          check_grid="occ" in cfg.data.keys)
+        reads = getattr(model, "modality", None) if getattr(model, "tokenizer", None) is not None else None
+        if reads is not None and reads not in cfg.data.keys:
+            raise DrivewmError(f"data.keys={cfg.data.keys}: the world model's tokenizer reads {reads!r} frames; "
+                               f"add {reads!r} to data.keys (a store that holds them)")
         show = cfg.train.progress and env.is_main
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
