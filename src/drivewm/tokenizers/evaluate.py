@@ -85,10 +85,10 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
     return result, np.stack(shown_in), np.stack(shown_out)
 
 
-def lost_classes(per_class: dict[str, float], voxels: dict[str, int], model: OccTokenizer) -> list[str]:
+def lost_classes(per_class: dict[str, float], voxels: dict[str, int], model) -> list[str]:
     """The classes present in the data (`voxels`: name -> ground-truth voxel count) whose reconstruction IoU is
     at most LOST_IOU; each is logged as a warning that names it and the tokenizer's token cell."""
-    f, rule = model.cfg.cnn.downsample, largest_downsampling(model.grid.voxel_size)
+    f, rule = model.grid.shape[0] // model.token_shape[0], largest_downsampling(model.grid.voxel_size)
     lost = [name for name, n in voxels.items() if per_class[name] <= LOST_IOU]
     for name in lost:
         log.warning("the tokenizer loses class %r: reconstruction IoU %.1f%% although %d voxels of it are in the "

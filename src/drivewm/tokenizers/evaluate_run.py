@@ -70,12 +70,12 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
     from drivewm.data.spec import GridSpec, bind_model_grids
     from drivewm.errors import DrivewmError
 
-    if not isinstance(model, (OccTokenizer, LidarTokenizer)):
+    occupancy = isinstance(model, (OccTokenizer, OccWorldVAE))
+    if not occupancy and not isinstance(model, LidarTokenizer):
         raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
-    bind_model_grids(model.cfg, GridSpec.from_dict(read_manifest(data)["grid"]), str(data),
-                     compare=isinstance(model, OccTokenizer))
+    bind_model_grids(model.cfg, GridSpec.from_dict(read_manifest(data)["grid"]), str(data), compare=occupancy)
     results = Path(out_dir) / "results"
-    if isinstance(model, (OccTokenizer, OccWorldVAE)):
+    if occupancy:
         ds = frame_dataset(cfg, data, split, "occ", max_frames)
         result, inputs, recs = evaluate_occ(model, ds, batch_size, device)
         png = save_occ_comparison(results / "tokenizer.png", model, inputs, recs)
