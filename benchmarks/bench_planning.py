@@ -63,7 +63,8 @@ def _models(args, sim):
             tok = _untrained("tokenizer/occ_tiny.yaml")
             # Without the ego-warped hint (a decode + encode per predicted frame): the cheaper token
             # model, so the embedding-vs-generation ratio is the conservative one.
-            w = _untrained("world/gpt_tiny.yaml", tokenizer_run="", warp_prior=False)
+            w = _untrained("world/gpt_tiny.yaml", tokenizer_run="", vocab_size=512, token_shape=[16, 16],
+                           warp_prior=False)
         w.tokenizer = tok.requires_grad_(False)
         world = TokenPlanningModel(w, 2, sim.hz, sim.max_speed)
     return jepa, world, trained

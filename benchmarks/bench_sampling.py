@@ -24,9 +24,10 @@ from drivewm.registry import build_model
 
 
 def untrained(config: str, overrides: list[str]):
-    # No tokenizer, so no ego-warped hint (it decodes and re-encodes frames): the samplers alone are timed.
-    cfg = load_run_config(f"world/{config}",
-                          ["model.tokenizer_run=''", "model.warp_prior=false", *overrides])
+    # No tokenizer, so no ego-warped hint (it decodes and re-encodes frames): the samplers alone are timed, on
+    # the tokens of tokenizer/occ_tiny.yaml (512 codes, 16 x 16 per frame), stated since no tokenizer gives them.
+    cfg = load_run_config(f"world/{config}", ["model.tokenizer_run=''", "model.warp_prior=false",
+                                              "model.vocab_size=512", "model.token_shape=[16,16]", *overrides])
     torch.manual_seed(0)
     return build_model(cfg.model).eval()
 

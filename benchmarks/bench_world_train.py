@@ -27,7 +27,9 @@ from drivewm.registry import build_model
 
 
 def untrained(config: str, device: torch.device):
-    cfg = load_run_config(f"world/{config}", ["model.tokenizer_run=''", "model.warp_prior=false"])
+    # Tokens of tokenizer/occ_tiny.yaml (512 codes, 16 x 16 per frame), stated since no tokenizer gives them.
+    cfg = load_run_config(f"world/{config}", ["model.tokenizer_run=''", "model.warp_prior=false",
+                                              "model.vocab_size=512", "model.token_shape=[16,16]"])
     torch.manual_seed(0)
     return build_model(cfg.model).to(device).train()
 

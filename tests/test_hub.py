@@ -25,6 +25,7 @@ SMALL = {
     "occ_vqvae": dict(grid="micro", class_dim=4, z_channels=8),
     "occ_vqvae_published": dict(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=1,
                                 attn_resolutions=[16], z_channels=8, n_e=32, e_dim=8),
+    "gpt_world": dict(vocab_size=16, token_shape=[4, 4]),  # without a tokenizer, a world model states its tokens
 }
 
 

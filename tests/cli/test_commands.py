@@ -32,8 +32,8 @@ def test_config_show_prints_fields_with_docstrings_and_defaults(drivewm):
     res = drivewm("config", "show", "gpt_world")
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    i = lines.index("model.vocab_size: int = 512")
-    assert lines[i + 1].strip() == "Scene codebook size; must equal the tokenizer's."
+    i = lines.index("model.vocab_size: Optional[int] = None")
+    assert lines[i + 1].strip().startswith("Scene codebook size. Unset: the tokenizer's")
     assert "model.sampling.temperature: float = 1.0" in lines  # nested configs as dotted keys
 
 

@@ -100,12 +100,15 @@ def eval_baselines(
     occ = [r for r in results if "miou" in r]
     names = list(occ[0]["miou"])
     typer.echo(f"protocol {protocol}, {occ[0]['windows']} windows, values in %")
+    last = names[-2] if len(names) > 1 else names[0]
     typer.echo(f"{'forecaster':<46}" + "".join(f"{'mIoU ' + n:>12}" for n in names) + "".join(f"{'IoU ' + n:>12}" for n in names)
-               + "".join(f"{'dyn mIoU ' + n:>14}" for n in names))
+               + "".join(f"{'dyn mIoU ' + n:>14}" for n in names) + f"{'mIoU present ' + last:>18}")
     for r in occ:
         row = "".join(f"{r['miou'][n]:>12.2f}" for n in names) + "".join(f"{r['iou'][n]:>12.2f}" for n in names)
-        row += "".join(f"{r['dynamic_miou'][n]:>14.2f}" for n in names)
+        row += "".join(f"{r['dynamic_miou'][n]:>14.2f}" for n in names) + f"{r['miou_present'][last]:>18.2f}"
         typer.echo(f"{r['forecaster']:<46}{row}")
+    typer.echo(f"{occ[0]['classes_absent'][last]:.0f}% of the semantic classes are absent from the ground truth at "
+               f"{last}; the protocol's mIoU scores each of them 100, the present-class mIoU leaves them out")
     for r in results:
         if "cd" in r:
             typer.echo(f"{r['forecaster']:<24}  CD {r['cd']:.3f} m^2   NFCD {r['nfcd']:.3f} m^2   ({r['pairs']} cloud pairs, 4D-Occ protocol)")

@@ -1,6 +1,9 @@
 """The episode data contract as code: array keys, dtypes, shapes, validation, checksum, pose helpers.
 
-An episode is a dict ``{key: np.ndarray}`` at a fixed rate ``hz`` (see DESIGN.md, "Data contract").
+An episode is a dict ``{key: np.ndarray}`` at a fixed rate ``hz`` (frames per second, Hz; the store's
+manifest records it). Units: lengths and positions in metres, angles in radians (yaw counter-clockwise
+from the world x axis, wrapped or not), speeds in m/s, acceleration in m/s^2; docs/own-data.md is the
+user's guide to the contract.
 ``T`` is the number of frames, ``X, Y, Z`` the grid shape; other symbols are free but must agree
 between the keys that share them (``K`` for ``agents``/``agents_valid``)::
 
@@ -28,6 +31,9 @@ leave out both) and at least one sensor (``occ``, ``lidar``, ``camera``, or
 ``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
 ``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``,
 ``lidar_origin`` needs ``lidar``.
+
+``validate_episode`` refuses what breaks the contract; ``unit_warnings`` flags what fits it but looks like
+the wrong units (the writer and ``data inspect`` log them as warnings, the rules are on that function).
 """
 
 from __future__ import annotations
@@ -187,6 +193,73 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
         if cls.size and (np.any(cls < 0) or np.any(cls >= grid.num_classes) or np.any(cls != np.round(cls))):
             raise EpisodeError(source, "agents", f"class (column 7) must be an integer id in 0..{grid.num_classes - 1}")
     return T
+
+
+# The rules of `unit_warnings`, documented in docs/own-data.md ("Units").
+NORMALISED_MIN_FRAMES = 20
+"""Frames an episode needs before its actions are judged: a short one may just be gentle driving."""
+POSE_ACCEL_LIMIT = 1.5
+"""m/s^2 the pose track's own acceleration exceeds, in over FAST_SHARE of its steps, when |action| <= 1 cannot be m/s^2."""
+FAST_SHARE = 0.1
+SATURATED_SHARE = 0.1
+"""Share of frames at exactly +-1 in an action column that reads as controls clipped to a normalised range."""
+MAX_SPEED = 70.0
+"""m/s (252 km/h): a step between two poses faster than this is a jump, not driving."""
+MAX_YAW_RATE = 2.0
+"""rad/s: a turn faster than this between two poses is a jump (or yaw not in radians)."""
+FORECAST_HORIZON_S = 3.0
+"""Seconds ahead the forecasting tables score (OccWorld's 3 s)."""
+
+
+def unit_warnings(arrays: dict[str, np.ndarray], grid: GridSpec, hz: float, source: str = "episode",
+                  horizon_s: float = FORECAST_HORIZON_S) -> list[str]:
+    """What in a valid episode looks like the wrong units, one message per finding (empty: nothing):
+
+    - normalised actions: over at least NORMALISED_MIN_FRAMES frames every |action| <= 1, and either the
+      pose track accelerates faster than POSE_ACCEL_LIMIT m/s^2 in over a tenth of its steps (so the
+      accelerations cannot be m/s^2) or a column sits at exactly +-1 in over SATURATED_SHARE of the frames
+      (controls clipped to [-1, 1]);
+    - pose jumps: a step between consecutive poses faster than MAX_SPEED m/s or turning faster than
+      MAX_YAW_RATE rad/s at the store's rate `hz` (positions not in metres, a wrong rate, yaw in degrees,
+      or a log with a gap);
+    - a horizon the grid cannot hold: the ego travels farther within `horizon_s` seconds than the grid is
+      long (X voxels x voxel size), so the frame forecast at the horizon shares no voxel with the last
+      observed one.
+    """
+    found = []
+    pose, action = arrays.get("ego_pose"), arrays.get("action")
+    t = len(pose) if pose is not None else 0
+    if action is not None and len(action) >= NORMALISED_MIN_FRAMES and np.abs(action).max() <= 1.0:
+        implied = np.abs(actions_from_poses(pose, hz)[:-1, 0]) if t > 2 else np.zeros(1)  # m/s^2 the poses need
+        fast = float(np.mean(implied > POSE_ACCEL_LIMIT))
+        saturated = [n for n, col in zip(("acceleration", "steering"), action.T)
+                     if np.mean(np.abs(col) == 1.0) > SATURATED_SHARE]
+        if fast > FAST_SHARE or saturated:
+            if fast > FAST_SHARE:
+                why = f"the poses accelerate faster than {POSE_ACCEL_LIMIT} m/s^2 in {100 * fast:.0f}% of the steps"
+            else:
+                verb = "sit" if len(saturated) > 1 else "sits"
+                why = f"{' and '.join(saturated)} {verb} at exactly +-1 in over {100 * SATURATED_SHARE:.0f}% of the frames"
+            found.append(f"{source}: key 'action': every value of {len(action)} frames lies in [-1, 1] and {why}: "
+                         f"the actions look normalised; the contract wants acceleration in m/s^2 and steering in rad")
+    if t > 1:
+        step = np.linalg.norm(np.diff(pose[:, :2].astype(np.float64), axis=0), axis=1) * hz  # [T-1] m/s
+        turn = np.abs(wrap_angle(np.diff(pose[:, 2].astype(np.float64)))) * hz  # [T-1] rad/s
+        for what, rate, limit, unit in (("moves", step, MAX_SPEED, "m/s"), ("turns", turn, MAX_YAW_RATE, "rad/s")):
+            if rate.max() > limit:
+                i = int(np.argmax(rate))
+                found.append(f"{source}: key 'ego_pose': the ego {what} at {rate[i]:.1f} {unit} between frames {i} and "
+                             f"{i + 1} at {hz:g} Hz (more than {limit:g} {unit}): poses in metres and radians at the "
+                             f"store's rate? (or a gap in the log)")
+        k = max(1, int(round(horizon_s * hz)))
+        if t > k:
+            travel = np.linalg.norm(pose[k:, :2].astype(np.float64) - pose[:-k, :2], axis=1)
+            length = grid.shape[0] * grid.voxel_size
+            if travel.max() > length:
+                found.append(f"{source}: key 'ego_pose': the ego travels up to {travel.max():.1f} m in {horizon_s:g} s, "
+                             f"farther than the grid is long ({length:g} m): a frame forecast {horizon_s:g} s ahead "
+                             f"shares no voxel with the last observed one; use a larger grid or check the units")
+    return found
 
 
 def episode_checksum(arrays: dict[str, np.ndarray]) -> str:

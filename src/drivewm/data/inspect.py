@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
-from drivewm.data.episode import EpisodeError, episode_checksum, validate_episode
+from drivewm.data.episode import EpisodeError, episode_checksum, unit_warnings, validate_episode
 from drivewm.data.manifest import EPISODES_DIR, StoreError
 from drivewm.data.render import save_frame_png
 from drivewm.data.store import EpisodeStore, store_size_bytes
 
+log = logging.getLogger(__name__)
+
 
 def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = False) -> dict:
     """Counts of a store: episodes, frames, class frequencies (over up to ``sample_episodes`` episodes
-    spread over the store), LiDAR points per frame, disk size; ``verify`` re-reads every episode (``verify_store``)."""
+    spread over the store), LiDAR points per frame, disk size, what looks like the wrong units in any episode's poses
+    and actions (``unit_warnings``); ``verify`` re-reads every episode (``verify_store``)."""
     frames = [r["frames"] for r in store.episodes]
     summary: dict = {
         "path": str(store.path),
@@ -24,6 +28,7 @@ def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = 
         "hz": store.hz,
         "grid": list(store.grid.shape),
         "voxel_size": store.grid.voxel_size,
+        "grid_spec": store.grid.describe(),
         "keys": sorted(store.keys()),
         "disk_bytes": store_size_bytes(store.path),
         "generator": {k: v for k, v in store.manifest.get("generator", {}).items() if k != "settings"},
@@ -37,6 +42,12 @@ def summarize(store: EpisodeStore, *, sample_episodes: int = 16, verify: bool = 
             counts += np.bincount(store.read(int(i), "occ").ravel(), minlength=store.grid.num_classes)
         summary["class_episodes"] = len(picks)
         summary["class_frequency"] = {c: float(n / max(1, counts.sum())) for c, n in zip(store.grid.classes, counts)}
+    if {"ego_pose", "action"} <= store.keys():
+        summary["unit_warnings"] = [w for i in range(len(store)) for w in unit_warnings(
+            {k: store.read(i, k) for k in ("ego_pose", "action")}, store.grid, store.hz,
+            str(store.path / EPISODES_DIR / store.episodes[i]["name"]))]
+        for warning in summary["unit_warnings"]:
+            log.warning(warning)
     if "lidar_offsets" in store.keys():
         per_frame = np.concatenate([np.diff(store.read(i, "lidar_offsets")) for i in range(len(store))])
         summary["lidar_points_per_frame"] = [int(per_frame.min()), float(per_frame.mean()), int(per_frame.max())]
@@ -77,7 +88,7 @@ def print_summary(summary: dict) -> None:
         ("episodes", str(summary["episodes"])),
         ("frames", f"{summary['frames']} ({lo} / {mean:.1f} / {hi} per episode, min / mean / max)"),
         ("rate", f"{summary['hz']:g} Hz"),
-        ("grid", f"{'x'.join(map(str, summary['grid']))} voxels of {summary['voxel_size']:g} m"),
+        ("grid", escape(summary["grid_spec"])),
         ("keys", ", ".join(summary["keys"])),
         ("disk size", f"{summary['disk_bytes'] / 2**20:.2f} MiB"),
         ("generator", escape(", ".join(f"{k}={v}" for k, v in summary["generator"].items()))),

@@ -21,6 +21,7 @@ Reading: ``EpisodeStore(dir)`` checks the manifest against the episode directori
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -37,7 +38,7 @@ import zarr.api.asynchronous  # noqa: E402
 from zarr.codecs import ZstdCodec  # noqa: E402
 from zarr.core.sync import sync  # noqa: E402
 
-from drivewm.data.episode import FLOAT_WHAT, KEYS, check_finite, episode_checksum, validate_episode  # noqa: E402
+from drivewm.data.episode import FLOAT_WHAT, KEYS, check_finite, episode_checksum, unit_warnings, validate_episode  # noqa: E402
 from drivewm.data.manifest import (  # noqa: E402
     EPISODES_DIR,
     StoreError,
@@ -49,6 +50,8 @@ from drivewm.data.manifest import (  # noqa: E402
     write_manifest,
 )
 from drivewm.data.spec import GridSpec  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 LIDAR_CHUNK_POINTS = 65536
 SMALL_CHUNK_FRAMES = 1024
@@ -343,6 +346,8 @@ class EpisodeWriter:
         index = self.next_index() if index is None else episode_index(index, self.path)
         source = source or episode_name(index)
         validate_episode(arrays, self.grid, source)
+        for warning in unit_warnings(arrays, self.grid, float(self.manifest["hz"]), source):
+            log.warning(warning)  # valid data in what look like the wrong units: written, and said
         rec = write_episode_group(
             self.path / EPISODES_DIR, index, arrays, chunk_frames=self.chunk_frames, extra={"source": source, **extra}
         )

@@ -60,7 +60,7 @@ PRESETS: dict[str, DemoPreset] = {
         steps={"tokenizer": 20, "world_gpt": 10, "world_occworld": 10, "world_maskgit": 10, "world_voxel_unet": 10,
                "jepa": 10, "jepa_ac": 10},
         overrides={
-            "world": ["model.vocab_size=64", "model.token_shape=[8,8]", "model.dim=32", "train.batch_size=4"],
+            "world": ["model.dim=32", "train.batch_size=4"],
             "direct": ["model.grid=micro", "model.width=16", "train.batch_size=4"],
             "jepa": ["model.encoder.grid_shape=[32,32,4]", "model.encoder.dim=32", "train.batch_size=4"],
             "jepa_ac": ["model.width=32", "train.batch_size=4"],

@@ -41,10 +41,11 @@ class WorldModelConfig:
     tokenizer: Optional[Dict[str, Any]] = None
     """The frozen tokenizer's registered config ({"name": ..., fields}), filled from `tokenizer_run` when a
     run starts (None and no tokenizer_run: batches carry 'tokens')."""
-    vocab_size: int = 512
-    """Scene codebook size; must equal the tokenizer's."""
-    token_shape: list[int] = field(default_factory=lambda: [16, 16])
-    """Token grid (h, w) of one frame; must equal the tokenizer's."""
+    vocab_size: Optional[int] = None
+    """Scene codebook size. Unset: the tokenizer's, filled when a run starts from `tokenizer_run`; set only for
+    a model without a tokenizer (batches carry 'tokens'); a value other than the tokenizer's is refused."""
+    token_shape: Optional[list[int]] = None
+    """Token grid (h, w) of one frame. Unset: the tokenizer's (as vocab_size)."""
     condition: str = "action_motion"
     """Ego conditioning per frame: 'action' (accel, steer) or 'action_motion' (+ known ego motion to the next frame)."""
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -133,6 +134,9 @@ class TokenWorldModel(nn.Module):
 
     def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
+        if cfg.vocab_size is None or cfg.token_shape is None:
+            raise DrivewmError("model.vocab_size and model.token_shape are unset: a run starting from model.tokenizer_run "
+                               "reads them from the tokenizer (build_model_from_sources); without a tokenizer, set them")
         if len(cfg.token_shape) != 2:
             raise ValueError(f"token_shape must be (h, w), got {cfg.token_shape}")
         self.cfg = cfg

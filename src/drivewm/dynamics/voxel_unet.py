@@ -17,13 +17,14 @@ the ego-warped copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from drivewm.geometry import WARP_OUTSIDE, se2_compose, se2_inverse, warp_occupancy, warp_seen
-from drivewm.data.spec import grid_preset
+from drivewm.data.spec import resolve_grid
 from drivewm.registry import register_model
 from drivewm.tokenizers.bev_cnn import ResBlock
 
@@ -31,8 +32,9 @@ from drivewm.tokenizers.bev_cnn import ResBlock
 @dataclass(kw_only=True)
 class VoxelUNetConfig:
     name: str = "voxel_unet"
-    grid: str = "tiny"
-    """Occupancy grid preset of the data (drivewm.data.spec.grid_preset)."""
+    grid: Any = "tiny"
+    """The data's occupancy grid: a preset name, a grid written out ({shape, voxel_size, lower, classes,
+    free_id}) or from_store (the episode store's); drivewm.data.spec.resolve_grid."""
     width: int = 48
     """Channels of the first level; level i has width * 2**i."""
     levels: int = 3
@@ -59,10 +61,10 @@ class VoxelUNetForecaster(nn.Module):
         if cfg.observed < 1 or cfg.max_horizon < 1 or cfg.levels < 1 or cfg.width < 1:
             raise ValueError(f"model.observed, max_horizon, levels and width must be >= 1, got {cfg}")
         self.cfg = cfg
-        self.grid = grid_preset(cfg.grid)
+        self.grid = resolve_grid(cfg.grid)
         x, y, self.height = self.grid.shape
         if x % 2 ** (cfg.levels - 1) or y % 2 ** (cfg.levels - 1):
-            raise ValueError(f"model.levels={cfg.levels}: grid {cfg.grid} {x}x{y} must divide by {2 ** (cfg.levels - 1)}")
+            raise ValueError(f"model.levels={cfg.levels}: grid {x}x{y} must divide by {2 ** (cfg.levels - 1)}")
         self.num_classes = self.grid.num_classes
         per_frame = self.num_classes * self.height
         widths = [cfg.width * 2**i for i in range(cfg.levels)]
@@ -108,8 +110,9 @@ class VoxelUNetForecaster(nn.Module):
             raise KeyError(f"voxel_unet needs the ego poses: batch has keys {sorted(batch)}; add 'ego_pose' to data.keys")
         occ, pose = batch["occ"], batch[key]
         if occ.dim() != 5 or tuple(occ.shape[2:]) != tuple(self.grid.shape):
-            raise ValueError(f"occ: expected [B, T, {', '.join(map(str, self.grid.shape))}] on grid "
-                             f"{self.cfg.grid!r}, got {tuple(occ.shape)}")
+            grid = repr(self.cfg.grid) if isinstance(self.cfg.grid, str) else self.grid.describe()
+            raise ValueError(f"occ: expected [B, T, {', '.join(map(str, self.grid.shape))}] on grid {grid}, "
+                             f"got {tuple(occ.shape)}")
         frames = occ.shape[1] + horizon
         if pose.dim() != 3 or pose.shape[0] != occ.shape[0] or pose.shape[1] < frames or pose.shape[-1] != 3:
             raise ValueError(f"{key}: expected [B={occ.shape[0]}, T>={frames}, 3] ({occ.shape[1]} frames + horizon "

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Subset
 from drivewm.baselines import baselines
 from drivewm.data.config import DataConfig
 from drivewm.data.manifest import StoreError
-from drivewm.data.spec import GridSpec
+from drivewm.data.spec import GridSpec, bind_model_grids
 from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
@@ -183,6 +183,8 @@ def evaluate_forecast(
     plans = any(hasattr(m, "forecast_plan") for m in models)
     full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ",
                         splits, end_margin)
+    for model in models:  # a model trained on another grid is refused before any window is scored
+        bind_model_grids(model.cfg, full.grid, str(data_path), compare=modality == "occ")
     bounds: dict[str, Forecaster] = {}
     for model in models:  # one upper-bound row per distinct tokenizer (the direct voxel model has none)
         if getattr(model, "tokenizer", None) is not None:

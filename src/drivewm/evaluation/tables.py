@@ -45,20 +45,23 @@ def lidar_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
 
 
 def occupancy_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
-    """Columns and rows: mIoU and IoU per named horizon and avg, plus mIoU at the last horizon vs the ego-warp copy."""
+    """Columns and rows: mIoU and IoU per named horizon and avg, plus mIoU at the last horizon vs the ego-warp copy,
+    then at the last horizon the mIoU over the classes present in the ground truth and the share of the class
+    table that is absent (the protocol's mIoU scores those 100: on a sparse class table it says little)."""
     first = next(iter(results.values()))
     horizons = list(first["miou"])  # e.g. 1s, 2s, 3s, avg
     last = horizons[-2] if len(horizons) > 1 else horizons[0]
     columns = ["forecaster"] + [f"mIoU {h}" for h in horizons] + [f"IoU {h}" for h in horizons]
     dynamic = [h for h in horizons if h != "avg"] if "dynamic_miou" in first else []
     columns += [f"dyn mIoU {h}" for h in dynamic]
-    columns.append(f"mIoU {last} vs ego-warp")
+    columns += [f"mIoU {last} vs ego-warp", f"mIoU present {last}", f"classes absent {last} (%)"]
     ref = results.get(REFERENCE, first)["miou"][last]
     rows = []
     for name, r in results.items():
         rel = (r["miou"][last] / ref - 1.0) * 100 if ref > 0 else float("nan")
         rows.append([name] + [round(r["miou"][h], 2) for h in horizons] + [round(r["iou"][h], 2) for h in horizons]
-                    + [_cell(r["dynamic_miou"][h]) for h in dynamic] + [f"{rel:+.1f}%"])
+                    + [_cell(r["dynamic_miou"][h]) for h in dynamic] + [f"{rel:+.1f}%"]
+                    + [round(r[k][last], 2) if k in r else "-" for k in ("miou_present", "classes_absent")])
     return columns, rows
 
 

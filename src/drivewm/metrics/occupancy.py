@@ -23,6 +23,11 @@ scored 1, so the figure measures the moving part of the scene, not the classes t
     over classes 0..16 (a class with no ground truth but false positives scores 0);
   * IoU of occupied vs free over the same masked voxels (NaN when nothing is occupied in either).
 
+Beside the protocol's mIoU (unchanged), ``compute`` reports ``miou_present``: the mean IoU over the
+semantic classes that occur in the evaluated ground truth at that step, and ``classes_absent``: the share
+(percent) of semantic classes that do not. On a store whose class table is mostly unused, the
+protocol's mIoU is dominated by absent classes (each scores 100 under OccWorld's rule); these two say so.
+
 All counts come from a ``bincount`` over ``(step * C + gt) * C + pred`` per batch, so the
 state is a [H, C, C] confusion matrix per forecast step; it is additive, hence streaming and
 exact under any batch split and under data parallelism (one all-reduce in ``compute``).
@@ -180,6 +185,10 @@ class OccupancyForecastMetric(StreamingMetric):
         occ_seen = conf[:, occ].sum((1, 2))
         occ_pos = conf[:, :, occ].sum((1, 2))
         iou = self._class_iou(occ_tp[:, None], occ_seen[:, None], occ_pos[:, None])[:, 0]  # [H]
+        present = seen[:, sem] > 0  # [H, K] classes in the evaluated ground truth
+        miou_present = torch.stack([class_iou[t][present[t]].mean() if present[t].any() else
+                                    torch.tensor(math.nan, dtype=class_iou.dtype) for t in range(h)])
+        absent = 1.0 - present.double().mean(1)  # [H]
         names = [self.class_names[c] for c in sem]
         dyn = [c for c in range(self.num_classes) if self.class_names[c] in DYNAMIC_CLASSES]
         dyn_iou = self._class_iou(tp[:, dyn], seen[:, dyn], positive[:, dyn])  # [H, D]
@@ -199,6 +208,10 @@ class OccupancyForecastMetric(StreamingMetric):
             "per_class_iou": {k: dict(zip(names, (100 * float(v) for v in class_iou[s - 1]))) for k, s in horizon.items()},
             "voxels_per_step": [int(v) for v in conf.sum((1, 2))],
         }
+        result["miou_present"] = {k: 100 * float(miou_present[s - 1]) for k, s in horizon.items()}
+        result["classes_absent"] = {k: 100 * float(absent[s - 1]) for k, s in horizon.items()}
+        for key in ("miou_present", "classes_absent"):
+            result[key]["avg"] = sum(result[key][k] for k in horizon) / len(horizon)
         result["miou"]["avg"] = sum(result["miou"][k] for k in horizon) / len(horizon)
         result["iou"]["avg"] = sum(result["iou"][k] for k in horizon) / len(horizon)
         result["dynamic_miou"]["avg"] = sum(result["dynamic_miou"][k] for k in horizon) / len(horizon)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drivewm.data.spec import GridSpec, grid_preset
+from drivewm.data.spec import GridSpec, resolve_grid
 
 
 @dataclass(kw_only=True)
@@ -32,24 +33,40 @@ class BevCnnConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
 
-def token_grid(grid_name: str, cfg: BevCnnConfig) -> tuple[GridSpec, tuple[int, int]]:
-    """The grid preset of a BEV tokenizer and its token grid (h, w) = (X / f, Y / f); X and Y must divide by f."""
-    grid = grid_preset(grid_name)
+def token_grid(grid_value: Any, cfg: BevCnnConfig) -> tuple[GridSpec, tuple[int, int]]:
+    """The grid of a BEV tokenizer (a preset name or a grid mapping: `resolve_grid`) and its token grid
+    (h, w) = (X / f, Y / f); X and Y must divide by f."""
+    grid = resolve_grid(grid_value)
     x, y, _ = grid.shape
     f = cfg.downsample
     if x % f or y % f:
-        raise ValueError(f"grid {grid_name} {grid.shape}: X and Y must be divisible by the downsampling factor {f}")
+        raise ValueError(f"model.grid {grid.shape}: X and Y must be divisible by the downsampling factor {f} "
+                         f"(model.cnn.channel_mult has {len(cfg.channel_mult)} levels)")
     return grid, (x // f, y // f)
 
 
+SMALLEST_OBJECT = 4.5
+"""Length (m) of the smallest object a forecast must keep: a car (nuScenes' mean car is 4.6 m long)."""
+
+
+def largest_downsampling(voxel_size: float, smallest_object: float = SMALLEST_OBJECT) -> int:
+    """The downsampling rule of the tokenizer presets: the largest power of two f whose token cell (f voxels,
+    f * voxel_size m) is no longer than the smallest object, so each such object still covers a token cell of
+    its own (Occ3D's 0.4 m: 8, OccWorld takes 4; 0.8 m: 4; 1.6 m: 2; 2 m: 2; 4 m and up: 1)."""
+    f = 1
+    while 2 * f * voxel_size <= smallest_object:
+        f *= 2
+    return f
+
+
 class BevTokenizer(nn.Module):
-    """What every BEV tokenizer shares: its grid preset, its token grid and the ``vocab_size`` of its quantizer."""
+    """What every BEV tokenizer shares: its grid, its token grid and the ``vocab_size`` of its quantizer."""
 
     quantizer: nn.Module
 
-    def __init__(self, grid_name: str, cnn: BevCnnConfig):
+    def __init__(self, grid_value: Any, cnn: BevCnnConfig):
         super().__init__()
-        self.grid, self._token_shape = token_grid(grid_name, cnn)
+        self.grid, self._token_shape = token_grid(grid_value, cnn)
 
     @property
     def vocab_size(self) -> int:

@@ -13,6 +13,7 @@ bits per point).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from pathlib import Path
 
@@ -22,8 +23,14 @@ from torch.utils.data import DataLoader, Subset
 
 from drivewm.data.windows import build_dataset
 from drivewm.metrics import CodebookMetric, OccupancyForecastMetric, PointCloudForecastMetric
+from drivewm.tokenizers.bev_cnn import largest_downsampling
 from drivewm.tokenizers.lidar import LidarTokenizer
 from drivewm.tokenizers.occ import OccTokenizer
+
+log = logging.getLogger(__name__)
+
+LOST_IOU = 1.0
+"""Reconstruction IoU (%) at or below which a class present in the data counts as lost by the tokenizer."""
 
 
 def frame_dataset(cfg, data_path: str, split: str, key: str, max_frames: int):
@@ -59,14 +66,16 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
     o, c = occ_metric.compute(), code_metric.compute()
     raw_bits = math.prod(grid.shape) * math.log2(grid.num_classes)
     per_class = next(iter(o["per_class_iou"].values()))
-    # OccWorld's mIoU scores a class absent from the ground truth as 100; also report the mean over present classes.
-    present = [v for c, (name, v) in zip((c for c in range(grid.num_classes) if c != grid.free_id), per_class.items())
-               if gt_counts[c] > 0]
+    sem = [c for c in range(grid.num_classes) if c != grid.free_id]
+    voxels = {grid.classes[c]: int(gt_counts[c]) for c in sem if gt_counts[c] > 0}  # classes present in the data
+    lost = lost_classes(per_class, voxels, model)
     result = {
         "iou": o["iou_per_step"][0],
         "miou": o["miou_per_step"][0],
-        "miou_present": sum(present) / len(present) if present else float("nan"),
-        "classes_present": len(present),
+        # OccWorld's mIoU scores a class absent from the ground truth as 100; the mean over present classes too.
+        "miou_present": next(iter(o["miou_present"].values())),
+        "classes_present": len(voxels),
+        "classes_lost": lost,
         "per_class_iou": per_class,
         **{k: c[k] for k in ("usage", "codes_used", "vocab_size", "perplexity", "tokens_per_frame", "bits_per_frame",
                              "entropy_bits_per_frame", "frames")},
@@ -74,6 +83,20 @@ def evaluate_occ(model: OccTokenizer, dataset, batch_size: int, device: str) -> 
         "code_counts": c["counts"],
     }
     return result, np.stack(shown_in), np.stack(shown_out)
+
+
+def lost_classes(per_class: dict[str, float], voxels: dict[str, int], model) -> list[str]:
+    """The classes present in the data (`voxels`: name -> ground-truth voxel count) whose reconstruction IoU is
+    at most LOST_IOU; each is logged as a warning that names it and the tokenizer's token cell."""
+    f, rule = model.grid.shape[0] // model.token_shape[0], largest_downsampling(model.grid.voxel_size)
+    lost = [name for name, n in voxels.items() if per_class[name] <= LOST_IOU]
+    for name in lost:
+        log.warning("the tokenizer loses class %r: reconstruction IoU %.1f%% although %d voxels of it are in the "
+                    "data. Its %dx downsampling makes a token cell %g m wide; for %g m voxels the presets' rule "
+                    "(docs/own-data.md, Downsampling) takes at most %dx (model.cnn.channel_mult with %d entries). "
+                    "Within that rule, train longer", name, per_class[name], voxels[name], f,
+                    f * model.grid.voxel_size, model.grid.voxel_size, rule, rule.bit_length())
+    return lost
 
 
 @torch.no_grad()

@@ -35,10 +35,11 @@ class TokenizerEvaluation:
 
     def result_table(self, title: str) -> dict:
         """Keyword arguments of `write_result` for results/tokenizer.json."""
-        scalar = {k: v for k, v in self.result.items() if not isinstance(v, dict)}
+        scalar = {k: v for k, v in self.result.items() if not isinstance(v, (dict, list))}
         return dict(name="tokenizer", title=title, columns=["metric", "value"], rows=[[k, v] for k, v in scalar.items()],
                     protocol="4d-occ" if self.lidar else "occworld", images=self.images,
-                    extra={"per_class_iou": self.result.get("per_class_iou", {})})
+                    extra={"per_class_iou": self.result.get("per_class_iou", {}),
+                           "classes_lost": self.result.get("classes_lost", [])})
 
 
 def save_codebook_usage(counts: list[int], path: Path, *, title: str) -> Path:
@@ -63,20 +64,25 @@ def save_codebook_usage(counts: list[int], path: Path, *, title: str) -> Path:
 
 def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str = "val", batch_size: int = 8,
                        max_frames: int = 0, device: str = "cpu") -> TokenizerEvaluation:
-    """Reconstruct every frame of `split` of the store `data` through the tokens of `model` (run config `cfg`)."""
+    """Reconstruct every frame of `split` of the store `data` through the tokens of `model` (run config `cfg`);
+    a tokenizer of another grid than the store's is refused first (GridMismatchError naming both)."""
+    from drivewm.data.manifest import read_manifest
+    from drivewm.data.spec import GridSpec, bind_model_grids
     from drivewm.errors import DrivewmError
 
+    occupancy = isinstance(model, (OccTokenizer, OccWorldVAE))
+    if not occupancy and not isinstance(model, LidarTokenizer):
+        raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
+    bind_model_grids(model.cfg, GridSpec.from_dict(read_manifest(data)["grid"]), str(data), compare=occupancy)
     results = Path(out_dir) / "results"
-    if isinstance(model, (OccTokenizer, OccWorldVAE)):
+    if occupancy:
         ds = frame_dataset(cfg, data, split, "occ", max_frames)
         result, inputs, recs = evaluate_occ(model, ds, batch_size, device)
         png = save_occ_comparison(results / "tokenizer.png", model, inputs, recs)
         hist = save_codebook_usage(sorted(result.pop("code_counts"), reverse=True), results / "codebook_usage.png",
                                    title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
         return TokenizerEvaluation(result=result, lidar=False, picture=png, images=[png.name, hist.name])
-    if isinstance(model, LidarTokenizer):
-        ds = frame_dataset(cfg, data, split, "lidar", max_frames)
-        result, inputs, recs = evaluate_lidar(model, ds, batch_size, device)
-        png = save_lidar_comparison(results / "tokenizer.png", inputs, recs)
-        return TokenizerEvaluation(result=result, lidar=True, picture=png, images=[png.name])
-    raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
+    ds = frame_dataset(cfg, data, split, "lidar", max_frames)
+    result, inputs, recs = evaluate_lidar(model, ds, batch_size, device)
+    png = save_lidar_comparison(results / "tokenizer.png", inputs, recs)
+    return TokenizerEvaluation(result=result, lidar=True, picture=png, images=[png.name])

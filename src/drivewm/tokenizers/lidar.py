@@ -27,6 +27,7 @@ scene and contributes no rays to the loss; a batch of empty sweeps has only the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -42,8 +43,9 @@ from drivewm.tokenizers.render import ray_samples, sample_volume, surface_concen
 class LidarTokenizerConfig:
     name: str = "lidar_vqvae"
     """Registered model name."""
-    grid: str = "tiny"
-    """Grid preset fixing the voxelization and the rendered volume (range, voxel size, shape)."""
+    grid: Any = "tiny"
+    """The grid fixing the voxelization and the rendered volume (range, voxel size, shape): a preset name, a
+    grid written out ({shape, voxel_size, lower}) or from_store (the episode store's)."""
     sensor_height: float = 1.84
     """Height (m) of the LiDAR above the ego origin: every ray starts at (0, 0, sensor_height)."""
     point_channels: int = 32

@@ -12,6 +12,7 @@ as in OccWorld, dot-multiplied with the class-embedding matrix to give per-voxel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -27,8 +28,9 @@ from drivewm.tokenizers.quantizer import QuantizeOutput, QuantizerConfig, build_
 class OccTokenizerConfig:
     name: str = "occ_vqvae"
     """Registered model name."""
-    grid: str = "tiny"
-    """Grid preset (drivewm.data.spec.GRID_PRESETS) fixing the input shape [X, Y, Z] and the class table."""
+    grid: Any = "tiny"
+    """The input grid [X, Y, Z] and its class table: a preset name (drivewm.data.spec.GRID_PRESETS), a grid
+    written out ({shape, voxel_size, lower, classes, free_id}) or from_store (the episode store's)."""
     class_dim: int = 8
     """Width of the learnable embedding of each class (OccWorld: 8)."""
     cnn: BevCnnConfig = field(default_factory=BevCnnConfig)
@@ -75,7 +77,8 @@ class OccTokenizer(BevTokenizer):
             raise ValueError(f"occ must hold integer class ids, got dtype {occ.dtype}")
         if occ.dim() != 4 or tuple(occ.shape[1:]) != self.grid.shape:
             raise ValueError(
-                f"occ must be [B, {', '.join(map(str, self.grid.shape))}] for grid {self.cfg.grid!r}, got {tuple(occ.shape)}"
+                f"occ must be [B, {', '.join(map(str, self.grid.shape))}] for grid "
+                f"{self.cfg.grid if isinstance(self.cfg.grid, str) else self.grid.describe()!r}, got {tuple(occ.shape)}"
             )
         occ = occ.long()
         if occ.numel() and (int(occ.min()) < 0 or int(occ.max()) >= self.num_classes):

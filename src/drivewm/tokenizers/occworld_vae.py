@@ -14,12 +14,13 @@ the embedding loss.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from drivewm.data.spec import grid_preset
+from drivewm.data.spec import resolve_grid
 from drivewm.registry import register_model
 from drivewm.tokenizers.lovasz import lovasz_softmax
 
@@ -206,8 +207,9 @@ class VectorQuantizer(nn.Module):
 class OccWorldVAEConfig:
     name: str = "occ_vqvae_published"
     """Registered model name."""
-    grid: str = "occ3d"
-    """Grid preset fixing the input [X, Y, Z] and the class table (OccWorld: Occ3D, 200 x 200 x 16, 18 classes)."""
+    grid: Any = "occ3d"
+    """The input grid [X, Y, Z] and its class table (OccWorld: Occ3D, 200 x 200 x 16, 18 classes): a preset name,
+    a grid written out ({shape, voxel_size, lower, classes, free_id}) or from_store (drivewm.data.spec.resolve_grid)."""
     expansion: int = 8
     """Width of each class's embedding (OccWorld: 8); height x expansion channels enter the encoder."""
     ch: int = 64
@@ -240,7 +242,7 @@ class OccWorldVAE(nn.Module):
     def __init__(self, cfg: OccWorldVAEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.grid = grid_preset(cfg.grid)
+        self.grid = resolve_grid(cfg.grid)
         x, y, z = self.grid.shape
         self.num_classes = self.grid.num_classes
         self.encoder = Encoder2D(ch=cfg.ch, ch_mult=cfg.ch_mult, num_res_blocks=cfg.num_res_blocks,

@@ -227,19 +227,49 @@ def card_metrics(state: dict) -> dict:
     return metrics
 
 
-def build_model_from_sources(model_cfg):
+def build_model_from_sources(model_cfg, store_grid=None, store: str = "", check_grid: bool = True):
     """Build a new run's model: each frozen part its config names by run directory (`model.tokenizer_run`,
     `model.encoder_run`) is loaded, its config nested into `model_cfg` (in place, so the run records it)
-    and its trained weights copied into the built model."""
+    and its trained weights copied into the built model. What a world model reads from its tokenizer
+    (`vocab_size`, `token_shape`) is filled in from it when unset. With the store's grid (`store_grid`, a
+    GridSpec), every `grid: from_store` is bound to it and, with `check_grid` (occupancy data), every grid the
+    config holds is compared with it first: a GridMismatchError names both."""
+    from drivewm.data.spec import bind_model_grids
     from drivewm.registry import build_model
 
     parts = nest_frozen_parts(model_cfg, missing_only=False, source="model")
+    if store_grid is not None:
+        bind_model_grids(model_cfg, store_grid, store, compare=check_grid)
+    derive_token_fields(model_cfg, parts.get("tokenizer"))
     model = build_model(model_cfg)
     for attribute, part in parts.items():
         target = getattr(model, attribute)
         check_state_dict(target.state_dict(), part.state_dict(), Path(f"model.{attribute}_run"))
         target.load_state_dict(part.state_dict())
     return model
+
+
+TOKEN_FIELDS = ("vocab_size", "token_shape")
+"""What a token world model reads from its tokenizer rather than from its own config."""
+
+
+def derive_token_fields(model_cfg, tokenizer=None) -> None:
+    """Fill a world model config's unset `vocab_size` and `token_shape` from its nested tokenizer (`tokenizer`,
+    the module a run copies in, or one built from the nested config when not given). A value set to something
+    else is left for the model to refuse, naming both (`dynamics.base.frozen_tokenizer`)."""
+    if not all(hasattr(model_cfg, f) for f in TOKEN_FIELDS) or getattr(model_cfg, "tokenizer", None) is None:
+        return
+    if all(getattr(model_cfg, f) is not None for f in TOKEN_FIELDS):
+        return
+    if tokenizer is None:
+        from drivewm.hub import build_from_config
+
+        with torch.random.fork_rng(devices=[]):  # reading two numbers must not move the model's initialisation
+            tokenizer = build_from_config(model_cfg.tokenizer, "model.tokenizer")
+    if model_cfg.vocab_size is None:
+        model_cfg.vocab_size = int(tokenizer.vocab_size)
+    if model_cfg.token_shape is None:
+        model_cfg.token_shape = [int(s) for s in tokenizer.token_shape]
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str | torch.device = "cpu"):

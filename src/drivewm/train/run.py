@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from drivewm.config import to_yaml
+from drivewm.errors import DrivewmError
 from drivewm.train.checkpoint import build_model_from_sources
 from drivewm.train.config import RunConfig
 from drivewm.registry import model_entry
@@ -50,9 +51,16 @@ def run_training(
         seed_everything(cfg.train.seed)  # the model's init must not depend on how data was built
         # Frozen parts named by run (a tokenizer, an encoder) are nested into cfg.model and copied in, so the
         # config this run records rebuilds the model without those runs.
-        model = build_model_from_sources(cfg.model)
+        # A grid: from_store becomes the store's grid, and every grid of the model is checked against it, here,
+        # before the first step.
+        model = build_model_from_sources(cfg.model, getattr(train_set, "grid", None), cfg.data.path,
+                                         check_grid="occ" in cfg.data.keys)
         if hasattr(model, "load_external_files"):  # files the config names beside the weights (a perceptual network)
             model.load_external_files()
+        reads = getattr(model, "modality", None) if getattr(model, "tokenizer", None) is not None else None
+        if reads is not None and reads not in cfg.data.keys:
+            raise DrivewmError(f"data.keys={cfg.data.keys}: the world model's tokenizer reads {reads!r} frames; "
+                               f"add {reads!r} to data.keys (a store that holds them)")
         show = cfg.train.progress and env.is_main
         train_set = prepared_dataset(model, train_set, env.device, show)
         val_set = prepared_dataset(model, val_set, env.device, show)
