@@ -215,7 +215,7 @@ CASES = [
          setup=edit_ckpt_json("config.json", lambda c: c.update(name="nope"))),
     Case("world_model_tokenizer_other_vocab", "checkpoint",
          ["train", "world/gpt_tiny.yaml", "data=STORE", "run_dir=WS/new", "model.tokenizer_run=TOK",
-          "model.token_shape=[8,8]", "train.steps=1"], ("vocab_size", "512", "64")),
+          "model.vocab_size=512", "train.steps=1"], ("vocab_size", "512", "64")),
     Case("world_model_tokenizer_missing", "checkpoint",
          ["train", "world/gpt_tiny.yaml", "data=STORE", "run_dir=WS/new", "model.tokenizer_run=WS/no_tok",
           "train.steps=1"], ("no_tok",)),
