@@ -12,7 +12,8 @@ its modality's window layout:
   ``fn(points [B, H, P, C], count [B, H], origin [B, H, 3] or None, inside: bool)`` renders it along the rays
   of the true future sweeps, cast from their sensor origins (None: the tokenizer's mount), those inside the
   tokenizer's grid or all of them (the protocol under which such models are scored) and returns [B][H] dicts of ``points`` / ``points_gt``
-  [R, 3] and ``depth`` [R].
+  [R, 3] and ``depth`` [R];
+* ``"camera"``: images [B, H, h, w, 3] in the dtype of the context's ``camera`` (uint8 in the data contract).
 
 ``sees_future`` is False for every real forecaster. The one exception is an upper-bound row, the
 tokenizer's own reconstruction of the truth (`dynamics.TokenizerBound`): the evaluation loop hands it
@@ -26,7 +27,7 @@ from typing import Protocol
 
 import torch
 
-MODALITIES = ("occ", "lidar")
+MODALITIES = ("occ", "lidar", "camera")
 # Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls, and the
 # driving command (right / left / straight, VAD's navigation input that OccWorld's pose branch reads).
 EGO_KEYS = ("rel_pose", "ego_pose", "action", "command")
@@ -36,7 +37,7 @@ class Forecaster(Protocol):
     name: str
     """Row name in the forecasting tables."""
     modality: str
-    """'occ' or 'lidar': which window keys it reads and which table scores it."""
+    """'occ', 'lidar' or 'camera': which window keys it reads and which table scores it."""
     sees_future: bool
     """True only for an upper bound scored on its own encoding of the truth (given the future frames)."""
 

@@ -306,14 +306,21 @@ class ConstantVelocityLidar(EgoWarpLidar):
         super().__init__(motion="constant_velocity")
 
 
-def baselines(grid: GridSpec, modality: str, *, agents: bool = False, ceiling: bool = False) -> list[Forecaster]:
-    """The no-learning rows of every forecasting table of `modality` ('occ' or 'lidar'), in table order; with
-    `agents` (windows carry 'agents' / 'agents_valid') the constant-velocity agents row, with `ceiling` the
-    oracle fill of the unseen area last, the ceiling of the copies (occupancy only)."""
+def baselines(grid: GridSpec, modality: str, *, agents: bool = False, ceiling: bool = False,
+              calibration: tuple[torch.Tensor, torch.Tensor] | None = None) -> list[Forecaster]:
+    """The no-learning rows of every forecasting table of `modality` ('occ', 'lidar' or 'camera'), in table order;
+    with `agents` (windows carry 'agents' / 'agents_valid') the constant-velocity agents row, with `ceiling` the
+    oracle fill of the unseen area last, the ceiling of the copies (occupancy only). `calibration` (intrinsics
+    [3, 3], extrinsics [4, 4]) is the camera's when the windows do not carry it."""
     if modality == "occ":
         rows: list[Forecaster] = [CopyLast(), EgoWarpCopyLast(grid, motion="known"),
                                   EgoWarpCopyLast(grid, motion="constant_velocity"), EgoWarpCopyLast(grid, outside="border")]
         return rows + ([ConstantVelocityAgents(grid)] if agents else []) + ([OracleFill(grid)] if ceiling else [])
     if modality == "lidar":
         return [CopyLastLidar(), EgoWarpLidar(motion="known"), ConstantVelocityLidar()]
-    raise ValueError(f"modality must be 'occ' or 'lidar', got {modality!r}")
+    if modality == "camera":
+        # camera.py builds on this module's pose helpers, so it is imported here, not at the top.
+        from drivewm.baselines.camera import CopyLastCamera, EgoWarpCamera
+
+        return [CopyLastCamera(), EgoWarpCamera(*(calibration or (None, None)))]
+    raise ValueError(f"modality must be 'occ', 'lidar' or 'camera', got {modality!r}")
