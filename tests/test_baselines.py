@@ -207,7 +207,7 @@ def test_one_list_of_baselines_for_every_table():
     assert {b.modality for b in occ} == {"occ"} and {b.modality for b in lidar} == {"lidar"}
     assert not any(b.sees_future for b in occ + lidar)
     with pytest.raises(ValueError, match="modality"):
-        baselines(GRID, "camera")
+        baselines(GRID, "radar")
 
 
 def _agent_context(boxes: list[list[float]], valid: list[bool], rel: list[tuple[float, float, float]], past: int,
