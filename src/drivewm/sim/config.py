@@ -125,6 +125,9 @@ class SimConfig:
     """The LiDAR's beams, azimuth steps, elevation range, range, dropout and noise."""
     camera_spec: CameraSpec = field(default_factory=CameraSpec)
     """The camera's image size and field of view."""
+    camera_calibration: bool = False
+    """Record the camera's `camera_intrinsics` / `camera_extrinsics` in each episode (the `*_camera` presets do;
+    off elsewhere so that the stores of the older presets keep their bytes)."""
     episode_steps: int = 40
     """Frames per episode of DrivingEnv before truncation (simulate_episode takes its own count)."""
     terminate_on_collision: bool = True
@@ -225,13 +228,19 @@ SIM_PRESETS: dict[str, SimConfig] = {
         max_pedestrians=8,
     ),
 }
+# Camera presets: the front camera at the sizes camera tokenizers and world models train on (64 x 128, 128 x 256,
+# 256 x 512), calibration recorded.
+SIM_PRESETS.update({
+    f"{name}_camera": replace(SIM_PRESETS[name], camera_spec=CameraSpec(height=h, width=2 * h), camera_calibration=True)
+    for name, h in (("tiny", 64), ("small", 128), ("occ3d", 256))
+})
 STREET = dict(roadside="street", traffic_lights=True, lane_changes=True)
 SIM_PRESETS.update({f"{name}_street": replace(SIM_PRESETS[name], **STREET) for name in ("tiny", "micro")})
 
 
 def sim_preset(name: str, **overrides: object) -> SimConfig:
-    """A fresh copy of a named preset (occ3d, small, tiny, micro; tiny_street, micro_street), with optional field
-    overrides."""
+    """A fresh copy of a named preset (occ3d, small, tiny, micro; tiny_street, micro_street; tiny_camera,
+    small_camera, occ3d_camera), with optional field overrides."""
     if name not in SIM_PRESETS:
         raise ConfigError(f"unknown sim preset {name!r}; valid: {', '.join(SIM_PRESETS)}")
     base = SIM_PRESETS[name]

@@ -22,7 +22,8 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
     ego_pose float32 [T, 3] (x, y, yaw, world); action float32 [T, 2] (accel, steer applied from
     t to t + 1); agents float32 [T, K, 8] (x, y, z, length, width, height, yaw, class; ego frame) +
     agents_valid bool [T, K], K = max_vehicles + max_pedestrians (padding is invalid); ego_speed float32
-    [T]; collision bool [T]; offroad bool [T]; route float32 [R, 2] (world waypoints, 2 m apart).
+    [T]; collision bool [T]; offroad bool [T]; route float32 [R, 2] (world waypoints, 2 m apart);
+    camera_intrinsics float32 [3, 3] and camera_extrinsics float32 [4, 4] (cfg.camera and cfg.camera_calibration).
     """
     if not isinstance(cfg, SimConfig):
         raise TypeError(f"cfg must be a SimConfig, got {type(cfg).__name__}")
@@ -66,6 +67,9 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
         out["lidar_offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     if cfg.camera:
         out["camera"] = np.stack(rec["camera"]).astype(np.uint8)
+        if cfg.camera_calibration:
+            out["camera_intrinsics"] = sensors.camera.intrinsics()
+            out["camera_extrinsics"] = sensors.camera.extrinsics()
     return out
 
 

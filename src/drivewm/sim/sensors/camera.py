@@ -1,4 +1,8 @@
-"""A forward pinhole camera rendered by ray casting, shaded by class colour and distance (uint8 [H, W, 3])."""
+"""A forward pinhole camera rendered by ray casting, shaded by class colour and distance (uint8 [H, W, 3]).
+
+The camera is level, looks along the ego's x axis from CAMERA_X ahead of the rear axle at the spec's mount height,
+and casts one ray through each pixel centre; `Camera.intrinsics` / `Camera.extrinsics` give that model in the
+data contract's terms (OpenCV pinhole K with pixel centres at integers, camera-to-ego transform)."""
 
 from __future__ import annotations
 
@@ -26,11 +30,27 @@ SKY_TOP, SKY_HORIZON = np.array([90.0, 140.0, 220.0]), np.array([200.0, 215.0, 2
 class Camera:
     def __init__(self, spec: CameraSpec) -> None:
         self.spec = spec
-        f = (spec.width / 2) / np.tan(np.deg2rad(spec.fov) / 2)
+        f = self.focal = (spec.width / 2) / np.tan(np.deg2rad(spec.fov) / 2)  # pixels, square pixels
         u = (np.arange(spec.width) + 0.5 - spec.width / 2) / f  # right of the optical axis
         v = (np.arange(spec.height) + 0.5 - spec.height / 2) / f  # below the optical axis
         self.az = np.arctan(-u)  # [W] ego-frame azimuth of each column (left positive)
         self.slopes = -v[None, :] / np.sqrt(1 + u[:, None] ** 2)  # [W, H] tan(elevation)
+
+    def intrinsics(self) -> np.ndarray:
+        """Pinhole K float32 [3, 3] of the rendered images: pixel (i, j)'s centre is at (j, i), so the optical
+        axis, which passes between the middle pixels, is at ((W - 1) / 2, (H - 1) / 2)."""
+        sp = self.spec
+        return np.array([[self.focal, 0.0, (sp.width - 1) / 2], [0.0, self.focal, (sp.height - 1) / 2],
+                         [0.0, 0.0, 1.0]], np.float32)
+
+    def extrinsics(self) -> np.ndarray:
+        """Camera-to-ego transform float32 [4, 4]: camera x right = ego -y, y down = ego -z, z forward = ego x;
+        the camera sits CAMERA_X ahead of the ego origin at the mount height (ego z = 0 is the ground)."""
+        out = np.zeros((4, 4), np.float32)
+        out[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+        out[:3, 3] = [CAMERA_X, 0.0, self.spec.mount_height]
+        out[3, 3] = 1.0
+        return out
 
     def render(self, road: RoadMap, pose: np.ndarray, boxes_world: np.ndarray) -> np.ndarray:
         sp = self.spec
