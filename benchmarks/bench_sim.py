@@ -1,8 +1,9 @@
 """Simulator sensor throughput (frames/s on one core) against a naive per-ray / per-column Python loop.
 
 Cases, at the occ3d (200x200x16, 32x1024 LiDAR) and tiny presets: occupancy alone, occupancy +
-LiDAR, all sensors (occupancy, visibility, LiDAR, camera); and the full simulate_episode (world
-stepping + expert + all sensors). The naive reference renders the same frame with plain Python
+LiDAR, all sensors (occupancy, visibility, LiDAR, camera); the front camera alone at 64 x 128 (the
+tiny_camera preset, beside occupancy there); and the full simulate_episode (world stepping + expert + all
+sensors). The naive reference renders the same frame with plain Python
 loops (one ray / one voxel column at a time), timed on a subset and scaled to a full frame.
 Times are process CPU seconds with one thread, so other work on the machine does not count.
 Prints one JSON line per comparison: ratio = ours / reference frames per second (> 1: ours faster).
@@ -26,7 +27,7 @@ from drivewm.sim import ExpertDriver, Scenario, sim_preset, simulate_episode  # 
 from drivewm.sim.sensors.occupancy import voxels_below  # noqa: E402
 from drivewm.sim.sensors.suite import SensorSuite  # noqa: E402
 
-TARGETS = {("occ3d", "occupancy"): 200.0, ("occ3d", "occupancy+lidar"): 20.0}
+TARGETS = {("occ3d", "occupancy"): 200.0, ("occ3d", "occupancy+lidar"): 20.0, ("tiny_camera", "camera"): 100.0}
 
 
 def cpu_time(fn, repeats: int) -> float:
@@ -100,6 +101,9 @@ def bench_preset(preset: str, quick: bool) -> list[dict]:
     def run(parts: tuple[str, ...]) -> float:
         def frame_all() -> None:
             for pose, be, va, bw in states:
+                if "camera_only" in parts:
+                    suite.camera.render(sc.road, pose, bw)
+                    continue
                 occ = suite.occupancy.render(pose, be, va)
                 if "vis" in parts:
                     suite.visibility.mask(occ)
@@ -121,11 +125,14 @@ def bench_preset(preset: str, quick: bool) -> list[dict]:
     t_lidar = t_ray * ls.beams * ls.azimuth_steps
     t_cam = t_ray * cs.height * cs.width * cs.max_range / ls.max_range
     t_vis = t_ray * np.prod(cfg.grid_spec.shape[:2])  # at least one naive ray per column
-    cases = {
-        "occupancy": (run(()), 1 / t_occ),
-        "occupancy+lidar": (run(("lidar",)), 1 / (t_occ + t_lidar)),
-        "all_sensors": (run(("vis", "lidar", "camera")), 1 / (t_occ + t_lidar + t_cam + t_vis)),
-    }
+    if preset.endswith("_camera"):  # the camera at its training size, beside the occupancy it comes with
+        cases = {"occupancy": (run(()), 1 / t_occ), "camera": (run(("camera_only",)), 1 / t_cam)}
+    else:
+        cases = {
+            "occupancy": (run(()), 1 / t_occ),
+            "occupancy+lidar": (run(("lidar",)), 1 / (t_occ + t_lidar)),
+            "all_sensors": (run(("vis", "lidar", "camera")), 1 / (t_occ + t_lidar + t_cam + t_vis)),
+        }
     lines = []
     for case, (ours, ref) in cases.items():
         lines.append({"bench": "sim", "case": f"{preset}/{case}", "unit": "frames/s (1 core CPU time)",
@@ -147,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer frames and naive rays (under a minute)")
     args = ap.parse_args()
-    for preset in ("occ3d", "tiny"):
+    for preset in ("occ3d", "tiny", "tiny_camera"):
         for line in bench_preset(preset, args.quick):
             print(json.dumps(line), flush=True)
     print(json.dumps(bench_episode("tiny", args.quick)), flush=True)
