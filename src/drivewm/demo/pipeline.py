@@ -24,8 +24,10 @@ def _train_stage(config: Path, overrides: list[str]) -> Callable[[Path, bool], d
         from drivewm.train.run import run_training
 
         cfg = load_run_config(config, [*overrides, f"run_dir={stage_dir}"])
-        # Continues the stage's checkpoint, or starts at step 0 (also after a kill before the first one).
-        result = run_training(cfg, resume=True)
+        # A stage that already logged continues its checkpoint (or restarts at step 0 after a kill before
+        # the first one); a new stage starts afresh.
+        started = (stage_dir / "metrics.jsonl").exists() or (stage_dir / "checkpoints").exists()
+        result = run_training(cfg, resume=started)
         return {"steps": result.steps, "last_loss": result.last_loss, "best_val": result.best_val}
 
     return run
