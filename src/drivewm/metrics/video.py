@@ -98,7 +98,7 @@ class FrechetProtocol:
             x = x.float() / 255
         else:
             check_finite("input", x)
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = (float(v) for v in torch.aminmax(x))
             if lo < 0 or hi > 1:
                 raise ValueError(f"{self.name}: input values must lie in [0, 1] (or be uint8), got [{lo:.4g}, {hi:.4g}]")
             x = x.float()
@@ -112,7 +112,7 @@ class FrechetProtocol:
             align = False if self.resize in ("bilinear", "bicubic") else None
             frames = F.interpolate(frames, size=tuple(self.size), mode=self.resize, align_corners=align)
         lo, hi = self.value_range
-        return (frames * (hi - lo) + lo).reshape(*lead, *frames.shape[-3:])
+        return frames.mul(hi - lo).add_(lo).reshape(*lead, *frames.shape[-3:])
 
 
 FVD_I3D400_16F_224 = FrechetProtocol("fvd", "i3d400", size=(224, 224), frames=16, resize="bilinear", value_range=(-1.0, 1.0), samples=2048)
