@@ -170,3 +170,15 @@ def test_sample_curve_points():
     assert all(np.isfinite(p["value"]) for p in curve)
     with pytest.raises(ValueError, match="N/64"):
         frechet_sample_curve(real, fake, divisors=(64,))
+
+
+def test_batched_frechet_equals_one_at_a_time():
+    from drivewm.metrics.image import frechet_distance, frechet_distances
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(3, 2, 40, 5, generator=g, dtype=torch.float64) * torch.tensor([1.0, 2.0, 0.5]).view(3, 1, 1, 1)
+    mus = feats.mean(2)  # [3, 2, 5]
+    covs = torch.stack([torch.stack([torch.cov(f.T) for f in pair]) for pair in feats])  # [3, 2, 5, 5]
+    batched = frechet_distances(mus[:, 0], covs[:, 0], mus[:, 1], covs[:, 1])
+    for i in range(3):
+        assert float(batched[i]) == pytest.approx(frechet_distance(mus[i, 0], covs[i, 0], mus[i, 1], covs[i, 1]), rel=1e-12)

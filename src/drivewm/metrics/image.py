@@ -181,24 +181,32 @@ class ExportedFeatures(nn.Module):
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), stable symmetric-eigh form."""
+    return float(frechet_distances(mu1, sigma1, mu2, sigma2))
+
+
+def frechet_distances(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """``frechet_distance`` over leading batch dimensions: means [..., D], covariances [..., D, D] -> [...]
+    (one batched eigendecomposition, e.g. for bootstrap resamples)."""
     mu1, mu2, s1, s2 = (x.double() for x in (mu1, mu2, sigma1, sigma2))
-    s1 = (s1 + s1.T) / 2
-    s2 = (s2 + s2.T) / 2
+    s1 = (s1 + s1.mT) / 2
+    s2 = (s2 + s2.mT) / 2
     w, v = torch.linalg.eigh(s1)
-    sqrt_s1 = (v * w.clamp_min(0).sqrt()) @ v.T
+    sqrt_s1 = (v * w.clamp_min(0).sqrt().unsqueeze(-2)) @ v.mT
     # sqrt(S1) S2 sqrt(S1) is symmetric PSD and similar to S1 S2: same eigenvalues, same trace of sqrt.
     middle = sqrt_s1 @ s2 @ sqrt_s1
-    tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
+    tr_covmean = torch.linalg.eigvalsh((middle + middle.mT) / 2).clamp_min(0).sqrt().sum(-1)
+    trace = torch.diagonal(s1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(s2, dim1=-2, dim2=-1).sum(-1)
+    return (mu1 - mu2).square().sum(-1) + trace - 2 * tr_covmean
 
 
 def gaussian_from_sums(n: torch.Tensor, total: torch.Tensor, outer: torch.Tensor, side: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and unbiased covariance (as numpy.cov / the FID reference code) from the sample count,
-    the sum of features [D] and the sum of their outer products [D, D], in float64."""
+    the sum of features [D] and the sum of their outer products [D, D], in float64 (a scalar count:
+    one fit; leading batch dimensions pass through)."""
     if n < 2:
         raise ValueError(f"{side}: a covariance needs at least 2 samples, got {int(n)}")
     mu = total / n
-    return mu, (outer - n * torch.outer(mu, mu)) / (n - 1)
+    return mu, (outer - n * mu.unsqueeze(-1) * mu.unsqueeze(-2)) / (n - 1)
 
 
 class FrechetDistance(StreamingMetric):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from drivewm.errors import DrivewmError
 from drivewm.metrics.distributed import check_finite, is_distributed
-from drivewm.metrics.image import ExportedFeatures, FeatureExtractor, frechet_distance, gaussian_from_sums
+from drivewm.metrics.image import ExportedFeatures, FeatureExtractor, frechet_distance, frechet_distances, gaussian_from_sums
 
 RESIZE_RULES = ("bilinear", "bicubic", "area", "nearest")
 METRICS = ("fid", "fvd")
@@ -128,18 +128,26 @@ def load_protocol_extractor(path: str | Path, protocol: FrechetProtocol, *, call
                             needs=f"{needs}, for {protocol.name}")
 
 
-def _fit(features: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gaussian fit of features [N, D]; ``weights`` [N] are resampling counts (a bootstrap draw)."""
-    if weights is None:
-        n, total, outer = torch.tensor(float(features.shape[0]), dtype=torch.float64), features.sum(0), features.T @ features
-    else:
-        n, total, outer = weights.sum(), weights @ features, (features * weights[:, None]).T @ features
-    return gaussian_from_sums(n, total, outer)
+def _fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian fit of features [N, D] in float64."""
+    n = torch.tensor(float(features.shape[0]), dtype=torch.float64)
+    return gaussian_from_sums(n, features.sum(0), features.T @ features)
+
+
+def _resampled_fits(features: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian fits [R, D], [R, D, D] of R resamples given as counts [R, N] (each row sums to N)."""
+    n = features.shape[0]
+    outer = (features * counts[..., None]).mT @ features
+    return gaussian_from_sums(torch.tensor(float(n), dtype=torch.float64), counts @ features, outer)
 
 
 def frechet_of_features(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Frechet distance between Gaussian fits of two feature sets [N, D], float64."""
     return frechet_distance(*_fit(real.double()), *_fit(fake.double()))
+
+
+# Resamples per batched eigendecomposition: bounds the [R, D, D] covariances held at once.
+_RESAMPLE_CHUNK = 25
 
 
 def frechet_bootstrap(real: torch.Tensor, fake: torch.Tensor, *, resamples: int = 100, level: float = 0.95,
@@ -160,11 +168,16 @@ def frechet_bootstrap(real: torch.Tensor, fake: torch.Tensor, *, resamples: int 
     point = frechet_of_features(real, fake)
     g = torch.Generator().manual_seed(seed)
     draws = []
-    for _ in range(resamples):
-        w = [torch.bincount(torch.randint(0, f.shape[0], (f.shape[0],), generator=g), minlength=f.shape[0]).double()
-             for f in (real, fake)]
-        draws.append(frechet_distance(*_fit(real, w[0]), *_fit(fake, w[1])))
-    d = torch.tensor(draws, dtype=torch.float64)
+    for start in range(0, resamples, _RESAMPLE_CHUNK):
+        r = min(_RESAMPLE_CHUNK, resamples - start)
+        fits = []
+        for f in (real, fake):
+            n = f.shape[0]
+            picks = torch.randint(0, n, (r, n), generator=g) + n * torch.arange(r)[:, None]
+            counts = torch.bincount(picks.flatten(), minlength=r * n).reshape(r, n).double()
+            fits += _resampled_fits(f, counts)
+        draws.append(frechet_distances(*fits))
+    d = torch.cat(draws)
     alpha = (1 - level) / 2
     q_lo, median, q_hi = (float(v) for v in torch.quantile(d, torch.tensor([alpha, 0.5, 1 - alpha], dtype=torch.float64)))
     return {"low": point + q_lo - median, "high": point + q_hi - median, "level": level, "resamples": resamples,
