@@ -10,6 +10,7 @@ import torch
 from scipy import linalg
 from scipy.signal import convolve2d
 
+from drivewm.errors import DrivewmError
 from drivewm.metrics import ExportedFeatures, FrechetDistance, ImageQualityMetric, RandomConvFeatures, frechet_distance
 
 
@@ -94,17 +95,15 @@ def test_extractor_naming_and_file(tmp_path):
     assert torch.equal(ext(imgs), RandomConvFeatures(dim=16, seed=3)(imgs))  # seeded ruler
     video = RandomConvFeatures(dim=16, video=True)
     assert video(torch.rand(2, 4, 3, 16, 16)).shape == (2, 16)
-    # A local TorchScript network (the published Inception / I3D files are TorchScript) declared as
-    # Inception is reported as FID; the same file undeclared is not.
+    # A local TorchScript network (the published Inception / I3D files are TorchScript) is reported
+    # under its own name: FID / FVD names come only with a protocol (drivewm.metrics.video).
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 5))
     path = tmp_path / "feat.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but is the files' format
         torch.jit.save(torch.jit.script(net), str(path))
-    fid = FrechetDistance(ExportedFeatures(path, standard="inception"))
-    fid.update(real=imgs, fake=imgs.flip(0))
-    assert fid.compute()["name"] == "FID"
-    other = FrechetDistance(ExportedFeatures(path))
-    assert other.metric_name == "frechet_feat"
-    with pytest.raises(FileNotFoundError, match="nothere"):
+    fd = FrechetDistance(ExportedFeatures(path))
+    fd.update(real=imgs, fake=imgs.flip(0))
+    assert fd.compute()["name"] == "frechet_feat"
+    with pytest.raises(DrivewmError, match="nothere"):
         ExportedFeatures(tmp_path / "nothere.pt2")

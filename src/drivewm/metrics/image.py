@@ -13,10 +13,9 @@
   in float64, which is real, PSD by construction and stable where ``scipy.linalg.sqrtm`` of the
   non-symmetric product can return complex noise.
 
-The feature extractor is pluggable and nothing is downloaded. The score is called ``FID`` /
-``FVD`` only for an extractor loaded from a local Inception-v3 / I3D file declared as such
-(``ExportedFeatures(path, standard="inception" | "i3d")``); any other extractor, such as the
-weight-free ``RandomConvFeatures``, reports ``frechet_<extractor name>``.
+The feature extractor is pluggable and nothing is downloaded. ``FrechetDistance`` reports
+``frechet_<extractor name>``; a score is called FID or FVD only under a named preprocessing protocol
+(``drivewm.metrics.video.FrechetProtocol``), whose name it carries.
 """
 
 from __future__ import annotations
@@ -28,9 +27,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from drivewm.errors import DrivewmError
 from drivewm.metrics.distributed import StreamingMetric, check_finite
 
-STANDARD_NAMES = {"inception": "FID", "i3d": "FVD"}
+VIDEO_LAYOUTS = ("NTCHW", "NCTHW")
 
 
 def _check_images(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -145,18 +145,21 @@ class RandomConvFeatures(nn.Module):
 class ExportedFeatures(nn.Module):
     """A feature network loaded from a local file: ``torch.export`` (.pt2) or TorchScript (e.g. the
     published ``inception-2015-12-05.pt`` / ``i3d_torchscript.pt``). Neither format runs Python
-    code on load. ``standard`` declares what the file is ("inception" -> FID, "i3d" -> FVD);
-    ``call_kwargs`` are passed on each call (e.g. ``{"return_features": True}``); inputs are passed
-    as given, so preprocessing (size, value range) follows the network's own convention.
+    code on load, and nothing is downloaded: a missing file is a ``DrivewmError`` that says which
+    file is needed (``needs``). ``call_kwargs`` are passed on each call (e.g.
+    ``{"return_features": True}``). Videos arrive as [N, T, C, H, W]; ``layout="NCTHW"`` hands them
+    to networks (I3D) that take channels before time. Values and sizes are passed as given:
+    preprocessing is the protocol's job (``drivewm.metrics.video``).
     """
 
-    def __init__(self, path: str | Path, *, standard: str | None = None, name: str | None = None, call_kwargs: dict | None = None) -> None:
+    def __init__(self, path: str | Path, *, name: str | None = None, call_kwargs: dict | None = None,
+                 layout: str = "NTCHW", needs: str = "a TorchScript or torch.export feature network") -> None:
         super().__init__()
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"feature network file not found: {path}")
-        if standard is not None and standard not in STANDARD_NAMES:
-            raise ValueError(f"standard must be one of {sorted(STANDARD_NAMES)} or None, got {standard!r}")
+            raise DrivewmError(f"feature network file not found: {path} (needs {needs}; drivewm never downloads weights)")
+        if layout not in VIDEO_LAYOUTS:
+            raise ValueError(f"layout must be one of {VIDEO_LAYOUTS}, got {layout!r}")
         if path.suffix == ".pt2":
             self.net = torch.export.load(str(path)).module()
         else:
@@ -164,27 +167,46 @@ class ExportedFeatures(nn.Module):
                 # torch.jit is deprecated, but the published FID / FVD networks ship in its format.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.net = torch.jit.load(str(path), map_location="cpu")
-        self.standard = standard
         self.call_kwargs = dict(call_kwargs or {})
-        self.name = name or (standard or path.stem)
+        self.layout = layout
+        self.name = name or path.stem
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim == 5 and self.layout == "NCTHW":
+            x = x.transpose(1, 2)
         feats = self.net(x, **self.call_kwargs)
         return feats.flatten(1).double()
 
 
 def frechet_distance(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> float:
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), stable symmetric-eigh form."""
+    return float(frechet_distances(mu1, sigma1, mu2, sigma2))
+
+
+def frechet_distances(mu1: torch.Tensor, sigma1: torch.Tensor, mu2: torch.Tensor, sigma2: torch.Tensor) -> torch.Tensor:
+    """``frechet_distance`` over leading batch dimensions: means [..., D], covariances [..., D, D] -> [...]
+    (one batched eigendecomposition, e.g. for bootstrap resamples)."""
     mu1, mu2, s1, s2 = (x.double() for x in (mu1, mu2, sigma1, sigma2))
-    s1 = (s1 + s1.T) / 2
-    s2 = (s2 + s2.T) / 2
+    s1 = (s1 + s1.mT) / 2
+    s2 = (s2 + s2.mT) / 2
     w, v = torch.linalg.eigh(s1)
-    sqrt_s1 = (v * w.clamp_min(0).sqrt()) @ v.T
+    sqrt_s1 = (v * w.clamp_min(0).sqrt().unsqueeze(-2)) @ v.mT
     # sqrt(S1) S2 sqrt(S1) is symmetric PSD and similar to S1 S2: same eigenvalues, same trace of sqrt.
     middle = sqrt_s1 @ s2 @ sqrt_s1
-    tr_covmean = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0).sqrt().sum()
-    return float((mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean)
+    tr_covmean = torch.linalg.eigvalsh((middle + middle.mT) / 2).clamp_min(0).sqrt().sum(-1)
+    trace = torch.diagonal(s1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(s2, dim1=-2, dim2=-1).sum(-1)
+    return (mu1 - mu2).square().sum(-1) + trace - 2 * tr_covmean
+
+
+def gaussian_from_sums(n: torch.Tensor, total: torch.Tensor, outer: torch.Tensor, side: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and unbiased covariance (as numpy.cov / the FID reference code) from the sample count,
+    the sum of features [D] and the sum of their outer products [D, D], in float64 (a scalar count:
+    one fit; leading batch dimensions pass through)."""
+    if n < 2:
+        raise ValueError(f"{side}: a covariance needs at least 2 samples, got {int(n)}")
+    mu = total / n
+    return mu, (outer - n * mu.unsqueeze(-1) * mu.unsqueeze(-2)) / (n - 1)
 
 
 class FrechetDistance(StreamingMetric):
@@ -205,8 +227,7 @@ class FrechetDistance(StreamingMetric):
 
     @property
     def metric_name(self) -> str:
-        standard = getattr(self.extractor, "standard", None)
-        return STANDARD_NAMES[standard] if standard in STANDARD_NAMES else f"frechet_{self.extractor.name}"
+        return f"frechet_{self.extractor.name}"
 
     def update(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
         for side, x in (("real", real), ("fake", fake)):
@@ -239,13 +260,7 @@ class FrechetDistance(StreamingMetric):
         s = self._reduced()
         stats = []
         for side in ("real", "fake"):
-            n = s[f"{side}_n"]
-            if n < 2:
-                raise ValueError(f"{side}: a covariance needs at least 2 samples, got {int(n)}")
-            mu = s[f"{side}_sum"] / n
-            # Unbiased covariance (as numpy.cov / the FID reference code).
-            sigma = (s[f"{side}_outer"] - n * torch.outer(mu, mu)) / (n - 1)
-            stats += [mu, sigma]
+            stats += gaussian_from_sums(s[f"{side}_n"], s[f"{side}_sum"], s[f"{side}_outer"], side)
         value = frechet_distance(*stats)
         return {"name": self.metric_name, "value": value, "extractor": self.extractor.name,
                 "real_samples": int(s["real_n"]), "fake_samples": int(s["fake_n"])}
