@@ -10,6 +10,7 @@ import sys
 
 from drivewm.config import to_yaml
 from drivewm.train.config import RunConfig, TrainConfig
+from drivewm.train.distributed import leave_rank
 from drivewm.train.run import run_training
 from drivewm.train.toy import ToyConfig, ToyForecaster
 
@@ -50,6 +51,8 @@ def main(argv: list[str]) -> None:
         run_dir=run_dir,
     )
     run_training(cfg, resume="--resume" in argv, overwrite="--overwrite" in argv, allow_change=allow)
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        leave_rank(0)  # as `drivewm` ends its torchrun ranks
 
 
 if __name__ == "__main__":

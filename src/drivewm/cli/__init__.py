@@ -130,6 +130,18 @@ _wire()
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Entry point of `drivewm` and `python -m drivewm.cli`."""
-    if "TORCHELASTIC_RUN_ID" in os.environ:  # a torchrun rank dies with its agent, from before torch is imported
-        end_with_parent(os.getppid())
-    app(args=list(sys.argv[1:] if argv is None else argv), prog_name="drivewm")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        app(args=args, prog_name="drivewm")
+        return
+    end_with_parent(os.getppid())  # a torchrun rank dies with its agent, from before torch is imported
+    try:
+        app(args=args, prog_name="drivewm")
+        code = 0
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    from drivewm.train.distributed import leave_rank
+
+    leave_rank(code)
