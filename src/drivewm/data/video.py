@@ -10,7 +10,7 @@ Export: one episode's ``camera`` frames as H.264 in an MP4 at the store's rate, 
 temporary name and renamed. H.264 is lossy: at the default ``crf`` 18 a round trip through
 ``export_video`` and ``read_video`` keeps >= 30 dB PSNR on the test's textured frames.
 
-PyAV (``av``) comes with the ``convert`` extra: ``pip install 'drivewm[convert]'``.
+PyAV (``av``) is one of drivewm's dependencies.
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from drivewm.data.spec import GridSpec
 from drivewm.errors import DrivewmError
 
 def _import_av():
-    try:
-        import av
-    except ImportError:
-        raise DrivewmError("video files need PyAV: pip install 'drivewm[convert]' (or pip install av)") from None
+    # Imported on first use: FFmpeg's libraries load only when a video is read or written.
+    import av
+
     return av
 
 
