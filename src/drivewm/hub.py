@@ -212,6 +212,22 @@ def find_checkpoint(directory: str | Path, which: str = "best") -> Path:
     return path
 
 
+def read_run_config(directory: Path) -> dict:
+    """The whole run config (config.yaml) a checkpoint directory was written with, checked to have a model."""
+    import yaml
+
+    p = directory / "config.yaml"
+    if not p.is_file():
+        raise CheckpointError(f"{p}: file missing")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
+        raise CheckpointError(f"{p}: not a drivewm run config (no 'model' section)")
+    return d
+
+
 def read_model_config(path: Path) -> dict:
     """The model config of a pretrained or checkpoint directory: config.json, or the `model` section of the
     config.yaml of a checkpoint written before checkpoints carried config.json."""
@@ -221,18 +237,9 @@ def read_model_config(path: Path) -> dict:
             return json.loads(p.read_text())
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{p}: not valid JSON (truncated?): {e}") from None
-    old = path / "config.yaml"
-    if not old.is_file():
+    if not (path / "config.yaml").is_file():
         raise CheckpointError(f"{p}: file missing")
-    import yaml
-
-    try:
-        d = yaml.safe_load(old.read_text())
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{old}: not valid YAML: {e}") from None
-    if not isinstance(d, dict) or not isinstance(d.get("model"), dict):
-        raise CheckpointError(f"{old}: not a drivewm run config (no 'model' section)")
-    return d["model"]
+    return read_run_config(path)["model"]
 
 
 def nest_frozen_parts(cfg: Any, *, missing_only: bool, source: str) -> dict[str, nn.Module]:

@@ -73,12 +73,15 @@ def future_poses(context: dict, past: int, horizon: int, motion: str) -> torch.T
     return torch.stack(out, 1)
 
 
-def _past_occ(context: dict) -> torch.Tensor:
+def _past_occ(context: dict, grid: GridSpec | None = None) -> torch.Tensor:
+    """The past occupancy [B, Tp, X, Y, Z] of a context, checked against `grid` when the baseline has one."""
     if "occ" not in context:
         raise KeyError("context needs 'occ' [B, Tp, X, Y, Z] for an occupancy baseline")
     occ = context["occ"]
     if occ.ndim != 5:
         raise ValueError(f"context['occ'] must be [B, Tp, X, Y, Z], got shape {tuple(occ.shape)}")
+    if grid is not None and tuple(occ.shape[2:]) != grid.shape:
+        raise ValueError(f"context['occ'] grid {tuple(occ.shape[2:])} does not match the grid spec {grid.shape}")
     return occ
 
 
@@ -118,10 +121,8 @@ class EgoWarpCopyLast:
 
     def forecast(self, context: dict, horizon: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         _check_horizon(horizon)
-        occ = _past_occ(context)
+        occ = _past_occ(context, self.grid)
         b, past, nx, ny, nz = occ.shape
-        if (nx, ny, nz) != self.grid.shape:
-            raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
         poses = future_poses(context, past, horizon, self.motion).to(occ.device)  # [B, H, 3]
         return warp_occupancy(occ[:, -1], poses, self.grid, self.outside)
 
@@ -185,10 +186,8 @@ class ConstantVelocityAgents:
         from drivewm.sim.sensors.occupancy import ground_voxel, stamp_boxes
 
         _check_horizon(horizon)
-        occ = _past_occ(context)
+        occ = _past_occ(context, self.grid)
         b, past, nx, ny, nz = occ.shape
-        if (nx, ny, nz) != self.grid.shape:
-            raise ValueError(f"context['occ'] grid {(nx, ny, nz)} does not match the grid spec {self.grid.shape}")
         boxes, valid = extrapolate_agents(context, past, horizon)
         last_boxes = context["agents"][:, -1].cpu().numpy()
         static = occ[:, -1].cpu().numpy().copy()  # [B, X, Y, Z]

@@ -43,6 +43,7 @@ from drivewm.hub import (
     find_checkpoint,
     load_model,
     nest_frozen_parts,
+    read_run_config,
     read_tensors,
     upgrade_model_config,
     write_pretrained_files,
@@ -152,19 +153,6 @@ def read_state(directory: Path) -> dict:
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise CheckpointError(f"{p}: 'step' must be a completed-step count >= 0, got {step!r}")
     return state
-
-
-def read_config(directory: Path) -> dict:
-    p = directory / "config.yaml"
-    if not p.is_file():
-        raise CheckpointError(f"{p}: file missing")
-    try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(d, dict) or "model" not in d:
-        raise CheckpointError(f"{p}: not a drivewm run config (no 'model' section)")
-    return d
 
 
 # ---------------------------------------------------------------- the set of checkpoints of a run
@@ -278,7 +266,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str | torch.devic
     from drivewm.train.config import run_config_from_dict
 
     path = find_checkpoint(run_dir, which)
-    d = read_config(path)
+    d = read_run_config(path)
     check_current(d["model"], path)
     try:
         cfg = run_config_from_dict(d)
@@ -304,7 +292,7 @@ def convert_run(run_dir: str | Path, **sources: str) -> list[Path]:
     for directory in [run_dir, *ckpts]:
         if directory == run_dir and not (run_dir / "config.yaml").is_file():
             continue
-        d = read_config(directory)
+        d = read_run_config(directory)
         try:
             upgrade_model_config(d["model"])
         except ValueError as e:
