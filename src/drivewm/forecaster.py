@@ -2,7 +2,7 @@
 
 A forecaster sees the *context* of a window batch (`split_window(batch, past)[0]`): the past frames of
 every key, plus the ego's own plan for every frame (poses, applied actions and the driving command,
-`EGO_KEYS`), which drivewm's action-conditioned world models read; OccWorld as published
+`EGO_KEYS`) and the window's static keys whole (the camera calibration, `STATIC_KEYS`), which drivewm's action-conditioned world models read; OccWorld as published
 (`occworld_published`) reads only the observed poses and the command. It returns the `horizon` frames after the last observed one in
 its modality's window layout:
 
@@ -31,6 +31,9 @@ MODALITIES = ("occ", "lidar", "camera")
 # Keys a forecaster may see for every frame, past and future: the ego's own recorded motion and controls, and the
 # driving command (right / left / straight, VAD's navigation input that OccWorld's pose branch reads).
 EGO_KEYS = ("rel_pose", "ego_pose", "action", "command")
+# Keys a window carries once, not per frame (the episode's camera calibration, [B, 3, 3] / [B, 4, 4]): they have no
+# frame axis, so `split_window` hands them whole to both the context and the future.
+STATIC_KEYS = ("camera_intrinsics", "camera_extrinsics")
 
 
 class Forecaster(Protocol):
@@ -47,15 +50,19 @@ class Forecaster(Protocol):
 
 def split_window(batch: dict[str, torch.Tensor], past: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(context, future) of a window batch [B, T, ...]: context = past frames of every key plus the ego keys
-    of all frames; future = the frames from `past` on of every key."""
+    of all frames; future = the frames from `past` on of every key. The static keys (`STATIC_KEYS`, no frame
+    axis) go whole into both."""
     if past < 1:
         raise ValueError(f"past must be >= 1, got {past}")
-    frames = {key: value.shape[1] for key, value in batch.items() if key not in EGO_KEYS}
+    frames = {key: value.shape[1] for key, value in batch.items() if key not in EGO_KEYS + STATIC_KEYS}
     for key, t in frames.items():
         if t <= past:
             raise ValueError(f"batch[{key!r}] has {t} frames; past = {past} leaves no future to score")
     context, future = {}, {}
     for key, value in batch.items():
+        if key in STATIC_KEYS:
+            context[key] = future[key] = value
+            continue
         context[key] = value if key in EGO_KEYS else value[:, :past]
         future[key] = value[:, past:]
     return context, future

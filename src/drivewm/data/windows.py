@@ -15,6 +15,9 @@ A window of episode e starting at frame s covers frames s .. s + T - 1 with T = 
     lidar_count int64 [T]: how many rows of each frame's ``lidar`` are real points
     agents     float32 [T, K, 8] and agents_valid bool [T, K] with K the store's largest agent count
                (episodes with fewer slots are padded with invalid zero rows, so batches collate)
+    camera_intrinsics float32 [3, 3], camera_extrinsics float32 [4, 4] (when asked for in cfg.keys): the
+               episode's camera calibration, once per window (no frame axis; `drivewm.forecaster.STATIC_KEYS`,
+               which `split_window` hands whole to the context)
 
 Split by episodes: with ``cfg.splits`` (a file of episode names per split, or the names themselves) each
 split is the episodes it names, in the listed order; without, the last ``val_fraction`` of the episodes
@@ -37,6 +40,7 @@ from drivewm.data.episode import FRAME_KEYS, relative_poses
 from drivewm.data.manifest import StoreError, read_manifest
 from drivewm.data.spec import GridSpec
 from drivewm.data.store import EpisodeStore
+from drivewm.forecaster import STATIC_KEYS
 from drivewm.geometry import world_to_ego
 
 SPLITS = ("train", "val")
@@ -144,8 +148,9 @@ class WindowDataset(Dataset):
         self.keys = list(cfg.keys)
         available = self.store.keys()
         for key in self.keys:
-            if key not in FRAME_KEYS and key != "lidar":
-                raise ConfigError(f"data.keys: {key!r} is not a per-frame key; valid: {', '.join(FRAME_KEYS + ('lidar',))}")
+            if key not in FRAME_KEYS + STATIC_KEYS and key != "lidar":
+                valid = FRAME_KEYS + ("lidar",) + STATIC_KEYS
+                raise ConfigError(f"data.keys: {key!r} is not a per-frame or per-window key; valid: {', '.join(valid)}")
             if key not in available:
                 raise StoreError(
                     f"{self.store.path / 'manifest.json'}: data.keys asks for {key!r}, which not every episode has; "
@@ -184,10 +189,13 @@ class WindowDataset(Dataset):
         ep, start = self.locate(int(index))
         stop = start + self.window
         poses = ["ego_pose"] if self.posed else []
-        frame_keys = [k for k in dict.fromkeys(self.keys + poses) if k != "lidar"]
+        frame_keys = [k for k in dict.fromkeys(self.keys + poses) if k != "lidar" and k not in STATIC_KEYS]
         arrays = self.store.read_window(ep, frame_keys, start, stop)
         out: dict[str, torch.Tensor] = {}
         for key in self.keys:
+            if key in STATIC_KEYS:
+                out[key] = torch.from_numpy(np.ascontiguousarray(self.store.read(ep, key)))
+                continue
             if key == "lidar":
                 points, counts = self._lidar(ep, start, stop)
                 out["lidar"], out["lidar_count"] = torch.from_numpy(points), torch.from_numpy(counts)

@@ -16,6 +16,10 @@ AbsRel) at 1 s and 3 s on the returns inside the tokenizer's grid (drivewm's 're
 clouds, 1 s as 2 observed -> 2 predicted sweeps and 3 s as 6 -> 6, two separate runs.
 World models that also plan the ego's path (OccWorld as published) add a planning table: L2 and collision
 per step beside a constant-velocity plan (`drivewm.evaluation.plans`).
+Camera world models make a camera table: PSNR and SSIM per future step (+1, +2 = 1 s at 2 Hz and the last
+shown), beside copy-last and the last frame warped by the known ego motion through the road-plane homography
+(when the store records the camera calibration and poses), the camera tokenizer's reconstruction bound, and
+with `extractor` + `fd_protocol` the Frechet distance of the forecast clips under that named protocol.
 
 Windows: every start index of the split's episodes; `end_margin=2` gives OccWorld's validation set
 exactly (L - 12 windows of a scene of L frames); `splits` names the episodes of each split (a file, see
@@ -38,13 +42,23 @@ from drivewm.data.spec import GridSpec, bind_model_grids
 from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
-from drivewm.evaluation.loop import LidarScoring, OccupancyScoring, evaluate_forecasters
+from drivewm.evaluation.camera import CameraTokenizerBound, frechet_setup
+from drivewm.evaluation.loop import CameraScoring, LidarScoring, OccupancyScoring, evaluate_forecasters
 from drivewm.evaluation.plans import PlanScoring, plan_table_rows
-from drivewm.evaluation.tables import save_forecast_pictures, save_lidar_forecast_picture, table_rows
-from drivewm.forecaster import Forecaster
+from drivewm.evaluation.tables import (
+    save_camera_forecast_pictures,
+    save_forecast_pictures,
+    save_lidar_forecast_picture,
+    table_rows,
+)
+from drivewm.forecaster import STATIC_KEYS, Forecaster
 from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric
 
 LIDAR_METRICS = ("cd", "nfcd", "l1", "absrel")
+CAMERA_PROTOCOL = ("{past} observed + {horizon} predicted camera frames at {hz:g} Hz from every start index of the "
+                   "split's episodes; PSNR (dB, data range 255) and SSIM (Wang et al. 2004, 11 x 11 Gaussian, valid "
+                   "windows) per image, averaged over windows at each step")
+MODALITY_NAMES = {"occ": "occupancy", "lidar": "LiDAR", "camera": "camera"}
 OCC_PROTOCOL = ("OccWorld arXiv 2311.16038: 5 observed + 6 predicted frames at 2 Hz, no visibility mask, "
                 "mIoU over classes 0..16 (zero-GT class scores 1), IoU of occupied vs free, percent")
 LIDAR_PROTOCOL = ("Copilot4D arXiv 2311.01017 / 4D-Occ arXiv 2302.13130: 5 observed + 6 predicted "
@@ -104,11 +118,16 @@ class ForecastTable:
     horizon: int = 6
     planning: dict[str, dict] | None = None
     """Planning metric reports by planner name (constant velocity first), for world models that plan."""
+    hz: float = 2.0
+    notes: str = ""
 
     def save_pictures(self, results_dir: str | Path) -> list[str]:
-        """forecast.png + forecast.gif (LiDAR: forecast_lidar.png) of the first window; names relative to results_dir."""
+        """forecast.png + forecast.gif (LiDAR: forecast_lidar.png, camera: forecast_camera.png + .gif) of the first
+        window; names relative to results_dir."""
         if self.modality == "lidar":
             return save_lidar_forecast_picture(self.example, self.steps, Path(results_dir))
+        if self.modality == "camera":
+            return save_camera_forecast_pictures(self.example, Path(results_dir), self.hz)
         return save_forecast_pictures(self.example, self.grid, Path(results_dir))
 
     def document(self, images: Sequence[str]) -> dict:
@@ -123,6 +142,10 @@ class ForecastTable:
             return dict(name=f"forecast_lidar_4docc_{name}", title=f"LiDAR forecasting at {name} (4D-Occ protocol)",
                         columns=columns, rows=rows, images=list(images), extra=extra,
                         protocol=LIDAR_4DOCC_PROTOCOL.format(past=self.past, horizon=self.horizon, name=name))
+        if self.modality == "camera":
+            return dict(name="forecast_camera", title="Camera forecasting (PSNR / SSIM per step)", columns=columns,
+                        rows=rows, protocol=CAMERA_PROTOCOL.format(past=self.past, horizon=self.horizon, hz=self.hz),
+                        images=list(images), notes=self.notes, extra=extra)
         if self.modality == "lidar":
             return dict(name="forecast_lidar", title="LiDAR forecasting (Copilot4D, 4D-Occ metrics)", columns=columns,
                         rows=rows, protocol=LIDAR_PROTOCOL, images=list(images), extra=extra)
@@ -136,11 +159,23 @@ def _agent_keys(data_path: str) -> list[str]:
     return ["agents", "agents_valid"] if {"agents", "agents_valid"} <= EpisodeStore(data_path).keys() else []
 
 
-def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
+def _camera_keys(data_path: str) -> list[str]:
+    """The keys of camera windows: the frames, the poses and actions when every episode has them (an unposed video
+    has none), and the calibration the homography-warped copy needs when every episode records it."""
+    available = EpisodeStore(data_path).keys()
+    if "camera" not in available:
+        raise StoreError(f"{data_path}: camera world models are scored on the key 'camera', which not every episode "
+                         f"of the store has (every episode has {sorted(available)})")
+    return ["camera", *(k for k in ("action", "ego_pose", *STATIC_KEYS) if k in available)]
+
+
+def table_windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
              splits: str = "", end_margin: int = 0):
     keys = [frames_key, "action", "ego_pose", *(_agent_keys(data_path) if frames_key == "occ" else [])]
     if frames_key == "lidar" and "lidar_origin" in EpisodeStore(data_path).keys():
         keys.append("lidar_origin")  # rays from each sweep's sensor
+    if frames_key == "camera":
+        keys = _camera_keys(data_path)
     ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys, splits=splits,
                                   end_margin=end_margin), split)
     if len(ds) == 0:
@@ -166,33 +201,35 @@ def evaluate_forecast(
     lidar_protocol: str = "region",
     splits: str = "",
     end_margin: int = 0,
+    extractor: str = "",
+    fd_protocol: str = "",
+    modality: str = "",
+    forecasters: Sequence[Forecaster] = (),
 ) -> ForecastTable:
     """Score world-model runs (all of one modality) beside the baselines and each distinct tokenizer's bound;
     LiDAR runs under `lidar_protocol` ('region' or '4d-occ', `LidarScoring`); `splits`, `end_margin`: as
-    `DataConfig`'s."""
-    from drivewm.dynamics.forecast import TokenizerBound
-
+    `DataConfig`'s. Camera runs with `extractor` (a feature network file) and `fd_protocol` (a protocol name,
+    `drivewm.evaluation.camera`) also get that protocol's Frechet distance. `forecasters` are further model rows
+    given directly; `modality` names the table when there is no model (the baselines alone)."""
     if past < 1 or horizon < 1:
         raise DrivewmError(f"past and horizon must be >= 1, got {past}, {horizon}")
-    models = [load_forecaster(r, which, device) for r in run_dirs]
-    modalities = {m.modality for m in models}
-    if len(modalities) > 1:
-        raise DrivewmError(f"run_dirs: mix occupancy and LiDAR world models ({', '.join(m.name for m in models)}); "
-                         f"evaluate each modality in its own call")
-    modality = modalities.pop() if modalities else "occ"
+    models = [load_forecaster(r, which, device) for r in run_dirs] + list(forecasters)
+    modality = run_modality(models, modality)
+    if extractor and modality != "camera":
+        raise DrivewmError(f"extractor={extractor}: the Frechet distance scores camera forecasts; these runs "
+                           f"forecast {MODALITY_NAMES[modality]}")
     plans = any(hasattr(m, "forecast_plan") for m in models)
-    full, ds = _windows(str(data_path), past, horizon, split, max_windows, "lidar" if modality == "lidar" else "occ",
-                        splits, end_margin)
+    full, ds = table_windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
     for model in models:  # a model trained on another grid is refused before any window is scored
         bind_model_grids(model.cfg, full.grid, str(data_path), compare=modality == "occ")
-    bounds: dict[str, Forecaster] = {}
-    for model in models:  # one upper-bound row per distinct tokenizer (the direct voxel model has none)
-        if getattr(model, "tokenizer", None) is not None:
-            bound = TokenizerBound(model)
-            bounds.setdefault(bound.name, bound)
+    if modality == "camera":
+        return _camera_table(models, full, ds, str(data_path), past=past, horizon=horizon, split=split,
+                             batch_size=batch_size, device=device, seed=seed, extractor=extractor,
+                             fd_protocol=fd_protocol)
+    bounds = tokenizer_bounds(models)
     occ = modality == "occ"
     forecasters = [*baselines(full.grid, modality, agents=occ and "agents" in full.keys, ceiling=occ),
-                   *bounds.values(), *models]
+                   *bounds, *models]
     if modality == "lidar":
         steps = lidar_report_steps(horizon, full.store.hz)
         if lidar_protocol == "4d-occ":  # one run per reported time: its last frame
@@ -214,6 +251,57 @@ def evaluate_forecast(
     planned = {n: m.compute() for n, m in ev.plans.items()} or None
     return ForecastTable(modality, results, ev.example, full.grid, shown, str(data_path), split, len(ds),
                          lidar_protocol=lidar_protocol, past=past, horizon=horizon, planning=planned)
+
+
+def run_modality(models: Sequence[Forecaster], modality: str = "") -> str:
+    """The one modality of a table's world models (`modality`, default 'occ', when there is none); a mix, or
+    models of another modality than a given `modality`, is one error."""
+    if modality and modality not in MODALITY_NAMES:
+        raise DrivewmError(f"modality must be one of {', '.join(MODALITY_NAMES)}, got {modality!r}")
+    if modality and models and {m.modality for m in models} != {modality}:
+        raise DrivewmError(f"modality={modality}: the runs forecast {', '.join(sorted({m.modality for m in models}))}")
+    modalities = {m.modality for m in models}
+    if len(modalities) > 1:
+        kinds = " and ".join(MODALITY_NAMES.get(k, k) for k in sorted(modalities))
+        raise DrivewmError(f"run_dirs: mix {kinds} world models ({', '.join(f'{m.name}: {m.modality}' for m in models)}); "
+                           f"evaluate each modality in its own call")
+    return modalities.pop() if modalities else modality or "occ"
+
+
+def tokenizer_bounds(models: Sequence[Forecaster]) -> list[Forecaster]:
+    """One upper-bound row per distinct tokenizer of the models (direct models such as the voxel U-Net or an
+    EDM model on pixels have none): its reconstruction of the true future."""
+    from drivewm.dynamics.forecast import TokenizerBound
+
+    bounds: dict[str, Forecaster] = {}
+    for model in models:
+        if getattr(model, "tokenizer", None) is not None:
+            bound = CameraTokenizerBound(model) if model.modality == "camera" else TokenizerBound(model)
+            bounds.setdefault(bound.name, bound)
+    return list(bounds.values())
+
+
+def camera_baselines(grid: GridSpec, keys: Sequence[str]) -> list[Forecaster]:
+    """The camera table's no-learning rows the windows allow: copy-last always, the homography-warped copy when
+    they carry the calibration and the ego poses."""
+    rows = baselines(grid, "camera")
+    if not {"ego_pose", *STATIC_KEYS} <= set(keys):
+        rows = [r for r in rows if r.name != "ego_warp_camera"]
+    return rows
+
+
+def _camera_table(models, full: WindowDataset, ds, data_path: str, *, past: int, horizon: int, split: str,
+                  batch_size: int, device: str, seed: int, extractor: str, fd_protocol: str) -> ForecastTable:
+    frechet = frechet_setup(extractor, fd_protocol, len(ds), horizon) if extractor else None
+    rows = camera_baselines(full.grid, full.keys)
+    notes = "" if len(rows) > 1 else ("no ego_warp_camera row: the store does not record camera_intrinsics / "
+                                      "camera_extrinsics and ego poses for every episode")
+    forecasters = [*rows, *tokenizer_bounds(models), *models]
+    ev = evaluate_forecasters(forecasters, DataLoader(ds, batch_size=batch_size, shuffle=False),
+                              CameraScoring(horizon, frechet), past=past, horizon=horizon, device=device, seed=seed)
+    results = {n: m.compute() for n, m in ev.metrics.items()}
+    return ForecastTable("camera", results, ev.example, full.grid, [], data_path, split, len(ds), past=past,
+                         horizon=horizon, hz=full.store.hz, notes=notes)
 
 
 def evaluate_lidar_4docc(run_dirs: Sequence[str | Path], data_path: str | Path, **options) -> dict[str, ForecastTable]:

@@ -8,7 +8,10 @@ a modality's `Scoring` turns its output and the future into a streaming metric's
 * `OccupancyScoring`: `OccupancyForecastMetric` under the named protocol (occ3d: with the camera mask);
 * `LidarScoring`: `PointCloudForecastMetric` (4D-Occ); points are cropped to the returns a LiDAR token
   model can render (`region`, its tokenizer) when the table holds one, and a field forecast
-  (`{"render": fn}`) is rendered along the true future rays, which also gives per-ray depth errors.
+  (`{"render": fn}`) is rendered along the true future rays, which also gives per-ray depth errors;
+* `CameraScoring`: PSNR and SSIM of each future step (`ImageQualityMetric`), and optionally the Frechet
+  distance of the forecast clips against the true clips under a named protocol (`ProtocolFrechetDistance`
+  with the user's extractor file).
 
 With `planning` (`drivewm.evaluation.plans.PlanScoring`), forecasters that also plan the ego's path
 (`forecast_plan`) give their forecast and their waypoints from one call, scored beside a constant-velocity row.
@@ -22,9 +25,18 @@ from typing import Any, Callable
 
 import torch
 
+from drivewm.evaluation.camera import is_clip_protocol
 from drivewm.evaluation.plans import CONSTANT_VELOCITY, PlanScoring, constant_velocity_plan
-from drivewm.forecaster import EGO_KEYS, Forecaster, split_window
-from drivewm.metrics import OccupancyForecastMetric, PointCloudForecastMetric, clouds_from_padded
+from drivewm.forecaster import EGO_KEYS, STATIC_KEYS, Forecaster, split_window
+from drivewm.metrics import (
+    FeatureExtractor,
+    FrechetProtocol,
+    ImageQualityMetric,
+    OccupancyForecastMetric,
+    PointCloudForecastMetric,
+    ProtocolFrechetDistance,
+    clouds_from_padded,
+)
 
 
 @dataclass
@@ -143,11 +155,91 @@ class LidarScoring:
                 **{n: [c[0][s - 1].numpy() for s in steps] for n, c in shown.items()}}
 
 
+class CameraForecastMetric:
+    """PSNR / SSIM per future step, and the Frechet distance of each block of frames when a protocol is given."""
+
+    def __init__(self, steps: int, frechet: list[ProtocolFrechetDistance]) -> None:
+        self.image = ImageQualityMetric(data_range=255.0, steps=steps)
+        self.frechet = frechet
+
+    def compute(self) -> dict:
+        out = self.image.compute()
+        if self.frechet:
+            fd = [m.compute() for m in self.frechet]
+            out["fd"] = fd[0] if len(fd) == 1 else fd[-1]
+            if len(fd) > 1:  # a rollout: one distance per block of frames
+                out["fd_per_block"] = fd
+        return out
+
+
+class CameraScoring:
+    """uint8 images [B, H, h, w, 3] against the future camera frames: PSNR (data range 255) and SSIM of every
+    step, averaged over windows. With `frechet` = (protocol, extractor) also the protocol's Frechet distance of
+    the forecast clips vs the true clips of the same windows: a video protocol (fvd, fd) takes the first
+    `protocol.frames` frames of each forecast, an image protocol (fid) every forecast frame. `blocks` (rollouts)
+    instead gives one distance per consecutive block of `protocol.frames` frames (fid: per frame), each block's
+    protocol.samples being its clip count. The truth's features are extracted once per batch for all rows."""
+
+    modality = "camera"
+
+    def __init__(self, horizon: int, frechet: tuple[FrechetProtocol, FeatureExtractor] | None = None, *,
+                 blocks: bool = False) -> None:
+        self.horizon, self.frechet = horizon, frechet
+        self.spans = [(0, horizon)]
+        if frechet is not None:
+            protocol = frechet[0]
+            width = protocol.frames if is_clip_protocol(protocol) else 1
+            if width > horizon:
+                raise ValueError(f"{protocol.name} needs clips of {width} frames; the horizon is {horizon}")
+            if blocks:
+                self.spans = [(s, s + width) for s in range(0, horizon - width + 1, width)]
+            else:
+                self.spans = [(0, width if is_clip_protocol(protocol) else horizon)]
+
+    def metric(self) -> CameraForecastMetric:
+        frechet = [ProtocolFrechetDistance(*self.frechet) for _ in self.spans] if self.frechet else []
+        return CameraForecastMetric(self.horizon, frechet)
+
+    def _features(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Extractor features of each span's frames [B, H, h, w, 3]: [N, D] per span."""
+        protocol, extractor = self.frechet
+        out = []
+        for start, stop in self.spans:
+            clips = frames[:, start:stop].movedim(-1, -3)  # [B, S, 3, h, w]
+            x = clips if is_clip_protocol(protocol) else clips.flatten(0, 1)
+            out.append(extractor(protocol.preprocess(x)))
+        return out
+
+    def truth(self, future: dict[str, torch.Tensor], horizon: int) -> dict[str, Any]:
+        if "camera" not in future:
+            raise KeyError(f"batches need 'camera' to score camera forecasts (keys {sorted(future)})")
+        if future["camera"].shape[1] < horizon:
+            raise ValueError(f"windows have {future['camera'].shape[1]} future frames, fewer than horizon = {horizon}")
+        camera = future["camera"][:, :horizon]
+        return {"camera": camera, "features": self._features(camera) if self.frechet else []}
+
+    def update(self, metric: CameraForecastMetric, name: str, out: torch.Tensor, truth: dict) -> torch.Tensor:
+        if out.shape != truth["camera"].shape:
+            raise ValueError(f"{name}: forecast shape {tuple(out.shape)} does not match the future "
+                             f"{tuple(truth['camera'].shape)}")
+        if out.dtype != torch.uint8:
+            raise ValueError(f"{name}: a camera forecast must be uint8 images, got dtype {out.dtype}")
+        metric.image.update(out.movedim(-1, -3).double(), truth["camera"].movedim(-1, -3).double())
+        if metric.frechet:
+            for m, real, fake in zip(metric.frechet, truth["features"], self._features(out)):
+                m.update_features(real=real, fake=fake)
+        return out
+
+    def example(self, context: dict, truth: dict, shown: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"context": context["camera"][0].cpu(), "truth": truth["camera"][0].cpu(),
+                **{n: p[0].cpu() for n, p in shown.items()}}
+
+
 @torch.no_grad()
 def evaluate_forecasters(
     forecasters: Sequence[Forecaster],
     batches: Iterable[dict[str, torch.Tensor]],
-    scoring: OccupancyScoring | LidarScoring,
+    scoring: OccupancyScoring | LidarScoring | CameraScoring,
     *,
     past: int,
     horizon: int,
@@ -180,7 +272,7 @@ def evaluate_forecasters(
         truth = scoring.truth(future, horizon)
         # Upper bounds see the future frames; the context's frames ride along as past_<key> (the oracle fill
         # keeps the copy where the last frame saw).
-        ceiling_view = {**future, **{f"past_{k}": v for k, v in context.items() if k not in EGO_KEYS}}
+        ceiling_view = {**future, **{f"past_{k}": v for k, v in context.items() if k not in EGO_KEYS + STATIC_KEYS}}
         if plans:
             plan_truth = planning.truth(batch, past, horizon)
             planning.update(plans[CONSTANT_VELOCITY], CONSTANT_VELOCITY,

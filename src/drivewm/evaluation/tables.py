@@ -1,5 +1,6 @@
 """Tables and pictures of the forecasting tables: rows of results/forecast.json (LiDAR:
-forecast_lidar.json), a rich table, forecast.png + forecast.gif (LiDAR: forecast_lidar.png)."""
+forecast_lidar.json, camera: forecast_camera.json), a rich table, forecast.png + forecast.gif (LiDAR:
+forecast_lidar.png, camera: forecast_camera.png + forecast_camera.gif)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,46 @@ from drivewm.data.spec import GridSpec
 
 REFERENCE = "ego_warp_copy_last"
 LIDAR_REFERENCE = "ego_warp_copy_last_lidar"
+CAMERA_REFERENCE = "copy_last_camera"
 
 
 def is_lidar(results: dict[str, dict]) -> bool:
     return "cd" in next(iter(results.values()))
 
 
+def is_camera(results: dict[str, dict]) -> bool:
+    return "psnr_per_step" in next(iter(results.values()))
+
+
 def table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
-    """Columns and rows of either modality's table."""
+    """Columns and rows of any modality's table."""
+    if is_camera(results):
+        return camera_table_rows(results)
     return lidar_table_rows(results) if is_lidar(results) else occupancy_table_rows(results)
+
+
+def camera_report_steps(horizon: int) -> list[int]:
+    """The steps a camera table shows: +1, +2 (1 s at 2 Hz) and the last, those within the horizon."""
+    return sorted({s for s in (1, 2, horizon) if s <= horizon})
+
+
+def camera_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
+    """Columns and rows: PSNR (dB) and SSIM at +1, +2 and the last step, PSNR at +2 (or the last step within the
+    horizon) vs copy-last in dB (positive: better), and the Frechet distance under its protocol's name when
+    measured. An exact copy's PSNR reads 'inf'."""
+    first = next(iter(results.values()))
+    steps = camera_report_steps(len(first["psnr_per_step"]))
+    vs = min(2, steps[-1])
+    fd = first.get("fd", {}).get("name")
+    columns = (["forecaster"] + [f"PSNR +{s}" for s in steps] + [f"SSIM +{s}" for s in steps]
+               + [f"PSNR +{vs} vs copy-last"] + ([fd] if fd else []))
+    ref = results.get(CAMERA_REFERENCE, first)["psnr_per_step"][vs - 1]
+    rows = []
+    for name, r in results.items():
+        psnr = r["psnr_per_step"]
+        rows.append([name] + [round(psnr[s - 1], 2) for s in steps] + [round(r["ssim_per_step"][s - 1], 4) for s in steps]
+                    + [f"{psnr[vs - 1] - ref:+.2f}"] + ([round(r["fd"]["value"], 3)] if fd else []))
+    return columns, rows
 
 
 def lidar_table_rows(results: dict[str, dict]) -> tuple[list[str], list[list]]:
@@ -94,7 +126,7 @@ def print_table(results: dict[str, dict], title: str) -> None:
     if not console.is_terminal:  # logs and pipes: wide enough that no forecaster name is cut
         console = Console(width=220)
     console.print(table)
-    if not is_lidar(results) and "per_class_iou" in next(iter(results.values())):
+    if not is_lidar(results) and not is_camera(results) and "per_class_iou" in next(iter(results.values())):
         columns, rows = per_class_rows(results)
         table = Table(title="per-class IoU")
         for c in columns:
@@ -179,3 +211,47 @@ def save_lidar_forecast_picture(example: dict[str, list], steps: list[str], out:
     fig.savefig(out / "forecast_lidar.png", dpi=110)
     plt.close(fig)
     return ["forecast_lidar.png"]
+
+
+def save_camera_forecast_pictures(example: dict[str, torch.Tensor], out: Path, hz: float = 2.0) -> list[str]:
+    """forecast_camera.png (rows: truth and each forecaster, columns: context + horizon) and forecast_camera.gif
+    (one frame per time step: truth and every forecaster side by side, the context in every panel before the
+    forecast starts). `example` maps names to uint8 frames [T, h, w, 3]. Returns names relative to out."""
+    import imageio.v2 as imageio
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    context = example["context"].numpy()
+    rows = ["truth"] + [k for k in example if k not in ("context", "truth")]
+    past, horizon = context.shape[0], example["truth"].shape[0]
+    h, w = context.shape[1:3]
+
+    def frame(name: str, j: int) -> np.ndarray:
+        return context[j] if j < past else example[name][j - past].numpy()
+
+    cols = past + horizon
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.2 * cols * w / h * 0.6, 0.75 * len(rows)), squeeze=False)
+    for i, name in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.axis("off")
+            ax.imshow(frame(name, j))
+            if i == 0:
+                ax.set_title(f"{(j - past + 1) / hz:+g} s", fontsize=6)
+        axes[i, 0].text(-0.1, 0.5, name, transform=axes[i, 0].transAxes, ha="right", va="center", fontsize=6)
+    fig.tight_layout(rect=(0.12, 0, 1, 1))  # room for the row names on the left
+    fig.savefig(out / "forecast_camera.png", dpi=110)
+    plt.close(fig)
+    gap = np.full((h, 4, 3), 255, np.uint8)
+    frames = []
+    for j in range(cols):
+        panels = []
+        for name in rows:
+            panels += [frame(name, j), gap]
+        frames.append(np.concatenate(panels[:-1], 1))
+    imageio.mimsave(out / "forecast_camera.gif", frames, duration=1.0 / hz, loop=0)
+    (out / "forecast_camera_gif_panels.txt").write_text("left to right: " + ", ".join(rows) + "\n")
+    return ["forecast_camera.png", "forecast_camera.gif"]

@@ -64,38 +64,59 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, data_range: float =
 
 
 class ImageQualityMetric(StreamingMetric):
-    """Streaming per-image PSNR (dB) and SSIM averaged over images; ``update(pred, target)`` [N, C, H, W]."""
+    """Streaming per-image PSNR (dB) and SSIM averaged over images; ``update(pred, target)`` [N, C, H, W].
 
-    def __init__(self, *, data_range: float = 1.0) -> None:
+    With ``steps`` = S > 0 it scores forecast clips instead: ``update(pred, target)`` [N, S, C, H, W], and
+    ``compute()`` adds the averages of each step (``psnr_per_step``, ``ssim_per_step``, ``identical_per_step``)
+    beside those over all frames."""
+
+    def __init__(self, *, data_range: float = 1.0, steps: int = 0) -> None:
         super().__init__()
         if data_range <= 0:
             raise ValueError(f"data_range must be > 0, got {data_range}")
-        self.data_range = data_range
-        self._add_state("psnr_sum", torch.zeros((), dtype=torch.float64))
-        self._add_state("ssim_sum", torch.zeros((), dtype=torch.float64))
-        self._add_state("n", torch.zeros((), dtype=torch.float64))
-        self._add_state("identical", torch.zeros((), dtype=torch.float64))
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        self.data_range, self.steps = data_range, steps
+        for name in ("psnr_sum", "ssim_sum", "n", "identical"):  # one slot per step (one in all without steps)
+            self._add_state(name, torch.zeros(max(steps, 1), dtype=torch.float64))
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        if self.steps:
+            if pred.ndim != 5 or pred.shape[1] != self.steps:
+                raise ValueError(f"pred must be clips [N, {self.steps}, C, H, W], got shape {tuple(pred.shape)}")
+            if pred.shape != target.shape:
+                raise ValueError(f"pred shape {tuple(pred.shape)} does not match target shape {tuple(target.shape)}")
+            pred, target = pred.flatten(0, 1), target.flatten(0, 1)  # [N * S, C, H, W], step fastest
         _check_images(pred, target)
         p, t = pred.double(), target.double()
-        mse = (p - t).square().flatten(1).mean(1)  # [N]
+        step = torch.arange(p.shape[0]) % max(self.steps, 1)  # [N * S]: each image's step slot
+        mse = (p - t).square().flatten(1).mean(1).cpu()  # [N]
         # An exact copy has infinite PSNR; it is counted apart so one copy does not make the mean inf.
         exact = mse == 0
-        psnr = 10 * torch.log10(self.data_range**2 / mse[~exact])
-        ssim = ssim_per_image(p, t, self.data_range)
-        self.psnr_sum += psnr.sum().cpu()
-        self.ssim_sum += ssim.sum().cpu()
-        self.n += p.shape[0]
-        self.identical += exact.sum().cpu()
+        psnr = torch.where(exact, 0.0, 10 * torch.log10(self.data_range**2 / mse.masked_fill(exact, 1.0)))
+        ssim = ssim_per_image(p, t, self.data_range).cpu()
+        self.psnr_sum.index_add_(0, step, psnr)
+        self.ssim_sum.index_add_(0, step, ssim)
+        self.n.index_add_(0, step, torch.ones_like(psnr))
+        self.identical.index_add_(0, step, exact.double())
+
+    @staticmethod
+    def _means(s: dict[str, torch.Tensor]) -> tuple[float, float]:
+        finite = s["n"] - s["identical"]
+        psnr = float(s["psnr_sum"] / finite) if finite > 0 else float("inf")
+        return psnr, float(s["ssim_sum"] / s["n"])
 
     def compute(self) -> dict:
         s = self._reduced()
-        if s["n"] == 0:
+        if s["n"].sum() == 0:
             raise ValueError("compute() called before any update()")
-        finite = s["n"] - s["identical"]
-        psnr = float(s["psnr_sum"] / finite) if finite > 0 else float("inf")
-        return {"psnr": psnr, "ssim": float(s["ssim_sum"] / s["n"]), "images": int(s["n"]), "identical_images": int(s["identical"])}
+        psnr, ssim = self._means({k: v.sum() for k, v in s.items()})
+        out = {"psnr": psnr, "ssim": ssim, "images": int(s["n"].sum()), "identical_images": int(s["identical"].sum())}
+        if self.steps:
+            per_step = [self._means({k: v[i] for k, v in s.items()}) for i in range(self.steps)]
+            out.update(psnr_per_step=[p for p, _ in per_step], ssim_per_step=[q for _, q in per_step],
+                       identical_per_step=[int(v) for v in s["identical"]])
+        return out
 
 
 class FeatureExtractor(Protocol):
