@@ -1,4 +1,4 @@
-"""`drivewm eval forecast | baselines | tokenizer | probe`: every command reads `RUN... data=DIR`."""
+"""`drivewm eval forecast | rollout | baselines | tokenizer | probe`: every command reads `RUN... data=DIR`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ def _store(args, command: str) -> str:
     return args.data
 
 
+@dataclass
+class _FrechetKeys:
+    """The Frechet distance of camera forecasts: extractor=PATH fd_protocol=NAME."""
+
+    extractor: str = ""
+    """The feature network file (TorchScript or torch.export) of the Frechet distance; never downloaded."""
+    fd_protocol: str = ""
+    """The protocol's name, e.g. fvd_i3d400_16f_224 (drivewm.evaluation.camera; sample count: the windows)."""
+    modality: str = ""
+    """The table's modality when no run is given (camera: the baselines alone); else the runs'."""
+
+
 def eval_forecast(
     ctx: typer.Context,
     past: int = typer.Option(5, "--past", help="Observed frames incl. the current one (OccWorld: 5 = 2 s at 2 Hz)."),
@@ -40,25 +52,38 @@ def eval_forecast(
         "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
     ),
 ) -> None:
-    """Forecast with world models (token world models, or the direct voxel forecaster) beside
+    """Forecast with world models (token world models, the direct voxel forecaster, camera world models) beside
     copy-last, the ego-warped copy and the tokenizer bound: occupancy runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR
-    runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s."""
-    from drivewm.config import ConfigError, parse_run_args
+    runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s; camera runs PSNR / SSIM per step (and with
+    extractor=PATH fd_protocol=NAME a Frechet distance). Keys: extractor=, fd_protocol=, modality= (camera with no
+    run: the baselines alone)."""
+    from drivewm.config import ConfigError, merge_into, parse_run_args
     from drivewm.evaluation import evaluate_forecast
     from drivewm.evaluation.tables import print_table
     from drivewm.report.forecast import write_forecast_table
 
-    args = parse_run_args(ctx.args)
+    args = parse_run_args(ctx.args, _FrechetKeys())
+    keys = merge_into(_FrechetKeys(), [("command line", args.overrides)])
     data = _store(args, "forecast")
-    if not args.paths:
-        raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory")
+    if not args.paths and not keys.modality:
+        raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory (or modality=camera "
+                          "for the baselines alone)")
+    if not args.paths and out is None:
+        raise ConfigError("`drivewm eval forecast` without a run: give --out DIR for the results")
     table = evaluate_forecast(
         args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
-        which=which, device=device, seed=seed, splits=splits, end_margin=end_margin,
+        which=which, device=device, seed=seed, splits=splits, end_margin=end_margin, extractor=keys.extractor,
+        fd_protocol=keys.fd_protocol, modality=keys.modality,
     )
-    write_forecast_table(table, out or args.paths[0])
+    written = write_forecast_table(table, out or args.paths[0])
     results = table.results
-    if table.modality == "lidar":
+    if table.modality == "camera":
+        print_table(results, f"Camera forecasting, PSNR (dB) / SSIM per step ({data}, {split}, {table.windows} windows)")
+        if table.notes:
+            typer.echo(table.notes)
+        typer.echo(json.dumps({n: {k: r[k] for k in ("psnr_per_step", "ssim_per_step")} for n, r in results.items()}))
+        typer.echo(f"wrote {written}")
+    elif table.modality == "lidar":
         print_table(results, f"LiDAR forecasting, Copilot4D / 4D-Occ metrics ({data}, {split})")
         typer.echo(json.dumps({n: {"cd": r["cd"], "l1": r["l1"]} for n, r in results.items()}))
     else:
@@ -71,6 +96,59 @@ def eval_forecast(
         typer.echo(" | ".join(columns))
         for row in rows:
             typer.echo(" | ".join(str(v) for v in row))
+
+
+@dataclass
+class _RolloutKeys(_FrechetKeys):
+    """`drivewm eval rollout RUN... data=DIR [past=8 horizon=40 ...]`."""
+
+    past: int = 8
+    """Observed frames (8 = 4 s at 2 Hz)."""
+    horizon: int = 40
+    """Frames rolled out (40 = 20 s at 2 Hz)."""
+    split: str = "val"
+    """Episode split: val or train."""
+    batch_size: int = 4
+    """Windows per batch."""
+    max_windows: int = 0
+    """An evenly spaced subset of this many windows (0: all)."""
+    which: str = "best"
+    """Checkpoint of each run: best or latest."""
+    device: str = "cpu"
+    """cpu or cuda."""
+    seed: int = 0
+    """Seed of the rollouts' sampling."""
+    out: str = ""
+    """Directory for results/rollout.json and rollout.png (default: the first run)."""
+
+
+def eval_rollout(ctx: typer.Context) -> None:
+    """Long rollouts: each world model rolls `horizon` frames out from `past` observed ones beside copy-last;
+    drift per step (camera: PSNR, SSIM, and with extractor= fd_protocol= the Frechet distance per block;
+    occupancy: mIoU and the class histogram's total-variation distance). Keys: past=8 horizon=40 split= batch_size=
+    max_windows= which= device= seed= out= extractor= fd_protocol= modality=."""
+    from drivewm.config import ConfigError, merge_into, parse_run_args
+    from drivewm.evaluation.rollout import evaluate_rollout, save_rollout
+
+    args = parse_run_args(ctx.args, _RolloutKeys())
+    keys = merge_into(_RolloutKeys(), [("command line", args.overrides)])
+    data = _store(args, "rollout")
+    if not args.paths and not keys.modality:
+        raise ConfigError("`drivewm eval rollout`: give at least one world-model run directory (or modality=camera|occ "
+                          "for the baselines alone)")
+    if not args.paths and not keys.out:
+        raise ConfigError("`drivewm eval rollout` without a run: give out=DIR for the results")
+    result = evaluate_rollout(args.paths, data, past=keys.past, horizon=keys.horizon, split=keys.split,
+                              batch_size=keys.batch_size, max_windows=keys.max_windows, which=keys.which,
+                              device=keys.device, seed=keys.seed, extractor=keys.extractor,
+                              fd_protocol=keys.fd_protocol, modality=keys.modality)
+    path = save_rollout(result, keys.out or args.paths[0])
+    shown = sorted({0, min(1, result.horizon - 1), result.horizon // 2, result.horizon - 1})
+    for key, values in result.curves().items():
+        typer.echo(f"{key}: " + "   ".join(f"+{(s + 1) / result.hz:g} s" for s in shown))
+        for name, v in values.items():
+            typer.echo(f"  {name:<44}" + "".join(f"{v[s]:>10.3f}" for s in shown))
+    typer.echo(f"wrote {path} ({result.windows} windows)")
 
 
 def eval_baselines(

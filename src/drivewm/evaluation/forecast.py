@@ -213,14 +213,15 @@ def evaluate_forecast(
     given directly; `modality` names the table when there is no model (the baselines alone)."""
     if past < 1 or horizon < 1:
         raise DrivewmError(f"past and horizon must be >= 1, got {past}, {horizon}")
-    models = [load_forecaster(r, which, device) for r in run_dirs] + list(forecasters)
+    runs = [load_forecaster(r, which, device) for r in run_dirs]
+    models = runs + list(forecasters)
     modality = run_modality(models, modality)
     if extractor and modality != "camera":
         raise DrivewmError(f"extractor={extractor}: the Frechet distance scores camera forecasts; these runs "
                            f"forecast {MODALITY_NAMES[modality]}")
     plans = any(hasattr(m, "forecast_plan") for m in models)
     full, ds = table_windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
-    for model in models:  # a model trained on another grid is refused before any window is scored
+    for model in runs:  # a model trained on another grid is refused before any window is scored
         bind_model_grids(model.cfg, full.grid, str(data_path), compare=modality == "occ")
     if modality == "camera":
         return _camera_table(models, full, ds, str(data_path), past=past, horizon=horizon, split=split,
