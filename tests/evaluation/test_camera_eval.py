@@ -139,6 +139,10 @@ def test_frechet_distance_under_a_named_protocol(store, tmp_path):
     assert fd["truth_copy"]["name"] == f"fvd_pool_2f_32x64_bilinear_r0to1_n{table.windows}"
     assert abs(fd["truth_copy"]["value"]) < 1e-6 < fd["copy_last_camera"]["value"]
     assert table.document([])["columns"][-1] == fd["truth_copy"]["name"]
+    rollout = evaluate_rollout([], store, past=2, horizon=4, split="train", modality="camera",
+                               extractor=str(tmp_path / "pool.pt"), fd_protocol="fvd_pool_2f_32x64")
+    blocks = rollout.document()["fd_per_block"]
+    assert rollout.fd_name.endswith(f"_n{rollout.windows}") and all(len(v) == 2 for v in blocks.values())
     with pytest.raises(DrivewmError, match="needs 32 samples"):
         evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", modality="camera",
                           extractor=str(tmp_path / "pool.pt"), fd_protocol="fvd_pool_2f_32x64_n32")
@@ -203,3 +207,31 @@ def test_mixed_modalities_and_a_store_without_camera_are_one_error(store, tmp_pa
         evaluate_forecast([], occ_only, modality="camera")
     res = CliRunner().invoke(app, ["eval", "forecast", f"data={occ_only}", "modality=camera", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "'camera'" in res.output
+
+
+def test_a_camera_tokenizer_gives_its_reconstruction_bound_row(store):
+    from drivewm.config import merge_into
+    from drivewm.evaluation.camera import CameraTokenizerBound
+    from drivewm.registry import build_model
+    from drivewm.tokenizers.vqgan import VQGANConfig
+
+    torch.manual_seed(0)
+    cnn = dict(channels=8, channel_mult=[1, 2, 2], num_res_blocks=1, attention=False)
+    tokenizer = build_model(merge_into(VQGANConfig(), [("test", dict(
+        image_size=[64, 128], cnn=cnn, z_channels=8, embed_dim=4, quantizer=dict(codebook_size=16)))])).eval()
+
+    class TokenModel(CopyLastCamera):
+        """A camera world model's face to the table: a frozen tokenizer and a run name."""
+
+        name = "token_model (run)"
+        cfg = type("Cfg", (), {"name": "token_model", "tokenizer_run": "/runs/camtok"})()
+
+        def __init__(self) -> None:
+            self.tokenizer = tokenizer
+
+    table = evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", forecasters=[TokenModel()],
+                              max_windows=4)
+    assert list(table.results) == ["copy_last_camera", "ego_warp_camera", "tokenizer_recon (camtok)", "token_model (run)"]
+    bound = CameraTokenizerBound(TokenModel())
+    future = {"camera": torch.from_numpy(EpisodeStore(store).read(0, "camera", 0, HORIZON))[None]}
+    assert torch.equal(bound.forecast(future, HORIZON), tokenizer.reconstruct(future["camera"]))

@@ -35,6 +35,22 @@ class _FrechetKeys:
     """The table's modality when no run is given (camera: the baselines alone); else the runs'."""
 
 
+def _keyed_args(args: list[str], schema):
+    """(RunArgs, the schema with the command line's key=value merged in); an unknown key, dotted or not, is
+    named whole."""
+    from dataclasses import fields
+
+    from drivewm.config import ConfigError, merge_into, parse_run_args
+
+    valid = [f.name for f in fields(schema)]
+    for a in args:
+        key, eq, _ = a.partition("=")
+        if eq and key not in ("data", *valid):
+            raise ConfigError(f"command line: unknown key {key!r}; valid keys here: data, {', '.join(valid)}")
+    run = parse_run_args(args, schema)
+    return run, merge_into(schema, [("command line", run.overrides)])
+
+
 def eval_forecast(
     ctx: typer.Context,
     past: int = typer.Option(5, "--past", help="Observed frames incl. the current one (OccWorld: 5 = 2 s at 2 Hz)."),
@@ -57,13 +73,12 @@ def eval_forecast(
     runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s; camera runs PSNR / SSIM per step (and with
     extractor=PATH fd_protocol=NAME a Frechet distance). Keys: extractor=, fd_protocol=, modality= (camera with no
     run: the baselines alone)."""
-    from drivewm.config import ConfigError, merge_into, parse_run_args
+    from drivewm.config import ConfigError
     from drivewm.evaluation import evaluate_forecast
     from drivewm.evaluation.tables import print_table
     from drivewm.report.forecast import write_forecast_table
 
-    args = parse_run_args(ctx.args, _FrechetKeys())
-    keys = merge_into(_FrechetKeys(), [("command line", args.overrides)])
+    args, keys = _keyed_args(ctx.args, _FrechetKeys())
     data = _store(args, "forecast")
     if not args.paths and not keys.modality:
         raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory (or modality=camera "
@@ -127,11 +142,10 @@ def eval_rollout(ctx: typer.Context) -> None:
     drift per step (camera: PSNR, SSIM, and with extractor= fd_protocol= the Frechet distance per block;
     occupancy: mIoU and the class histogram's total-variation distance). Keys: past=8 horizon=40 split= batch_size=
     max_windows= which= device= seed= out= extractor= fd_protocol= modality=."""
-    from drivewm.config import ConfigError, merge_into, parse_run_args
+    from drivewm.config import ConfigError
     from drivewm.evaluation.rollout import evaluate_rollout, save_rollout
 
-    args = parse_run_args(ctx.args, _RolloutKeys())
-    keys = merge_into(_RolloutKeys(), [("command line", args.overrides)])
+    args, keys = _keyed_args(ctx.args, _RolloutKeys())
     data = _store(args, "rollout")
     if not args.paths and not keys.modality:
         raise ConfigError("`drivewm eval rollout`: give at least one world-model run directory (or modality=camera|occ "

@@ -150,7 +150,7 @@ class WindowDataset(Dataset):
         for key in self.keys:
             if key not in FRAME_KEYS + STATIC_KEYS and key != "lidar":
                 valid = FRAME_KEYS + ("lidar",) + STATIC_KEYS
-                raise ConfigError(f"data.keys: {key!r} is not a per-frame or per-window key; valid: {', '.join(valid)}")
+                raise ConfigError(f"data.keys: {key!r} is not a per-frame key (nor a per-window one); valid: {', '.join(valid)}")
             if key not in available:
                 raise StoreError(
                     f"{self.store.path / 'manifest.json'}: data.keys asks for {key!r}, which not every episode has; "

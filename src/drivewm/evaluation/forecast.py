@@ -169,7 +169,7 @@ def _camera_keys(data_path: str) -> list[str]:
     return ["camera", *(k for k in ("action", "ego_pose", *STATIC_KEYS) if k in available)]
 
 
-def table_windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
+def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: int, frames_key: str,
              splits: str = "", end_margin: int = 0):
     keys = [frames_key, "action", "ego_pose", *(_agent_keys(data_path) if frames_key == "occ" else [])]
     if frames_key == "lidar" and "lidar_origin" in EpisodeStore(data_path).keys():
@@ -220,7 +220,7 @@ def evaluate_forecast(
         raise DrivewmError(f"extractor={extractor}: the Frechet distance scores camera forecasts; these runs "
                            f"forecast {MODALITY_NAMES[modality]}")
     plans = any(hasattr(m, "forecast_plan") for m in models)
-    full, ds = table_windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
     for model in runs:  # a model trained on another grid is refused before any window is scored
         bind_model_grids(model.cfg, full.grid, str(data_path), compare=modality == "occ")
     if modality == "camera":

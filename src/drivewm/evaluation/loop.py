@@ -166,8 +166,8 @@ class CameraForecastMetric:
         out = self.image.compute()
         if self.frechet:
             fd = [m.compute() for m in self.frechet]
-            out["fd"] = fd[0] if len(fd) == 1 else fd[-1]
-            if len(fd) > 1:  # a rollout: one distance per block of frames
+            out["fd"] = fd[-1]
+            if len(fd) > 1:  # a rollout: one distance per block of frames, the last one as "fd"
                 out["fd_per_block"] = fd
         return out
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from drivewm.baselines import baselines
 from drivewm.errors import DrivewmError
 from drivewm.evaluation.camera import frechet_setup
-from drivewm.evaluation.forecast import MODALITY_NAMES, table_windows, camera_baselines, load_forecaster, run_modality
+from drivewm.evaluation.forecast import MODALITY_NAMES, _windows, camera_baselines, load_forecaster, run_modality
 from drivewm.evaluation.loop import CameraScoring, OccupancyScoring, evaluate_forecasters
 from drivewm.metrics import OccupancyForecastMetric
 
@@ -122,7 +122,7 @@ def evaluate_rollout(
     if extractor and modality != "camera":
         raise DrivewmError(f"extractor={extractor}: the Frechet distance scores camera rollouts; these runs "
                            f"forecast {MODALITY_NAMES[modality]}")
-    full, ds = table_windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
+    full, ds = _windows(str(data_path), past, horizon, split, max_windows, modality, splits, end_margin)
     fd_name = ""
     if modality == "camera":
         rows = camera_baselines(full.grid, full.keys)
