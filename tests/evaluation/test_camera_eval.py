@@ -90,6 +90,30 @@ def test_per_step_psnr_and_ssim_equal_a_numpy_reference():
     assert ev.example["context"].shape == (PAST, 16, 24, 3) and ev.example["truth_copy"].dtype == torch.uint8
 
 
+def test_per_step_image_metric_equals_one_metric_per_step():
+    from drivewm.metrics import ImageQualityMetric
+
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(5, 3, 3, 12, 16, generator=g, dtype=torch.float64)
+    pred = (target + 0.1 * torch.randn(target.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    pred[0, 1] = target[0, 1]  # one exact copy: counted apart, not an infinite mean
+    stepped = ImageQualityMetric(steps=3)
+    stepped.update(pred[:2], target[:2])
+    stepped.update(pred[2:], target[2:])
+    r = stepped.compute()
+    whole = ImageQualityMetric()
+    whole.update(pred.flatten(0, 1), target.flatten(0, 1))
+    assert {k: r[k] for k in whole.compute()} == pytest.approx(whole.compute(), rel=1e-12)
+    for s in range(3):
+        one = ImageQualityMetric()
+        one.update(pred[:, s], target[:, s])
+        assert (r["psnr_per_step"][s], r["ssim_per_step"][s]) == pytest.approx(
+            (one.compute()["psnr"], one.compute()["ssim"]), rel=1e-12)
+    assert r["identical_per_step"] == [0, 1, 0]
+    with pytest.raises(ValueError, match="clips"):
+        stepped.update(pred[:, :2], target[:, :2])
+
+
 def test_less_noise_scores_higher_psnr_at_every_step():
     ev = evaluate_forecasters([Noisy(40), Noisy(5)], [_clips(2)], CameraScoring(HORIZON), past=PAST, horizon=HORIZON)
     loud, quiet = (ev.metrics[n].compute() for n in ("noisy40", "noisy5"))
