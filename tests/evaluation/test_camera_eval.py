@@ -144,35 +144,39 @@ def test_homography_row_beats_copy_last_under_ego_motion(store):
 
 
 def _script_extractor(path):
-    class MeanPool(torch.nn.Module):
-        """Clip features: per-channel means of 4 x 4 pooled frames, a fixed (weight-free) ruler."""
+    class PoolI3DCall(torch.nn.Module):
+        """A stand-in with the I3D TorchScript's call (clips [N, C, T, H, W], rescale / resize / return_features
+        keywords), whose features are the 2 x 2 pooled frames: a fixed ruler for the test."""
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, T, C, H, W]
-            return torch.nn.functional.adaptive_avg_pool2d(x.flatten(0, 1), 2).reshape(x.shape[0], -1)
+        def forward(self, x: torch.Tensor, rescale: bool = True, resize: bool = True,
+                    return_features: bool = False) -> torch.Tensor:
+            if x.shape[1] != 3 or rescale or resize or not return_features:
+                raise ValueError("called unlike the StyleGAN-V FVD code calls I3D")
+            return torch.nn.functional.adaptive_avg_pool3d(x, (x.shape[2], 2, 2)).reshape(x.shape[0], -1)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(MeanPool()), str(path))
+        torch.jit.save(torch.jit.script(PoolI3DCall()), str(path))
 
 
 def test_frechet_distance_under_a_named_protocol(store, tmp_path):
-    _script_extractor(tmp_path / "pool.pt")
+    _script_extractor(tmp_path / "i3d_stand_in.pt")
     table = evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", modality="camera",
-                              forecasters=[Truth()], extractor=str(tmp_path / "pool.pt"), fd_protocol="fvd_pool_2f_32x64")
+                              forecasters=[Truth()], extractor=str(tmp_path / "i3d_stand_in.pt"), fd_protocol="fvd_i3d400_2f_32x64")
     fd = {n: r["fd"] for n, r in table.results.items()}
-    assert fd["truth_copy"]["name"] == f"fvd_pool_2f_32x64_bilinear_r0to1_n{table.windows}"
+    assert fd["truth_copy"]["name"] == f"fvd_i3d400_2f_32x64_bilinear_r0to1_n{table.windows}"
     assert abs(fd["truth_copy"]["value"]) < 1e-6 < fd["copy_last_camera"]["value"]
     assert table.document([])["columns"][-1] == fd["truth_copy"]["name"]
     rollout = evaluate_rollout([], store, past=2, horizon=4, split="train", modality="camera",
-                               extractor=str(tmp_path / "pool.pt"), fd_protocol="fvd_pool_2f_32x64")
+                               extractor=str(tmp_path / "i3d_stand_in.pt"), fd_protocol="fvd_i3d400_2f_32x64")
     blocks = rollout.document()["fd_per_block"]
     assert rollout.fd_name.endswith(f"_n{rollout.windows}") and all(len(v) == 2 for v in blocks.values())
     with pytest.raises(DrivewmError, match="needs 32 samples"):
         evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", modality="camera",
-                          extractor=str(tmp_path / "pool.pt"), fd_protocol="fvd_pool_2f_32x64_n32")
+                          extractor=str(tmp_path / "i3d_stand_in.pt"), fd_protocol="fvd_i3d400_2f_32x64_n32")
     with pytest.raises(DrivewmError, match="feature network file not found"):
         evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", modality="camera",
-                          extractor=str(tmp_path / "none.pt"), fd_protocol="fvd_pool_2f_32x64")
+                          extractor=str(tmp_path / "none.pt"), fd_protocol="fvd_i3d400_2f_32x64")
 
 
 @pytest.mark.parametrize("protocol", [FVD_I3D400_16F_224, FrechetProtocol("fid", "inception", (64, 128), resize="area",
