@@ -74,12 +74,12 @@ def is_clip_protocol(protocol: FrechetProtocol) -> bool:
     return protocol.metric != "fid"
 
 
-def frechet_setup(extractor: str | Path, fd_protocol: str, windows: int, horizon: int, *, blocks: bool = False
-                  ) -> tuple[FrechetProtocol, FeatureExtractor]:
+def frechet_setup(extractor: str | Path, fd_protocol: str, windows: int, horizon: int, *, blocks: bool = False,
+                  device: str = "cpu") -> tuple[FrechetProtocol, FeatureExtractor]:
     """(protocol, extractor) of a table of `windows` forecasts of `horizon` frames: the protocol `fd_protocol`
     names, whose samples are the windows' clips (an image protocol: all their frames; with `blocks`, a rollout
     scored block by block, one clip or frame per window) unless its name fixes a count (then the two must agree),
-    and the user's extractor file."""
+    and the user's extractor file on `device` (where the frames are)."""
     if not fd_protocol:
         raise DrivewmError(f"extractor={extractor}: name the Frechet protocol too (fd_protocol=..., e.g. "
                            f"{FVD_I3D400_16F_224.name.rsplit('_n', 1)[0]})")
@@ -97,8 +97,9 @@ def frechet_setup(extractor: str | Path, fd_protocol: str, windows: int, horizon
                                f"{samples}; evaluate more windows")
         protocol = replace(protocol, samples=samples)
     i3d = protocol.extractor.startswith("i3d")
-    return protocol, load_protocol_extractor(extractor, protocol, call_kwargs=I3D_CALL if i3d else None,
-                                             layout="NCTHW" if i3d else "NTCHW")
+    net = load_protocol_extractor(extractor, protocol, call_kwargs=I3D_CALL if i3d else None,
+                                  layout="NCTHW" if i3d else "NTCHW")
+    return protocol, net.to(device)
 
 
 class CameraTokenizerBound:

@@ -119,7 +119,9 @@ class ForecastTable:
     planning: dict[str, dict] | None = None
     """Planning metric reports by planner name (constant velocity first), for world models that plan."""
     hz: float = 2.0
+    """Frame rate of the store (the pictures' time labels, the protocol text)."""
     notes: str = ""
+    """What the table leaves out and why (a camera store without calibration has no warped-copy row)."""
 
     def save_pictures(self, results_dir: str | Path) -> list[str]:
         """forecast.png + forecast.gif (LiDAR: forecast_lidar.png, camera: forecast_camera.png + .gif) of the first
@@ -259,13 +261,13 @@ def run_modality(models: Sequence[Forecaster], modality: str = "") -> str:
     models of another modality than a given `modality`, is one error."""
     if modality and modality not in MODALITY_NAMES:
         raise DrivewmError(f"modality must be one of {', '.join(MODALITY_NAMES)}, got {modality!r}")
-    if modality and models and {m.modality for m in models} != {modality}:
-        raise DrivewmError(f"modality={modality}: the runs forecast {', '.join(sorted({m.modality for m in models}))}")
     modalities = {m.modality for m in models}
     if len(modalities) > 1:
         kinds = " and ".join(MODALITY_NAMES.get(k, k) for k in sorted(modalities))
         raise DrivewmError(f"run_dirs: mix {kinds} world models ({', '.join(f'{m.name}: {m.modality}' for m in models)}); "
                            f"evaluate each modality in its own call")
+    if modality and modalities and modalities != {modality}:
+        raise DrivewmError(f"modality={modality}: the runs forecast {MODALITY_NAMES.get(*modalities, *modalities)}")
     return modalities.pop() if modalities else modality or "occ"
 
 
@@ -293,7 +295,7 @@ def camera_baselines(grid: GridSpec, keys: Sequence[str]) -> list[Forecaster]:
 
 def _camera_table(models, full: WindowDataset, ds, data_path: str, *, past: int, horizon: int, split: str,
                   batch_size: int, device: str, seed: int, extractor: str, fd_protocol: str) -> ForecastTable:
-    frechet = frechet_setup(extractor, fd_protocol, len(ds), horizon) if extractor else None
+    frechet = frechet_setup(extractor, fd_protocol, len(ds), horizon, device=device) if extractor else None
     rows = camera_baselines(full.grid, full.keys)
     notes = "" if len(rows) > 1 else ("no ego_warp_camera row: the store does not record camera_intrinsics / "
                                       "camera_extrinsics and ego poses for every episode")

@@ -126,7 +126,7 @@ def evaluate_rollout(
     fd_name = ""
     if modality == "camera":
         rows = camera_baselines(full.grid, full.keys)
-        frechet = frechet_setup(extractor, fd_protocol, len(ds), horizon, blocks=True) if extractor else None
+        frechet = frechet_setup(extractor, fd_protocol, len(ds), horizon, blocks=True, device=device) if extractor else None
         scoring = CameraScoring(horizon, frechet, blocks=True)
         fd_name = frechet[0].name if frechet else ""
     else:
