@@ -208,6 +208,11 @@ def test_rollout_drift_has_one_entry_per_step_per_row(store, tmp_path):
     doc = json.loads(path.read_text())
     assert all(len(v) == horizon for curve in doc["per_step"].values() for v in curve.values())
     assert (tmp_path / "results" / "rollout.png").is_file()
+    res = CliRunner().invoke(app, ["eval", "rollout", f"data={store}", "modality=camera", "past=2", "horizon=3",
+                                   "split=train", f"out={tmp_path / 'cli'}"])
+    assert res.exit_code == 0, res.output
+    cli = json.loads((tmp_path / "cli" / "results" / "rollout.json").read_text())
+    assert [len(v) for v in cli["per_step"]["psnr_per_step"].values()] == [3, 3]
 
     class AllFree:
         name, modality, sees_future = "all_free", "occ", False
