@@ -27,7 +27,7 @@ RANK = {
     "planning": 7, "evaluation": 7,
     "train": 8,
     "report": 9, "scaling": 9,
-    "demo": 10,
+    "demo": 10, "play": 10,
     "cli": 11,
 }
 MODEL_FAMILIES = {"tokenizers", "dynamics", "jepa", "backbones"}

@@ -103,7 +103,7 @@ def _root(
 
 
 def _wire() -> None:
-    from drivewm.cli import convert, data, demo, models, plan, report, sim, train
+    from drivewm.cli import convert, data, demo, models, plan, play, report, sim, train
     from drivewm.cli import eval as evaluate
 
     app.add_typer(data.app, name="data")
@@ -117,6 +117,7 @@ def _wire() -> None:
     eval_app.command("probe", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR data=DIR [data.KEY=VALUE...]")(evaluate.eval_probe)
     eval_app.command("plan", context_settings=RUN_ARGS, options_metavar="[OPTIONS] [RUN_DIR...] [data=DIR] [KEY=VALUE...]")(plan.eval_plan)
     app.command("drive", context_settings=RUN_ARGS, options_metavar="[OPTIONS] [RUN_DIR] [KEY=VALUE...]")(plan.drive)
+    app.command("play", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN data=DIR [KEY=VALUE...]")(play.play)
     app.command("report")(report.report)
     app.command("demo")(demo.demo)
     app.command("scaling", context_settings=RUN_ARGS, options_metavar="[OPTIONS] [data=DIR] [KEY=VALUE...]")(demo.scaling)
