@@ -67,8 +67,8 @@ class Session:
         self.store = EpisodeStore(data)
         keys = self.store.keys()
         if self.modality not in keys:
-            raise StoreError(f"{name} is a {PLAYABLE[self.modality]} world model, but {self.store.path} holds no "
-                             f"{self.modality!r} frames (its keys: {', '.join(sorted(keys))})")
+            raise StoreError(f"{name} forecasts {self.modality!r} frames ({PLAYABLE[self.modality]}), but "
+                             f"{self.store.path} holds none (its keys: {', '.join(sorted(keys))})")
         for key in ("ego_pose", "action"):
             if key not in keys:
                 raise StoreError(f"{self.store.path}: play moves the ego by its poses and actions; the store has no {key!r}")
