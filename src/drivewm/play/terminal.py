@@ -24,14 +24,14 @@ HUD_LINES = 3
 
 @contextmanager
 def keys_mode(fd: int) -> Iterator[int]:
-    """The tty at `fd` delivers each key at once and echoes nothing (cbreak: Ctrl-C still interrupts); the old
-    settings come back on exit, also after an error."""
+    """The tty at `fd` delivers each key at once and echoes nothing (cbreak: Ctrl-C still interrupts); keys typed
+    before (while the model loaded) are kept; the old settings come back on exit, also after an error."""
     if not os.isatty(fd):
         raise DrivewmError("play needs a terminal on stdin for keys; replay keys with script=... or open the "
                            "web page with web=true")
     old = termios.tcgetattr(fd)
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd, termios.TCSANOW)  # the default, TCSAFLUSH, would drop the keys typed ahead
         yield fd
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
