@@ -139,6 +139,9 @@ def test_bad_inputs_are_one_clear_error(store, camera_store, voxel_run):
         Session(voxel, store, past=3, start=9)
     with pytest.raises(ConfigError, match="episode=4: .* has episodes 0..0"):
         Session(voxel, store, episode=4)
+    with pytest.raises(DrivewmError, match="ego_warp_camera cannot forecast from .*store: ego_warp_camera needs "
+                                           "'camera_intrinsics'"):
+        Session(EgoWarpCamera(), store).press("w")  # a store without the camera's calibration
     with pytest.raises(ConfigError, match=r"script: unknown key 'x' at position 2"):
         parse_script("wax")
     assert parse_script("WaD.r") == ["w", "a", "d", ".", "r"]

@@ -138,7 +138,11 @@ class Session:
             state = bicycle_step(state, accel, steer, dt, self.limits.max_speed)
         pose = state.pose()
         context = self.context(pose)
-        out = self.forecaster.forecast(context, 1, generator=self.generator)
+        try:
+            out = self.forecaster.forecast(context, 1, generator=self.generator)
+        except (KeyError, ValueError) as err:  # the model's own check of its inputs: frames, keys, sizes
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise DrivewmError(f"{self.forecaster.name} cannot forecast from {self.store.path}: {message}") from err
         if not isinstance(out, torch.Tensor):
             raise DrivewmError(f"{self.forecaster.name}: forecast returned {type(out).__name__}, not frames")
         frame = out[0, 0].to("cpu", self.frames[-1].dtype)
