@@ -16,7 +16,7 @@ from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset
 from drivewm.errors import DrivewmError
 from drivewm.evaluation import load_forecaster
-from drivewm.forecaster import split_window
+from drivewm.forecaster import STATIC_KEYS, split_window
 from drivewm.geometry import to_frame
 from drivewm.play import Session, parse_script
 from drivewm.play.render import EGO_RGB, ego_cells
@@ -70,17 +70,21 @@ def test_keys_accelerate_brake_and_steer_the_right_way(store, voxel_run):
     np.testing.assert_array_equal(session.pose, before)  # stopped: holding the brake stays put
 
 
-def test_context_is_the_evaluation_loops_window(store, voxel_run):
-    """With the recorded action, the first step hands the model what `split_window` of the store's window holds."""
-    session = Session(load_forecaster(voxel_run), store, past=PAST, start=2)
-    recorded = EpisodeStore(store).read_window(0, ["action", "ego_pose"], 2, 2 + PAST)
-    session.controls.accel, session.controls.steer = map(float, recorded["action"][-1])
-    nxt = EpisodeStore(store).read_window(0, ["ego_pose"], 2 + PAST, 3 + PAST)["ego_pose"][0]
-    context = session.context(nxt.astype(np.float64))
-    window = WindowDataset(DataConfig(path=str(store), past=PAST, future=1, keys=["occ", "action", "ego_pose"],
+@pytest.mark.parametrize("modality", ["occ", "camera"])
+def test_context_is_the_evaluation_loops_window(store, camera_store, voxel_run, modality):
+    """With the recorded action, the first step hands the model what `split_window` of the store's window holds
+    (the camera's calibration included)."""
+    data, model = (store, load_forecaster(voxel_run)) if modality == "occ" else (camera_store, EgoWarpCamera())
+    session = Session(model, data, past=PAST, start=2)
+    recorded = EpisodeStore(data).read_window(0, ["action", "ego_pose"], 2, 3 + PAST)
+    session.controls.accel, session.controls.steer = map(float, recorded["action"][PAST - 1])
+    context = session.context(recorded["ego_pose"][PAST].astype(np.float64))
+    static = list(STATIC_KEYS) if modality == "camera" else []
+    window = WindowDataset(DataConfig(path=str(data), past=PAST, future=1, keys=[modality, "action", "ego_pose", *static],
                                       val_fraction=0.0), "train")[2]
     want = split_window({k: v[None] for k, v in window.items()}, PAST)[0]
-    assert torch.equal(context["occ"], want["occ"])
+    for key in (modality, *static):
+        assert torch.equal(context[key], want[key])
     assert torch.equal(context["action"][:, :PAST], want["action"][:, :PAST])
     for key in ("ego_pose", "rel_pose"):
         torch.testing.assert_close(context[key], want[key], atol=1e-4, rtol=0)

@@ -23,13 +23,12 @@ from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import driving_command
 from drivewm.config import ConfigError
 from drivewm.errors import DrivewmError
-from drivewm.forecaster import Forecaster
+from drivewm.forecaster import STATIC_KEYS, Forecaster
 from drivewm.play.controls import RESET, STEER_KEYS, Controls, ego_sim_config
 from drivewm.play.render import frame_image, save_gif
 from drivewm.sim.ego import EgoState, bicycle_step
 
 PLAYABLE = {"occ": "occupancy", "camera": "camera"}
-_CALIBRATION = ("camera_intrinsics", "camera_extrinsics")
 
 
 def _episode_index(store: EpisodeStore, episode: int | str) -> int:
@@ -90,7 +89,7 @@ class Session:
         self.limits = ego_sim_config(self.store.manifest)
         self.controls = Controls(limits=self.limits, accel_step=accel_step, steer_step=steer_step)
         self.calibration = {k: torch.from_numpy(self.store.read(self.episode, k))[None].to(self.device)
-                            for k in _CALIBRATION if self.modality == "camera" and k in keys}
+                            for k in STATIC_KEYS if self.modality == "camera" and k in keys}
         self.images: list[np.ndarray] = []
         """Every frame shown since the session began, as RGB (resets included): what a recording holds."""
         self.reset()
@@ -160,7 +159,8 @@ class Session:
 
     def context(self, pose: np.ndarray) -> dict[str, torch.Tensor]:
         """The forecaster's context for the frame after the current one, reached at world pose `pose`: the last
-        `past` frames [1, past, ...] and the ego keys of those frames plus the next [1, past + 1, ...]."""
+        `past` frames [1, past, ...], the ego keys of those frames plus the next [1, past + 1, ...] and the
+        episode's camera calibration (`STATIC_KEYS`, when the store has it)."""
         poses = np.stack(self.poses[-self.past:] + [pose])  # [past + 1, 3]
         actions = np.stack(self.actions[-self.past:] + [self.actions[-1]])
         tensors = {
