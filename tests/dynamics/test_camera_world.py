@@ -180,3 +180,19 @@ def _occ_world():
     cfg = merge_into(config_class("gpt_world")(), [("test", dict(tokenizer=config_to_dict(tok), dim=16, depth=1, heads=2))])
     derive_token_fields(cfg)
     return build_model(cfg).eval()
+
+
+@pytest.mark.parametrize("preset", ["world/gpt_camera_tiny.yaml", "world/maskgit_camera_tiny.yaml"])
+def test_camera_world_presets_build_on_the_8x_tokenizer_presets(preset):
+    from drivewm.train.config import load_run_config
+
+    cfg = load_run_config(preset)
+    assert cfg.data.path == "data/camera_tiny" and cfg.data.keys[0] == "camera"
+    assert cfg.model.max_frames >= cfg.data.past + cfg.data.future
+    for tokenizer in ("tokenizer/camera_vqgan_tiny_f8.yaml", "tokenizer/camera_temporal_vq_tiny_f8.yaml"):
+        cfg.model.tokenizer, cfg.model.vocab_size, cfg.model.token_shape = None, None, None
+        cfg.model.tokenizer = config_to_dict(load_run_config(tokenizer).model)
+        derive_token_fields(cfg.model)
+        model = build_model(cfg.model)
+        assert model.modality == "camera" and model.token_shape == (8, 16) and model.vocab_size == 1024
+        assert model.tokenizer.image_hw == (64, 128)
