@@ -196,3 +196,40 @@ def test_camera_world_presets_build_on_the_8x_tokenizer_presets(preset):
         model = build_model(cfg.model)
         assert model.modality == "camera" and model.token_shape == (8, 16) and model.vocab_size == 1024
         assert model.tokenizer.image_hw == (64, 128)
+
+
+def _run(model, store, run_dir, keys=KEYS, past=1, future=0, steps=2):
+    from drivewm.train.config import TrainConfig
+
+    return RunConfig(model=model, data=DataConfig(path=str(store / "data"), past=past, future=future, keys=list(keys),
+                                                  val_fraction=0.0),
+                     train=TrainConfig(steps=steps, batch_size=2, lr=1e-3, warmup_steps=0, log_every=1, ckpt_every=steps,
+                                       progress=False, device="cpu"),
+                     run_dir=str(run_dir))
+
+
+def test_train_world_on_a_camera_tokenizer_run_end_to_end_and_refuse_another_modality(store, tmp_path):
+    """`drivewm train world` on camera data: the tokenizer run nests, windows are tokenized once, the run reloads
+    as a camera forecaster; an occupancy tokenizer's world model on camera-only data keys is refused first."""
+    from drivewm.train.checkpoint import load_run
+    from drivewm.train.run import run_training
+
+    run_training(_run(_tokenizer_cfg("camera_temporal_vq"), store, tmp_path / "tok", ["camera"], past=2))
+    world = merge_into(config_class("maskgit_world")(), [("test", dict(
+        tokenizer_run=str(tmp_path / "tok"), dim=16, depth=1, heads=2, dim_mult=[1, 2], steps=2,
+        max_frames=PAST + FUTURE))])
+    run_training(_run(world, store, tmp_path / "wm", past=PAST, future=FUTURE))
+    _, model = load_run(tmp_path / "wm")
+    assert model.modality == "camera" and model.cfg.tokenizer["name"] == "camera_temporal_vq"
+    _, tokenizer = load_run(tmp_path / "tok")  # its weights are the world model's
+    for key, value in tokenizer.state_dict().items():
+        assert torch.equal(model.tokenizer.state_dict()[key], value), key
+
+    occ_tok = RunConfig(model=merge_into(config_class("occ_vqvae")(), [("test", dict(
+        grid="micro", cnn=_CNN, quantizer=dict(codebook_size=16)))]))
+    write_checkpoint(tmp_path / "occ_tok", config_yaml=to_yaml(occ_tok), model_state=build_model(occ_tok.model).state_dict(),
+                     optim_state=None, state={"step": 0})
+    occ_world = merge_into(config_class("gpt_world")(), [("test", dict(tokenizer_run=str(tmp_path / "occ_tok"), dim=16,
+                                                                       depth=1, heads=2, max_frames=PAST + FUTURE))])
+    with pytest.raises(DrivewmError, match="reads 'occ' frames"):
+        run_training(_run(occ_world, store, tmp_path / "occ_wm", past=PAST, future=FUTURE))
