@@ -194,7 +194,7 @@ class TokenWorldModel(nn.Module):
         if self.modality == "camera":
             if frames.dim() != 5:
                 raise DrivewmError(f"camera: expected uint8 frames [B, T, H, W, 3], got {tuple(frames.shape)}")
-            return self.tokenizer.encode(self.tokenizer.check_images(frames)).long()  # [B, T, h, w]
+            return self.tokenizer.encode(frames).long()  # [B, T, h, w]; checks the image size and dtype
         if self.modality == "lidar":
             if frames.dim() != 4:
                 raise ValueError(f"lidar: expected points [B, T, P, 4], got {tuple(frames.shape)}")
@@ -210,10 +210,9 @@ class TokenWorldModel(nn.Module):
         key = self.modality
         for need in (key, "lidar_count") if key == "lidar" else (key,):
             if need not in batch:
-                raise DrivewmError(
-                    f"this world model's tokenizer ({self.tokenizer_name}) reads {self.modality!r} frames "
-                    f"(batch[{need!r}]), but the batch has keys {sorted(batch)}; evaluate it on data of its "
-                    f"modality, with {key!r} in data.keys"
+                raise KeyError(
+                    f"this world model's tokenizer ({self.tokenizer_name}) reads batch[{need!r}], but the batch "
+                    f"has keys {sorted(batch)}; add {key!r} to data.keys"
                 )
         count = batch["lidar_count"][:, :stop] if key == "lidar" else None  # padding rows are not returns
         return self.encode(batch[key][:, :stop], count)
