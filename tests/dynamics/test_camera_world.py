@@ -126,7 +126,7 @@ def test_token_cache_serves_the_tokens_loss_would_compute(store, tokenizer):
     assert torch.equal(model.loss({k: v[None] for k, v in ds[1].items()})["loss"], from_cache)
 
 
-def test_a_camera_tokenizer_run_nests_into_a_new_world_model_run(tmp_path):
+def test_a_camera_tokenizer_run_nests_into_a_new_world_model_run(tmp_path, batch):
     tok_cfg = RunConfig(model=_tokenizer_cfg("camera_temporal_vq"))
     torch.manual_seed(1)
     tok = build_model(tok_cfg.model)
@@ -139,6 +139,11 @@ def test_a_camera_tokenizer_run_nests_into_a_new_world_model_run(tmp_path):
     assert model.modality == "camera"
     for key, value in tok.state_dict().items():
         assert torch.equal(model.tokenizer.state_dict()[key], value), key
+    # DrivingGPT's action tokens: the model plans, and imagines the camera frames its own actions lead to.
+    context, _ = split_window(batch, PAST)
+    frames, waypoints = model.eval().forecast_plan(context, FUTURE, generator=torch.Generator().manual_seed(0))
+    assert frames.dtype == torch.uint8 and frames.shape == (batch["camera"].shape[0], FUTURE, *IMAGE, 3)
+    assert waypoints.shape == (batch["camera"].shape[0], FUTURE, 2)
 
 
 @pytest.mark.parametrize("name", ["camera_vqvae2", "camera_kl_autoencoder"])
