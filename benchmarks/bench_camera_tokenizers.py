@@ -65,8 +65,10 @@ def main() -> None:
     ap.add_argument("--world-steps", type=int, default=400)
     ap.add_argument("--clip", type=int, default=4, help="frames per tokenizer training clip")
     ap.add_argument("--horizon", type=int, default=2, help="forecast frames")
+    ap.add_argument("--image", type=int, nargs=2, default=[64, 128], metavar=("H", "W"), help="camera size")
+    ap.add_argument("--codebook", type=int, default=1024)
     args = ap.parse_args()
-    hw, codebook, channels = (64, 128), 1024, 32
+    hw, codebook, channels = tuple(args.image), args.codebook, 32
     if args.quick:
         hw, codebook, channels = (32, 64), 256, 16
         args.episodes, args.held_out, args.frames, args.tokenizer_steps, args.world_steps = 3, 2, 16, 30, 30
