@@ -10,7 +10,11 @@ that run's config and copies its weights in (`drivewm.train.checkpoint.build_mod
 under `no_grad`; a batch that already carries `tokens` [B, T, h, w] skips that step (tests, pre-tokenized data).
 The modality follows from the tokenizer's type: an occupancy tokenizer reads `batch['occ']`
 [B, T, X, Y, Z]; Copilot4D's LiDAR tokenizer (`lidar_vqvae`, arXiv 2311.01017) reads `batch['lidar']`
-[B, T, P, 4] with `batch['lidar_count']` [B, T], so the same three world models also run on LiDAR tokens.
+[B, T, P, 4] with `batch['lidar_count']` [B, T], so the same three world models also run on LiDAR tokens;
+a camera VQ tokenizer (the VQ-GAN, or DrivingWorld's temporal-aware VQ) reads `batch['camera']` uint8
+[B, T, H, W, 3], so they run on camera tokens too (GAIA-1 / DrivingGPT, MaskGIT on video). A window is
+encoded as one clip: the temporal VQ is causal in time, so a frame's tokens depend on it and the frames
+before it in the window only, the same in training and in a forecast's context.
 """
 
 from __future__ import annotations
@@ -28,7 +32,10 @@ from drivewm.errors import DrivewmError
 from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
 from drivewm.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
+from drivewm.tokenizers.camera import CameraAutoencoder, to_uint8
 from drivewm.tokenizers.lidar import LidarTokenizer
+from drivewm.tokenizers.vqgan import VQGAN
+from drivewm.tokenizers.vqvae2 import VQVAE2
 
 
 @dataclass(kw_only=True)
@@ -127,7 +134,8 @@ class TokenWorldModel(nn.Module):
     `rollout_window`, the most past frames `next_frame` reads (the rest of `max_frames` holds the new frame).
 
     A `drivewm.forecaster.Forecaster`: `forecast(context, horizon)` encodes the context frames, rolls out and
-    returns occupancy (occupancy tokenizer) or a field to render along the true future rays (LiDAR)."""
+    returns occupancy (occupancy tokenizer), a field to render along the true future rays (LiDAR) or uint8
+    camera frames (camera VQ tokenizer)."""
 
     rollout_window: int
     sees_future = False
@@ -149,8 +157,8 @@ class TokenWorldModel(nn.Module):
             raise DrivewmError(f"model.tokenizer_run={cfg.tokenizer_run} is not nested in model.tokenizer: build a new "
                              f"run's model with drivewm.train.checkpoint.build_model_from_sources")
         self.tokenizer: nn.Module | None = frozen_tokenizer(cfg) if cfg.tokenizer is not None else None
-        # 'lidar' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
-        self.modality = "lidar" if isinstance(self.tokenizer, LidarTokenizer) else "occ"
+        # 'lidar', 'camera' or 'occ': which window key the tokenizer reads (no tokenizer: batches carry tokens).
+        self.modality = tokenizer_modality(self.tokenizer, cfg)
         self.sampling = cfg.sampling
         if cfg.prior_outside not in WARP_OUTSIDE:
             raise ValueError(f"model.prior_outside must be 'free' or 'border', got {cfg.prior_outside!r}")
@@ -177,11 +185,16 @@ class TokenWorldModel(nn.Module):
     def encode(self, frames: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
         """Frames of the tokenizer's modality -> tokens [B, T, h, w].
 
-        occ [B, T, X, Y, Z] class ids, or (LiDAR tokenizer) points [B, T, P, 4] with count [B, T] real rows.
+        occ [B, T, X, Y, Z] class ids, (LiDAR tokenizer) points [B, T, P, 4] with count [B, T] real rows, or
+        (camera tokenizer) uint8 frames [B, T, H, W, 3], encoded as one clip (causal in time for the temporal VQ).
         """
         if self.tokenizer is None:
             raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty); pass tokens")
         b, t = frames.shape[:2]
+        if self.modality == "camera":
+            if frames.dim() != 5:
+                raise DrivewmError(f"camera: expected uint8 frames [B, T, H, W, 3], got {tuple(frames.shape)}")
+            return self.tokenizer.encode(frames).long()  # [B, T, h, w]; checks the image size and dtype
         if self.modality == "lidar":
             if frames.dim() != 4:
                 raise ValueError(f"lidar: expected points [B, T, P, 4], got {tuple(frames.shape)}")
@@ -198,21 +211,30 @@ class TokenWorldModel(nn.Module):
         for need in (key, "lidar_count") if key == "lidar" else (key,):
             if need not in batch:
                 raise KeyError(
-                    f"this world model's tokenizer ({self.cfg.tokenizer_run}) reads batch[{need!r}], but the batch "
+                    f"this world model's tokenizer ({self.tokenizer_name}) reads batch[{need!r}], but the batch "
                     f"has keys {sorted(batch)}; add {key!r} to data.keys"
                 )
         count = batch["lidar_count"][:, :stop] if key == "lidar" else None  # padding rows are not returns
         return self.encode(batch[key][:, :stop], count)
 
+    @property
+    def tokenizer_name(self) -> str:
+        """The frozen tokenizer's run directory, or its registered name."""
+        return self.cfg.tokenizer_run or (self.cfg.tokenizer or {}).get("name", "none")
+
     @torch.no_grad()
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens [B, T, h, w] -> occupancy class ids [B, T, X, Y, Z] (argmax of the decoder's logits)."""
+        """tokens [B, T, h, w] -> occupancy class ids [B, T, X, Y, Z] (argmax of the decoder's logits), or
+        (camera tokenizer) uint8 frames [B, T, H, W, 3], the clip decoded at once (the temporal VQ's decoder
+        is causal in time too)."""
         if self.tokenizer is None:
             raise ValueError("this world model has no tokenizer (model.tokenizer_run is empty)")
         if self.modality == "lidar":
             raise ValueError("decode gives occupancy; a LiDAR world model's tokens are rendered along rays "
                              "(drivewm.dynamics.lidar_forecast.render_sweeps)")
         self.check_tokens(tokens, "tokens")
+        if self.modality == "camera":
+            return to_uint8(self.tokenizer.decode(tokens))  # [B, T, 3, H, W] in [-1, 1] -> [B, T, H, W, 3]
         b, t = tokens.shape[:2]
         logits = self.tokenizer.decode(tokens.flatten(0, 1))  # [B*T, C, X, Y, Z]
         occ = logits.argmax(1)
@@ -222,9 +244,14 @@ class TokenWorldModel(nn.Module):
     @torch.no_grad()
     def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
                  generator: torch.Generator | None = None) -> torch.Tensor | dict:
-        """`horizon` frames after the context's last one: occupancy [B, H, X, Y, Z], or for a LiDAR tokenizer
+        """`horizon` frames after the context's last one: occupancy [B, H, X, Y, Z], for a LiDAR tokenizer
         {"render": fn(points [B, H, P, C], count [B, H], origin [B, H, 3] or None, inside)}
-        (`lidar_forecast.forecast_lidar`)."""
+        (`lidar_forecast.forecast_lidar`), for a camera tokenizer uint8 frames [B, H, H_img, W_img, 3]
+        (`camera_forecast.forecast_camera`)."""
+        if self.modality == "camera":
+            from drivewm.dynamics.camera_forecast import forecast_camera
+
+            return forecast_camera(self, context, horizon, generator=generator)
         if self.modality == "lidar":
             from drivewm.dynamics.lidar_forecast import forecast_lidar
 
@@ -236,8 +263,12 @@ class TokenWorldModel(nn.Module):
     def context_frames(self, context: dict[str, torch.Tensor]) -> int:
         """How many observed frames a forecaster's context holds (of the tokenizer's modality)."""
         if self.modality not in context:
-            raise KeyError(f"the context has no {self.modality!r} frames (keys {sorted(context)}); add it to data.keys")
-        return context[self.modality].shape[1]
+            raise DrivewmError(f"this world model's tokenizer ({self.tokenizer_name}) reads {self.modality!r} frames, "
+                               f"but the context has keys {sorted(context)}: data of another modality?")
+        frames = context[self.modality].shape[1]
+        if frames < 1:
+            raise DrivewmError(f"the context holds no {self.modality!r} frame: a forecast needs at least 1")
+        return frames
 
     def prepare_dataset(self, dataset, device: torch.device | str = "cpu", progress: bool = True):
         """The training data as the loss reads it, made once per run: each frame tokenized by the frozen
@@ -400,6 +431,22 @@ class WarpPrior:
         return torch.cat([none, self.ids[:, : frames - 1]], 1)
 
 
+def tokenizer_modality(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> str:
+    """Which window key a world model's tokenizer reads: 'lidar', 'camera' (a camera VQ tokenizer) or 'occ' (an
+    occupancy tokenizer, or none: batches carry tokens). A camera tokenizer without one grid of discrete tokens
+    per frame (VQ-VAE-2's two grids, the KL autoencoder's continuous latent) is refused."""
+    if isinstance(tokenizer, LidarTokenizer):
+        return "lidar"
+    if isinstance(tokenizer, VQGAN):
+        return "camera"
+    if isinstance(tokenizer, (CameraAutoencoder, VQVAE2)):
+        raise DrivewmError(
+            f"model.tokenizer: {cfg.tokenizer_run or cfg.tokenizer['name']} ({cfg.tokenizer['name']}) is not a "
+            f"camera VQ tokenizer with one token grid per frame; token world models take camera_vqgan or "
+            f"camera_temporal_vq (the KL autoencoder's latent is continuous, VQ-VAE-2 has two grids)")
+    return "occ"
+
+
 def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
     """Build the tokenizer nested in cfg.tokenizer, check it matches the world model's config, and freeze it."""
     from drivewm.hub import build_from_config
@@ -411,6 +458,7 @@ def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:
             tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
     else:
         tokenizer = build_from_config(cfg.tokenizer, "model.tokenizer")
+    tokenizer_modality(tokenizer, cfg)  # refuses a tokenizer without one discrete grid per frame
     vocab, shape = int(tokenizer.vocab_size), tuple(int(s) for s in tokenizer.token_shape)
     if vocab != cfg.vocab_size or shape != tuple(cfg.token_shape):
         raise DrivewmError(

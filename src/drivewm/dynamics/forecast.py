@@ -3,8 +3,8 @@
 The one path from occupancy to occupancy that `TokenWorldModel.forecast`, benchmarks and planning share:
 encode the past frames with the model's frozen tokenizer, roll out `horizon` frames conditioned on
 the window's actions (and, with condition="action_motion", its known ego motion), decode.
-`forecast_tokens` reads the model's modality (occ or lidar frames); LiDAR tokens are rendered to
-points by `lidar_forecast.py`. `TokenizerBound` is the upper-bound row of a forecasting table.
+`forecast_tokens` reads the model's modality (occ, lidar or camera frames); LiDAR tokens are rendered to
+points by `lidar_forecast.py`, camera tokens decoded to frames by `camera_forecast.py`. `TokenizerBound` is the upper-bound row of a forecasting table.
 """
 
 from __future__ import annotations
@@ -14,21 +14,29 @@ from pathlib import Path
 import torch
 
 from drivewm.dynamics.base import TokenWorldModel
-from drivewm.conditions import ego_conditions
+from drivewm.conditions import condition_dim, ego_conditions
+from drivewm.errors import DrivewmError
 
 
 @torch.no_grad()
 def forecast_tokens(
-    model: TokenWorldModel, batch: dict[str, torch.Tensor], past: int, horizon: int, **rollout_kw
-) -> torch.Tensor:
-    """batch of windows (>= past + horizon - 1 frames of conditions) -> future tokens [B, H, h, w]."""
+    model: TokenWorldModel, batch: dict[str, torch.Tensor], past: int, horizon: int, *, with_context: bool = False,
+    **rollout_kw
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """batch of windows (>= past + horizon - 1 frames of conditions) -> future tokens [B, H, h, w] (with
+    `with_context`: (context tokens [B, past, h, w], future tokens))."""
     if past < 1:
         raise ValueError(f"past must be >= 1, got {past}")
+    width = condition_dim("action")
+    if model.cfg.condition != "none" and "action" in batch and batch["action"].shape[-1] != width:
+        raise DrivewmError(f"batch['action']: expected {width} values per frame (accel, steer), "
+                           f"got shape {tuple(batch['action'].shape)}")
     context = model.encode_batch(batch, past)  # [B, past, h, w]
     if context.shape[1] < past:
         raise ValueError(f"past must be in 1..{context.shape[1]} (window frames), got {past}")
     cond = ego_conditions(batch, model.cfg.condition)  # [B, T, A]
-    return model.rollout(context, cond, horizon, **rollout_kw)
+    future = model.rollout(context, cond, horizon, **rollout_kw)
+    return (context, future) if with_context else future
 
 
 @torch.no_grad()
@@ -66,4 +74,8 @@ class TokenizerBound:
             from drivewm.dynamics.lidar_forecast import reconstruct_lidar
 
             return reconstruct_lidar(self.model, future["lidar"][:, :horizon], future["lidar_count"][:, :horizon])
+        if self.modality == "camera":
+            from drivewm.dynamics.camera_forecast import reconstruct_camera
+
+            return reconstruct_camera(self.model, future["camera"][:, :horizon])
         return reconstruct_occupancy(self.model, future["occ"][:, :horizon].long())

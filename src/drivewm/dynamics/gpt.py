@@ -306,7 +306,8 @@ class GPTWorldModel(TokenWorldModel):
     @property
     def forecast_plan(self):
         """With action tokens, the Forecaster's planning form: `forecast_plan(context, horizon, generator=)` ->
-        (occupancy [B, H, X, Y, Z] of the imagined frames, waypoints [B, H, 2]), from one `plan`: the scene
+        (the imagined frames, decoded as `forecast` decodes them: occupancy [B, H, X, Y, Z] or camera frames
+        [B, H, H_img, W_img, 3]; waypoints [B, H, 2]), from one `plan`: the scene
         follows the model's own actions, never the recorded ones. Waypoints are the cumulative (x, y) steps,
         as the evaluation's truth. The condition variant has none (it cannot plan)."""
         if self.action_tokenizer is None:
@@ -318,8 +319,12 @@ class GPTWorldModel(TokenWorldModel):
                        generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         past = self.context_frames(context)
         past_motion = relative_steps(context["ego_pose"][:, :past].double()).float()  # [B, past-1, 3]
-        _, motion, imagined = self.plan(self.encode_batch(context, past), past_motion, horizon,
-                                        generator=generator, frames=True)
+        tokens = self.encode_batch(context, past)
+        _, motion, imagined = self.plan(tokens, past_motion, horizon, generator=generator, frames=True)
+        if self.modality == "camera":  # frames decoded after the context's, as the temporal VQ's decoder reads clips
+            from drivewm.dynamics.camera_forecast import decode_after
+
+            return decode_after(self, tokens, imagined), motion[..., :2].cumsum(1)
         return self.decode(imagined), motion[..., :2].cumsum(1)
 
     def _new_frame_inputs(self, prior: WarpPrior | None) -> Tensor:

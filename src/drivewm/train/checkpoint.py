@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import yaml
 
-from drivewm.errors import CheckpointError
+from drivewm.errors import CheckpointError, ConfigError
 from drivewm.hub import (
     CARD_NAME,
     CONFIG_NAME,
@@ -254,6 +254,10 @@ def derive_token_fields(model_cfg, tokenizer=None) -> None:
 
         with torch.random.fork_rng(devices=[]):  # reading two numbers must not move the model's initialisation
             tokenizer = build_from_config(model_cfg.tokenizer, "model.tokenizer")
+    if not all(hasattr(tokenizer, f) for f in TOKEN_FIELDS):  # VQ-VAE-2's two grids, the KL autoencoder's latent
+        raise ConfigError(f"model.tokenizer: {getattr(model_cfg, 'tokenizer_run', '') or model_cfg.tokenizer.get('name')} "
+                          f"has no single grid of discrete tokens per frame (vocab_size, token_shape): a token world "
+                          f"model needs a tokenizer with one (camera: camera_vqgan or camera_temporal_vq)")
     if model_cfg.vocab_size is None:
         model_cfg.vocab_size = int(tokenizer.vocab_size)
     if model_cfg.token_shape is None:

@@ -1,0 +1,106 @@
+"""MaskGIT's parallel decoding against the KV-cached GPT on camera tokens: frames/s at equal quality.
+
+Claim (MaskGIT, arXiv 2202.04200; issue "Camera world models, part 2"): decoding a frame's tokens in a few
+parallel steps is much faster than drawing them one by one, at equal quality. Both world models are the camera
+presets' (world/maskgit_camera_tiny.yaml: MaskGIT's parallel_decode, cosine schedule, choice temperature 4.5,
+8 steps a frame; world/gpt_camera_tiny.yaml: GAIA-1 / DrivingGPT's GPT, token by token with its KV cache,
+greedy), on the same token grid of the same frozen VQ-GAN (8x: 8 x 16 tokens at 64 x 128), trained for the same
+number of steps on the same simulator windows (camera_world_setup.py).
+
+Speed: frames/s of the token rollout (`rollout`, context tokens given, horizon frames generated; the tokenizer's
+encode and decode cost both models the same and are left out), at batch 1 and a larger batch, best of a few
+repeats after a warm-up. Quality: PSNR at +1 of each model's decoded forecast against the true frame on held-out
+windows, beside copy-last and the tokenizer's own reconstruction (the bound of both), so "equal quality" is
+judged on the printed numbers, not assumed.
+
+    python benchmarks/bench_camera_decoding.py [--quick] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from camera_world_setup import (HELD_OUT_SEED, camera_windows, copy_last_psnr, forecast, frame_psnr, preset_fields,
+                                train_tokenizer, train_world)
+from drivewm.conditions import ego_conditions
+from drivewm.train.config import load_run_config
+
+PRESETS = {"maskgit_world": "world/maskgit_camera_tiny.yaml", "gpt_world": "world/gpt_camera_tiny.yaml"}
+
+
+@torch.no_grad()
+def frames_per_second(model, windows: dict[str, torch.Tensor], past: int, horizon: int, batch: int,
+                      repeats: int) -> float:
+    """Generated frames per second of `model.rollout` on `batch` windows' context tokens (best of `repeats`)."""
+    pick = {k: v[:batch] for k, v in windows.items()}
+    if pick["camera"].shape[0] < batch:
+        reps = -(-batch // pick["camera"].shape[0])
+        pick = {k: v.repeat(reps, *[1] * (v.dim() - 1))[:batch] for k, v in pick.items()}
+    context = model.encode(pick["camera"][:, :past])
+    cond = ego_conditions(pick, model.cfg.condition)
+    g = torch.Generator().manual_seed(0)
+    model.rollout(context, cond, 1, generator=g)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.rollout(context, cond, horizon, generator=g)
+        best = min(best, time.perf_counter() - t0)
+    return batch * horizon / best
+
+
+def line(case: str, unit: str, ours: float, reference: float, target, **extra) -> None:
+    print(json.dumps({"bench": "camera_decoding", "case": case, "unit": unit, "ours": round(ours, 3),
+                      "reference": round(reference, 3), "ratio": round(ours / reference, 3), "target": target,
+                      **extra}), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="32 x 64 frames, few episodes and steps (< 1 minute)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--episodes", type=int, default=16, help="training episodes")
+    ap.add_argument("--held-out", type=int, default=4, help="held-out episodes")
+    ap.add_argument("--frames", type=int, default=40, help="frames per episode")
+    ap.add_argument("--tokenizer-steps", type=int, default=600)
+    ap.add_argument("--world-steps", type=int, default=400)
+    ap.add_argument("--large-batch", type=int, default=16)
+    ap.add_argument("--horizon", type=int, default=2, help="frames generated per timed rollout")
+    args = ap.parse_args()
+    hw, repeats, codebook, channels = (64, 128), 3, 1024, 32
+    if args.quick:
+        hw, repeats, codebook, channels = (32, 64), 2, 256, 16
+        args.episodes, args.held_out, args.frames, args.tokenizer_steps, args.world_steps = 3, 1, 16, 30, 30
+    torch.set_num_threads(args.threads)
+    past = load_run_config(PRESETS["gpt_world"]).data.past
+    window = past + 1
+    train = camera_windows(range(args.episodes), args.frames, hw, window)
+    held_out = camera_windows(range(HELD_OUT_SEED, HELD_OUT_SEED + args.held_out), args.frames, hw, window, stride=3)
+    tok_cfg, tok = train_tokenizer("camera_vqgan", train, hw, codebook, steps=args.tokenizer_steps, clip=1,
+                                   batch=8, channels=channels)
+
+    models, quality = {}, {}
+    for kind, preset in PRESETS.items():
+        models[kind] = train_world(kind, tok_cfg, tok, train, train_steps=args.world_steps, **preset_fields(preset))
+        pred = forecast(models[kind], held_out, past, 1)
+        quality[kind] = frame_psnr(pred[:, 0], held_out["camera"][:, past])
+    maskgit, gpt = models["maskgit_world"], models["gpt_world"]
+    bound = frame_psnr(tok.reconstruct(held_out["camera"][:, past]), held_out["camera"][:, past])
+    common = {"token_grid": list(gpt.token_shape), "image": list(hw), "maskgit_steps": maskgit.cfg.steps,
+              "maskgit_sampler": maskgit.cfg.sampler, "context_frames": past, "horizon": args.horizon,
+              "train_steps": args.world_steps, "threads": args.threads}
+    for batch in (1, args.large_batch):
+        ours = frames_per_second(maskgit, held_out, past, args.horizon, batch, repeats)
+        reference = frames_per_second(gpt, held_out, past, args.horizon, batch, repeats)
+        line(f"frames_per_s_batch{batch}_maskgit{maskgit.cfg.steps}steps_vs_gpt_kv_cache", "frames/s", ours, reference,
+             None, batch=batch, **common)
+    line("psnr_+1_heldout_maskgit_vs_gpt", "dB", quality["maskgit_world"], quality["gpt_world"], None,
+         copy_last=round(copy_last_psnr(held_out, past), 3), tokenizer_bound=round(bound, 3),
+         windows=int(held_out["camera"].shape[0]), **common)
+
+
+if __name__ == "__main__":
+    main()
