@@ -34,6 +34,8 @@ SMALL: dict[str, dict] = {
     "occworld_published": dict(_WORLD, dim_mult=[1, 2], pose_layers=1),
     "maskgit_world": dict(_WORLD, dim_mult=[1, 2], steps=2),
     "voxel_unet": dict(grid="micro", width=8, levels=2, observed=2, max_horizon=2),
+    "diamond": dict(image_size=list(CAMERA), conditioning_frames=2, cond_channels=8, depths=[1, 1], channels=[4, 8]),
+    "diamond_bev": dict(grid="micro", conditioning_frames=2, cond_channels=8, depths=[1, 1], channels=[4, 8]),
     "jepa_bev": dict(encoder=_ENCODER, predictor_width=16, predictor_depth=1, predictor_heads=2, min_keep=2),
     "jepa_ac": dict(encoder=_ENCODER, width=16, depth=1, heads=2, rollout_steps=1),
     "lejepa": dict(encoder=_ENCODER, global_views=2, local_views=2, proj_hidden=16, proj_dim=8, num_slices=16),

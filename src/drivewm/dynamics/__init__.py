@@ -5,8 +5,10 @@ tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldMo
 `forecast.forecast_occupancy` rolls any occupancy model out and decodes the tokens to occupancy,
 `lidar_forecast.forecast_lidar` renders a LiDAR model's tokens along the true future rays.
 `voxel_unet` is the learned reference without tokens: a BEV U-Net from the ego-warped observed frames.
+`diamond` / `diamond_bev` are DIAMOND's continuous EDM denoiser of the next frame, on camera frames / occupancy.
 """
 
+from drivewm.dynamics.diamond import DiamondBEV, DiamondBEVConfig, DiamondCamera, DiamondConfig
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
@@ -15,6 +17,10 @@ from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTem
 from drivewm.dynamics.voxel_unet import VoxelUNetConfig, VoxelUNetForecaster
 
 __all__ = [
+    "DiamondBEV",
+    "DiamondBEVConfig",
+    "DiamondCamera",
+    "DiamondConfig",
     "GPTWorldConfig",
     "GPTWorldModel",
     "MaskGITWorldConfig",

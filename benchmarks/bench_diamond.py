@@ -1,0 +1,118 @@
+"""DIAMOND's sampling speed, and with a trained run its forecast PSNR against copy-last; one JSON line each.
+
+1. frames/s of EDM sampling at 3 Euler steps (the official world_model_env setting), batch 16, on 64 x 128 frames
+   from the world/diamond_camera_tiny.yaml model (untrained, or --run's): ours. Reference: the same network with
+   a 1-step sampler (the fastest it can sample; the ratio is the price of the two extra steps, ~1/3).
+   Target: 25 frames/s (issue #27).
+2. With --run and --data: PSNR (dB, over all pixels of every held-out window, the 'val' split) at +1 and +2
+   frames of the run's autoregressive forecast (4 context frames, the recorded actions, seeded noise) against
+   copy-last on the same windows; target at +1: copy-last + 1 dB, at +2: copy-last.
+
+    python benchmarks/bench_diamond.py [--quick] [--device cuda] [--run DIR --data DIR [--stride 4]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from drivewm.baselines.camera import CopyLastCamera
+from drivewm.dynamics.edm import SamplerConfig
+from drivewm.forecaster import split_window
+from drivewm.registry import build_model
+from drivewm.train.config import load_run_config
+
+PAST = 4
+
+
+def emit(case: str, unit: str, ours: float, reference: float, target: float, ratio: float | None = None) -> None:
+    print(json.dumps({"bench": "diamond", "case": case, "unit": unit, "ours": round(ours, 3),
+                      "reference": round(reference, 3), "ratio": round(ratio if ratio is not None else ours / reference, 3),
+                      "target": target}), flush=True)
+
+
+def load(run: str | None, device: torch.device):
+    if run:
+        from drivewm.hub import from_pretrained
+
+        return from_pretrained(run, str(device)).eval()
+    torch.manual_seed(0)
+    return build_model(load_run_config("world/diamond_camera_tiny.yaml", []).model).to(device).eval()
+
+
+def sampling_speed(model, batch: int, repeats: int, device: torch.device) -> None:
+    h, w = model.image_hw
+    g = torch.Generator().manual_seed(0)
+    context = {"camera": torch.randint(0, 256, (batch, PAST, h, w, 3), generator=g, dtype=torch.uint8).to(device),
+               "action": torch.randn(batch, PAST + 1, model.cfg.action_dim, generator=g).to(device)}
+    three = model.cfg.sampler
+    one = SamplerConfig(**{**vars(three), "num_steps": 1})
+
+    def run(sampler: SamplerConfig) -> float:
+        model.edm.cfg.sampler = sampler
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        model.forecast(context, 1, generator=torch.Generator(device=device).manual_seed(0))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    run(three), run(one)  # warm-up
+    best = [float("inf"), float("inf")]
+    for _ in range(repeats):  # alternating, so both sides see the same load of a shared machine
+        for i, sampler in enumerate((three, one)):
+            best[i] = min(best[i], run(sampler))
+    model.edm.cfg.sampler = three
+    emit(f"sample_{three.num_steps}_euler_steps_b{batch}_{h}x{w}_vs_1_step", "frames/s", batch / best[0],
+         batch / best[1], 25.0)
+
+
+def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.device) -> None:
+    from drivewm.data.config import DataConfig
+    from drivewm.data.windows import build_dataset
+
+    ds = build_dataset(DataConfig(path=data, past=PAST, future=2, stride=stride, keys=["camera", "action"]), "val")
+    idx = list(range(len(ds)))[:windows] if windows else list(range(len(ds)))
+    sq = {"ours": torch.zeros(2, dtype=torch.float64), "copy": torch.zeros(2, dtype=torch.float64)}
+    count = 0
+    gen = torch.Generator(device=device).manual_seed(0)
+    for start in range(0, len(idx), 16):
+        items = [ds[i] for i in idx[start:start + 16]]
+        batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
+        context, future = split_window(batch, PAST)
+        truth = future["camera"].double()
+        for name, forecaster in (("ours", model), ("copy", CopyLastCamera())):
+            pred = forecaster.forecast(context, 2, generator=gen).double()
+            sq[name] += (pred - truth).pow(2).mean(dim=(2, 3, 4)).sum(0).cpu()  # per-step sum over windows
+        count += truth.shape[0]
+    psnr = {k: (10 * torch.log10(255.0**2 / (v / count))).tolist() for k, v in sq.items()}
+    for step in (1, 2):
+        ours, ref = psnr["ours"][step - 1], psnr["copy"][step - 1]
+        # Ratio of the mean squared errors (copy-last's over ours): > 1 when ours is closer to the truth.
+        emit(f"psnr_+{step}_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
+             ratio=10 ** ((ours - ref) / 10))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one timed repeat, 16 held-out windows (< 1 minute)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--run", default="", help="a trained diamond run (default: the untrained tiny preset)")
+    ap.add_argument("--data", default="", help="camera store for the PSNR comparison (needs --run)")
+    ap.add_argument("--stride", type=int, default=4, help="frames between held-out windows")
+    ap.add_argument("--windows", type=int, default=0, help="at most this many held-out windows (0: all)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    model = load(args.run or None, device)
+    with torch.no_grad():
+        sampling_speed(model, 16, 1 if args.quick else 3, device)
+        if args.run and args.data:
+            forecast_psnr(model, args.data, args.stride, 16 if args.quick else args.windows, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""DIAMOND (Alonso et al. 2024, arXiv 2405.12399): an action-conditioned EDM denoiser of the next frame.
+
+Official code: eloialonso/diamond, commit 5bcd1599755b4f2fae8e5e079e02f0728e174965 (branch main),
+``src/models/diffusion/denoiser.py`` (``Denoiser.forward``: the loss), ``inner_model.py`` (``InnerModel``: the
+noise + action embedding and the U-Net), ``diffusion_sampler.py`` (the sampler), ``src/envs/world_model_env.py``
+(autoregressive rollouts); the pieces live in `drivewm.dynamics.edm`. As there:
+
+* the last `conditioning_frames` (4) frames, scaled by 1 / sigma_data, are stacked on channels with the
+  noisy next frame (scaled by c_in) at the U-Net's input;
+* the actions of those frames (action t moves frame t to t + 1) are embedded to cond_channels / n each,
+  flattened, added to the Fourier features of c_noise and projected by a 2-layer MLP; every ResBlock reads
+  that vector through AdaGroupNorm. drivewm's actions are continuous: the embedding is the csgo branch's
+  multi-hot form (``act @ embedding.weight``), a linear map without bias;
+* training draws sigma log-normal (loc -0.4, scale 1.2, clipped to [2e-3, 20]) with offset noise 0.3 and
+  regresses F on (x_next - c_skip x_noisy) / c_out, for each frame of the window after the first n, each
+  fed the 8-bit denoised frames before it (``wrap_model_output``) as the official loop does;
+* sampling: Karras' schedule (sigma_min 2e-3, sigma_max 5, rho 7), 3 Euler steps, no churn, from x ~ N(0, I).
+
+`DiamondCamera` runs it on camera frames (uint8 [B, T, H, W, 3] <-> [-1, 1]); `DiamondBEV` on occupancy, whose
+classes become fixed embeddings with height folded into channels on the BEV plane, decoded to the nearest
+embedding. Both are `drivewm.forecaster.Forecaster`s with `loss(batch)` for the training engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from drivewm.data.spec import resolve_grid
+from drivewm.dynamics.edm import (FourierFeatures, GroupNorm, SamplerConfig, UNet, _conv3x3, apply_noise,
+                                  compute_conditioners, edm_sample, quantize, sample_training_sigma)
+from drivewm.dynamics.rew_end import RewardEndConfig, RewardEndModel
+from drivewm.errors import DrivewmError
+from drivewm.registry import register_model
+from drivewm.tokenizers.camera import CAMERA_KEY, check_images, to_pixels, to_uint8
+
+
+@dataclass(kw_only=True)
+class SigmaDistributionConfig:
+    """Training noise levels: exp(N(loc, scale^2)) clipped (``config/trainer.yaml``'s sigma_distribution)."""
+
+    loc: float = -0.4
+    scale: float = 1.2
+    sigma_min: float = 2e-3
+    sigma_max: float = 20.0
+
+
+@dataclass(kw_only=True)
+class DiamondConfig:
+    name: str = "diamond"
+    image_size: list[int] = field(default_factory=lambda: [64, 128])
+    """[H, W] of the camera frames."""
+    action_dim: int = 2
+    """Width of batch['action'] (the simulator's: acceleration, steering)."""
+    conditioning_frames: int = 4
+    """Past frames stacked on channels (``num_steps_conditioning``)."""
+    cond_channels: int = 256
+    """Width of the noise + action conditioning vector; a multiple of 2 and of conditioning_frames."""
+    depths: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
+    """ResBlocks per U-Net level (down; up has one more)."""
+    channels: list[int] = field(default_factory=lambda: [64, 64, 64, 64])
+    attn_depths: list[bool] = field(default_factory=list)
+    """Self-attention per level, empty for none (the middle blocks always attend, as the official U-Net)."""
+    sigma_data: float = 0.5
+    sigma_offset_noise: float = 0.3
+    sigma_distribution: SigmaDistributionConfig = field(default_factory=SigmaDistributionConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+
+
+class EDMNextFrame(nn.Module):
+    """The official ``InnerModel`` wrapped by ``Denoiser``'s preconditioning: D(x; sigma | obs, act)."""
+
+    def __init__(self, cfg: DiamondConfig, img_channels: int) -> None:
+        super().__init__()
+        n = cfg.conditioning_frames
+        if n < 1 or cfg.cond_channels % n or cfg.cond_channels % 2:
+            raise ValueError(f"model.cond_channels={cfg.cond_channels} must be even and divisible by "
+                             f"model.conditioning_frames={n} (>= 1)")
+        if cfg.action_dim < 1:
+            raise ValueError(f"model.action_dim must be >= 1, got {cfg.action_dim}")
+        cfg.sampler.check()
+        self.cfg = cfg
+        self.noise_emb = FourierFeatures(cfg.cond_channels)
+        self.act_emb = nn.Linear(cfg.action_dim, cfg.cond_channels // n, bias=False)
+        self.cond_proj = nn.Sequential(nn.Linear(cfg.cond_channels, cfg.cond_channels), nn.SiLU(),
+                                       nn.Linear(cfg.cond_channels, cfg.cond_channels))
+        self.conv_in = _conv3x3((n + 1) * img_channels, cfg.channels[0])
+        self.unet = UNet(cfg.cond_channels, cfg.depths, cfg.channels, cfg.attn_depths or [False] * len(cfg.depths))
+        self.norm_out = GroupNorm(cfg.channels[0])
+        self.conv_out = _conv3x3(cfg.channels[0], img_channels)
+        nn.init.zeros_(self.conv_out.weight)
+
+    def inner(self, noisy: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """F: noisy [B, C, H, W] (already times c_in), c_noise [B], obs [B, n*C, H, W] (times 1/sigma_data),
+        act [B, n, A] -> [B, C, H, W]."""
+        cond = self.cond_proj(self.noise_emb(c_noise) + self.act_emb(act.float()).flatten(1))  # [B, cond]
+        x = self.unet(self.conv_in(torch.cat((obs, noisy), dim=1)), cond)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+    def model_output(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor):
+        """(F's output, the conditioners) for noisy [B, C, H, W] at sigma [B] given obs [B, n, C, H, W]."""
+        cs = compute_conditioners(sigma, self.cfg.sigma_data, self.cfg.sigma_offset_noise)
+        return self.inner(noisy * cs.c_in, cs.c_noise, obs.flatten(1, 2) / self.cfg.sigma_data, act), cs
+
+    @torch.no_grad()
+    def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """D(x; sigma) = c_skip x + c_out F(c_in x), on the 8-bit grid (``Denoiser.denoise``)."""
+        out, cs = self.model_output(noisy, sigma, obs, act)
+        return quantize(cs.c_skip * noisy + cs.c_out * out)
+
+    def loss(self, frames: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """``Denoiser.forward`` over a window: frames [B, T, C, H, W] in [-1, 1], act [B, T, A]."""
+        n = self.cfg.conditioning_frames
+        frames = frames.clone()
+        dist = self.cfg.sigma_distribution
+        loss = frames.new_zeros(())
+        for i in range(frames.shape[1] - n):
+            obs, target_frame = frames[:, i:n + i], frames[:, n + i]
+            sigma = sample_training_sigma(frames.shape[0], loc=dist.loc, scale=dist.scale, sigma_min=dist.sigma_min,
+                                          sigma_max=dist.sigma_max, device=frames.device)
+            noisy = apply_noise(target_frame, sigma, self.cfg.sigma_offset_noise)
+            out, cs = self.model_output(noisy, sigma, obs, act[:, i:n + i])
+            loss = loss + F.mse_loss(out, (target_frame - cs.c_skip * noisy) / cs.c_out)
+            # Later targets are conditioned on this frame as the model denoised it, as in the official loop.
+            frames[:, n + i] = quantize((cs.c_skip * noisy + cs.c_out * out).detach())
+        return loss / (frames.shape[1] - n)
+
+    @torch.no_grad()
+    def rollout(self, past: torch.Tensor, act: torch.Tensor, horizon: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Autoregressive frames [B, horizon, C, H, W] after past [B, >= n, C, H, W]; act [B, >= P + horizon - 1, A]
+        holds the actions of every frame from the first past one (action t moves frame t to t + 1)."""
+        n, p = self.cfg.conditioning_frames, past.shape[1]
+        frames, out = list(past.unbind(1)), []
+        for k in range(horizon):
+            obs = torch.stack(frames[-n:], 1)
+            x = torch.randn(obs[:, 0].shape, generator=generator, device=past.device)
+            a = act[:, p + k - n:p + k]
+            x = edm_sample(lambda x_, s: self.denoise(x_, s, obs, a), x, self.cfg.sampler, generator)
+            frames.append(x)
+            out.append(x)
+        return torch.stack(out, 1)
+
+
+class DiamondWorldModel(nn.Module):
+    """What the camera and BEV models share: the window's frames as continuous images (`encode`), the EDM
+    next-frame model, the optional reward / end heads, and a forecast decoded by `decode`."""
+
+    sees_future = False
+    key: str
+
+    def __init__(self, cfg, img_channels: int, image_hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.cfg, self.name = cfg, cfg.name
+        self.image_hw = image_hw
+        self.edm = EDMNextFrame(cfg, img_channels)
+        self.reward_end = (RewardEndModel(cfg.reward_end, img_channels=img_channels, image_hw=image_hw,
+                                          action_dim=cfg.action_dim) if cfg.reward_end.enabled else None)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """The batch's frames [B, T, ...] -> continuous images [B, T, C, H, W]."""
+        raise NotImplementedError
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous images [B, T, C, H, W] -> frames in the batch's layout."""
+        raise NotImplementedError
+
+    def _frames(self, batch: dict[str, torch.Tensor], what: str) -> torch.Tensor:
+        if self.key not in batch:
+            raise DrivewmError(f"{self.name} reads {what}[{self.key!r}] (data.keys: [{self.key}, action]); "
+                               f"got keys {sorted(batch)}")
+        return self.encode(batch[self.key])
+
+    def _actions(self, batch: dict[str, torch.Tensor], frames: int, what: str) -> torch.Tensor:
+        if "action" not in batch:
+            raise DrivewmError(f"{self.name} is action-conditioned: {what} needs 'action' (data.keys: "
+                               f"[{self.key}, action]); got keys {sorted(batch)}")
+        act = batch["action"]
+        if act.dim() != 3 or act.shape[-1] != self.cfg.action_dim or act.shape[1] < frames:
+            raise DrivewmError(f"{what}['action'] must be [B, >= {frames}, {self.cfg.action_dim}] (model.action_dim "
+                               f"= {self.cfg.action_dim}), got {tuple(act.shape)}")
+        return act
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = self._frames(batch, "batch")
+        n = self.cfg.conditioning_frames
+        if x.shape[1] < n + 1:
+            raise DrivewmError(f"{self.name}: model.conditioning_frames={n} needs training windows of >= {n + 1} "
+                               f"frames (data.past + data.future), got {x.shape[1]}")
+        act = self._actions(batch, x.shape[1], "batch")
+        denoising = self.edm.loss(x, act)
+        out = {"loss": denoising, "loss_denoising": denoising.detach()}
+        if self.reward_end is not None:
+            rew_cfg = self.cfg.reward_end
+            reward, end = batch.get(rew_cfg.reward_key), batch.get(rew_cfg.end_key)
+            if reward is None and end is None:
+                raise DrivewmError(f"model.reward_end.enabled needs batch[{rew_cfg.reward_key!r}] or "
+                                   f"batch[{rew_cfg.end_key!r}] (add one to data.keys); got keys {sorted(batch)}")
+            heads = self.reward_end.loss(x, act, reward, end)
+            out["loss"] = out["loss"] + sum(heads.values())
+            out.update({k: v.detach() for k, v in heads.items()})
+        return out
+
+    @torch.no_grad()
+    def rollout(self, context: dict[str, torch.Tensor], horizon: int, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continuous frames [B, horizon, C, H, W] after the context's (see `forecast`)."""
+        if horizon < 1:
+            raise DrivewmError(f"horizon must be >= 1, got {horizon}")
+        x = self._frames(context, "context")
+        n, p = self.cfg.conditioning_frames, x.shape[1]
+        if p < n:
+            raise DrivewmError(f"{self.name} conditions on the last {n} frames (model.conditioning_frames); the "
+                               f"context has {p} (data.past >= {n})")
+        act = self._actions(context, p + horizon - 1, "context")
+        return self.edm.rollout(x, act, horizon, generator)
+
+    @torch.no_grad()
+    def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The `horizon` frames after the context's last one, each sampled from the last
+        `conditioning_frames` frames (observed, then generated) and their actions (context['action'] covers
+        the past and future frames); noise from `generator`."""
+        return self.decode(self.rollout(context, horizon, generator=generator))
+
+    @torch.no_grad()
+    def predict_reward_end(self, past: torch.Tensor, act: torch.Tensor, future: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward class logits [B, H, 3] (-1, 0, +1) and end logits [B, H, 2] of the transitions into each of
+        `future`'s frames: past [B, P, C, H, W] and future [B, H, C, H, W] continuous frames (`rollout`), act
+        the actions of every frame [B, >= P + H - 1, A]."""
+        if self.reward_end is None:
+            raise DrivewmError(f"{self.name} has no reward / end heads (model.reward_end.enabled: false)")
+        frames = torch.cat((past, future), 1)
+        p, h = past.shape[1], future.shape[1]
+        rew, end, _ = self.reward_end(frames[:, :-1], act[:, :p + h - 1], frames[:, 1:])
+        return rew[:, p - 1:], end[:, p - 1:]
+
+
+class DiamondCamera(DiamondWorldModel):
+    """DIAMOND on camera frames: uint8 [B, T, H, W, 3] <-> pixels [B, T, 3, H, W] in [-1, 1]."""
+
+    modality = "camera"
+    key = CAMERA_KEY
+
+    def __init__(self, cfg: DiamondConfig) -> None:
+        if len(cfg.image_size) != 2 or min(cfg.image_size) < 1:
+            raise ValueError(f"model.image_size must be [H, W], got {cfg.image_size}")
+        super().__init__(cfg, 3, (cfg.image_size[0], cfg.image_size[1]))
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        check_images(frames, self.image_hw, f"{self.name}: camera")
+        if frames.dim() != 5:
+            raise DrivewmError(f"{self.name}: camera must be [B, T, H, W, 3], got {tuple(frames.shape)}")
+        return to_pixels(frames)
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        return to_uint8(x)
+
+
+@dataclass(kw_only=True)
+class DiamondBEVConfig(DiamondConfig):
+    name: str = "diamond_bev"
+    grid: Any = "tiny"
+    """The occupancy grid: a preset name, a grid written out or from_store (drivewm.data.spec.resolve_grid)."""
+    embedding: str = "binary"
+    """Fixed class embedding, entries +-1 (the [-1, 1] range sigma_data is set for): 'onehot' (2 onehot - 1,
+    one channel per class) or 'binary' (the class id's bits, ceil(log2(classes)) channels)."""
+    image_size: list[int] = field(default_factory=list)
+    """Unused: the BEV plane is the grid's X x Y."""
+
+
+class DiamondBEV(DiamondWorldModel):
+    """DIAMOND on occupancy: class ids [B, T, X, Y, Z] -> embeddings [B, T, E * Z, X, Y] (height folded into
+    channels on the BEV plane); a forecast takes each voxel's nearest class embedding."""
+
+    modality = "occ"
+    key = "occ"
+
+    def __init__(self, cfg: DiamondBEVConfig) -> None:
+        grid = resolve_grid(cfg.grid)
+        classes = grid.num_classes
+        if cfg.embedding == "onehot":
+            table = 2.0 * torch.eye(classes) - 1.0
+        elif cfg.embedding == "binary":
+            bits = max(1, (classes - 1).bit_length())
+            table = 2.0 * ((torch.arange(classes)[:, None] >> torch.arange(bits)) & 1).float() - 1.0
+        else:
+            raise ValueError(f"model.embedding must be 'onehot' or 'binary', got {cfg.embedding!r}")
+        x, y, z = grid.shape
+        super().__init__(cfg, table.shape[1] * z, (x, y))
+        self.grid, self.height = grid, z
+        self.register_buffer("table", table, persistent=False)  # [classes, E]
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        if frames.dim() != 5 or tuple(frames.shape[2:]) != tuple(self.grid.shape):
+            raise DrivewmError(f"{self.name}: occ must be [B, T, {', '.join(map(str, self.grid.shape))}] (model.grid), "
+                               f"got {tuple(frames.shape)}")
+        if frames.dtype.is_floating_point:
+            raise DrivewmError(f"{self.name}: occ must hold integer class ids, got dtype {frames.dtype}")
+        emb = self.table[frames.long()]  # [B, T, X, Y, Z, E]
+        return emb.permute(0, 1, 5, 4, 2, 3).flatten(2, 3)  # [B, T, E*Z, X, Y]
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.table.shape[1]
+        v = x.unflatten(2, (e, self.height)).permute(0, 1, 4, 5, 3, 2)  # [B, T, X, Y, Z, E]
+        dist = (v[..., None, :] - self.table).pow(2).sum(-1)  # [B, T, X, Y, Z, classes]
+        return dist.argmin(-1)
+
+
+@register_model("diamond", DiamondConfig, kind="world")
+def build_diamond(cfg: DiamondConfig) -> DiamondCamera:
+    return DiamondCamera(cfg)
+
+
+@register_model("diamond_bev", DiamondBEVConfig, kind="world")
+def build_diamond_bev(cfg: DiamondBEVConfig) -> DiamondBEV:
+    return DiamondBEV(cfg)
