@@ -16,8 +16,12 @@ the clip is read exactly as the Frechet protocol hands it to the extractor
 so the encoder trains on the inputs it will measure.
 
 The frozen extractor (``extractor()``) is the EMA target encoder, as V-JEPA evaluates its frozen
-target encoder, with its tokens averaged into one vector per clip: [N, T, 3, H, W] -> [N, D]
-(drivewm's pooling for a Frechet feature; V-JEPA's probes learn an attentive pooler instead).
+target encoder, with its tokens pooled into one vector per clip (drivewm's pooling for a Frechet
+feature; V-JEPA's probes learn an attentive pooler instead): ``pool='tubelet'`` averages each
+tubelet's tokens over space and concatenates the T / 2 averages in time order, [N, T, 3, H, W] ->
+[N, T / 2 * D], so the feature keeps when things happen; ``pool='mean'`` averages all tokens -> [N, D].
+On held-out simulator clips the tubelet pooling is what makes the distance weigh motion more than
+per-frame noise (``benchmarks/bench_extractor.py``).
 Exported to a file (``drivewm export extractor``), it is measured under its own protocol name,
 ``fd_<tag>_<frames>f_<H>x<W>_...``, never as FID or FVD.
 """
@@ -40,6 +44,8 @@ from drivewm.jepa.regularizers import ema_momentum, ema_update
 from drivewm.metrics.video import RESIZE_RULES, FrechetProtocol
 from drivewm.registry import register_model
 
+POOLS = ("tubelet", "mean")
+
 
 @dataclass(kw_only=True)
 class VideoEncoderConfig:
@@ -60,7 +66,7 @@ class VideoEncoderConfig:
     tubelet: int = 2
     """Frames per token (V-JEPA: 2)."""
     dim: int = 64
-    """Encoder width D (the extractor's feature dimension)."""
+    """Encoder width D (the extractor's features: D per tubelet)."""
     depth: int = 4
     """Encoder ViT blocks."""
     heads: int = 4
@@ -79,6 +85,9 @@ class VideoEncoderConfig:
     """EMA momentum of the target encoder at step 0 (V-JEPA: 0.998)."""
     ema_end: float = 1.0
     """EMA momentum at the last step (linear schedule)."""
+    pool: str = "tubelet"
+    """Extractor pooling: 'tubelet' (each tubelet's spatial mean, concatenated in time order: T / tubelet * D
+    features) or 'mean' (all tokens: D features)."""
     diag_every: int = 10
     """Steps between RankMe / per-dimension-std logs of the target tokens (match train.log_every); 0 = never."""
     seed: int = 0
@@ -91,6 +100,8 @@ class VideoEncoderConfig:
             raise ValueError(f"frames {self.frames} must be a multiple of tubelet {self.tubelet} with >= 2 tubelets")
         if not 0.0 <= self.ema_start <= self.ema_end <= 1.0:
             raise ValueError(f"EMA momenta must satisfy 0 <= start <= end <= 1, got {self.ema_start}, {self.ema_end}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool {self.pool!r} not in {POOLS}")
         if self.resize not in RESIZE_RULES:
             raise ValueError(f"resize {self.resize!r} not in {RESIZE_RULES}")
         self.protocol(16)  # the tag, size and range make a valid protocol
@@ -119,16 +130,22 @@ def clip_tokens(encoder: PatchEncoder, clips: Tensor, pos: Tensor) -> Tensor:
 
 
 class ClipFeatures(nn.Module):
-    """The frozen extractor: clips [N, T, C, H, W] in the protocol's value range -> mean-pooled tokens [N, D]."""
+    """The frozen extractor: clips [N, T, C, H, W] in the protocol's value range -> pooled tokens
+    [N, T / tubelet * D] ('tubelet': per-tubelet spatial means in time order) or [N, D] ('mean')."""
 
-    def __init__(self, encoder: PatchEncoder, frames: int) -> None:
+    def __init__(self, encoder: PatchEncoder, frames: int, pool: str) -> None:
         super().__init__()
         self.encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
-        self.register_buffer("pos", spacetime_pos(self.encoder.pos, frames // encoder.cfg.tubelet).clone())
+        self.tubelets = frames // encoder.cfg.tubelet
+        self.pool = pool
+        self.register_buffer("pos", spacetime_pos(self.encoder.pos, self.tubelets).clone())
 
     @torch.no_grad()
     def forward(self, clips: Tensor) -> Tensor:
-        return self.encoder.run(clip_tokens(self.encoder, clips, self.pos)).mean(1)
+        tokens = self.encoder.run(clip_tokens(self.encoder, clips, self.pos))  # [N, T/k * hw, D]
+        if self.pool == "mean":
+            return tokens.mean(1)
+        return tokens.reshape(tokens.shape[0], self.tubelets, -1, tokens.shape[-1]).mean(2).flatten(1)
 
 
 class VideoJepa(nn.Module):
@@ -153,8 +170,8 @@ class VideoJepa(nn.Module):
         return self.cfg.protocol(16).preprocess(camera.permute(0, 1, 4, 2, 3))
 
     def extractor(self) -> ClipFeatures:
-        """A frozen copy of the EMA target encoder with mean pooling: [N, frames, 3, H, W] -> [N, D]."""
-        return ClipFeatures(self.target_encoder, self.cfg.frames)
+        """A frozen copy of the EMA target encoder with the config's pooling: [N, frames, 3, H, W] -> [N, F]."""
+        return ClipFeatures(self.target_encoder, self.cfg.frames, self.cfg.pool)
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x = self.clips(batch["camera"])  # [B, T, 3, H, W]

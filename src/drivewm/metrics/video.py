@@ -152,7 +152,7 @@ def export_extractor(module: torch.nn.Module, example: torch.Tensor, path: str |
     module = module.eval()
     with torch.no_grad():
         want = module(example)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks the loader
     if path.suffix == ".pt2":
         batch = torch.export.Dim("batch", min=1)
         program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},), strict=False)
