@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--run", default="runs/video_encoder_tiny", help="a trained vjepa_camera run")
     ap.add_argument("--extractor", default=None, help="an exported extractor file instead of --run (its protocol: --config)")
     ap.add_argument("--config", default="jepa/video_encoder_tiny.yaml", help="the preset whose protocol --extractor follows")
+    ap.add_argument("--pool", choices=["tubelet", "mean"], default=None, help="override the run's extractor pooling")
     ap.add_argument("--clips", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -71,6 +72,8 @@ def main() -> None:
         if args.extractor is None:
             cfg, model = load_run(args.run)
             trained = find_checkpoint(args.run).name
+            if args.pool is not None:
+                model.cfg.pool = cfg.model.pool = args.pool
             protocol = cfg.model.protocol(n)
             path = Path(tmp) / f"{protocol.extractor}.pt2"
             export_extractor(model.extractor(), torch.zeros(2, protocol.frames, 3, *protocol.size), path)
@@ -94,7 +97,7 @@ def main() -> None:
             "ratio": round(row["ratio"] / ref["ratio"], 3), "target": 1.5, "psnr_db": round(row["psnr_temporal"], 2),
             "noise_sigma": round(row["sigma"], 4), "fd_ours": [round(row["fd_temporal"], 4), round(row["fd_per_frame"], 4)],
             "fd_reference": [round(ref["fd_temporal"], 4), round(ref["fd_per_frame"], 4)], "reference_extractor": randconv.name,
-            "checkpoint": trained, "clips": n, "seconds": seconds, "threads": torch.get_num_threads()}))
+            "checkpoint": trained, "pool": None if trained is None else cfg.model.pool, "clips": n, "seconds": seconds, "threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":
