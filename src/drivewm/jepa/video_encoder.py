@@ -10,10 +10,12 @@ tokens, a narrow predictor fills the masked ones (``drivewm.jepa.predictor.Predi
 are the EMA target encoder's embeddings of the full clip, layer-normed over the feature dimension
 (``forward_target``); the loss is ``mean |z - h|`` (``loss_exp`` 1) averaged over the two groups
 (``loss_fn``); EMA momentum linear 0.998 -> 1.0 (``ema``). Their ``reg_coeff`` is 0, so no
-regulariser. What drivewm changes is the size (a 64-wide ViT of 4 blocks, not ViT-L) and the input:
-the clip is read exactly as the Frechet protocol hands it to the extractor
-(``FrechetProtocol.preprocess``: the first ``frames`` frames, resized, mapped to ``value_range``),
-so the encoder trains on the inputs it will measure.
+regulariser. What drivewm changes: the size (a 64-wide ViT of 4 blocks, not ViT-L); the optimizer is
+the train engine's (AdamW, warm-up + cosine, weight decay 0.05, clip 1.0; theirs: decay 0.04 -> 0.4,
+clip 10); the masks are drawn in ``loss`` from the (seed, step) generator, as ``jepa_bev``'s tubes, not
+in the loader; and the input: the clip is read exactly as the Frechet protocol hands it to the
+extractor (``FrechetProtocol.preprocess``: the first ``frames`` frames, resized, mapped to
+``value_range``), so the encoder trains on the inputs it will measure.
 
 The frozen extractor (``extractor()``) is the EMA target encoder, as V-JEPA evaluates its frozen
 target encoder, with its tokens pooled into one vector per clip (drivewm's pooling for a Frechet

@@ -138,7 +138,8 @@ def load_protocol_extractor(path: str | Path, protocol: FrechetProtocol, *, call
                             layout: str = "NTCHW") -> ExportedFeatures:
     """The user's extractor file for ``protocol`` (never downloaded). I3D TorchScripts take
     ``layout="NCTHW"``; ``call_kwargs`` such as ``{"return_features": True}`` follow the file."""
-    needs = EXTRACTOR_FILES.get(protocol.extractor, f"a TorchScript feature network for extractor '{protocol.extractor}'")
+    needs = EXTRACTOR_FILES.get(protocol.extractor, f"the feature network file of extractor '{protocol.extractor}' "
+                                                    f"(TorchScript or .pt2; `drivewm export extractor RUN FILE` writes a trained one)")
     return ExportedFeatures(path, name=protocol.extractor, call_kwargs=call_kwargs, layout=layout,
                             needs=f"{needs}, for {protocol.name}")
 
