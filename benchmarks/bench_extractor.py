@@ -62,6 +62,7 @@ def main() -> None:
     ap.add_argument("--run", default="runs/video_encoder_tiny", help="a trained vjepa_camera run")
     ap.add_argument("--extractor", default=None, help="an exported extractor file instead of --run (its protocol: --config)")
     ap.add_argument("--config", default="jepa/video_encoder_tiny.yaml", help="the preset whose protocol --extractor follows")
+    ap.add_argument("--which", default="best", help="checkpoint of --run: 'best' or 'latest'")
     ap.add_argument("--pool", choices=["tubelet", "mean"], default=None, help="override the run's extractor pooling")
     ap.add_argument("--clips", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -70,8 +71,8 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if args.extractor is None:
-            cfg, model = load_run(args.run)
-            trained = find_checkpoint(args.run).name
+            cfg, model = load_run(args.run, args.which)
+            trained = find_checkpoint(args.run, args.which).name
             if args.pool is not None:
                 model.cfg.pool = cfg.model.pool = args.pool
             protocol = cfg.model.protocol(n)
