@@ -6,7 +6,8 @@ minutes on 2 cores. No I3D file is assumed: the script builds a small seeded ran
 it is not I3D and its numbers are not FVD on any published scale), saves it as TorchScript and
 loads it back through ``load_protocol_extractor`` as a user's file would be.
 
-* ours: ``ProtocolFrechetDistance`` under ``fvd_randconv3d_16f_64x128_bilinear_r-1to1_n<N>``:
+* ours: ``ProtocolFrechetDistance`` under ``fd_randconv3d_16f_64x128_bilinear_r-1to1_n<N>`` (metric "fd":
+  "fvd" is the I3D extractor's name only):
   preprocessing, features, the distance, its 100-resample bootstrap interval and sample-count curve.
 * reference: torchmetrics' ``FrechetInceptionDistance`` given the same TorchScript module and the
   same preprocessed clips (preprocessing included in its time too); the two distances are checked
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     n = args.clips or (256 if args.quick else 2048)
-    protocol = FrechetProtocol("fvd", "randconv3d", size=(64, 128), frames=16, resize="bilinear",
+    protocol = FrechetProtocol("fd", "randconv3d", size=(64, 128), frames=16, resize="bilinear",
                                value_range=(-1.0, 1.0), samples=n)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "randconv3d.pt"

@@ -47,6 +47,8 @@ SMALL: dict[str, dict] = {
     "camera_vqgan": dict(_CAMERA, z_channels=8, embed_dim=4, quantizer=dict(codebook_size=16)),
     "camera_temporal_vq": dict(_CAMERA, z_channels=8, embed_dim=4, heads=2, quantizer=dict(codebook_size=16)),
     "camera_kl_autoencoder": dict(_CAMERA, z_channels=4, embed_dim=2),
+    "vjepa_camera": dict(image_size=list(CAMERA), frames=FRAMES, patch=4, dim=16, depth=1, heads=2, predictor_width=16,
+                         predictor_depth=1, predictor_heads=2),
     "camera_vqvae2": dict(image_size=list(CAMERA), bottom=_CNN, top=dict(_CNN, channel_mult=[1, 1]), hidden_channels=8,
                           embed_dim=4, top_quantizer=dict(codebook_size=16), bottom_quantizer=dict(codebook_size=16)),
 }

@@ -27,7 +27,7 @@ VARIANTS = {
 def _jepa_models():
     out = []
     for name, entry in sorted(registered_models().items()):
-        if entry.kind != "jepa":
+        if entry.kind != "jepa" or name == "vjepa_camera":  # camera clips: tests/jepa/test_video_encoder.py
             continue
         kw = {"encoder": ENC} if name != "jepa_ac" else {"encoder": ENC, "width": 32, "depth": 1, "heads": 2}
         if name == "adl_jepa":

@@ -15,6 +15,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 
 from drivewm.errors import DrivewmError
 from drivewm.metrics import (
+    FID_INCEPTION_299,
     FVD_I3D400_16F_224,
     FrechetProtocol,
     ProtocolFrechetDistance,
@@ -51,16 +52,16 @@ def clips(n: int, seed: int, t: int = 5, h: int = 12, w: int = 20) -> tuple[torc
 
 
 def test_protocol_name_changes_with_every_setting():
-    base = FVD_I3D400_16F_224
-    assert base.name == "fvd_i3d400_16f_224_bilinear_r-1to1_n2048"
-    assert base.name.startswith("fvd_i3d400_16f_224")
-    changes = dict(extractor="i3d600", size=(224, 256), frames=8, resize="bicubic", value_range=(0.0, 255.0), samples=1024)
-    names = {base.name}
+    assert FVD_I3D400_16F_224.name == "fvd_i3d400_16f_224_bilinear_r-1to1_n2048"
+    base = FrechetProtocol("fd", "vjepacam", size=(224, 224), frames=16, value_range=(-1.0, 1.0), samples=2048)
+    assert base.name == "fd_vjepacam_16f_224_bilinear_r-1to1_n2048"
+    changes = dict(extractor="randconv3d", size=(224, 256), frames=8, resize="bicubic", value_range=(0.0, 255.0), samples=1024)
+    names = {base.name, FVD_I3D400_16F_224.name}  # the metric: fd vs fvd, the rest equal
     for key, value in changes.items():
         changed = dataclasses.replace(base, **{key: value})
         assert changed.name != base.name, key
         names.add(changed.name)
-    assert len(names) == len(changes) + 1
+    assert len(names) == len(changes) + 2
     assert {f.name for f in dataclasses.fields(FrechetProtocol)} == {"metric", *changes}  # every field was varied
     fid = FrechetProtocol("fid", "inception", size=(299, 299), value_range=(0.0, 255.0), samples=50000)
     assert fid.name == "fid_inception_299_bilinear_r0to255_n50000"
@@ -70,8 +71,22 @@ def test_protocol_name_changes_with_every_setting():
         FrechetProtocol("fvd", "i3d_400", size=(224, 224))
 
 
+def test_fid_and_fvd_name_only_the_published_extractors_and_fd_every_other():
+    fd = FrechetProtocol("fd", "vjepacam", size=(64, 128), frames=8, value_range=(-1.0, 1.0), samples=256)
+    assert fd.name == "fd_vjepacam_8f_64x128_bilinear_r-1to1_n256"
+    with pytest.raises(ValueError, match="fvd is measured with the i3d400 extractor only"):
+        FrechetProtocol("fvd", "vjepacam", size=(64, 128), frames=8)
+    with pytest.raises(ValueError, match="fid is measured with the inception extractor only"):
+        FrechetProtocol("fid", "randconv2d", size=(64, 128))
+    with pytest.raises(ValueError, match="the i3d400 extractor's distance is 'fvd'"):
+        FrechetProtocol("fd", "i3d400", size=(224, 224), frames=16)
+    with pytest.raises(ValueError, match="the inception extractor's distance is 'fid'"):
+        FrechetProtocol("fd", "inception", size=(299, 299))
+    assert FID_INCEPTION_299.name.startswith("fid_inception_299")
+
+
 def test_preprocess_clip_resize_and_range():
-    p = FrechetProtocol("fvd", "x", size=(6, 10), frames=3, resize="bilinear", value_range=(-1.0, 1.0), samples=16)
+    p = FrechetProtocol("fd", "x", size=(6, 10), frames=3, resize="bilinear", value_range=(-1.0, 1.0), samples=16)
     x = torch.rand(2, 5, 3, 12, 20)
     out = p.preprocess(x)
     want = torch.nn.functional.interpolate(x[:, :3].reshape(6, 3, 12, 20), size=(6, 10), mode="bilinear", align_corners=False)
@@ -94,14 +109,14 @@ def test_missing_extractor_file_is_one_line_error(tmp_path):
 def test_fvd_equals_torchmetrics_and_scipy_with_the_same_torchscript(tmp_path):
     path = tmp_path / "tiny3d.pt"
     save_script(TinyVideoNet(), path)
-    protocol = FrechetProtocol("fvd", "tiny3d", size=(8, 16), frames=4, resize="bilinear", value_range=(-1.0, 1.0), samples=48)
+    protocol = FrechetProtocol("fd", "tiny3d", size=(8, 16), frames=4, resize="bilinear", value_range=(-1.0, 1.0), samples=48)
     extractor = load_protocol_extractor(path, protocol, layout="NCTHW")
     real, fake = clips(48, 0)
     ours = ProtocolFrechetDistance(protocol, extractor, resamples=20, batch_size=20)
     ours.update(real=real[:30])
     ours.update(real=real[30:], fake=fake)
     result = ours.compute()
-    assert result["name"] == "fvd_tiny3d_4f_8x16_bilinear_r-1to1_n48"
+    assert result["name"] == "fd_tiny3d_4f_8x16_bilinear_r-1to1_n48"
     assert result["value"] > 1e-4  # a real difference, not two zeros
 
     # torchmetrics' FID pipeline on the same module and the same protocol-preprocessed clips.
@@ -128,7 +143,7 @@ def test_fvd_equals_torchmetrics_and_scipy_with_the_same_torchscript(tmp_path):
 
 
 def test_sample_count_must_match_the_protocol(tmp_path):
-    protocol = FrechetProtocol("fvd", "tiny3d", size=(8, 16), frames=4, samples=48)
+    protocol = FrechetProtocol("fd", "tiny3d", size=(8, 16), frames=4, samples=48)
     path = tmp_path / "tiny3d.pt"
     save_script(TinyVideoNet(), path)
     metric = ProtocolFrechetDistance(protocol, load_protocol_extractor(path, protocol, layout="NCTHW"))
@@ -149,7 +164,7 @@ def test_bootstrap_interval_contains_the_estimate_and_narrows_with_samples():
     widths = []
     for n in (200, 3200):
         real, fake = _gaussian_sets(n, seed=n)
-        protocol = FrechetProtocol("fid", "gauss", size=(1, 1), samples=n)
+        protocol = FrechetProtocol("fd", "gauss", size=(1, 1), samples=n)
         metric = ProtocolFrechetDistance(protocol, extractor=None, resamples=60, seed=3)  # type: ignore[arg-type]
         metric.update_features(real=real, fake=fake)
         r = metric.compute()

@@ -103,7 +103,7 @@ def _root(
 
 
 def _wire() -> None:
-    from drivewm.cli import convert, data, demo, models, plan, play, report, sim, train
+    from drivewm.cli import convert, data, demo, export, models, plan, play, report, sim, train
     from drivewm.cli import eval as evaluate
 
     app.add_typer(data.app, name="data")
@@ -122,6 +122,7 @@ def _wire() -> None:
     app.command("demo")(demo.demo)
     app.command("scaling", context_settings=RUN_ARGS, options_metavar="[OPTIONS] [data=DIR] [KEY=VALUE...]")(demo.scaling)
     app.command("models")(models.models)
+    app.add_typer(export.app, name="export")
     app.command("convert", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR [tokenizer_run=DIR]")(convert.convert)
     app.add_typer(config_app, name="config")
     config_app.command("show")(models.config_show)

@@ -5,7 +5,10 @@ A Frechet number means little without the preprocessing that produced it: the sa
 ``FrechetProtocol`` fixes every setting that shapes the extractor's input (clip length, resize rule
 and size, value range) and the sample count, and its ``name`` spells all of them
 (``fvd_i3d400_16f_224_bilinear_r-1to1_n2048``): two numbers with the same name were measured the
-same way, and changing any setting changes the name.
+same way, and changing any setting changes the name. "fid" and "fvd" are the published extractors'
+names only (Inception, Kinetics-400 I3D); a distance on any other extractor, such as drivewm's own
+V-JEPA camera encoder (``drivewm.jepa.video_encoder``), is "fd" under its own tag
+(``fd_vjepacam_8f_64x128_bilinear_r-1to1_n256``), so it is never read as an FVD.
 
 The extractor is a file the user supplies (``load_protocol_extractor``: TorchScript or
 ``torch.export``); drivewm never downloads weights, and a missing file is a one-line
@@ -18,6 +21,7 @@ at N/8, N/4, N/2 and N samples, which shows how far the number still moves with 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +34,11 @@ from drivewm.metrics.distributed import check_finite, is_distributed
 from drivewm.metrics.image import ExportedFeatures, FeatureExtractor, frechet_distance, frechet_distances, gaussian_from_sums
 
 RESIZE_RULES = ("bilinear", "bicubic", "area", "nearest")
-METRICS = ("fid", "fvd")
+METRICS = ("fid", "fvd", "fd")
+# The published extractor behind each published metric name: FID is Inception's, FVD is I3D's.
+PUBLISHED_EXTRACTORS = {"fid": "inception", "fvd": "i3d400"}
+_PUBLISHED_METRIC = {e: m for m, e in PUBLISHED_EXTRACTORS.items()}
+VIDEO_METRICS = ("fvd", "fd")
 
 # What each extractor tag's file is, for the error a missing file raises.
 EXTRACTOR_FILES = {
@@ -47,8 +55,9 @@ def _range_tag(lo: float, hi: float) -> str:
 class FrechetProtocol:
     """Every setting between a clip (or image) in [0, 1] and the extractor's input, plus the sample count.
 
-    ``metric`` is "fid" (images [N, C, H, W], ``frames`` = 1) or "fvd" (videos [N, T, C, H, W], the
-    first ``frames`` frames of each clip). Frames are resized to ``size`` (H, W) with ``resize``
+    ``metric`` is "fid" (images [N, C, H, W], ``frames`` = 1, the Inception extractor), "fvd" (videos
+    [N, T, C, H, W], the first ``frames`` frames of each clip, the I3D extractor) or "fd" (videos as
+    "fvd", any other extractor, e.g. a drivewm encoder). Frames are resized to ``size`` (H, W) with ``resize``
     (``torch.nn.functional.interpolate``, ``align_corners=False``, no antialiasing) and mapped
     linearly from [0, 1] to ``value_range``. ``samples`` clips per side are required.
     """
@@ -67,6 +76,12 @@ class FrechetProtocol:
         if not self.extractor.isalnum():
             # Tags are joined by "_" in the name, so a tag must not hold one (the name stays unambiguous).
             raise ValueError(f"extractor tag must be letters and digits, got {self.extractor!r}")
+        published = PUBLISHED_EXTRACTORS.get(self.metric)
+        if published is not None and self.extractor != published:
+            raise ValueError(f"{self.metric} is measured with the {published} extractor only, got {self.extractor!r}; "
+                             f"a distance on another extractor is metric 'fd'")
+        if self.metric == "fd" and self.extractor in _PUBLISHED_METRIC:
+            raise ValueError(f"the {self.extractor} extractor's distance is {_PUBLISHED_METRIC[self.extractor]!r}, not 'fd'")
         if len(self.size) != 2 or min(self.size) < 1:
             raise ValueError(f"size must be (H, W) >= 1, got {self.size}")
         if self.metric == "fid" and self.frames != 1:
@@ -84,13 +99,13 @@ class FrechetProtocol:
     def name(self) -> str:
         h, w = self.size
         size = f"{h}" if h == w else f"{h}x{w}"
-        clip = [f"{self.frames}f"] if self.metric == "fvd" else []
+        clip = [f"{self.frames}f"] if self.metric in VIDEO_METRICS else []
         return "_".join([self.metric, self.extractor, *clip, size, self.resize, _range_tag(*self.value_range), f"n{self.samples}"])
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Clips [N, T, C, H, W] (fvd) or images [N, C, H, W] (fid), float in [0, 1] or uint8, to the
+        """Clips [N, T, C, H, W] (fvd, fd) or images [N, C, H, W] (fid), float in [0, 1] or uint8, to the
         extractor's input: [N, frames, C, *size] or [N, C, *size] in ``value_range``, float32."""
-        want = 5 if self.metric == "fvd" else 4
+        want = 5 if self.metric in VIDEO_METRICS else 4
         if x.ndim != want:
             kind = "videos [N, T, C, H, W]" if want == 5 else "images [N, C, H, W]"
             raise ValueError(f"{self.name}: input must be {kind}, got shape {tuple(x.shape)}")
@@ -102,7 +117,7 @@ class FrechetProtocol:
             if lo < 0 or hi > 1:
                 raise ValueError(f"{self.name}: input values must lie in [0, 1] (or be uint8), got [{lo:.4g}, {hi:.4g}]")
             x = x.float()
-        if self.metric == "fvd":
+        if self.metric in VIDEO_METRICS:
             if x.shape[1] < self.frames:
                 raise ValueError(f"{self.name}: clips have {x.shape[1]} frames, the protocol needs {self.frames}")
             x = x[:, : self.frames]
@@ -123,9 +138,50 @@ def load_protocol_extractor(path: str | Path, protocol: FrechetProtocol, *, call
                             layout: str = "NTCHW") -> ExportedFeatures:
     """The user's extractor file for ``protocol`` (never downloaded). I3D TorchScripts take
     ``layout="NCTHW"``; ``call_kwargs`` such as ``{"return_features": True}`` follow the file."""
-    needs = EXTRACTOR_FILES.get(protocol.extractor, f"a TorchScript feature network for extractor '{protocol.extractor}'")
+    needs = EXTRACTOR_FILES.get(protocol.extractor, f"the feature network file of extractor '{protocol.extractor}' "
+                                                    f"(TorchScript or .pt2; `drivewm export extractor RUN FILE` writes a trained one)")
     return ExportedFeatures(path, name=protocol.extractor, call_kwargs=call_kwargs, layout=layout,
                             needs=f"{needs}, for {protocol.name}")
+
+
+def export_extractor(module: torch.nn.Module, example: torch.Tensor, path: str | Path) -> ExportedFeatures:
+    """Write a frozen feature network to ``path`` so that ``ExportedFeatures`` / ``load_protocol_extractor``
+    load it like a published extractor: ``.pt2`` is ``torch.export`` with a free batch size, any other
+    suffix a TorchScript trace. ``example`` is one input batch of the protocol's shape. The file is written
+    atomically, loaded back and checked to give the module's features on ``example``; returns the loaded file."""
+    path = Path(path)
+    module = module.eval()
+    with torch.no_grad():
+        want = module(example)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # the suffix picks the loader
+    if path.suffix == ".pt2":
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},), strict=False)
+        torch.export.save(program, str(tmp))
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated, but it is the published extractors' format
+            torch.jit.save(torch.jit.trace(module, example, check_trace=False), str(tmp))
+    loaded = ExportedFeatures(tmp, name=path.stem)
+    got = loaded(example)
+    if not torch.allclose(got, want.double(), rtol=1e-4, atol=1e-5):
+        tmp.unlink()
+        raise DrivewmError(f"{path}: the exported extractor's features differ from the module's "
+                           f"(max {float((got - want.double()).abs().max()):.3g}); not written")
+    tmp.replace(path)
+    return ExportedFeatures(path, name=path.stem)
+
+
+def protocol_features(protocol: FrechetProtocol, extractor: FeatureExtractor, x: torch.Tensor,
+                      batch_size: int = 64) -> torch.Tensor:
+    """The extractor's features [N, D] (float64, CPU) of clips or images ``x`` under ``protocol``, batch by batch."""
+    parts = []
+    for start in range(0, x.shape[0], batch_size):
+        f = extractor(protocol.preprocess(x[start : start + batch_size]))
+        if f.ndim != 2:
+            raise ValueError(f"{protocol.name}: features must be [N, D], got shape {tuple(f.shape)}")
+        parts.append(f.detach().double().cpu())
+    return torch.cat(parts)
 
 
 def _fit(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,8 +278,7 @@ class ProtocolFrechetDistance:
     def update(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
         for side, x in (("real", real), ("fake", fake)):
             if x is not None:
-                for start in range(0, x.shape[0], self.batch_size):
-                    self._add(side, self.extractor(self.protocol.preprocess(x[start : start + self.batch_size])))
+                self._add(side, protocol_features(self.protocol, self.extractor, x, self.batch_size))
 
     def update_features(self, real: torch.Tensor | None = None, fake: torch.Tensor | None = None) -> None:
         """Features [N, D] the extractor already produced from protocol-preprocessed inputs."""
