@@ -8,6 +8,7 @@ tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldMo
 """
 
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.epona import EponaConfig, EponaWorldModel
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
@@ -15,6 +16,8 @@ from drivewm.dynamics.spatiotemporal import SpatioTemporalWorldConfig, SpatioTem
 from drivewm.dynamics.voxel_unet import VoxelUNetConfig, VoxelUNetForecaster
 
 __all__ = [
+    "EponaConfig",
+    "EponaWorldModel",
     "GPTWorldConfig",
     "GPTWorldModel",
     "MaskGITWorldConfig",
