@@ -5,13 +5,16 @@ Targets (issue "Camera world models, part 2"): every camera world model beats co
 (1 s) on held-out episodes, the best by >= 1 dB at +1; a 40-frame rollout of the best model keeps PSNR above
 copy-last's at every step.
 
-Data: episodes of the `tiny_camera` simulator preset (64 x 128 front camera) seeded 100000.. (maps and traffic
-the training store, seeded 0.., never shows), each `past + rollout` frames long. Short horizons: every window
-of `past + 2` frames at stride 4; drift: one rollout of `rollout` frames per episode from its first `past`
+Data: episodes of the `tiny_camera` simulator preset (64 x 128 front camera) seeded 100000.. (other maps and
+traffic than the training store's), each `past + rollout` frames long, with the training store's expert action
+noise (`--expert-noise`). Short horizons: every window of `past + 2` frames at stride 4; drift: one rollout of `rollout` frames per episode from its first `past`
 frames. Both rows see the same context (past frames, and the ego's actions and poses of every frame: the
 plan); the model samples with a seeded generator. PSNR (peak 255) per frame, averaged.
 
-    python benchmarks/bench_epona_camera.py --run RUN [--quick] [--episodes 8] [--rollout 40]
+    drivewm data generate -o DATA --preset tiny_camera -n 48 -t 40 --expert-noise 0.3
+    drivewm train tokenizer --config tokenizer/camera_kl_tiny.yaml data=DATA run_dir=runs/camera_kl_tiny
+    drivewm train world --config world/epona_camera_tiny.yaml data=DATA
+    python benchmarks/bench_epona_camera.py --run runs/epona_camera_tiny [--quick] [--episodes 8] [--rollout 40]
 """
 
 from __future__ import annotations
