@@ -9,7 +9,8 @@ Data: episodes of the `tiny_camera` simulator preset (64 x 128 front camera) see
 traffic than the training store's), each `past + rollout` frames long, with the training store's expert action
 noise (`--expert-noise`). Short horizons: every window of `past + 2` frames at stride 4; drift: one rollout of `rollout` frames per episode from its first `past`
 frames. Both rows see the same context (past frames, and the ego's actions and poses of every frame: the
-plan); the model samples with a seeded generator. PSNR (peak 255) per frame, averaged.
+plan); the model samples with a seeded generator. PSNR (peak 255) per frame, averaged. The KL autoencoder's
+own reconstruction of the +1 frames is the ceiling of any model in its latents (`autoencoder_bound_+1`).
 
     drivewm data generate -o DATA --preset tiny_camera -n 48 -t 40 --expert-noise 0.3
     drivewm train tokenizer --config tokenizer/camera_kl_tiny.yaml data=DATA run_dir=runs/camera_kl_tiny
@@ -69,6 +70,7 @@ def line(case: str, unit: str, ours: float, reference: float, target, **extra) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", required=True, help="a trained epona_world run (drivewm train world ...)")
+    ap.add_argument("--which", default="best", choices=["best", "latest"], help="which checkpoint of the run")
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--rollout", type=int, default=40)
     ap.add_argument("--batch", type=int, default=8)
@@ -78,7 +80,7 @@ def main() -> None:
     if args.quick:
         args.episodes, args.rollout = 2, 8
     torch.manual_seed(0)
-    model = from_pretrained(args.run).eval()
+    model = from_pretrained(args.run, which=args.which).eval()
     copy_last = CopyLastCamera()
     past = model.cfg.context_frames
     data = episodes(args.episodes, past + args.rollout, args.expert_noise)
@@ -94,6 +96,10 @@ def main() -> None:
     for step in (1, 2):
         line(f"psnr_+{step}", "dB", float(ours[step - 1]), float(ref[step - 1]), "> copy-last (+2); +1 dB at +1 for the best",
              windows=n, margin_db=round(float(ours[step - 1] - ref[step - 1]), 3))
+    truth = windows["camera"][:, past : past + 1]
+    bound = torch.cat([frame_psnr(model.tokenizer.reconstruct(truth[lo : lo + args.batch]), truth[lo : lo + args.batch])
+                       for lo in range(0, n, args.batch)]).mean()
+    line("autoencoder_bound_+1", "dB", float(bound), float(ref[0]), "the ceiling of any model in these latents")
     print(json.dumps({"bench": "epona_camera", "case": "forecast_speed", "unit": "frames/s",
                       "ours": round(2 * n / seconds, 2), "reference": None, "ratio": None, "target": None}), flush=True)
 
