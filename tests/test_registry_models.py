@@ -49,6 +49,8 @@ SMALL: dict[str, dict] = {
     "camera_kl_autoencoder": dict(_CAMERA, z_channels=4, embed_dim=2),
     "vjepa_camera": dict(image_size=list(CAMERA), frames=FRAMES, patch=4, dim=16, depth=1, heads=2, predictor_width=16,
                          predictor_depth=1, predictor_heads=2),
+    "epona_world": dict(tokenizer=dict(_CAMERA, name="camera_kl_autoencoder", z_channels=4, embed_dim=2), context_frames=2,
+                        forward_iter=2, dim=16, depth=1, heads=2, head_dim=16, head_depth=1, head_heads=2, sampling_steps=2),
     "camera_vqvae2": dict(image_size=list(CAMERA), bottom=_CNN, top=dict(_CNN, channel_mult=[1, 1]), hidden_channels=8,
                           embed_dim=4, top_quantizer=dict(codebook_size=16), bottom_quantizer=dict(codebook_size=16)),
 }

@@ -10,6 +10,7 @@ tokens of whichever frozen tokenizer it holds (occupancy or LiDAR: `TokenWorldMo
 
 from drivewm.dynamics.diamond import DiamondBEV, DiamondBEVConfig, DiamondCamera, DiamondConfig
 from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.epona import EponaConfig, EponaWorldModel
 from drivewm.dynamics.gpt import GPTWorldConfig, GPTWorldModel
 from drivewm.dynamics.maskgit import MaskGITWorldConfig, MaskGITWorldModel, guided_logits
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
@@ -21,6 +22,8 @@ __all__ = [
     "DiamondBEVConfig",
     "DiamondCamera",
     "DiamondConfig",
+    "EponaConfig",
+    "EponaWorldModel",
     "GPTWorldConfig",
     "GPTWorldModel",
     "MaskGITWorldConfig",

@@ -1,0 +1,54 @@
+"""Pre-encoded camera windows: a latent world model's frozen KL autoencoder runs once per frame, not once per step.
+
+As `token_cache.TokenizedWindows` does for token world models: `LatentWindows` encodes every frame of each
+episode of a split once (the posterior mean, `KLAutoencoder.encode`), keeps the latents [T, C, h, w] in
+memory, and serves the same windows as the dataset it wraps with `latents` in place of `camera`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from rich.progress import track
+from torch.utils.data import Dataset
+
+from drivewm.data.windows import WindowDataset
+from drivewm.tokenizers.camera import CAMERA_KEY
+
+
+class LatentWindows(Dataset):
+    """The windows of `windows`, with each frame's latent read from a per-episode cache."""
+
+    def __init__(self, encode, windows: WindowDataset, *, device: torch.device | str = "cpu", chunk: int = 32,
+                 progress: bool = True) -> None:
+        """`encode`: uint8 frames [n, H, W, 3] on `device` -> latents [n, C, h, w]."""
+        if CAMERA_KEY not in windows.keys:
+            raise KeyError(f"data.keys must include {CAMERA_KEY!r} to encode it; got {windows.keys}")
+        self.windows = windows
+        keys = [k for k in windows.keys if k != CAMERA_KEY]
+        # The same windows without the image reads: only the small per-frame arrays stay.
+        self.rest = WindowDataset(dataclasses.replace(windows.cfg, keys=keys), windows.split) if keys else None
+        self.latents: dict[int, torch.Tensor] = {}
+        store = windows.store
+        for ep in track(list(windows.episode_ids), description=f"encoding {windows.split}", disable=not progress):
+            frames = store.episodes[ep]["frames"]
+            parts = []
+            for lo in range(0, frames, chunk):
+                images = torch.from_numpy(store.read_window(ep, [CAMERA_KEY], lo, min(frames, lo + chunk))[CAMERA_KEY])
+                parts.append(encode(images.to(device)).to("cpu", torch.float32))
+            self.latents[ep] = torch.cat(parts)  # [frames, C, h, w]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        ep, start = self.windows.locate(int(index))
+        item = dict(self.rest[index]) if self.rest is not None else {}
+        item["latents"] = self.latents[ep][start : start + self.windows.window]
+        return item
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and standard deviation [C] of every cached latent."""
+        flat = torch.cat([z.transpose(0, 1).flatten(1) for z in self.latents.values()], 1)  # [C, all positions]
+        return flat.mean(1), flat.std(1)
