@@ -244,7 +244,7 @@ def test_mixed_modalities_and_a_store_without_camera_are_one_error(store, tmp_pa
 
 def test_a_camera_tokenizer_gives_its_reconstruction_bound_row(store):
     from drivewm.config import merge_into
-    from drivewm.evaluation.camera import CameraTokenizerBound
+    from drivewm.dynamics.forecast import TokenizerBound
     from drivewm.registry import build_model
     from drivewm.tokenizers.vqgan import VQGANConfig
 
@@ -257,6 +257,7 @@ def test_a_camera_tokenizer_gives_its_reconstruction_bound_row(store):
         """A camera world model's face to the table: a frozen tokenizer and a run name."""
 
         name = "token_model (run)"
+        modality = "camera"
         cfg = type("Cfg", (), {"name": "token_model", "tokenizer_run": "/runs/camtok"})()
 
         def __init__(self) -> None:
@@ -265,6 +266,6 @@ def test_a_camera_tokenizer_gives_its_reconstruction_bound_row(store):
     table = evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", forecasters=[TokenModel()],
                               max_windows=4)
     assert list(table.results) == ["copy_last_camera", "ego_warp_camera", "tokenizer_recon (camtok)", "token_model (run)"]
-    bound = CameraTokenizerBound(TokenModel())
+    bound = TokenizerBound(TokenModel())
     future = {"camera": torch.from_numpy(EpisodeStore(store).read(0, "camera", 0, HORIZON))[None]}
     assert torch.equal(bound.forecast(future, HORIZON), tokenizer.reconstruct(future["camera"]))

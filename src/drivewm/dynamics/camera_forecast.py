@@ -40,11 +40,3 @@ def forecast_camera(model: TokenWorldModel, context: dict[str, torch.Tensor], ho
     past = model.context_frames(context)
     tokens, future = forecast_tokens(model, context, past, horizon, with_context=True, **rollout_kw)
     return decode_after(model, tokens, future)
-
-
-@torch.no_grad()
-def reconstruct_camera(model: TokenWorldModel, camera: torch.Tensor) -> torch.Tensor:
-    """The tokenizer's own reconstruction of camera frames uint8 [B, T, H, W, 3] (one clip): the upper bound of any
-    token model on it."""
-    _check_camera_model(model)
-    return model.decode(model.encode(camera))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from drivewm.dynamics.base import TokenWorldModel
 from drivewm.conditions import condition_dim, ego_conditions
@@ -60,8 +61,9 @@ class TokenizerBound:
 
     sees_future = True
 
-    def __init__(self, model: TokenWorldModel) -> None:
-        if model.tokenizer is None:
+    def __init__(self, model: nn.Module) -> None:
+        """`model`: any world model with a frozen `tokenizer` (token world models; Epona's KL autoencoder)."""
+        if getattr(model, "tokenizer", None) is None:
             raise ValueError(f"{model.cfg.name}: a world model without a tokenizer has no tokenizer bound")
         self.model = model
         self.modality = model.modality
@@ -74,8 +76,6 @@ class TokenizerBound:
             from drivewm.dynamics.lidar_forecast import reconstruct_lidar
 
             return reconstruct_lidar(self.model, future["lidar"][:, :horizon], future["lidar_count"][:, :horizon])
-        if self.modality == "camera":
-            from drivewm.dynamics.camera_forecast import reconstruct_camera
-
-            return reconstruct_camera(self.model, future["camera"][:, :horizon])
+        if self.modality == "camera":  # uint8 in and out; a temporal tokenizer takes the future as one clip
+            return self.model.tokenizer.reconstruct(future["camera"][:, :horizon])
         return reconstruct_occupancy(self.model, future["occ"][:, :horizon].long())

@@ -1,5 +1,5 @@
 """What the camera tables add to the one evaluation loop: the Frechet protocol and extractor a user names
-(`frechet_setup`), and the camera tokenizer's own reconstruction bound (`CameraTokenizerBound`).
+(`frechet_setup`). The camera tokenizer's bound row is `dynamics.TokenizerBound`, as for every modality.
 
 A Frechet protocol is given by its name (`drivewm.metrics.video.FrechetProtocol.name`, which spells every
 setting): ``fvd_i3d400_16f_224_bilinear_r-1to1_n2048``; a name may stop after the size
@@ -101,24 +101,3 @@ def frechet_setup(extractor: str | Path, fd_protocol: str, windows: int, horizon
                                   layout="NCTHW" if i3d else "NTCHW")
     return protocol, net.to(device)
 
-
-class CameraTokenizerBound:
-    """A camera tokenizer's own reconstruction of the true future frames: what any world model on that tokenizer
-    could at best forecast. Like `dynamics.TokenizerBound` (occupancy, LiDAR) it `sees_future`: the loop hands it
-    the future frames, which it encodes and decodes (`tokenizer.reconstruct`, uint8 in and out)."""
-
-    modality = "camera"
-    sees_future = True
-
-    def __init__(self, model) -> None:
-        tokenizer = getattr(model, "tokenizer", None)
-        if tokenizer is None or not hasattr(tokenizer, "reconstruct"):
-            raise ValueError(f"{model.cfg.name}: a world model without a camera tokenizer has no tokenizer bound")
-        self.tokenizer = tokenizer
-        run = getattr(model.cfg, "tokenizer_run", "") or ""
-        self.name = f"tokenizer_recon ({Path(run).name or tokenizer.cfg.name})"
-
-    @torch.no_grad()
-    def forecast(self, future: dict[str, torch.Tensor], horizon: int, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.tokenizer.reconstruct(future["camera"][:, :horizon])  # uint8 [B, H, h, w, 3]

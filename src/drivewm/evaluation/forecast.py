@@ -42,7 +42,7 @@ from drivewm.data.spec import GridSpec, bind_model_grids
 from drivewm.data.store import EpisodeStore
 from drivewm.data.windows import WindowDataset, build_dataset
 from drivewm.errors import CheckpointError, DrivewmError
-from drivewm.evaluation.camera import CameraTokenizerBound, frechet_setup
+from drivewm.evaluation.camera import frechet_setup
 from drivewm.evaluation.loop import CameraScoring, LidarScoring, OccupancyScoring, evaluate_forecasters
 from drivewm.evaluation.plans import PlanScoring, plan_table_rows
 from drivewm.evaluation.tables import (
@@ -279,7 +279,7 @@ def tokenizer_bounds(models: Sequence[Forecaster]) -> list[Forecaster]:
     bounds: dict[str, Forecaster] = {}
     for model in models:
         if getattr(model, "tokenizer", None) is not None:
-            bound = CameraTokenizerBound(model) if model.modality == "camera" else TokenizerBound(model)
+            bound = TokenizerBound(model)
             bounds.setdefault(bound.name, bound)
     return list(bounds.values())
 
