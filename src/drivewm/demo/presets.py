@@ -50,7 +50,7 @@ PRESETS: dict[str, DemoPreset] = {
         tokenizer="tokenizer/occ_tiny.yaml",
         # Measured on the idle 2-core machine: tokenizer 1.7 steps/s, OccWorld 0.69, voxel U-Net 1.7, JEPA 7.5,
         # V-JEPA 2-AC 6; forecast + planning + report ~80 s. About 10 minutes in all.
-        steps={"tokenizer": 200, "world_occworld": 60, "world_voxel_unet": 300, "jepa": 150, "jepa_ac": 150},
+        steps={"tokenizer": 200, "world_occworld": 60, "world_voxel_unet": 200, "jepa": 150, "jepa_ac": 150},
         worlds=dict(ONE_TOKEN_MODEL),
         eval_windows=16,
     ),
