@@ -44,7 +44,7 @@ ONE_TOKEN_MODEL = {"world_occworld": "world/occworld_tiny.yaml"}
 
 PRESETS: dict[str, DemoPreset] = {
     "tiny": DemoPreset(
-        sim="tiny_street",
+        sim="tiny",
         episodes=16,
         frames=32,
         tokenizer="tokenizer/occ_tiny.yaml",
@@ -55,7 +55,7 @@ PRESETS: dict[str, DemoPreset] = {
         eval_windows=16,
     ),
     "micro": DemoPreset(
-        sim="micro_street",
+        sim="micro",
         episodes=4,
         frames=16,
         tokenizer="tokenizer/occ_micro.yaml",
