@@ -48,8 +48,9 @@ PRESETS: dict[str, DemoPreset] = {
         episodes=16,
         frames=32,
         tokenizer="tokenizer/occ_tiny.yaml",
-        # Measured on the idle 2-core machine: tokenizer 1.7 steps/s, OccWorld 0.69, voxel U-Net 1.7, JEPA 7.5,
-        # V-JEPA 2-AC 6; forecast + planning + report ~80 s. About 10 minutes in all.
+        # Idle 2-core rates: tokenizer 1.7 steps/s, OccWorld 0.69, voxel U-Net 1.7, JEPA 7.5, V-JEPA 2-AC 6;
+        # forecast + planning + report ~80 s: about 8 minutes of stages, 9.6 with the checkpoint, validation and
+        # tokenizing overhead the three-token-model demo showed (its 10-minute estimate ran 12-13).
         steps={"tokenizer": 200, "world_occworld": 60, "world_voxel_unet": 200, "jepa": 150, "jepa_ac": 150},
         worlds=dict(ONE_TOKEN_MODEL),
         eval_windows=16,
