@@ -314,3 +314,34 @@ def test_oracle_fill_is_the_copy_where_seen_and_the_truth_elsewhere():
     assert bool((oracle[seen] == copy[seen]).all()) and bool((oracle[~seen] == occ[0, 2:][~seen]).all())
     res = {n: m.compute()["miou"]["1s"] for n, m in ev.metrics.items()}
     assert res[rows[0].name] > res["ego_warp_copy_last"]
+
+
+def test_constant_velocity_agents_moves_on_the_recorded_velocity_from_one_frame():
+    """With the simulator's recorded velocities (`agents_velocity`), one observed frame is enough: road users that
+    keep their speed and heading land within 0.1 m of where the simulator puts them a frame later."""
+    import numpy as np
+
+    from drivewm.baselines import extrapolate_agents
+    from drivewm.geometry import to_frame
+    from drivewm.sim import ExpertDriver, Scenario, sim_preset
+
+    cfg = sim_preset("micro_street", layouts=("straight",), vehicle_density=3.0, pedestrian_density=3.0, lidar=False,
+                     camera=False)
+    sc = Scenario(cfg, 5, 30)
+    expert = ExpertDriver(seed=0)
+    frames = []
+    for _ in range(24):
+        boxes, valid = sc.agents_ego_frame()
+        _, speed, _ = sc.agent_boxes_world()
+        frames.append((boxes, valid, sc.agents_velocity_ego_frame(), speed.copy(), sc.ego.pose().copy()))
+        sc.step(expert.act(sc))
+    errors, moving = [], 0
+    for (b0, v0, vel0, s0, p0), (b1, v1, _, s1, p1) in zip(frames, frames[1:]):
+        steady = v0 & v1 & (np.abs(s1 - s0) < 0.1) & (np.abs(b1[:, 6] - b0[:, 6]) < 1e-3)
+        ctx = _agent_context(b0[None].tolist(), v0[None].tolist(), to_frame(np.stack([p0, p1]), p0).tolist(), past=1)
+        ctx["agents_velocity"] = torch.from_numpy(vel0)[None, None]
+        pred, _ = extrapolate_agents(ctx, 1, 1)
+        errors += np.linalg.norm(pred[0, 0, :, :2].numpy() - b1[:, :2], axis=1)[steady].tolist()
+        moving += int((steady & (s0 > 1.0)).sum())
+    assert len(errors) >= 10 and moving >= 10
+    assert max(errors) < 0.1

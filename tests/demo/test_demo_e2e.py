@@ -33,7 +33,7 @@ def test_demo_writes_report_with_finite_numbers(demo_out):
     out, stdout = demo_out
     assert (out / "report.html").stat().st_size > 10_000
     docs = {d["_name"]: d for d in read_results(out)}
-    for name in ("data", "tokenizer", "forecast", "headline", "plan_open_loop", "drive"):
+    for name in ("data", "tokenizer", "forecast", "headline", "forecast_classes", "plan_open_loop", "drive", "stage_times"):
         assert name in docs, f"missing result {name}"
     for name in ("forecast", "tokenizer", "drive"):
         nums = list(_finite_numbers(docs[name]["rows"]))
@@ -44,6 +44,13 @@ def test_demo_writes_report_with_finite_numbers(demo_out):
     assert "baselines on mIoU at 3 s" in stdout  # the demo says plainly whether the models beat the baselines
     stages = json.loads((out / "stages.json").read_text())
     assert all(s["status"] == "done" for s in stages.values())
+    # The report times every stage and shows the best model's forecast beside the truth and the best baseline.
+    assert [r[0] for r in docs["stage_times"]["rows"]] == [*stages, "total"]
+    assert docs["headline"]["images"] == ["best/forecast.png", "best/forecast.gif"]
+    panels = (out / "forecast" / "results" / "best" / "forecast_gif_panels.txt").read_text()
+    truth, baseline, model = panels.removeprefix("left to right: ").strip().split(", ", 2)
+    assert truth == "truth" and baseline in forecast_rows and model.startswith(("occworld", "voxel_unet"))
+    assert "car" in docs["forecast_classes"]["columns"]
 
 
 def test_demo_rerun_reuses_stages(demo_out):

@@ -18,9 +18,10 @@ past frames plus poses (the data contract of ``drivewm.data.windows``):
   padding): the road and roadside extended into the area entering the view, a fill that needs no
   learning and that a world model's fill should beat.
 * ``ConstantVelocityAgents``: the last frame's static scene (its tracked road users' voxels cleared) warped
-  by the recorded ego motion (border fill, as the strongest copy), with each road user tracked in the last
-  two frames (``agents`` / ``agents_valid``, one slot per road user) stamped at its box moved on at its last
-  velocity; the tracked-object baseline a world model must beat on the classes that move.
+  by the recorded ego motion (border fill, as the strongest copy), with each road user of the last frame
+  (``agents`` / ``agents_valid``, one slot per road user) stamped at its box moved on at its last velocity:
+  the recorded one (``agents_velocity``) where the windows carry it, else its step over the last two frames;
+  the tracked-object baseline a world model must beat on the classes that move.
 * ``OracleFill``: the ceiling of the ego-warped copy: the copy where the last frame saw, the truth where it
   did not (a perfect fill of the area entering the view). It reads the future, so it is an upper bound,
   not a forecaster.
@@ -131,15 +132,19 @@ DYNAMIC_NAMES = ("car", "bus", "truck", "construction_vehicle", "trailer", "moto
 # Largest plausible move of one road user between two frames (m): a slot that jumps farther was handed to a
 # new road user (a respawn), so it has no velocity yet.
 MAX_STEP_M = 15.0
+OCC_FRAME_DT = 0.5
+"""Seconds between frames of the occupancy forecasting protocol (OccWorld's 2 Hz; the simulator's rate)."""
 
 
-def extrapolate_agents(context: dict, past: int, horizon: int) -> tuple[torch.Tensor, torch.Tensor]:
+def extrapolate_agents(context: dict, past: int, horizon: int,
+                       frame_dt: float = OCC_FRAME_DT) -> tuple[torch.Tensor, torch.Tensor]:
     """Boxes [B, H, K, 8] of the road users of the last frame moved on at their last velocity, each in its
     future ego frame (recorded poses), and their mask [B, K] (valid in the last frame).
 
-    The velocity of slot k is its displacement from frame Tp - 2 to Tp - 1 in the current ego frame, per
-    frame; a road user seen only in the last frame (or one that jumped, see MAX_STEP_M) stands still.
-    The yaw is kept.
+    With ``agents_velocity`` [B, Tp, K, 2] in the context (ground velocity in m/s along the ego's axes), slot
+    k moves ``frame_dt`` (seconds per frame) times its velocity in the last frame, per frame. Without it, the
+    velocity is its displacement from frame Tp - 2 to Tp - 1 in the current ego frame, per frame; a road user
+    seen only in the last frame (or one that jumped, see MAX_STEP_M) then stands still. The yaw is kept.
     """
     for key in ("agents", "agents_valid"):
         if key not in context:
@@ -150,7 +155,12 @@ def extrapolate_agents(context: dict, past: int, horizon: int) -> tuple[torch.Te
     pose = _poses(context, past)  # [B, T, 3] in the current frame
     last = agents[:, -1]  # [B, K, 8], current frame
     step = torch.zeros_like(last[..., :2])
-    if agents.shape[1] >= 2:
+    if "agents_velocity" in context:
+        velocity = context["agents_velocity"][:, -1].to(last.dtype)  # [B, K, 2], current frame's axes
+        if velocity.shape != last[..., :2].shape:
+            raise ValueError(f"context['agents_velocity'] must be [B, Tp, K, 2], got shape {tuple(context['agents_velocity'].shape)}")
+        step = torch.where(valid[:, -1, :, None], velocity * frame_dt, step)
+    elif agents.shape[1] >= 2:
         prev = agents[:, -2]
         pp = pose[:, past - 2]  # previous ego frame in the current one
         prev_xy = rotate(prev[..., :2], pp[:, None, 2]) + pp[:, None, :2]
@@ -174,8 +184,8 @@ class ConstantVelocityAgents:
     modality = "occ"
     sees_future = False
 
-    def __init__(self, grid: GridSpec) -> None:
-        self.grid = grid
+    def __init__(self, grid: GridSpec, frame_dt: float = OCC_FRAME_DT) -> None:
+        self.grid, self.frame_dt = grid, frame_dt
         self.dynamic = [grid.classes.index(c) for c in DYNAMIC_NAMES if c in grid.classes]
         # Where a road user stood, the ground is most often road.
         self.ground_class = grid.classes.index("driveable_surface") if "driveable_surface" in grid.classes else grid.free_id
@@ -188,7 +198,7 @@ class ConstantVelocityAgents:
         _check_horizon(horizon)
         occ = _past_occ(context, self.grid)
         b, past, nx, ny, nz = occ.shape
-        boxes, valid = extrapolate_agents(context, past, horizon)
+        boxes, valid = extrapolate_agents(context, past, horizon, self.frame_dt)
         last_boxes = context["agents"][:, -1].cpu().numpy()
         static = occ[:, -1].cpu().numpy().copy()  # [B, X, Y, Z]
         g = ground_voxel(self.grid)

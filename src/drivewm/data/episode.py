@@ -18,6 +18,7 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
     action         float32 [T, 2]         acceleration m/s^2, steering rad, t->t+1 (required)
     agents         float32 [T, K, 8]      x, y, z, length, width, height, yaw, class (ego frame)
     agents_valid   bool    [T, K]
+    agents_velocity float32 [T, K, 2]     ground velocity vx, vy, m/s, along the ego's axes (optional; needs agents)
     ego_speed      float32 [T]            m/s
     collision      bool    [T]
     offroad        bool    [T]
@@ -29,7 +30,7 @@ between the keys that share them (``K`` for ``agents``/``agents_valid``)::
 An episode needs ``ego_pose``, ``action`` (a camera-only episode, a video without a pose log, may
 leave out both) and at least one sensor (``occ``, ``lidar``, ``camera``, or
 ``agents``: the object list of a motion-forecasting log); ``lidar``/``lidar_offsets`` and
-``agents``/``agents_valid`` come in pairs, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``,
+``agents``/``agents_valid`` come in pairs, ``agents_velocity`` needs ``agents``, ``camera_intrinsics``/``camera_extrinsics`` need ``camera``,
 ``lidar_origin`` needs ``lidar``.
 
 ``validate_episode`` refuses what breaks the contract; ``unit_warnings`` flags what fits it but looks like
@@ -68,6 +69,7 @@ KEYS: dict[str, KeySpec] = {
     "action": KeySpec("float32", ("T", 2), "acceleration, steering"),
     "agents": KeySpec("float32", ("T", "K", 8), "x, y, z, l, w, h, yaw, class of road users"),
     "agents_valid": KeySpec("bool", ("T", "K"), "which agent slots are filled"),
+    "agents_velocity": KeySpec("float32", ("T", "K", 2), "ground velocity vx, vy of road users, m/s (ego axes)"),
     "ego_speed": KeySpec("float32", ("T",), "ego speed m/s"),
     "collision": KeySpec("bool", ("T",), "ego collided"),
     "offroad": KeySpec("bool", ("T",), "ego left the road"),
@@ -79,9 +81,11 @@ REQUIRED_KEYS = ("ego_pose", "action")
 # A video with no pose log holds these keys only; it may leave out ego_pose and action (both).
 UNPOSED_KEYS = frozenset({"camera", "camera_intrinsics", "camera_extrinsics"})
 SENSOR_KEYS = ("occ", "lidar", "camera", "agents")
-PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents"}
+PAIRED_KEYS = {"lidar": "lidar_offsets", "lidar_offsets": "lidar", "agents": "agents_valid", "agents_valid": "agents",
+               "agents_velocity": "agents"}
 # How a non-finite value of a float key is named in an error.
 FLOAT_WHAT = {"ego_pose": "poses", "action": "actions", "lidar": "points", "agents": "values in valid agent slots",
+              "agents_velocity": "velocities in valid agent slots",
               "ego_speed": "speeds", "route": "route points", "camera_intrinsics": "intrinsics",
               "camera_extrinsics": "extrinsics"}
 # Keys whose first axis is the frame axis: a window slices them directly.
@@ -167,7 +171,7 @@ def validate_episode(arrays: dict[str, np.ndarray], grid: GridSpec, source: str 
     # Every float of the contract is finite (agents only in their valid slots: empty ones hold anything).
     for key, arr in arrays.items():
         if arr.dtype.kind == "f":
-            values = arr[arrays["agents_valid"]] if key == "agents" else arr
+            values = arr[arrays["agents_valid"]] if key in ("agents", "agents_velocity") else arr
             check_finite(source, key, values, FLOAT_WHAT.get(key, "values"))
     if "occ" in arrays:
         occ = arrays["occ"]

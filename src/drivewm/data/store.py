@@ -252,7 +252,7 @@ class EpisodeStore:
     def _finite(self, i: int, key: str, values: np.ndarray) -> np.ndarray:
         """The data contract on read: a float key holds no NaN/inf (a foreign or damaged writer's values
         would otherwise train silently). Empty agent slots may hold anything, so agents are left out."""
-        if values.dtype.kind == "f" and key != "agents":
+        if values.dtype.kind == "f" and key not in ("agents", "agents_velocity"):
             check_finite(str(self.path / EPISODES_DIR / self.episodes[i]["name"]), key, values, FLOAT_WHAT.get(key, "values"))
         return values
 

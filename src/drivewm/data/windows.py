@@ -201,7 +201,7 @@ class WindowDataset(Dataset):
                 out["lidar"], out["lidar_count"] = torch.from_numpy(points), torch.from_numpy(counts)
                 continue
             arr = arrays[key]
-            if key in ("agents", "agents_valid") and arr.shape[1] < self.agent_slots:  # pad K
+            if key in ("agents", "agents_valid", "agents_velocity") and arr.shape[1] < self.agent_slots:  # pad K
                 arr = np.pad(arr, [(0, 0), (0, self.agent_slots - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2))
             out[key] = torch.from_numpy(np.ascontiguousarray(arr))
         if self.posed:

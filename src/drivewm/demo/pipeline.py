@@ -1,14 +1,17 @@
 """`drivewm demo`: the whole pipeline at one preset, each stage cached, ending in an HTML report.
 
-simulate data -> train the occupancy tokenizer -> train the GPT, OccWorld and MaskGIT world models
-and the JEPA encoder + V-JEPA 2-AC predictor -> forecast against the baselines -> plan open and
-closed loop with JEPA-CEM beside the expert and simple planners -> write the report. Every stage
-writes into its own directory under the output; `stages.json` caches them by config hash.
+simulate data -> train the occupancy tokenizer -> train the preset's token world models and the direct
+voxel forecaster, and the JEPA encoder + V-JEPA 2-AC predictor -> forecast against the baselines (a
+headline saying which model beats which baseline by how much at 3 s, per-class IoU, the best model's GIF)
+-> plan open and closed loop with JEPA-CEM beside the expert and simple planners -> write the report
+(with the stage times). Every stage writes into its own directory under the output; `stages.json`
+caches them by config hash.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -71,10 +74,45 @@ def _tokenizer_eval_stage(tok_dir: Path, store: Path) -> Callable[[Path, bool], 
     return run
 
 
+def forecast_headline(baseline_3s: dict[str, float], model_3s: dict[str, float], baseline_dyn_3s: dict[str, float],
+                      model_dyn_3s: dict[str, float]) -> str:
+    """One sentence: which world model beats the best no-learning forecaster on mIoU at 3 s and by how much
+    (relative), or that none does and how far the best one is; and the winner's (or best one's) road users
+    (dynamic-class mIoU at 3 s) against the best baseline there."""
+    best_base = max(baseline_3s, key=baseline_3s.get)
+    ref = baseline_3s[best_base]
+    ranked = sorted(model_3s, key=model_3s.get, reverse=True)
+    if not ranked:
+        return f"no world model was trained; the best of the baselines on mIoU at 3 s is {best_base} ({ref:.1f})"
+
+    def gain(name: str) -> str:
+        return f"{model_3s[name]:.1f}, {100 * (model_3s[name] / ref - 1):+.1f} %"
+
+    beat = [n for n in ranked if model_3s[n] > ref]
+    if beat:
+        text = (f"{beat[0]} beats all {len(baseline_3s)} baselines on mIoU at 3 s: {gain(beat[0])} against the best of "
+                f"them, {best_base} ({ref:.1f})")
+        if len(beat) > 1:
+            text += "; so do " + ", ".join(f"{n} ({gain(n)})" for n in beat[1:])
+        if len(beat) < len(ranked):
+            text += "; " + ", ".join(f"{n} ({gain(n)})" for n in ranked if n not in beat) + " did not within this budget"
+    else:
+        text = (f"no world model beats the baselines on mIoU at 3 s within this budget: the best of them, {best_base}, "
+                f"scores {ref:.1f}; the best model, {ranked[0]}, {gain(ranked[0])} (train longer: --minutes)")
+    lead = ranked[0]
+    dyn_base = {n: v for n, v in baseline_dyn_3s.items() if not math.isnan(v)}  # NaN: no road user in the truth
+    if dyn_base and not math.isnan(model_dyn_3s.get(lead, math.nan)):
+        best_dyn = max(dyn_base, key=dyn_base.get)
+        text += (f". Road users (dynamic-class mIoU at 3 s): {lead} {model_dyn_3s[lead]:.1f} against the best "
+                 f"baseline there, {best_dyn} ({dyn_base[best_dyn]:.1f})")
+    return text
+
+
 def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int) -> Callable[[Path, bool], dict]:
     def run(stage_dir: Path, resume: bool) -> dict:
         from drivewm.baselines import baselines
         from drivewm.evaluation import evaluate_forecast
+        from drivewm.evaluation.tables import save_forecast_pictures
         from drivewm.report.forecast import write_forecast_table
         from drivewm.report.results import write_result
 
@@ -87,19 +125,31 @@ def _forecast_stage(world_dirs: list[Path], store: Path, windows: int, seed: int
         base = {n: r["miou"]["3s"] for n, r in res.items() if n in names}
         models = {n: r["miou"]["3s"] for n, r in res.items()
                   if n not in base and n not in ceilings and not n.startswith("tokenizer_recon")}
-        best_base = max(base.values())
-        beat = [n for n, v in models.items() if v > best_base]
-        if len(beat) == len(models):
-            headline = f"every world model beats the copy baselines on mIoU at 3 s ({best_base:.1f})"
-        elif beat:
-            headline = f"only {', '.join(beat)} beat the copy baselines on mIoU at 3 s ({best_base:.1f}); the others did not within this budget"
-        else:
-            headline = f"no world model beats the copy baselines on mIoU at 3 s ({best_base:.1f}) within this budget: train longer (--minutes)"
-        write_result(stage_dir, "headline", title="Do the world models beat the copy baselines?",
-                     columns=["forecaster", "mIoU at 3 s (%)", "beats best baseline"],
-                     rows=[[n, v, (n in beat) if n in models else "-"] for n, v in {**base, **models}.items()],
-                     protocol="OccWorld mIoU (classes 0..16, no visibility mask)", extra={"headline": headline, "order": 2})
-        return {"headline": headline, "miou_3s": {**base, **models}}
+        dyn = {n: r["dynamic_miou"]["3s"] for n, r in res.items() if "dynamic_miou" in r}
+        headline = forecast_headline(base, models, {n: dyn[n] for n in base if n in dyn},
+                                     {n: dyn[n] for n in models if n in dyn})
+        best_base = max(base, key=base.get)
+        images = []
+        if models:  # the best model beside the truth and the best baseline, one GIF frame per step
+            best = max(models, key=models.get)
+            shown = {k: table.example[k] for k in ("context", "truth", best_base, best)}
+            images = [f"best/{name}" for name in save_forecast_pictures(shown, table.grid, stage_dir / "results" / "best")]
+        write_result(stage_dir, "headline", title="Do the world models beat the baselines?",
+                     columns=["forecaster", "mIoU at 3 s (%)", f"vs {best_base} (%)", "dyn mIoU at 3 s (%)",
+                              "beats every baseline"],
+                     rows=[[n, v, round(100 * (v / base[best_base] - 1), 2), dyn.get(n, float("nan")),
+                            (v > base[best_base]) if n in models else "-"] for n, v in {**base, **models}.items()],
+                     images=images, protocol="OccWorld mIoU (classes 0..16, no visibility mask)",
+                     notes="The GIF: truth, the best baseline and the best world model, left to right.",
+                     extra={"headline": headline, "order": 2})
+        shown_rows = [n for n in res if not n.startswith("tokenizer_recon")]
+        classes = [c for c, v in res[shown_rows[0]]["per_class_iou"]["3s"].items()
+                   if any(res[n]["per_class_iou"]["3s"][c] != 100.0 for n in shown_rows)]  # 100: absent, matched
+        write_result(stage_dir, "forecast_classes", title="IoU per class at 3 s (%)", columns=["forecaster", *classes],
+                     rows=[[n, *(res[n]["per_class_iou"]["3s"][c] for c in classes)] for n in shown_rows],
+                     protocol="OccWorld protocol; classes absent from both truth and forecast (IoU 100) left out",
+                     extra={"order": 3})
+        return {"headline": headline, "miou_3s": {**base, **models}, "dynamic_miou_3s": dyn}
 
     return run
 
@@ -130,7 +180,7 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
              configs: str | Path | None = None, echo: Callable[[str], None] = print) -> Path:
     """Run (or resume) the demo into `out`; returns the report's path."""
     from drivewm.report.html import build_report
-    from drivewm.report.results import environment_info
+    from drivewm.report.results import environment_info, write_result
 
     if minutes <= 0:
         raise ConfigError(f"--minutes must be > 0, got {minutes}")
@@ -198,6 +248,10 @@ def run_demo(out: str | Path, *, minutes: float = 10.0, preset: str = "tiny", fr
     runner.run("planning", {"ac": steps["jepa_ac"], "plan": plan_cfg.read_text(), "seeds": p.plan_seeds,
                             "seconds": p.drive_seconds}, _planning_stage(ac, p, plan_cfg, echo))
     banner(total, "write the report")
+    times = [[name, round(rec.seconds, 1), "run" if name in runner.ran else "cached"] for name, rec in runner.records.items()]
+    write_result(out, "stage_times", title="Stage times", columns=["stage", "seconds", "this call"],
+                 rows=[*times, ["total", round(sum(t[1] for t in times), 1), f"{time.perf_counter() - t0:.0f} s wall"]],
+                 notes="Seconds each stage took when it ran (a cached stage keeps its first time).", extra={"order": 90})
     report = build_report([out], out / "report.html", title=f"drivewm demo ({preset}, {minutes:g} min budget)")
     echo(f"[demo] {fc.get('headline', '')}")
     echo(f"[demo] finished in {time.perf_counter() - t0:.0f} s; report: {report}")

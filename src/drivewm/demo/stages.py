@@ -43,6 +43,8 @@ class StageRunner:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         self.path = self.out / "stages.json"
         self.records: dict[str, StageRecord] = {}
+        self.ran: list[str] = []
+        """Stages run (not taken from the cache) by this runner, in order."""
         if self.path.is_file():
             try:
                 raw = json.loads(self.path.read_text())
@@ -87,6 +89,7 @@ class StageRunner:
         summary = fn(stage_dir, resume)
         seconds = time.perf_counter() - t0
         self.records[name] = StageRecord(status="done", hash=h, seconds=seconds, summary=summary or {})
+        self.ran.append(name)
         self._save()
         self.echo(f"[demo] {name}: done in {seconds:.1f} s")
         return summary or {}

@@ -156,9 +156,12 @@ class ForecastTable:
 
 
 def _agent_keys(data_path: str) -> list[str]:
-    """['agents', 'agents_valid'] when every episode of the store tracks its road users (the constant-velocity
-    agents row and the collisions of plans need them), else []."""
-    return ["agents", "agents_valid"] if {"agents", "agents_valid"} <= EpisodeStore(data_path).keys() else []
+    """['agents', 'agents_valid'] (+ 'agents_velocity' where recorded) when every episode of the store tracks its
+    road users (the constant-velocity agents row and the collisions of plans need them), else []."""
+    keys = EpisodeStore(data_path).keys()
+    if not {"agents", "agents_valid"} <= keys:
+        return []
+    return ["agents", "agents_valid"] + (["agents_velocity"] if "agents_velocity" in keys else [])
 
 
 def _camera_keys(data_path: str) -> list[str]:

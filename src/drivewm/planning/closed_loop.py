@@ -66,11 +66,10 @@ def tracked_agents(sc: Scenario) -> np.ndarray:
     """float32 [K, 7] the active road users inside the grid, in the ego frame: x, y, yaw, length, width and
     their ground velocity (vx, vy) along the ego's axes; what a tracker would give the planner."""
     boxes, valid = sc.agents_ego_frame()
-    _, speed, _ = sc.agent_boxes_world()
-    b, v = boxes[valid], speed[valid]
+    b = boxes[valid]
     out = np.zeros((len(b), 7), np.float32)
     out[:, 0:2], out[:, 2], out[:, 3:5] = b[:, 0:2], b[:, 6], b[:, 3:5]
-    out[:, 5], out[:, 6] = v * np.cos(b[:, 6]), v * np.sin(b[:, 6])  # yaw is already relative to the ego's
+    out[:, 5:7] = sc.agents_velocity_ego_frame()[valid]
     return out
 
 

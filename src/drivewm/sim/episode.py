@@ -21,7 +21,8 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
     with lidar_offsets int64 [T + 1] (cfg.lidar); camera uint8 [T, H, W, 3] (cfg.camera);
     ego_pose float32 [T, 3] (x, y, yaw, world); action float32 [T, 2] (accel, steer applied from
     t to t + 1); agents float32 [T, K, 8] (x, y, z, length, width, height, yaw, class; ego frame) +
-    agents_valid bool [T, K], K = max_vehicles + max_pedestrians (padding is invalid); ego_speed float32
+    agents_valid bool [T, K], K = max_vehicles + max_pedestrians (padding is invalid); agents_velocity float32
+    [T, K, 2] (ground velocity vx, vy in m/s along the ego's axes, the same slots); ego_speed float32
     [T]; collision bool [T]; offroad bool [T]; route float32 [R, 2] (world waypoints, 2 m apart);
     camera_intrinsics float32 [3, 3] and camera_extrinsics float32 [4, 4] (cfg.camera and cfg.camera_calibration).
     """
@@ -33,7 +34,7 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
     sensors = SensorSuite(sc)
     expert = ExpertDriver(noise=cfg.expert_noise, seed=int(np.random.SeedSequence(int(seed)).generate_state(1)[0]))
     rec: dict[str, list] = {k: [] for k in ("occ", "occ_mask", "lidar", "camera", "agents", "agents_valid",
-                                            "ego_pose", "action", "ego_speed", "collision", "offroad")}
+                                            "agents_velocity", "ego_pose", "action", "ego_speed", "collision", "offroad")}
     collided, offroad = sc.in_collision(), sc.is_offroad()
     for t in range(frames):
         for k, v in sensors.read(sc).items():
@@ -54,6 +55,7 @@ def simulate_episode(cfg: SimConfig, seed: int, frames: int) -> dict[str, np.nda
         "action": np.asarray(rec["action"], np.float32),
         "agents": _pad(np.stack(rec["agents"]).astype(np.float32), k_max),
         "agents_valid": _pad(np.stack(rec["agents_valid"]).astype(bool), k_max),
+        "agents_velocity": _pad(np.stack(rec["agents_velocity"]).astype(np.float32), k_max),
         "ego_speed": np.asarray(rec["ego_speed"], np.float32),
         "collision": np.asarray(rec["collision"], bool),
         "offroad": np.asarray(rec["offroad"], bool),

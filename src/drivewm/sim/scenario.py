@@ -122,6 +122,13 @@ class Scenario:
         inside = (out[:, 0] >= lo[0]) & (out[:, 0] < hi[0]) & (out[:, 1] >= lo[1]) & (out[:, 1] < hi[1])
         return out.astype(np.float32), active & inside
 
+    def agents_velocity_ego_frame(self) -> np.ndarray:
+        """float32 [K, 2]: each road user's ground velocity (vx, vy, m/s) along the ego's axes, the same slots as
+        `agents_ego_frame`: its speed along its heading, as a tracker would report it."""
+        boxes, speed, _ = self.agent_boxes_world()
+        yaw = boxes[:, 6] - self.ego.pose()[2]
+        return np.stack([speed * np.cos(yaw), speed * np.sin(yaw)], axis=-1).astype(np.float32)
+
     def route_points(self, spacing: float = 2.0) -> np.ndarray:
         s = np.arange(self.route_s0, self.route_s1 + 1e-6, spacing)
         xy, _ = self.paths.pose(np.full(len(s), self.route_path), s)

@@ -22,10 +22,11 @@ class SensorSuite:
         self.camera = Camera(cfg.camera_spec) if cfg.camera else None
 
     def read(self, sc: Scenario) -> dict[str, np.ndarray]:
-        """One frame: occ [X, Y, Z] (+ occ_mask, lidar [P, 4], camera [H, W, 3]), agents [K, 8] + valid [K]."""
+        """One frame: occ [X, Y, Z] (+ occ_mask, lidar [P, 4], camera [H, W, 3]), agents [K, 8] + valid [K] +
+        velocity [K, 2]."""
         pose = sc.ego.pose()
         boxes_ego, valid = sc.agents_ego_frame()
-        out = {"agents": boxes_ego, "agents_valid": valid}
+        out = {"agents": boxes_ego, "agents_valid": valid, "agents_velocity": sc.agents_velocity_ego_frame()}
         out["occ"] = self.occupancy.render(pose, boxes_ego, valid)
         if self.visibility is not None:
             out["occ_mask"] = self.visibility.mask(out["occ"])
