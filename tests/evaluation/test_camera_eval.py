@@ -164,7 +164,8 @@ def test_frechet_distance_under_a_named_protocol(store, tmp_path):
     table = evaluate_forecast([], store, past=PAST, horizon=HORIZON, split="train", modality="camera",
                               forecasters=[Truth()], extractor=str(tmp_path / "i3d_stand_in.pt"), fd_protocol="fvd_i3d400_2f_32x64")
     fd = {n: r["fd"] for n, r in table.results.items()}
-    assert fd["truth_copy"]["name"] == f"fvd_i3d400_2f_32x64_bilinear_r0to1_n{table.windows}"
+    # The I3D's own value range ([-1, 1], as FVD_I3D400_16F_224) unless the name says otherwise.
+    assert fd["truth_copy"]["name"] == f"fvd_i3d400_2f_32x64_bilinear_r-1to1_n{table.windows}"
     assert abs(fd["truth_copy"]["value"]) < 1e-6 < fd["copy_last_camera"]["value"]
     assert table.document([])["columns"][-1] == fd["truth_copy"]["name"]
     rollout = evaluate_rollout([], store, past=2, horizon=4, split="train", modality="camera",
@@ -187,6 +188,10 @@ def test_a_protocol_name_parses_back_to_its_protocol(protocol):
     assert short == FVD_I3D400_16F_224 and given
     with pytest.raises(DrivewmError, match="fd_protocol"):
         parse_protocol("fvd_i3d400_sixteen")
+    # drivewm's own extractors have no published convention: the name must say the range they read.
+    with pytest.raises(DrivewmError, match="value range"):
+        parse_protocol("fd_vjepacam_8f_64x128")
+    assert parse_protocol("fd_vjepacam_8f_64x128_r-1to1")[0].value_range == (-1.0, 1.0)
 
 
 def test_camera_table_through_the_cli(store, tmp_path):

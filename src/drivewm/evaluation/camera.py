@@ -43,6 +43,8 @@ def parse_protocol(name: str) -> tuple[FrechetProtocol, bool]:
     if len(parts) < 3:
         raise bad
     known = next((p for k, p in KNOWN_PROTOCOLS.items() if name.startswith(k + "_")), None)
+    if known is None:  # a published extractor's conventions (I3D: [-1, 1]; Inception: [0, 255]) by its tag
+        known = next((p for p in KNOWN_PROTOCOLS.values() if (p.metric, p.extractor) == tuple(parts[:2])), None)
     fields: dict = {"metric": parts[0], "extractor": parts[1]}
     if known is not None:  # the named constant's settings unless the name says otherwise
         fields.update(frames=known.frames, resize=known.resize, value_range=known.value_range)
@@ -63,6 +65,10 @@ def parse_protocol(name: str) -> tuple[FrechetProtocol, bool]:
             fields["resize"] = part
         else:
             raise bad
+    if known is None and "value_range" not in fields:
+        # An extractor reads values in the range it was made for; a default could silently shift every feature.
+        raise DrivewmError(f"fd_protocol={name!r}: name the value range the extractor reads (_r<LO>to<HI>, as "
+                           f"`drivewm export extractor` prints it, e.g. _r-1to1)")
     try:
         return FrechetProtocol(**fields), given
     except ValueError as err:
