@@ -129,7 +129,7 @@ class CameraAutoencoder(nn.Module):
         disc_factor = self.adversary.factor(int(self.global_step))
         if disc_factor == 0.0:
             # Taming evaluates both players and multiplies them by 0 before disc_start. Skipping the
-            # discriminator's passes gives the same gradients for about a sixth less compute per warm-up step:
+            # discriminator's passes gives the same gradients for less compute per warm-up step:
             # its parameters still get (zero) gradients, so the optimizer counts its steps and holds its state
             # as taming's does. Only its BatchNorm running statistics (used in eval mode) start later.
             d_zero = 0.0 * sum(p.sum() for p in self.adversary.parameters())
