@@ -123,15 +123,23 @@ class CameraAutoencoder(nn.Module):
 
         ``adaptive=False`` keeps d_weight at 0 (latent-diffusion skips it when disc_factor is 0).
         The adaptive weight needs gradients: outside training or under no_grad it is 0, as in taming."""
+        zero = nll_loss.new_zeros(())
         if self.adversary is None:
-            zero = nll_loss.new_zeros(())
             return zero, zero, {}
+        disc_factor = self.adversary.factor(int(self.global_step))
+        if disc_factor == 0.0:
+            # Taming evaluates both players and multiplies them by 0 before disc_start. Skipping the
+            # discriminator's passes gives the same gradients for less compute per warm-up step:
+            # its parameters still get (zero) gradients, so the optimizer counts its steps and holds its state
+            # as taming's does. Only its BatchNorm running statistics (used in eval mode) start later.
+            d_zero = 0.0 * sum(p.sum() for p in self.adversary.parameters())
+            logs = dict.fromkeys(("g_loss", "d_weight", "disc_loss", "logits_real", "logits_fake"), zero)
+            return zero, d_zero, {**logs, "disc_factor": torch.tensor(0.0)}
         g_loss = self.adversary.generator_loss(xrec)
         if adaptive and self.training and torch.is_grad_enabled():
             d_weight = adaptive_weight(nll_loss, g_loss, self.last_layer(), self.adversary.cfg.disc_weight)
         else:
-            d_weight = nll_loss.new_zeros(())
-        disc_factor = self.adversary.factor(int(self.global_step))
+            d_weight = zero
         d_raw, logit_real, logit_fake = self.adversary.discriminator_loss(x, xrec)
         d_loss = disc_factor * d_raw
         logs = {
