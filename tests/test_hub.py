@@ -26,6 +26,10 @@ SMALL = {
     "occ_vqvae_published": dict(grid="micro", expansion=4, ch=8, ch_mult=[1, 2], num_res_blocks=1,
                                 attn_resolutions=[16], z_channels=8, n_e=32, e_dim=8),
     "gpt_world": dict(vocab_size=16, token_shape=[4, 4]),  # without a tokenizer, a world model states its tokens
+    # Epona has no token fields to state instead: it always nests its (frozen) KL autoencoder.
+    "epona_world": dict(tokenizer=dict(name="camera_kl_autoencoder", image_size=[16, 32], z_channels=4, embed_dim=2,
+                                       cnn=dict(channels=8, channel_mult=[1, 2, 2], num_res_blocks=1, attention=False)),
+                        context_frames=2, dim=16, depth=1, heads=2, head_dim=16, head_depth=1, head_heads=2),
 }
 
 
