@@ -23,6 +23,7 @@ embedding. Both are `drivewm.forecaster.Forecaster`s with `loss(batch)` for the 
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,7 +148,7 @@ class EDMNextFrame(nn.Module):
         return torch.stack(out, 1)
 
 
-class DiamondWorldModel(nn.Module):
+class DiamondWorldModel(nn.Module, metaclass=abc.ABCMeta):
     """What the camera and BEV models share: the window's frames as continuous images (`encode`), the EDM
     next-frame model, the optional reward / end heads, and a forecast decoded by `decode`."""
 
@@ -162,13 +163,13 @@ class DiamondWorldModel(nn.Module):
         self.reward_end = (RewardEndModel(cfg.reward_end, img_channels=img_channels, image_hw=image_hw,
                                           action_dim=cfg.action_dim) if cfg.reward_end.enabled else None)
 
+    @abc.abstractmethod
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """The batch's frames [B, T, ...] -> continuous images [B, T, C, H, W]."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous images [B, T, C, H, W] -> frames in the batch's layout."""
-        raise NotImplementedError
 
     def _frames(self, batch: dict[str, torch.Tensor], what: str) -> torch.Tensor:
         if self.key not in batch:
