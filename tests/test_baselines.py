@@ -262,6 +262,24 @@ def test_constant_velocity_agents_in_the_future_ego_frames():
         assert float(boxes[0, h, 0, 6]) == pytest.approx(-eyaw)
 
 
+def _simulated_road_users(preset: str, frames: int = 24) -> list[tuple]:
+    """A busy straight street of the simulator driven by the expert: per frame the road users' boxes and valid
+    flags (ego frame), their recorded velocities (ego axes), their speeds and the ego's pose."""
+    from drivewm.sim import ExpertDriver, Scenario, sim_preset
+
+    cfg = sim_preset(preset, layouts=("straight",), vehicle_density=3.0, pedestrian_density=3.0, lidar=False,
+                     camera=False)
+    sc = Scenario(cfg, 5, 30)
+    expert = ExpertDriver(seed=0)
+    out = []
+    for _ in range(frames):
+        boxes, valid = sc.agents_ego_frame()
+        _, speed, _ = sc.agent_boxes_world()
+        out.append((boxes, valid, sc.agents_velocity_ego_frame(), speed.copy(), sc.ego.pose().copy()))
+        sc.step(expert.act(sc))
+    return out
+
+
 def test_constant_velocity_agents_predicts_the_simulator_when_nobody_brakes():
     """Road users of a simulated street one frame ahead: within 0.1 m of where the simulator puts those that
     kept their speed (within 0.1 m/s) and heading (no braking, no turn)."""
@@ -269,21 +287,11 @@ def test_constant_velocity_agents_predicts_the_simulator_when_nobody_brakes():
 
     from drivewm.baselines import extrapolate_agents
     from drivewm.geometry import to_frame
-    from drivewm.sim import ExpertDriver, Scenario, sim_preset
 
-    cfg = sim_preset("micro", layouts=("straight",), vehicle_density=3.0, pedestrian_density=3.0, lidar=False,
-                     camera=False)
-    sc = Scenario(cfg, 5, 30)
-    expert = ExpertDriver(seed=0)
-    frames = []
-    for _ in range(24):
-        boxes, valid = sc.agents_ego_frame()
-        _, speed, _ = sc.agent_boxes_world()
-        frames.append((boxes, valid, speed.copy(), sc.ego.pose().copy()))
-        sc.step(expert.act(sc))
+    frames = _simulated_road_users("micro")
     errors = []
     for t in range(1, len(frames) - 1):
-        (b0, v0, s0, p0), (b1, v1, s1, p1), (b2, v2, s2, p2) = frames[t - 1 : t + 2]
+        (b0, v0, _, s0, p0), (b1, v1, _, s1, p1), (b2, v2, _, s2, p2) = frames[t - 1 : t + 2]
         steady = v0 & v1 & v2 & (np.abs(s1 - s0) < 0.1) & (np.abs(s2 - s1) < 0.1) & (np.abs(b2[:, 6] - b1[:, 6]) < 1e-3)
         steady &= np.abs(b1[:, 6] - b0[:, 6]) < 1e-3
         rel = to_frame(np.stack([p0, p1, p2]), p1)
@@ -323,18 +331,8 @@ def test_constant_velocity_agents_moves_on_the_recorded_velocity_from_one_frame(
 
     from drivewm.baselines import extrapolate_agents
     from drivewm.geometry import to_frame
-    from drivewm.sim import ExpertDriver, Scenario, sim_preset
 
-    cfg = sim_preset("micro_street", layouts=("straight",), vehicle_density=3.0, pedestrian_density=3.0, lidar=False,
-                     camera=False)
-    sc = Scenario(cfg, 5, 30)
-    expert = ExpertDriver(seed=0)
-    frames = []
-    for _ in range(24):
-        boxes, valid = sc.agents_ego_frame()
-        _, speed, _ = sc.agent_boxes_world()
-        frames.append((boxes, valid, sc.agents_velocity_ego_frame(), speed.copy(), sc.ego.pose().copy()))
-        sc.step(expert.act(sc))
+    frames = _simulated_road_users("micro_street")
     errors, moving = [], 0
     for (b0, v0, vel0, s0, p0), (b1, v1, _, s1, p1) in zip(frames, frames[1:]):
         steady = v0 & v1 & (np.abs(s1 - s0) < 0.1) & (np.abs(b1[:, 6] - b0[:, 6]) < 1e-3)
