@@ -196,7 +196,7 @@ def test_a_protocol_name_parses_back_to_its_protocol(protocol):
 
 def test_camera_table_through_the_cli(store, tmp_path):
     out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["eval", "forecast", f"data={store}", "modality=camera", "--split", "train",
+    res = CliRunner().invoke(app, ["eval", "forecast", f"data={store}", "--modality", "camera", "--split", "train",
                                    "--past", str(PAST), "--horizon", str(HORIZON), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "ego_warp_camera" in res.output and "PSNR +2" in res.output
@@ -213,8 +213,8 @@ def test_rollout_drift_has_one_entry_per_step_per_row(store, tmp_path):
     doc = json.loads(path.read_text())
     assert all(len(v) == horizon for curve in doc["per_step"].values() for v in curve.values())
     assert (tmp_path / "results" / "rollout.png").is_file()
-    res = CliRunner().invoke(app, ["eval", "rollout", f"data={store}", "modality=camera", "past=2", "horizon=3",
-                                   "split=train", f"out={tmp_path / 'cli'}"])
+    res = CliRunner().invoke(app, ["eval", "rollout", f"data={store}", "--modality", "camera", "--past", "2",
+                                   "--horizon", "3", "--split", "train", "--out", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output
     cli = json.loads((tmp_path / "cli" / "results" / "rollout.json").read_text())
     assert [len(v) for v in cli["per_step"]["psnr_per_step"].values()] == [3, 3]
@@ -235,6 +235,11 @@ def test_rollout_drift_has_one_entry_per_step_per_row(store, tmp_path):
     assert r["class_tv_per_step"] == pytest.approx((1 - truth_free).tolist(), abs=1e-12)
 
 
+def test_a_rollout_longer_than_the_episodes_names_their_length(store):
+    with pytest.raises(DrivewmError, match=r"no val window of 8 \+ 40 frames; the longest val episode has 14"):
+        evaluate_rollout([], store, past=8, horizon=40, split="val", modality="camera")
+
+
 def test_mixed_modalities_and_a_store_without_camera_are_one_error(store, tmp_path):
     with pytest.raises(DrivewmError, match="mix camera and occupancy world models"):
         evaluate_forecast([], store, forecasters=[CopyLastCamera(), CopyLast()])
@@ -243,7 +248,7 @@ def test_mixed_modalities_and_a_store_without_camera_are_one_error(store, tmp_pa
     write_episode(occ_only, {k: ep[k] for k in ("occ", "ego_pose", "action")}, grid=EpisodeStore(store).grid)
     with pytest.raises(DrivewmError, match="key 'camera'"):
         evaluate_forecast([], occ_only, modality="camera")
-    res = CliRunner().invoke(app, ["eval", "forecast", f"data={occ_only}", "modality=camera", "--out", str(tmp_path)])
+    res = CliRunner().invoke(app, ["eval", "forecast", f"data={occ_only}", "--modality", "camera", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "'camera'" in res.output
 
 

@@ -111,7 +111,7 @@ def _wire() -> None:
     app.command("train", context_settings=RUN_ARGS)(train.train)
     app.add_typer(eval_app, name="eval")
     eval_app.command("forecast", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR... data=DIR")(evaluate.eval_forecast)
-    eval_app.command("rollout", context_settings=RUN_ARGS, options_metavar="RUN_DIR... data=DIR [past=8 horizon=40 KEY=VALUE...]")(evaluate.eval_rollout)
+    eval_app.command("rollout", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR... data=DIR")(evaluate.eval_rollout)
     eval_app.command("baselines", context_settings=RUN_ARGS, options_metavar="[OPTIONS] data=DIR")(evaluate.eval_baselines)
     eval_app.command("tokenizer", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR data=DIR")(evaluate.eval_tokenizer)
     eval_app.command("probe", context_settings=RUN_ARGS, options_metavar="[OPTIONS] RUN_DIR data=DIR [data.KEY=VALUE...]")(evaluate.eval_probe)

@@ -23,32 +23,9 @@ def _store(args, command: str) -> str:
     return args.data
 
 
-@dataclass
-class _FrechetKeys:
-    """The Frechet distance of camera forecasts: extractor=PATH fd_protocol=NAME."""
-
-    extractor: str = ""
-    """The feature network file (TorchScript or torch.export) of the Frechet distance; never downloaded."""
-    fd_protocol: str = ""
-    """The protocol's name, e.g. fvd_i3d400_16f_224 (drivewm.evaluation.camera; sample count: the windows)."""
-    modality: str = ""
-    """The table's modality when no run is given (camera: the baselines alone); else the runs'."""
-
-
-def _keyed_args(args: list[str], schema):
-    """(RunArgs, the schema with the command line's key=value merged in); an unknown key, dotted or not, is
-    named whole."""
-    from dataclasses import fields
-
-    from drivewm.config import ConfigError, merge_into, parse_run_args
-
-    valid = [f.name for f in fields(schema)]
-    for a in args:
-        key, eq, _ = a.partition("=")
-        if eq and key not in ("data", *valid):
-            raise ConfigError(f"command line: unknown key {key!r}; valid keys here: data, {', '.join(valid)}")
-    run = parse_run_args(args, schema)
-    return run, merge_into(schema, [("command line", run.overrides)])
+_EXTRACTOR_HELP = "Feature network file (TorchScript or torch.export) of the Frechet distance; never downloaded."
+_FD_PROTOCOL_HELP = "The Frechet protocol's name, e.g. fvd_i3d400_16f_224 (drivewm.evaluation.camera)."
+_MODALITY_HELP = "The table's modality when no run is given (camera | occ: the baselines alone); else the runs'."
 
 
 def eval_forecast(
@@ -67,28 +44,31 @@ def eval_forecast(
         None, "--out", help="Directory for results/forecast.json, forecast.png and forecast.gif "
         "(LiDAR runs: forecast_lidar.json / .png) (default: the first run)."
     ),
+    extractor: str = typer.Option("", "--extractor", help=_EXTRACTOR_HELP),
+    fd_protocol: str = typer.Option("", "--fd-protocol", help=_FD_PROTOCOL_HELP),
+    modality: str = typer.Option("", "--modality", help=_MODALITY_HELP),
 ) -> None:
     """Forecast with world models (token world models, the direct voxel forecaster, camera world models) beside
     copy-last, the ego-warped copy and the tokenizer bound: occupancy runs give IoU / mIoU at 1 s, 2 s, 3 s; LiDAR
     runs Chamfer distance, NFCD, depth L1 / AbsRel at 1 s and 3 s; camera runs PSNR / SSIM per step (and with
-    extractor=PATH fd_protocol=NAME a Frechet distance). Keys: extractor=, fd_protocol=, modality= (camera with no
-    run: the baselines alone)."""
-    from drivewm.config import ConfigError
+    --extractor PATH --fd-protocol NAME a Frechet distance); --modality camera with no run scores the baselines
+    alone."""
+    from drivewm.config import ConfigError, parse_run_args
     from drivewm.evaluation import evaluate_forecast
     from drivewm.evaluation.tables import print_table
     from drivewm.report.forecast import write_forecast_table
 
-    args, keys = _keyed_args(ctx.args, _FrechetKeys())
+    args = parse_run_args(ctx.args)
     data = _store(args, "forecast")
-    if not args.paths and not keys.modality:
-        raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory (or modality=camera "
+    if not args.paths and not modality:
+        raise ConfigError("`drivewm eval forecast`: give at least one world-model run directory (or --modality camera "
                           "for the baselines alone)")
     if not args.paths and out is None:
         raise ConfigError("`drivewm eval forecast` without a run: give --out DIR for the results")
     table = evaluate_forecast(
         args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size, max_windows=max_windows,
-        which=which, device=device, seed=seed, splits=splits, end_margin=end_margin, extractor=keys.extractor,
-        fd_protocol=keys.fd_protocol, modality=keys.modality,
+        which=which, device=device, seed=seed, splits=splits, end_margin=end_margin, extractor=extractor,
+        fd_protocol=fd_protocol, modality=modality,
     )
     written = write_forecast_table(table, out or args.paths[0])
     results = table.results
@@ -113,50 +93,38 @@ def eval_forecast(
             typer.echo(" | ".join(str(v) for v in row))
 
 
-@dataclass
-class _RolloutKeys(_FrechetKeys):
-    """`drivewm eval rollout RUN... data=DIR [past=8 horizon=40 ...]`."""
-
-    past: int = 8
-    """Observed frames (8 = 4 s at 2 Hz)."""
-    horizon: int = 40
-    """Frames rolled out (40 = 20 s at 2 Hz)."""
-    split: str = "val"
-    """Episode split: val or train."""
-    batch_size: int = 4
-    """Windows per batch."""
-    max_windows: int = 0
-    """An evenly spaced subset of this many windows (0: all)."""
-    which: str = "best"
-    """Checkpoint of each run: best or latest."""
-    device: str = "cpu"
-    """cpu or cuda."""
-    seed: int = 0
-    """Seed of the rollouts' sampling."""
-    out: str = ""
-    """Directory for results/rollout.json and rollout.png (default: the first run)."""
-
-
-def eval_rollout(ctx: typer.Context) -> None:
+def eval_rollout(
+    ctx: typer.Context,
+    past: int = typer.Option(8, "--past", help="Observed frames (8 = 4 s at 2 Hz)."),
+    horizon: int = typer.Option(40, "--horizon", help="Frames rolled out (40 = 20 s at 2 Hz); episodes need past + horizon frames."),
+    split: str = typer.Option("val", "--split", help="Episode split: 'val' or 'train'."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Windows per batch."),
+    max_windows: int = typer.Option(0, "--max-windows", help="An evenly spaced subset of this many windows (0: all)."),
+    which: str = typer.Option("best", "--which", help="Checkpoint of each run: 'best' or 'latest'."),
+    device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the rollouts' sampling."),
+    out: Optional[str] = typer.Option(None, "--out", help="Directory for results/rollout.json and rollout.png (default: the first run)."),
+    extractor: str = typer.Option("", "--extractor", help=_EXTRACTOR_HELP),
+    fd_protocol: str = typer.Option("", "--fd-protocol", help=_FD_PROTOCOL_HELP),
+    modality: str = typer.Option("", "--modality", help=_MODALITY_HELP),
+) -> None:
     """Long rollouts: each world model rolls `horizon` frames out from `past` observed ones beside copy-last;
-    drift per step (camera: PSNR, SSIM, and with extractor= fd_protocol= the Frechet distance per block;
-    occupancy: mIoU and the class histogram's total-variation distance). Keys: past=8 horizon=40 split= batch_size=
-    max_windows= which= device= seed= out= extractor= fd_protocol= modality=."""
-    from drivewm.config import ConfigError
+    drift per step (camera: PSNR, SSIM, and with --extractor --fd-protocol the Frechet distance per block;
+    occupancy: mIoU and the class histogram's total-variation distance)."""
+    from drivewm.config import ConfigError, parse_run_args
     from drivewm.evaluation.rollout import evaluate_rollout, save_rollout
 
-    args, keys = _keyed_args(ctx.args, _RolloutKeys())
+    args = parse_run_args(ctx.args)
     data = _store(args, "rollout")
-    if not args.paths and not keys.modality:
-        raise ConfigError("`drivewm eval rollout`: give at least one world-model run directory (or modality=camera|occ "
+    if not args.paths and not modality:
+        raise ConfigError("`drivewm eval rollout`: give at least one world-model run directory (or --modality camera|occ "
                           "for the baselines alone)")
-    if not args.paths and not keys.out:
-        raise ConfigError("`drivewm eval rollout` without a run: give out=DIR for the results")
-    result = evaluate_rollout(args.paths, data, past=keys.past, horizon=keys.horizon, split=keys.split,
-                              batch_size=keys.batch_size, max_windows=keys.max_windows, which=keys.which,
-                              device=keys.device, seed=keys.seed, extractor=keys.extractor,
-                              fd_protocol=keys.fd_protocol, modality=keys.modality)
-    path = save_rollout(result, keys.out or args.paths[0])
+    if not args.paths and out is None:
+        raise ConfigError("`drivewm eval rollout` without a run: give --out DIR for the results")
+    result = evaluate_rollout(args.paths, data, past=past, horizon=horizon, split=split, batch_size=batch_size,
+                              max_windows=max_windows, which=which, device=device, seed=seed, extractor=extractor,
+                              fd_protocol=fd_protocol, modality=modality)
+    path = save_rollout(result, out or args.paths[0])
     shown = sorted({0, min(1, result.horizon - 1), result.horizon // 2, result.horizon - 1})
     for key, values in result.curves().items():
         typer.echo(f"{key}: " + "   ".join(f"+{(s + 1) / result.hz:g} s" for s in shown))

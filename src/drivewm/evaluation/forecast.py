@@ -184,7 +184,9 @@ def _windows(data_path: str, past: int, horizon: int, split: str, max_windows: i
     ds = build_dataset(DataConfig(path=str(data_path), past=past, future=horizon, keys=keys, splits=splits,
                                   end_margin=end_margin), split)
     if len(ds) == 0:
-        raise StoreError(f"{data_path}: no {split} windows of {past} + {horizon} frames")
+        longest = max((ds.store.episodes[e]["frames"] for e in ds.episode_ids), default=0)
+        raise StoreError(f"{data_path}: no {split} window of {past} + {horizon} frames; the longest {split} episode "
+                         f"has {longest} frames (lower --past / --horizon, or generate longer episodes)")
     if max_windows and len(ds) > max_windows:  # evenly spaced, deterministic subset
         idx = torch.linspace(0, len(ds) - 1, max_windows).round().long().unique().tolist()
         return ds, Subset(ds, idx)
