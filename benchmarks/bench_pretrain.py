@@ -214,6 +214,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="Frames per batch (each window holds 2).")
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of data, init and batches.")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="--pair lejepa: seeds from --seed, each its own data and run; > 1 adds mean lines with the gap's spread.")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     ap.add_argument("--pair", choices=("all", "drivewm", "published", "lejepa"), default="all",
@@ -291,41 +293,64 @@ def preset_run(preset: str, steps: int, seed: int) -> tuple[object, TrainConfig]
     return run.model, run.train
 
 
+def within_one_point(case: str, unit: str, ours: float, ema: float, **extra) -> None:
+    """Issue 24's LeJEPA target as one line: ratio >= target exactly when ours is at most 1 point below the EMA."""
+    line(case, unit, ours, ema, round((ema - 0.01) / max(ema, 1e-9), 4), gap_points=round(100 * (ours - ema), 2), **extra)
+
+
 def compare_lejepa(args, device) -> None:
-    """LeJEPA as published against the EMA I-JEPA, each as its preset, on the downstream score (issue 24)."""
-    presets = {"lejepa": "jepa/lejepa.yaml", "jepa_ema": "jepa/jepa_bev_ema.yaml"}
-    args.steps = args.steps or (10 if args.quick else read_yaml(presets["lejepa"])["train"]["steps"])
+    """LeJEPA as published against the EMA I-JEPA, each as its preset, on the downstream score (issue 24), for
+    ``args.seeds`` seeds from ``args.seed`` (data, initial encoder, batches, views / masks, label subsets)."""
+    args.steps = args.steps or (10 if args.quick else read_yaml(LEJEPA_PAIR["lejepa"])["train"]["steps"])
     args.probe_every = args.steps
+    scores = [lejepa_seed(argparse.Namespace(**{**vars(args), "seed": args.seed + k}), device) for k in range(args.seeds)]
+    if len(scores) < 2:
+        return
+    for case in scores[0]:
+        gaps = np.array([100 * (s[case]["lejepa"] - s[case]["jepa_ema"]) for s in scores])
+        mean = {name: float(np.mean([s[case][name] for s in scores])) for name in scores[0][case]}
+        if "scratch" in mean:
+            for name in LEJEPA_PAIR:
+                line(f"{name}_vs_scratch_{case}_mean", "miou", mean[name], mean["scratch"], 1.0, seeds=len(scores))
+        # the gap means something only where it exceeds its spread over seeds
+        within_one_point(f"lejepa_vs_jepa_ema_{case}_mean", "miou", mean["lejepa"], mean["jepa_ema"], seeds=len(scores),
+                         gap_sd_points=round(float(np.std(gaps, ddof=1)), 2), gap_per_seed=[round(float(g), 2) for g in gaps])
+
+
+LEJEPA_PAIR = {"lejepa": "jepa/lejepa.yaml", "jepa_ema": "jepa/jepa_bev_ema.yaml"}
+
+
+def lejepa_seed(args, device) -> dict[str, dict[str, float]]:
+    """One seed of ``compare_lejepa``: its lines, and {case: {model: mIoU}} for the cross-seed summary."""
     pretrain = simulate(*((3, 8) if args.quick else (24, 16)), seed=1000 + args.seed)
     down = simulate(*((2, 6) if args.quick else (16, 10)), seed=5000 + args.seed)
     half = len(down) // 2  # whole episodes on each side: no validation frame is a neighbour of a labelled one
     train_frames, val_frames = down[:half].flatten(0, 1), down[half:].flatten(0, 1)
     windows = (pretrain, train_frames[:, None].expand(-1, 3, -1, -1, -1), val_frames[:, None].expand(-1, 3, -1, -1, -1))
     res, cfgs = {}, {}
-    for name, preset in presets.items():
+    for name, preset in LEJEPA_PAIR.items():
         cfgs[name], recipe = preset_run(preset, args.steps, args.seed)
         res[name] = train_variant(name, cfgs[name], windows, args, device, recipe=recipe)
         summary(name, res[name], device)
     ours, ref = res["lejepa"], res["jepa_ema"]
-
-    def within_one_point(case: str, unit: str, a: float, b: float, **extra) -> None:
-        # ratio >= target exactly when LeJEPA is at most 1 point below the EMA I-JEPA
-        line(case, unit, a, b, round((b - 0.01) / max(b, 1e-9), 4), gap_points=round(100 * (a - b), 2), **extra)
-
-    line("lejepa_vs_jepa_ema_step_time", "s/step", ours["step_s"], ref["step_s"], None, lower_is_better=True)
-    within_one_point("lejepa_vs_jepa_ema_probe", "miou", ours["final_probe"], ref["final_probe"])
+    seed = dict(seed=args.seed, pretrain_steps=args.steps)
+    line("lejepa_vs_jepa_ema_step_time", "s/step", ours["step_s"], ref["step_s"], None, lower_is_better=True, **seed)
+    within_one_point("lejepa_vs_jepa_ema_probe", "miou", ours["final_probe"], ref["final_probe"], **seed)
+    scores = {"probe": {name: r["final_probe"] for name, r in res.items()}}
     steps = 20 if args.quick else 100
     torch.manual_seed(args.seed)
     scratch = build_model(cfgs["lejepa"])
     same_encoder_init(scratch, cfgs["lejepa"].encoder, args.seed)
     for fraction in (0.1, 1.0):
         kw = dict(label_fraction=fraction, steps=steps, lr=args.lr, seed=args.seed)
-        base = finetune_segmentation(scratch, train_frames, val_frames, **kw)["seg_miou"]
         tuned = {name: finetune_segmentation(res[name]["model"], train_frames, val_frames, **kw)["seg_miou"] for name in res}
-        pct = int(round(100 * fraction))
-        for name, score in tuned.items():
-            line(f"{name}_vs_scratch_finetune_{pct}pct", "miou", score, base, 1.0, steps=steps)
-        within_one_point(f"lejepa_vs_jepa_ema_finetune_{pct}pct", "miou", tuned["lejepa"], tuned["jepa_ema"], steps=steps)
+        tuned["scratch"] = finetune_segmentation(scratch, train_frames, val_frames, **kw)["seg_miou"]
+        case = f"finetune_{int(round(100 * fraction))}pct"
+        for name in res:
+            line(f"{name}_vs_scratch_{case}", "miou", tuned[name], tuned["scratch"], 1.0, steps=steps, **seed)
+        within_one_point(f"lejepa_vs_jepa_ema_{case}", "miou", tuned["lejepa"], tuned["jepa_ema"], steps=steps, **seed)
+        scores[case] = tuned
+    return scores
 
 
 def compare_drivewm(data, args, device) -> None:
