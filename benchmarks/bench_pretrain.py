@@ -15,8 +15,16 @@ Each comparison prints one JSON line; ratio > 1 means ours (the JEPA side) is be
 ``occupancy_mae``, both on the same sparse-semantics voxel encoder (same initial weights), the MAE with its
 dense 3-D decoder; ``--pair drivewm`` the ViT variants above; ``--pair all`` (default) both.
 
+``--pair lejepa`` measures LeJEPA's claim as issue 24 states it: ``lejepa`` as published (no teacher, one
+lambda) within 1 point of the EMA I-JEPA on the downstream score. Both run their packaged presets
+(``jepa/lejepa.yaml``, ``jepa/jepa_bev_ema.yaml``: model settings and the training engine's recipe) on the
+micro grid, from the same initial encoder, for the same steps on the same frames. The downstream score is
+the mIoU of a BEV segmentation head fine-tuned with the encoder at 10 % and 100 % of the labels (the linear
+probe is printed too, but it barely separates any encoder from a random one).
+
     python benchmarks/bench_pretrain.py --quick
     python benchmarks/bench_pretrain.py --quick --pair published
+    python benchmarks/bench_pretrain.py --quick --pair lejepa
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from drivewm.config import read_yaml
 from drivewm.jepa.adl_jepa import AdlJepaConfig
 from drivewm.jepa.baselines import ContrastiveBEVConfig, MaeBEVConfig, OccupancyMaeConfig
 from drivewm.jepa.bev import JepaBEVConfig
@@ -38,6 +47,9 @@ from drivewm.jepa.voxels import VoxelEncoder, VoxelEncoderConfig
 from drivewm.metrics import rankme
 from drivewm.registry import build_model
 from drivewm.sim import sim_preset, simulate_episode
+from drivewm.train.config import TrainConfig, load_run_config
+from drivewm.train.engine import _param_groups
+from drivewm.train.schedule import warmup_cosine
 
 BENCH = "pretrain"
 
@@ -89,11 +101,12 @@ class SavedBytes:
         self._ctx.__exit__(*exc)
 
 
-def sample_batch(train: torch.Tensor, batch: int, gen: torch.Generator, device) -> dict[str, torch.Tensor]:
-    """Windows of 2 consecutive frames [B, 2, X, Y, Z] (the contrastive views; the others read them as frames)."""
+def sample_batch(train: torch.Tensor, batch: int, gen: torch.Generator, device, frames: int = 2) -> dict[str, torch.Tensor]:
+    """Windows of ``frames`` consecutive frames [B, frames, X, Y, Z] (2: the contrastive views; the others read
+    them as frames)."""
     e = torch.randint(0, train.shape[0], (batch,), generator=gen)
-    f = torch.randint(0, train.shape[1] - 1, (batch,), generator=gen)
-    occ = torch.stack([train[i, j : j + 2] for i, j in zip(e.tolist(), f.tolist())])
+    f = torch.randint(0, train.shape[1] - frames + 1, (batch,), generator=gen)
+    occ = torch.stack([train[i, j : j + frames] for i, j in zip(e.tolist(), f.tolist())])
     return {"occ": occ.to(device)}
 
 
@@ -125,18 +138,30 @@ def same_encoder_init(model, enc: EncoderConfig | VoxelEncoderConfig, seed: int)
             getattr(model, name).load_state_dict(ref.state_dict())
 
 
-def train_variant(name, cfg, data, args, device) -> dict:
+def train_variant(name, cfg, data, args, device, recipe: TrainConfig | None = None) -> dict:
+    """Pre-train ``cfg``'s model with AdamW at ``args.lr``, batches of ``args.batch`` 2-frame windows; with a
+    ``recipe``, as the training engine runs it instead: its lr, betas, weight decay on matrices only, warm-up
+    and cosine schedule, gradient clipping, and ``recipe.batch_size`` single frames per step."""
     torch.manual_seed(args.seed)
     model = build_model(cfg)
     same_encoder_init(model, cfg.encoder, args.seed)
     model = model.to(device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.05)
+    if recipe is None:
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.05)
+        batch_size, frames = args.batch, 2
+    else:
+        opt = torch.optim.AdamW(_param_groups(model, recipe.weight_decay), lr=recipe.lr, betas=(recipe.beta1, recipe.beta2))
+        batch_size, frames = recipe.batch_size, 1
     gen = torch.Generator().manual_seed(args.seed)
     train, probe_train, probe_val = data
     score0, rm0 = probe_score(model, probe_train, probe_val, device)  # the random-encoder probe
     curve, step_times, mems, elapsed = [(0, 0.0, score0, rm0)], [], [], 0.0
     for step in range(args.steps):
-        batch = sample_batch(train, args.batch, gen, device)
+        batch = sample_batch(train, batch_size, gen, device, frames)
+        if recipe is not None:
+            for group in opt.param_groups:
+                group["lr"] = recipe.lr * warmup_cosine(step, warmup=recipe.warmup_steps, total=args.steps,
+                                                        min_ratio=recipe.min_lr_ratio)
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -145,6 +170,8 @@ def train_variant(name, cfg, data, args, device) -> dict:
             out = model.loss(batch)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
+        if recipe is not None and recipe.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         opt.step()
         model.on_step_end(step, args.steps)
         if device.type == "cuda":
@@ -187,17 +214,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16, help="Frames per batch (each window holds 2).")
     ap.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate.")
     ap.add_argument("--seed", type=int, default=0, help="Seed of data, init and batches.")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="--pair lejepa: seeds from --seed, each its own data and run; > 1 adds mean lines with the gap's spread.")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
-    ap.add_argument("--pair", choices=("all", "drivewm", "published"), default="all",
-                    help="drivewm's ViT variants against mae_bev, the published adl_jepa against occupancy_mae, or both.")
+    ap.add_argument("--pair", choices=("all", "drivewm", "published", "lejepa"), default="all",
+                    help="drivewm's ViT variants against mae_bev, the published adl_jepa against occupancy_mae, both "
+                         "('all'), or the published lejepa against the EMA I-JEPA ('lejepa', not in 'all').")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.pair == "lejepa":
+        compare_lejepa(args, device)
+        return
     args.steps = args.steps or (10 if args.quick else 60)
     args.probe_every = max(1, args.steps // (2 if args.quick else 6))
     if args.quick:
         args.batch = min(args.batch, 8)
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     eps, frames = (3, 8) if args.quick else (6, 16)
     occ = simulate(eps, frames, seed=1000 + args.seed)
     probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed)
@@ -248,6 +281,76 @@ def compare_published(data, args, device) -> None:
         for name, score in tuned.items():
             line(f"{name}_vs_scratch_finetune_{pct}pct", "miou", score, base, 1.0, steps=steps)
         line(f"adl_jepa_vs_occupancy_mae_finetune_{pct}pct", "miou", tuned["adl_jepa"], tuned["occupancy_mae"], 1.0, steps=steps)
+
+
+def preset_run(preset: str, steps: int, seed: int) -> tuple[object, TrainConfig]:
+    """A packaged preset's model config and training recipe on the micro grid (patch 4: the 8 x 8 tokens of the
+    tiny grid's patch 8), for ``steps`` steps with the preset's share of warm-up."""
+    train = read_yaml(preset)["train"]
+    warmup = max(1, round(train["warmup_steps"] * steps / train["steps"]))
+    run = load_run_config(preset, ["model.encoder.grid_shape=[32,32,4]", "model.encoder.patch=4", "model.diag_every=0",
+                                   f"model.seed={seed}", f"train.steps={steps}", f"train.warmup_steps={warmup}"])
+    return run.model, run.train
+
+
+def within_one_point(case: str, unit: str, ours: float, ema: float, **extra) -> None:
+    """Issue 24's LeJEPA target as one line: ratio >= target exactly when ours is at most 1 point below the EMA."""
+    line(case, unit, ours, ema, round((ema - 0.01) / max(ema, 1e-9), 4), gap_points=round(100 * (ours - ema), 2), **extra)
+
+
+def compare_lejepa(args, device) -> None:
+    """LeJEPA as published against the EMA I-JEPA, each as its preset, on the downstream score (issue 24), for
+    ``args.seeds`` seeds from ``args.seed`` (data, initial encoder, batches, views / masks, label subsets)."""
+    args.steps = args.steps or (10 if args.quick else read_yaml(LEJEPA_PAIR["lejepa"])["train"]["steps"])
+    args.probe_every = args.steps
+    scores = [lejepa_seed(argparse.Namespace(**{**vars(args), "seed": args.seed + k}), device) for k in range(args.seeds)]
+    if len(scores) < 2:
+        return
+    for case in scores[0]:
+        gaps = np.array([100 * (s[case]["lejepa"] - s[case]["jepa_ema"]) for s in scores])
+        mean = {name: float(np.mean([s[case][name] for s in scores])) for name in scores[0][case]}
+        if "scratch" in mean:
+            for name in LEJEPA_PAIR:
+                line(f"{name}_vs_scratch_{case}_mean", "miou", mean[name], mean["scratch"], 1.0, seeds=len(scores))
+        # the gap means something only where it exceeds its spread over seeds
+        within_one_point(f"lejepa_vs_jepa_ema_{case}_mean", "miou", mean["lejepa"], mean["jepa_ema"], seeds=len(scores),
+                         gap_sd_points=round(float(np.std(gaps, ddof=1)), 2), gap_per_seed=[round(float(g), 2) for g in gaps])
+
+
+LEJEPA_PAIR = {"lejepa": "jepa/lejepa.yaml", "jepa_ema": "jepa/jepa_bev_ema.yaml"}
+
+
+def lejepa_seed(args, device) -> dict[str, dict[str, float]]:
+    """One seed of ``compare_lejepa``: its lines, and {case: {model: mIoU}} for the cross-seed summary."""
+    pretrain = simulate(*((3, 8) if args.quick else (24, 16)), seed=1000 + args.seed)
+    down = simulate(*((2, 6) if args.quick else (16, 10)), seed=5000 + args.seed)
+    half = len(down) // 2  # whole episodes on each side: no validation frame is a neighbour of a labelled one
+    train_frames, val_frames = down[:half].flatten(0, 1), down[half:].flatten(0, 1)
+    windows = (pretrain, train_frames[:, None].expand(-1, 3, -1, -1, -1), val_frames[:, None].expand(-1, 3, -1, -1, -1))
+    res, cfgs = {}, {}
+    for name, preset in LEJEPA_PAIR.items():
+        cfgs[name], recipe = preset_run(preset, args.steps, args.seed)
+        res[name] = train_variant(name, cfgs[name], windows, args, device, recipe=recipe)
+        summary(name, res[name], device)
+    ours, ref = res["lejepa"], res["jepa_ema"]
+    seed = dict(seed=args.seed, pretrain_steps=args.steps)
+    line("lejepa_vs_jepa_ema_step_time", "s/step", ours["step_s"], ref["step_s"], None, lower_is_better=True, **seed)
+    within_one_point("lejepa_vs_jepa_ema_probe", "miou", ours["final_probe"], ref["final_probe"], **seed)
+    scores = {"probe": {name: r["final_probe"] for name, r in res.items()}}
+    steps = 20 if args.quick else 100
+    torch.manual_seed(args.seed)
+    scratch = build_model(cfgs["lejepa"])
+    same_encoder_init(scratch, cfgs["lejepa"].encoder, args.seed)
+    for fraction in (0.1, 1.0):
+        kw = dict(label_fraction=fraction, steps=steps, lr=args.lr, seed=args.seed)
+        tuned = {name: finetune_segmentation(res[name]["model"], train_frames, val_frames, **kw)["seg_miou"] for name in res}
+        tuned["scratch"] = finetune_segmentation(scratch, train_frames, val_frames, **kw)["seg_miou"]
+        case = f"finetune_{int(round(100 * fraction))}pct"
+        for name in res:
+            line(f"{name}_vs_scratch_{case}", "miou", tuned[name], tuned["scratch"], 1.0, steps=steps, **seed)
+        within_one_point(f"lejepa_vs_jepa_ema_{case}", "miou", tuned["lejepa"], tuned["jepa_ema"], steps=steps, **seed)
+        scores[case] = tuned
+    return scores
 
 
 def compare_drivewm(data, args, device) -> None:
