@@ -138,3 +138,25 @@ def test_simple_planners_and_bad_goals():
         waypoint_goal([1.0, float("nan")], max_speed=20.0, seconds=3.0)
     with pytest.raises(PlanningError, match="live simulator"):
         SimulatorModel().observe(np.zeros(3))
+
+
+def test_a_drive_starts_with_a_past_that_moves_at_the_start_speed():
+    """The frames before a drive are unknown; the padded past must show the ego moving at its start speed
+    (per-step motion speed / hz straight ahead, zero action), or a model reading its past motion sees a standstill."""
+    from drivewm.geometry import relative_steps
+    from drivewm.planning.closed_loop import drive_one
+
+    seen = []
+
+    class Recorder(ConstantVelocityPlanner):
+        def act(self, obs, goal):
+            seen.append(obs)
+            return super().act(obs, goal)
+
+    cfg = sim_preset("micro")
+    drive_one(Recorder(bounds_of(cfg), 4), cfg, seed=3, seconds=1.0, context_frames=4)
+    first = seen[0]
+    steps = relative_steps(first.ego_pose.astype(np.float64))
+    np.testing.assert_allclose(steps[:, 0], first.speed / cfg.hz, rtol=1e-5)
+    np.testing.assert_allclose(steps[:, 1:], 0.0, atol=1e-5)
+    assert first.speed > 0 and not first.action.any()

@@ -81,6 +81,14 @@ def _planned_path(planner: Any, plan: torch.Tensor, speed: float, dt: float, vma
     return poses[0, :, :2].numpy()
 
 
+def _pose_before(pose: np.ndarray, step: float) -> np.ndarray:
+    """The unknown past of a drive's start: the ego came `step` metres straight along its heading (its start
+    speed, no acceleration or steering: the zero action), so a model that reads its past motion sees the ego
+    moving as it is, not standing; the scene before the start is unknown and stays the start frame."""
+    x, y, yaw = (float(v) for v in pose)
+    return np.array([x - step * np.cos(yaw), y - step * np.sin(yaw), yaw], np.float32)
+
+
 def drive_one(planner: Any, cfg: SimConfig, seed: int, seconds: float, *, context_frames: int = 2,
               goal_fn: GoalFn | None = None, needs_occ: bool = False, trace: DriveTrace | None = None,
               name: str | None = None) -> DriveStats:
@@ -103,8 +111,8 @@ def drive_one(planner: Any, cfg: SimConfig, seed: int, seconds: float, *, contex
         # Each entry: [occupancy, pose, action applied from this frame]; the current frame's action is
         # not chosen yet, so it holds the previous one (the observation's convention).
         hist.append([occ, sc.ego.pose().astype(np.float32), prev_a])
-        while len(hist) < context_frames:  # the first frames repeat the start (the ego's past is unknown)
-            hist.appendleft([hist[0][0], hist[0][1], np.zeros(2, np.float32)])
+        while len(hist) < context_frames:
+            hist.appendleft([hist[0][0], _pose_before(hist[0][1], sc.ego.v / cfg.hz), np.zeros(2, np.float32)])
         occ_hist = np.stack([h[0] for h in hist]) if render is not None else np.zeros((len(hist), 1, 1, 1), np.uint8)
         obs = PlanningObservation(occ=occ_hist, ego_pose=np.stack([h[1] for h in hist]),
                                   action=np.stack([h[2] for h in hist]), speed=float(sc.ego.v),
