@@ -182,16 +182,21 @@ def test_evaluate_forecast_scores_the_plan_beside_constant_velocity(tmp_path, to
 
     generate_store(tmp_path / "data", preset="micro", episodes=2, frames=14, seed=0)
     tokenizer_run(tmp_path / "tok")
-    cfg = load_run_config(None, [
-        "model.name=occworld_published", f"model.tokenizer_run={tmp_path / 'tok'}", "model.vocab_size=64",
-        "model.token_shape=[8,8]", "model.dim=16", "model.depth=1", "model.heads=2", "model.dim_mult=[1,2]",
-        "model.pose_layers=1",
-    ])
-    model = build_model_from_sources(cfg.model)
-    write_checkpoint(tmp_path / "wm", config_yaml=to_yaml(cfg), model_state=model.state_dict(), optim_state=None,
-                     state={"step": 0})
-    table = evaluate_forecast([tmp_path / "wm"], tmp_path / "data", past=5, horizon=6, max_windows=2, end_margin=2)
+    size = [f"model.tokenizer_run={tmp_path / 'tok'}", "model.vocab_size=64", "model.token_shape=[8,8]",
+            "model.dim=16", "model.depth=1", "model.heads=2", "model.dim_mult=[1,2]"]
+    runs = {"wm": ["model.name=occworld_published", "model.pose_layers=1", *size],
+            "own": ["model.name=occworld", *size]}  # drivewm's action-conditioned variant, in the same table
+    for run, overrides in runs.items():
+        cfg = load_run_config(None, overrides)
+        model = build_model_from_sources(cfg.model)
+        write_checkpoint(tmp_path / run, config_yaml=to_yaml(cfg), model_state=model.state_dict(), optim_state=None,
+                         state={"step": 0})
+    table = evaluate_forecast([tmp_path / run for run in runs], tmp_path / "data", past=5, horizon=6, max_windows=2,
+                              end_margin=2)
     assert table.windows == 14 - 12  # the last episode is the validation split
+    # Each figure under its own variant's name, never one row for both; only the published variant plans.
+    assert [n for n in table.results if n.startswith("occworld")] == [
+        "occworld_published [attention] (wm)", "occworld [attention] (own)"]
     plans = table.planning
     assert list(plans) == ["constant_velocity", "occworld_published [attention] (wm)"]
     for r in plans.values():
