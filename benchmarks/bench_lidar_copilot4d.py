@@ -145,9 +145,10 @@ def main() -> None:
                         "top_k": settings[m.name][2]}
                 if part == "all":
                     line["nfcd"] = round(report[m.name]["all"]["nfcd_per_step"][s - 1], 4)
-                    line["others"] = {n: {"cd": round(report[n]["all"]["cd_per_step"][s - 1], 4),
-                                          "nfcd": round(report[n]["all"]["nfcd_per_step"][s - 1], 4)}
-                                      for n in report if n not in settings}
+                line["others"] = {n: {"cd": round(report[n][part]["cd_per_step"][s - 1], 4),
+                                      **({"nfcd": round(report[n][part]["nfcd_per_step"][s - 1], 4)}
+                                         if part == "all" else {})}
+                                  for n in report if n not in settings}
                 print(json.dumps(line), flush=True)
 
 
