@@ -84,6 +84,25 @@ def test_loss_tokenizes_the_lidar_frames(setup):
     model.eval()
 
 
+def test_token_cache_serves_the_lidar_tokens_encoding_would_give(setup):
+    from drivewm.data.windows import WindowDataset
+    from drivewm.dynamics.token_cache import TokenizedWindows
+
+    root, model, _, _ = setup
+    windows = WindowDataset(DataConfig(path=str(root / "data"), past=3, future=2, keys=["lidar", "action", "ego_pose"],
+                                       val_fraction=0.0), "train")
+    cached = TokenizedWindows(model, windows, chunk=4, progress=False)  # chunks cut episodes mid-way
+    assert len(cached) == len(windows) == 2 * (12 - 5 + 1)
+    for index in (0, 6, 9):
+        raw, item = windows[index], cached[index]
+        assert "lidar" not in item and "lidar_count" not in item and torch.equal(item["action"], raw["action"])
+        assert torch.equal(item["tokens"], model.encode_batch({k: v[None] for k, v in raw.items()})[0])
+    torch.manual_seed(2)
+    on_raw = model.loss({k: v[None] for k, v in windows[6].items()})["loss"]
+    torch.manual_seed(2)
+    assert torch.equal(model.loss({k: v[None] for k, v in cached[6].items()})["loss"], on_raw)
+
+
 def test_batch_without_lidar_is_a_clear_error(setup):
     from drivewm.dynamics.forecast import forecast_tokens
 

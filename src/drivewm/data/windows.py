@@ -197,7 +197,7 @@ class WindowDataset(Dataset):
                 out[key] = torch.from_numpy(np.ascontiguousarray(self.store.read(ep, key)))
                 continue
             if key == "lidar":
-                points, counts = self._lidar(ep, start, stop)
+                points, counts = self.lidar_frames(ep, start, stop)
                 out["lidar"], out["lidar_count"] = torch.from_numpy(points), torch.from_numpy(counts)
                 continue
             arr = arrays[key]
@@ -216,7 +216,9 @@ class WindowDataset(Dataset):
         after = self.store.read(ep, "ego_pose", stop, end) if end > stop else window_pose[:0]
         return driving_command(np.concatenate([window_pose, after]))[: self.window]
 
-    def _lidar(self, ep: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    def lidar_frames(self, ep: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sweeps start..stop of episode `ep` as a window serves them: points [T, N, 4] zero-padded (or evenly
+        subsampled) to N rows, and counts [T] of real rows."""
         points, off = self.store.read_lidar(ep, start, stop)
         n = self.lidar_points
         padded = np.zeros((stop - start, n, 4), np.float32)  # [T, N, 4]

@@ -5,8 +5,8 @@ every batch again costs about a third of a tiny world model's step on a CPU (and
 decode + warp + encode with `warp_prior`). `TokenizedWindows` encodes each episode of a split once,
 keeps its tokens (and, with `warp_prior`, the ids of its `WarpPrior`) in memory, and serves the same
 windows as the dataset it wraps, with `tokens` [T, h, w] (and `prior` [T, h, w]) in place of the frames
-(`occ`, or `camera` for a camera VQ tokenizer). `TokenWorldModel.loss` reads those keys as it would read its
-own encodings.
+(`occ`, `camera` for a camera VQ tokenizer, `lidar` for a LiDAR tokenizer: each sweep padded as the windows
+serve it). `TokenWorldModel.loss` reads those keys as it would read its own encodings.
 
 A tokenizer that mixes frames in time (DrivingWorld's temporal VQ) gives a frame tokens that depend on the
 frames before it in the clip it is encoded with; a forecast encodes its context as one clip, so the cache
@@ -26,7 +26,7 @@ from drivewm.dynamics.base import TokenWorldModel
 from drivewm.conditions import ego_conditions
 from drivewm.tokenizers.temporal_vq import TemporalVQ
 
-CACHED_MODALITIES = ("occ", "camera")
+CACHED_MODALITIES = ("occ", "camera", "lidar")
 
 
 class TokenizedWindows(Dataset):
@@ -36,7 +36,7 @@ class TokenizedWindows(Dataset):
     def __init__(self, model: TokenWorldModel, windows: WindowDataset, *, device: torch.device | str = "cpu",
                  chunk: int = 32, progress: bool = True) -> None:
         if model.tokenizer is None or model.modality not in CACHED_MODALITIES:
-            raise ValueError("TokenizedWindows needs a world model with an occupancy or camera tokenizer")
+            raise ValueError("TokenizedWindows needs a world model with an occupancy, camera or LiDAR tokenizer")
         key = model.modality
         if key not in windows.keys:
             raise KeyError(f"data.keys must include {key!r} to tokenize it; got {windows.keys}")
@@ -58,8 +58,13 @@ class TokenizedWindows(Dataset):
                 continue
             tok = []
             for lo in range(0, frames, chunk):
-                clip = torch.from_numpy(store.read_window(ep, [key], lo, min(frames, lo + chunk))[key])
-                tok.append(model.encode(clip[None].to(device))[0].to("cpu", torch.int32))  # [n, h, w]
+                hi = min(frames, lo + chunk)
+                if key == "lidar":
+                    points, count = (torch.from_numpy(a)[None].to(device) for a in windows.lidar_frames(ep, lo, hi))
+                    codes = model.encode(points, count)
+                else:
+                    codes = model.encode(torch.from_numpy(store.read_window(ep, [key], lo, hi)[key])[None].to(device))
+                tok.append(codes[0].to("cpu", torch.int32))  # [n, h, w]
             self.tokens[ep] = torch.cat(tok)
             if model.cfg.warp_prior:
                 arrays = store.read_window(ep, ["action", "ego_pose"], 0, frames)
@@ -99,8 +104,8 @@ class TokenizedWindows(Dataset):
 
 
 def tokenized(model: TokenWorldModel, dataset, device: torch.device | str = "cpu", progress: bool = True):
-    """`dataset` pre-tokenized for a token world model with an occupancy or camera tokenizer; anything else
-    unchanged."""
+    """`dataset` pre-tokenized for a token world model with an occupancy, camera or LiDAR tokenizer; anything
+    else unchanged."""
     if (model.tokenizer is not None and model.modality in CACHED_MODALITIES
             and isinstance(dataset, WindowDataset) and model.modality in dataset.keys):
         model.to(device)
