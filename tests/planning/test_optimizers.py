@@ -284,7 +284,7 @@ def toy_energy(actions: torch.Tensor) -> torch.Tensor:
 def test_vjepa2ac_preset_cem_equals_their_cem_with_the_same_seed():
     from drivewm.planning.factory import load_plan_config
 
-    cfg = load_plan_config("planning/vjepa2ac.yaml", ["cem.device=cpu", "cem.seed=7"])
+    cfg = load_plan_config("planning/vjepa2ac.yaml", ["cem.seed=7"])
     assert (cfg.cem.horizon, cfg.cem.samples, cfg.cem.elites, cfg.cem.iterations, cfg.cem.momentum) == (2, 400, 10, 10, 0.15)
     # their action: xyz in +-maxnorm and a gripper in +-0.75; the toy fixes the gripper (axis={3: 0}), so
     # drivewm's 4th component is a free dimension the energy ignores, drawn in the same place in the stream

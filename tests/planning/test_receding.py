@@ -160,3 +160,11 @@ def test_a_drive_starts_with_a_past_that_moves_at_the_start_speed():
     np.testing.assert_allclose(steps[:, 0], first.speed / cfg.hz, rtol=1e-5)
     np.testing.assert_allclose(steps[:, 1:], 0.0, atol=1e-5)
     assert first.speed > 0 and not first.action.any()
+
+
+def test_a_cuda_planner_without_cuda_is_one_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(PlanningError, match="device is 'cuda'.*no CUDA device"):
+        CEM(CEMConfig(horizon=2, device="cuda"), BOUNDS)
+    with pytest.raises(PlanningError, match="'cpu' or 'cuda', got 'tpu'"):
+        MPPI(MPPIConfig(horizon=2, device="tpu"), BOUNDS)

@@ -25,7 +25,8 @@ conditioning shuffled across the batch. On 48 tiny episodes (BENCHMARKS.md; figu
 predictions were layer-normed and the rollout loss covered both frames): with frame-index RoPE
 and 800 steps it did not change (0.127 either way, copying the frame scores 0.129); with 3D RoPE,
 lr 3e-3 and 2500 steps it is 0.058 against 0.111 shuffled, close to the 0.052 of encoding the
-ego-warped frame, and the predicted planning energy follows the true one (correlation 0.7-0.9).
+ego-warped frame. How closely the predicted planning energy follows the true one is measured by
+``benchmarks/bench_energy.py`` (BENCHMARKS.md).
 
 Planning (``drivewm.planning``): ``encode(occ) -> [B, N, D]``, ``predict(z, actions) -> [B, N, D]``
 and ``rollout(z, action_seq) -> [S, H, N, D]`` (KV-cached, batched over samples); energy = L1 to a

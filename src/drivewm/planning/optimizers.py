@@ -62,6 +62,10 @@ class _SamplingOptimizer:
             )
         self.horizon, self.samples, self.iterations = horizon, samples, iterations
         self.bounds = bounds
+        if device not in ("cpu", "cuda"):
+            raise PlanningError(f"the planner's device must be 'cpu' or 'cuda', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise PlanningError("the planner's device is 'cuda' (cem.device / mppi.device) but no CUDA device is available")
         self.device = torch.device(device)
         self.seed = seed
         self.generator = torch.Generator(device=self.device)
