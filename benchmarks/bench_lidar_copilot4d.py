@@ -16,7 +16,7 @@ so a forecast that keeps the ground rings but loses the objects shows where its 
 
     python benchmarks/bench_lidar_copilot4d.py --run RUN --data DIR [--max-windows 48] [--guidance 2] [--steps 10]
         [--top-k 0] [--combined]
-    python benchmarks/bench_lidar_copilot4d.py --run RUN --data DIR --quick   # 4 windows, the run's settings
+    python benchmarks/bench_lidar_copilot4d.py --quick   # an untrained micro model on a fresh micro store: checks the pipeline
 
 ratio = the better baseline's CD / the model's CD (> 1: the model is better); target 1.0.
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 
 import torch
@@ -94,10 +95,43 @@ class HeightSplitScoring(LidarScoring):
         return pred
 
 
+def _number(x: float) -> float | None:
+    """Rounded for the JSON line; None where a band holds no returns (the distance is undefined)."""
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def untrained_micro_run(root) -> tuple[str, str]:
+    """(run, data): a 4-episode micro store and an untrained Copilot4D MaskGIT on an untrained micro LiDAR
+    tokenizer, written as runs, so that `--quick` exercises the whole scoring path without a trained model."""
+    from pathlib import Path
+
+    from drivewm.config import to_yaml
+    from drivewm.registry import build_model
+    from drivewm.sim.generate import generate_store
+    from drivewm.train.checkpoint import build_model_from_sources, write_checkpoint
+    from drivewm.train.config import load_run_config
+
+    root = Path(root)
+    generate_store(root / "data", preset="micro", episodes=4, frames=12, seed=0)
+    torch.manual_seed(0)
+    tok = load_run_config(None, ["model.name=lidar_vqvae", "model.grid=micro", "model.point_channels=8",
+                                 "model.z_channels=16", "model.feature_dim=4", "model.samples_per_ray=24",
+                                 "model.cnn.channels=8", "model.cnn.channel_mult=[1,2,2]", "model.cnn.attention=false",
+                                 "model.quantizer.codebook_size=64"])
+    write_checkpoint(root / "tok", config_yaml=to_yaml(tok), model_state=build_model(tok.model).state_dict(),
+                     optim_state=None, state={"step": 0})
+    world = load_run_config("world/maskgit_lidar_tiny.yaml", [
+        f"model.tokenizer_run={root / 'tok'}", "model.vocab_size=64", "model.token_shape=[8,8]", "model.dim=16",
+        "model.depth=1", "model.heads=2", "model.dim_mult=[1]"])
+    write_checkpoint(root / "wm", config_yaml=to_yaml(world), model_state=build_model_from_sources(world.model).state_dict(),
+                     optim_state=None, state={"step": 0})
+    return str(root / "wm"), str(root / "data")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="a trained LiDAR MaskGIT run (world/maskgit_lidar_tiny.yaml)")
-    ap.add_argument("--data", required=True, help="the episode store the run was trained on")
+    ap.add_argument("--run", default="", help="a trained LiDAR MaskGIT run (world/maskgit_lidar_tiny.yaml)")
+    ap.add_argument("--data", default="", help="the episode store the run was trained on")
     ap.add_argument("--max-windows", type=int, default=48, help="evenly spaced held-out windows (0: all)")
     ap.add_argument("--guidance", type=float, nargs="*", default=[], help="extra rows: guidance weights w")
     ap.add_argument("--steps", type=int, nargs="*", default=[], help="extra rows: decoding steps K")
@@ -107,9 +141,18 @@ def main() -> None:
     ap.add_argument("--ground-z", type=float, default=0.2, help="returns below this height are road surface")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--quick", action="store_true", help="4 windows, the run's own settings only")
+    ap.add_argument("--quick", action="store_true", help="4 windows, the run's own settings only (without --run: "
+                    "an untrained micro model on a fresh micro store)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if not args.run and not args.quick:
+        ap.error("give --run RUN --data DIR (or --quick)")
+    if not args.run:
+        import tempfile
+
+        args.run, args.data = untrained_micro_run(tempfile.mkdtemp(prefix="bench_lidar_copilot4d_"))
+    elif not args.data:
+        ap.error("--run needs --data DIR, the store the run was trained on")
 
     model = load_forecaster(args.run)
     if model.modality != "lidar":
@@ -139,14 +182,14 @@ def main() -> None:
                 ours = report[m.name][part][key][s - 1]
                 line = {"bench": "lidar_copilot4d",
                         "case": f"CD {sec} ({part} returns), {m.name} vs {best}, {ev.windows} val windows",
-                        "unit": "m^2", "ours": round(ours, 4), "reference": round(base[best], 4),
-                        "ratio": round(base[best] / ours, 4), "target": 1.0,
+                        "unit": "m^2", "ours": _number(ours), "reference": _number(base[best]),
+                        "ratio": _number(base[best] / ours), "target": 1.0,
                         "guidance_weight": settings[m.name][0], "steps": settings[m.name][1],
                         "top_k": settings[m.name][2]}
                 if part == "all":
-                    line["nfcd"] = round(report[m.name]["all"]["nfcd_per_step"][s - 1], 4)
-                line["others"] = {n: {"cd": round(report[n][part]["cd_per_step"][s - 1], 4),
-                                      **({"nfcd": round(report[n][part]["nfcd_per_step"][s - 1], 4)}
+                    line["nfcd"] = _number(report[m.name]["all"]["nfcd_per_step"][s - 1])
+                line["others"] = {n: {"cd": _number(report[n][part]["cd_per_step"][s - 1]),
+                                      **({"nfcd": _number(report[n][part]["nfcd_per_step"][s - 1])}
                                          if part == "all" else {})}
                                   for n in report if n not in settings}
                 print(json.dumps(line), flush=True)
