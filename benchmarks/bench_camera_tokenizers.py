@@ -10,11 +10,13 @@ world/gpt_camera_tiny.yaml) trains on each tokenizer's tokens for the same steps
 Measured on held-out simulator windows of past + horizon frames, as videos [N, T, 3, H, W] in [0, 1]:
 reconstruction Frechet distance (each window through the tokenizer as one clip, against the truth) and
 forecast Frechet distance (the true context followed by the GPT's forecast, against the true window), with a
-seeded bootstrap interval each, and PSNR beside them. Features: `--extractor FILE`, a TorchScript video feature
-network (drivewm's offline extractor), called on [N, T, 3, H, W] in [0, 1]; without it a seeded random 3D-conv
-network (`RandomConvFeatures(video=True)`), which the case name says.
+seeded bootstrap interval each, and PSNR beside them. Features: `--extractor FILE --fd-protocol NAME`, drivewm's
+offline extractor (`drivewm export extractor RUN FILE` prints its protocol name, e.g.
+fd_vjepacam_8f_64x128_bilinear_r-1to1), fed as that protocol prepares clips (its frames, size and value range;
+the windows are cut to the protocol's clip length); without them a seeded random 3D-conv network
+(`RandomConvFeatures(video=True)`) on [0, 1] clips, which the case name says.
 
-    python benchmarks/bench_camera_tokenizers.py [--quick] [--extractor FILE] [--threads 2]
+    python benchmarks/bench_camera_tokenizers.py [--quick] [--extractor FILE --fd-protocol NAME] [--threads 2]
 """
 
 from __future__ import annotations
@@ -27,20 +29,22 @@ import torch
 
 from camera_world_setup import (HELD_OUT_SEED, camera_windows, forecast, frame_psnr, preset_fields, train_tokenizer,
                                 train_world)
-from drivewm.metrics.image import ExportedFeatures, RandomConvFeatures
-from drivewm.metrics.video import frechet_bootstrap, frechet_of_features
+from drivewm.errors import DrivewmError
+from drivewm.evaluation.camera import is_clip_protocol, parse_protocol
+from drivewm.metrics.image import RandomConvFeatures
+from drivewm.metrics.video import frechet_bootstrap, frechet_of_features, load_protocol_extractor
 
 TOKENIZERS = {"temporal_vq": "camera_temporal_vq", "vqgan": "camera_vqgan"}
 
 
 @torch.no_grad()
-def features(extractor, camera: torch.Tensor, chunk: int = 32) -> torch.Tensor:
-    """Features [N, D] of uint8 videos [N, T, H, W, 3] (as [N, T, 3, H, W] in [0, 1])."""
-    return torch.cat([extractor(c.movedim(-1, -3).float() / 255.0).double() for c in camera.split(chunk)])
+def features(extractor, camera: torch.Tensor, prepare, chunk: int = 32) -> torch.Tensor:
+    """Features [N, D] of uint8 videos [N, T, H, W, 3], each chunk as [N, T, 3, H, W] through `prepare`."""
+    return torch.cat([extractor(prepare(c.movedim(-1, -3))).double() for c in camera.split(chunk)])
 
 
-def frechet(extractor, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, dict]:
-    real_f, fake_f = features(extractor, real), features(extractor, fake)
+def frechet(extractor, prepare, real: torch.Tensor, fake: torch.Tensor) -> tuple[float, dict]:
+    real_f, fake_f = features(extractor, real, prepare), features(extractor, fake, prepare)
     return frechet_of_features(real_f, fake_f), frechet_bootstrap(real_f, fake_f, resamples=50)
 
 
@@ -56,7 +60,8 @@ def line(case: str, ours: float, reference: float, ours_ci: dict, reference_ci: 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="32 x 64 frames, few episodes and steps (about a minute)")
-    ap.add_argument("--extractor", default="", help="TorchScript video feature network [N, T, 3, H, W] -> [N, D]")
+    ap.add_argument("--extractor", default="", help="the user's video feature network file (TorchScript or .pt2)")
+    ap.add_argument("--fd-protocol", default="", help="the extractor's protocol name, e.g. fd_vjepacam_8f_64x128_bilinear_r-1to1")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--episodes", type=int, default=16, help="training episodes")
     ap.add_argument("--held-out", type=int, default=6, help="held-out episodes")
@@ -73,14 +78,26 @@ def main() -> None:
         hw, codebook, channels = (32, 64), 256, 16
         args.episodes, args.held_out, args.frames, args.tokenizer_steps, args.world_steps = 3, 2, 16, 30, 30
     torch.set_num_threads(args.threads)
+    past = 4
     if args.extractor:
-        extractor = ExportedFeatures(args.extractor, needs="drivewm's offline video extractor (TorchScript)")
-        tag = extractor.name
+        if not args.fd_protocol:
+            raise SystemExit("--extractor needs --fd-protocol (the name `drivewm export extractor` printed)")
+        try:
+            protocol, _ = parse_protocol(args.fd_protocol)
+        except DrivewmError as err:
+            raise SystemExit(str(err)) from None
+        if not is_clip_protocol(protocol):
+            raise SystemExit(f"--fd-protocol {args.fd_protocol}: the tokenizers are compared on clips, not images")
+        extractor = load_protocol_extractor(args.extractor, protocol)
+        # The forecast clip is the context and the forecast: the horizon fills the protocol's clip.
+        args.horizon = max(args.horizon, protocol.frames - past)
+        tag = protocol.name.rsplit("_n", 1)[0]
+        prepare = protocol.preprocess
     else:
         extractor = RandomConvFeatures(video=True)
         tag = f"{extractor.name}_NO_EXTRACTOR_FILE_random_conv_features"
+        prepare = lambda clips: clips.float() / 255.0  # noqa: E731
     world = preset_fields("world/gpt_camera_tiny.yaml")
-    past = 4
     window = past + args.horizon
     train = camera_windows(range(args.episodes), args.frames, hw, window)
     held_out = camera_windows(range(HELD_OUT_SEED, HELD_OUT_SEED + args.held_out), args.frames, hw, window)
@@ -93,10 +110,10 @@ def main() -> None:
                                    channels=channels)
         grid = tok.token_shape
         rec = torch.cat([tok.reconstruct(c) for c in truth.split(32)])  # each window one clip
-        recon[side] = frechet(extractor, truth, rec)
+        recon[side] = frechet(extractor, prepare, truth, rec)
         model = train_world("gpt_world", cfg, tok, train, train_steps=args.world_steps, **world)
         pred = forecast(model, held_out, past, args.horizon)
-        fc[side] = frechet(extractor, truth, torch.cat([truth[:, :past], pred], 1))
+        fc[side] = frechet(extractor, prepare, truth, torch.cat([truth[:, :past], pred], 1))
         psnr[side] = (frame_psnr(rec, truth), frame_psnr(pred[:, 0], truth[:, past]))
     common = {"extractor": extractor.name, "bits_per_frame": grid[0] * grid[1] * math.log2(codebook),
               "token_grid": list(grid), "codebook": codebook, "image": list(hw), "tokenizer_steps": args.tokenizer_steps,
