@@ -159,7 +159,7 @@ def strided_rulebook(vox: SparseVoxels, kernel: Triple, stride: Triple, padding:
     batch = coords[:, :1]
     all_out = torch.cat([torch.cat([batch[v], o[v]], 1) for v, o in cand])
     out_keys = torch.unique(linear_keys(all_out, out_shape))  # sorted
-    out_coords = _unravel(out_keys, out_shape)
+    out_coords = unravel_keys(out_keys, out_shape)
     rows = torch.arange(coords.shape[0], device=coords.device)
     ins, outs, counts = [], [], []
     for valid, o in cand:
@@ -170,7 +170,8 @@ def strided_rulebook(vox: SparseVoxels, kernel: Triple, stride: Triple, padding:
     return Rulebook(_index(torch.cat(ins)), _index(torch.cat(outs)), tuple(counts), out_coords, out_shape)
 
 
-def _unravel(keys: Tensor, shape: Triple) -> Tensor:
+def unravel_keys(keys: Tensor, shape: Triple) -> Tensor:
+    """The inverse of ``linear_keys``: int64 [N] -> [N, 4] (b, d0, d1, d2)."""
     d2 = keys % shape[2]
     r = keys // shape[2]
     d1 = r % shape[1]
@@ -261,4 +262,4 @@ class SparseBatchNorm(nn.BatchNorm1d):
 
 
 __all__ = ["GatherScatterConv", "Rulebook", "RulebookCache", "SparseBatchNorm", "SparseConv3d", "SparseVoxels",
-           "linear_keys", "strided_rulebook", "submanifold_rulebook"]
+           "linear_keys", "strided_rulebook", "submanifold_rulebook", "unravel_keys"]
