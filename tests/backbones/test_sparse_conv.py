@@ -6,7 +6,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from drivewm.backbones.sparse_conv import GatherScatterConv, SparseConv3d, SparseVoxels, submanifold_rulebook
+from drivewm.backbones import sparse_conv
+from drivewm.backbones.sparse_conv import (GatherConv, SparseConv3d, SparseVoxels, strided_rulebook,
+                                          submanifold_rulebook)
+
+
+@pytest.fixture(params=["table", "search"], autouse=True)
+def site_index(request, monkeypatch):
+    """Every test runs with both ways of finding a site's row (and, with the search, rows gathered in small chunks)."""
+    if request.param == "search":
+        monkeypatch.setattr(sparse_conv, "DENSE_INDEX_LIMIT", 0)
+        monkeypatch.setattr(sparse_conv, "CHUNK_ELEMENTS", 7 * 27 * 3)
 
 
 def random_voxels(shape=(5, 6, 7), batch=2, cin=3, density=0.3, seed=0, dtype=torch.float32):
@@ -64,15 +74,14 @@ def test_strided_conv_equals_the_dense_conv_at_the_reached_sites(kernel, stride,
     assert torch.allclose(gs_w, gd_w, atol=1e-5)
 
 
-def test_gather_scatter_backward_passes_gradcheck():
+@pytest.mark.parametrize("subm", [True, False])
+def test_gather_conv_backward_passes_gradcheck(subm):
     x, active = random_voxels(shape=(3, 4, 4), batch=1, cin=2, density=0.5, dtype=torch.float64)
     vox = SparseVoxels.from_dense(x, active)
-    rb = submanifold_rulebook(vox, (3, 3, 3))
+    rb = submanifold_rulebook(vox, (3, 3, 3)) if subm else strided_rulebook(vox, (3, 3, 3), (2, 2, 2), (1, 1, 1))
     feats = vox.feats.clone().requires_grad_(True)
     w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
-    n = vox.coords.shape[0]
-    assert torch.autograd.gradcheck(lambda f, k: GatherScatterConv.apply(f, k, rb.in_rows, rb.out_rows, rb.counts, n),
-                                    (feats, w))
+    assert torch.autograd.gradcheck(lambda f, k: GatherConv.apply(f, k, rb.gather, rb.scatter), (feats, w))
 
 
 def test_rows_of_other_samples_never_mix_and_empty_input_works():

@@ -2,22 +2,24 @@
 
 A sparse voxel tensor is a set of active sites (rows) with coordinates [N, 4] (batch, d0, d1, d2) and features
 [N, C]; nothing is stored for the inactive sites of the grid. A convolution runs through a *rulebook*: for
-every kernel offset, the (input row, output row) pairs that the offset links. The output is then, offset by
-offset, gather the input rows -> matmul with that offset's weight -> index_add into the output rows (spconv's
-gather-GEMM-scatter). The work and the memory are proportional to the pairs, not to the grid.
+every output row and kernel position, the input row it reads (spconv's indice pairs, here as a neighbour table
+[N_out, K]). The output is gather the neighbours' rows -> one matmul with the weight [K * C_in, C_out]
+(a missing neighbour reads a zero row), chunk by chunk; no scatter-add is needed in the forward pass, and the
+backward pass gathers through the transposed table. Work and memory scale with the active sites, not the grid.
 
 - **Submanifold** conv (``subm=True``, stride 1, "same" padding): the output sites are the input sites, so
   the active set never grows. Equal to a dense conv3d of the zero-filled grid read at the active sites.
 - **Strided sparse** conv: the output sites are every output position whose receptive field holds an active
   input (a max-pool of the activity grid). Equal to a dense strided conv3d read at those sites.
 
-The rulebook is built from linearised coordinates: the rows are kept sorted by their key
-``((b * D0 + d0) * D1 + d1) * D2 + d2``, so a neighbour is found by ``searchsorted``. Subm convs of one
-resolution share their rulebook through a ``RulebookCache`` (spconv's ``indice_key``).
+Rows are kept sorted by the linearised key ``((b * D0 + d0) * D1 + d1) * D2 + d2``; a neighbour's row is
+found from its key in a dense key -> row table on grids up to ``DENSE_INDEX_LIMIT`` sites, else by
+``searchsorted`` on the sorted keys. Subm convs of one resolution share their rulebook through a
+``RulebookCache`` (spconv's ``indice_key``).
 
-Backward is written out (``GatherScatterConv``) so that, as in spconv, only the input features, the weight
-and the rulebook are kept for it; autograd through the gathers would keep every gathered copy, one per
-kernel offset (~the number of neighbours times the feature memory).
+Backward is written out (``GatherConv``) so that, as in spconv, only the input features, the weight and the
+rulebook are kept for it; autograd through the gathers would keep the gathered [N, K * C_in] matrix of every
+layer (K times the feature memory).
 
 Weights have ``nn.Conv3d``'s layout [C_out, C_in, k0, k1, k2], so a dense and a sparse layer share a state dict.
 """
@@ -95,79 +97,125 @@ class SparseVoxels:
 
 @dataclass(frozen=True)
 class Rulebook:
-    """Pairs per kernel offset, concatenated in offset order: ``counts[k]`` pairs for offset k."""
+    """Neighbour tables of a sparse conv (spconv's indice pairs, as tables). ``gather[o, k]``: the input row that
+    kernel position k of output row o reads; ``scatter[i, k]``: the output row that reads input row i at k
+    (None for a subm conv: there it is ``gather`` with the kernel flipped). A missing neighbour holds the row
+    count, which indexes an appended zero row."""
 
-    in_rows: Tensor
-    out_rows: Tensor
-    counts: tuple[int, ...]
+    gather: Tensor
+    """int32 [N_out, K]."""
+    scatter: Tensor | None
+    """int32 [N_in, K], or None (subm)."""
+    n_in: int
     out_coords: Tensor
     out_shape: Triple
 
-
-def _offsets(kernel: Triple, device) -> Tensor:
-    """[K, 3] kernel positions in the row-major order of a conv weight's (k0, k1, k2) dims."""
-    return torch.tensor(list(itertools.product(*(range(k) for k in kernel))), dtype=torch.long, device=device)
-
-
-def _lookup(sorted_keys: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:
-    """Row of each query key in ``sorted_keys`` and whether it is there."""
-    pos = torch.searchsorted(sorted_keys, query).clamp_max(max(sorted_keys.numel() - 1, 0))
-    found = sorted_keys[pos] == query if sorted_keys.numel() else torch.zeros_like(query, dtype=torch.bool)
-    return pos, found
+    @property
+    def pairs(self) -> int:
+        """(input, output) pairs: the multiply-adds per pair of channels."""
+        return int((self.gather < self.n_in).sum())
 
 
-def _index(t: Tensor) -> Tensor:
-    return t.to(torch.int32)  # as spconv's indice pairs: half the memory of int64
+DENSE_INDEX_LIMIT = 1 << 24
+"""Grids (batch x sites) up to this size find a site's row in a dense table of rows; larger ones by binary search
+over the sorted keys (a dense table costs 8 bytes per grid site)."""
+
+
+class SiteIndex:
+    """Row of a site from its key: a dense table of rows (small grids) or ``searchsorted`` on the sorted keys."""
+
+    def __init__(self, keys: Tensor, size: int) -> None:
+        self.keys, self.n = keys, keys.numel()
+        self.table = None
+        if size <= DENSE_INDEX_LIMIT:
+            self.table = torch.full((size,), -1, dtype=torch.long, device=keys.device)
+            self.table[keys] = torch.arange(self.n, device=keys.device)
+
+    def rows(self, query: Tensor) -> Tensor:
+        """Row of each key of ``query`` (keys inside the grid); -1 where no site is."""
+        if self.table is not None:
+            return self.table[query]
+        if self.n == 0:
+            return torch.full_like(query, -1)
+        pos = torch.searchsorted(self.keys, query).clamp_max(self.n - 1)
+        return torch.where(self.keys[pos] == query, pos, -1)
+
+
+def _positions(kernel: Triple) -> list[Triple]:
+    """Kernel positions in the row-major order of a conv weight's (k0, k1, k2) dims."""
+    return list(itertools.product(*(range(k) for k in kernel)))
+
+
+def _axis_outputs(coords: Tensor, kernel: Triple, stride: Triple, padding: Triple, out_shape: Triple):
+    """Per axis a and kernel position t: (o, valid) for every input row, where output o = (c + p - t) / s reads
+    the input c at t; valid where the division is exact and o lies in the output grid."""
+    out = []
+    for a in range(3):
+        c = coords[:, 1 + a]
+        per_t = []
+        for t in range(kernel[a]):
+            num = c + (padding[a] - t)
+            if stride[a] == 1:
+                o, ok = num, (num >= 0) & (num < out_shape[a])
+            else:
+                o = torch.div(num, stride[a], rounding_mode="floor")
+                ok = (num == o * stride[a]) & (o >= 0) & (o < out_shape[a])
+            per_t.append((o, ok))
+        out.append(per_t)
+    return out
+
+
+def _grid_size(batch: int, shape: Triple) -> int:
+    return batch * shape[0] * shape[1] * shape[2]
 
 
 def submanifold_rulebook(vox: SparseVoxels, kernel: Triple) -> Rulebook:
-    """Pairs of a stride-1 conv with "same" padding whose outputs are the input sites."""
+    """Tables of a stride-1 conv with "same" padding whose outputs are the input sites."""
     if any(k % 2 == 0 for k in kernel):
         raise ValueError(f"submanifold conv needs an odd kernel, got {kernel}")
     coords, shape = vox.coords, vox.shape
-    keys = vox.keys
-    bounds = coords.new_tensor(shape)
-    pad = coords.new_tensor([k // 2 for k in kernel])
-    ins, outs, counts = [], [], []
-    rows = torch.arange(coords.shape[0], device=coords.device)
-    for t in _offsets(kernel, coords.device):
-        nb = coords[:, 1:] + (t - pad)  # the input a kernel position reads for each output site
-        inside = ((nb >= 0) & (nb < bounds)).all(1)
-        q = linear_keys(torch.cat([coords[:, :1], nb], 1), shape)
-        pos, found = _lookup(keys, q)
-        ok = inside & found
-        ins.append(pos[ok])
-        outs.append(rows[ok])
-        counts.append(int(ok.sum()))
-    return Rulebook(_index(torch.cat(ins)), _index(torch.cat(outs)), tuple(counts), coords, shape)
+    n, keys = coords.shape[0], vox.keys
+    index = SiteIndex(keys, _grid_size(vox.batch_size, shape))
+    step = (shape[1] * shape[2], shape[2], 1)
+    half = tuple(k // 2 for k in kernel)
+    # Position t of output o reads the input o + t - half: inside the grid where o' = o + t - half is, i.e. where
+    # _axis_outputs(padding = half) at position 2 * half - t is valid.
+    inside = _axis_outputs(coords, kernel, (1, 1, 1), half, shape)
+    positions = _positions(kernel)
+    gather = torch.full((n, len(positions)), n, dtype=torch.int32, device=coords.device)
+    for k, ts in enumerate(positions):
+        ok = inside[0][kernel[0] - 1 - ts[0]][1] & inside[1][kernel[1] - 1 - ts[1]][1] & inside[2][kernel[2] - 1 - ts[2]][1]
+        shift = sum((t - h) * s for t, h, s in zip(ts, half, step))
+        rows = index.rows(torch.where(ok, keys + shift, 0))
+        gather[:, k] = torch.where(ok & (rows >= 0), rows, n).to(torch.int32)
+    return Rulebook(gather, None, n, coords, shape)
 
 
 def strided_rulebook(vox: SparseVoxels, kernel: Triple, stride: Triple, padding: Triple) -> Rulebook:
-    """Pairs of a (strided) sparse conv: output sites are the output positions reached by an active input."""
+    """Tables of a (strided) sparse conv: output sites are the output positions reached by an active input."""
     coords, shape = vox.coords, vox.shape
     out_shape = tuple((d + 2 * p - k) // s + 1 for d, k, s, p in zip(shape, kernel, stride, padding))
     if min(out_shape) < 1:
         raise ValueError(f"sparse conv: kernel {kernel} does not fit the grid {shape} with padding {padding}")
-    s, p = coords.new_tensor(stride), coords.new_tensor(padding)
-    bounds = coords.new_tensor(out_shape)
-    cand = []  # per kernel position: (valid [N], output coords [N, 3]); output o reads input o * s + t - p
-    for t in _offsets(kernel, coords.device):
-        num = coords[:, 1:] + p - t
-        o = torch.div(num, s, rounding_mode="floor")
-        valid = ((num % s) == 0).all(1) & ((o >= 0) & (o < bounds)).all(1)
-        cand.append((valid, o))
-    batch = coords[:, :1]
-    all_out = torch.cat([torch.cat([batch[v], o[v]], 1) for v, o in cand])
-    out_keys = torch.unique(linear_keys(all_out, out_shape))  # sorted
-    out_coords = unravel_keys(out_keys, out_shape)
-    rows = torch.arange(coords.shape[0], device=coords.device)
-    ins, outs, counts = [], [], []
-    for valid, o in cand:
-        pos, _ = _lookup(out_keys, linear_keys(torch.cat([batch[valid], o[valid]], 1), out_shape))
-        ins.append(rows[valid])
-        outs.append(pos)
-        counts.append(int(valid.sum()))
-    return Rulebook(_index(torch.cat(ins)), _index(torch.cat(outs)), tuple(counts), out_coords, out_shape)
+    n = coords.shape[0]
+    axes = _axis_outputs(coords, kernel, stride, padding, out_shape)
+    step = (out_shape[1] * out_shape[2], out_shape[2], 1)
+    base = coords[:, 0] * (out_shape[0] * step[0])
+    cand = []  # per kernel position: (valid [N], output key [N])
+    for ts in _positions(kernel):
+        valid = axes[0][ts[0]][1] & axes[1][ts[1]][1] & axes[2][ts[2]][1]
+        cand.append((valid, base + sum(axes[a][t][0] * step[a] for a, t in enumerate(ts))))
+    out_keys = torch.unique(torch.cat([key[valid] for valid, key in cand]))  # sorted
+    n_out = out_keys.numel()
+    index = SiteIndex(out_keys, _grid_size(vox.batch_size, out_shape))
+    gather = torch.full((n_out, len(cand)), n, dtype=torch.int32, device=coords.device)
+    scatter = torch.full((n, len(cand)), n_out, dtype=torch.int32, device=coords.device)
+    rows = torch.arange(n, dtype=torch.int32, device=coords.device)
+    for k, (valid, key) in enumerate(cand):
+        out_rows = index.rows(torch.where(valid, key, 0))
+        scatter[:, k] = torch.where(valid, out_rows, n_out).to(torch.int32)
+        gather[out_rows[valid], k] = rows[valid]
+    return Rulebook(gather, scatter, n, unravel_keys(out_keys, out_shape), out_shape)
 
 
 def unravel_keys(keys: Tensor, shape: Triple) -> Tensor:
@@ -179,41 +227,62 @@ def unravel_keys(keys: Tensor, shape: Triple) -> Tensor:
     return torch.stack([r // shape[0], r % shape[0], d1, d2], 1)
 
 
-class GatherScatterConv(torch.autograd.Function):
-    """out[o] = sum over pairs (i, o) of offset k of feats[i] @ weight[k]; saves feats, weight and the pairs only."""
+CHUNK_ELEMENTS = 1 << 18
+"""Size of the gathered [rows, K * C] block multiplied at once: small enough to stay in cache (on CPU a block
+of this size runs about twice as fast as one of 8x it) and to bound the transient memory."""
+
+
+def _chunk_rows(table: Tensor, width: int) -> int:
+    return max(1, CHUNK_ELEMENTS // (table.shape[1] * width))
+
+
+def _gather_mm(x: Tensor, table: Tensor, w: Tensor) -> Tensor:
+    """out[o] = concat_k x[table[o, k]] @ w, a missing neighbour (index len(x)) reading zeros; w [K * C, C_out]."""
+    pad = torch.cat([x, x.new_zeros(1, x.shape[1])])
+    out = x.new_empty(table.shape[0], w.shape[1])
+    rows = _chunk_rows(table, x.shape[1])
+    for r in range(0, table.shape[0], rows):
+        t = table[r:r + rows]
+        out[r:r + rows] = pad.index_select(0, t.reshape(-1)).view(t.shape[0], -1) @ w
+    return out
+
+
+def _gather_outer(x: Tensor, table: Tensor, g: Tensor) -> Tensor:
+    """Sum over o of concat_k x[table[o, k]] (outer) g[o]: [K * C, C_out], the weight gradient."""
+    pad = torch.cat([x, x.new_zeros(1, x.shape[1])])
+    acc = x.new_zeros(table.shape[1] * x.shape[1], g.shape[1])
+    rows = _chunk_rows(table, x.shape[1])
+    for r in range(0, table.shape[0], rows):
+        t = table[r:r + rows]
+        acc.addmm_(pad.index_select(0, t.reshape(-1)).view(t.shape[0], -1).T, g[r:r + rows])
+    return acc
+
+
+class GatherConv(torch.autograd.Function):
+    """out[o] = sum_k feats[gather[o, k]] @ weight[k]; keeps feats, weight and the tables only for backward (the
+    gathered rows are rebuilt chunk by chunk), as spconv keeps its features and indice pairs."""
 
     @staticmethod
-    def forward(ctx, feats: Tensor, weight: Tensor, in_rows: Tensor, out_rows: Tensor, counts: tuple[int, ...],
-                n_out: int) -> Tensor:
-        out = feats.new_zeros(n_out, weight.shape[2])
-        start = 0
-        for k, n in enumerate(counts):
-            if n:
-                i, o = in_rows[start:start + n], out_rows[start:start + n]
-                out.index_add_(0, o, feats.index_select(0, i) @ weight[k])  # gather -> GEMM -> scatter
-            start += n
-        ctx.save_for_backward(feats, weight, in_rows, out_rows)
-        ctx.counts = counts
+    def forward(ctx, feats: Tensor, weight: Tensor, gather: Tensor, scatter: Tensor | None) -> Tensor:
+        k, cin, cout = weight.shape
+        out = _gather_mm(feats, gather, weight.reshape(k * cin, cout))
+        ctx.save_for_backward(feats, weight, gather, scatter)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        feats, weight, in_rows, out_rows = ctx.saved_tensors
-        want_x, want_w = ctx.needs_input_grad[:2]
-        gx = torch.zeros_like(feats) if want_x else None
-        gw = torch.zeros_like(weight) if want_w else None
-        start = 0
-        for k, n in enumerate(ctx.counts):
-            if n:
-                i, o = in_rows[start:start + n], out_rows[start:start + n]
-                g = grad.index_select(0, o)
-                if want_x:
-                    gx.index_add_(0, i, g @ weight[k].T)
-                if want_w:
-                    gw[k] = feats.index_select(0, i).T @ g
-            start += n
-        return gx, gw, None, None, None, None
+        feats, weight, gather, scatter = ctx.saved_tensors
+        k, cin, cout = weight.shape
+        grad = grad.contiguous()
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            # subm: output o reads input i at position t exactly when i reads o at the mirrored position
+            scatter = gather.flip(1) if scatter is None else scatter
+            gx = _gather_mm(grad, scatter, weight.transpose(1, 2).reshape(k * cout, cin))
+        if ctx.needs_input_grad[1]:
+            gw = _gather_outer(feats, gather, grad).view(k, cin, cout)
+        return gx, gw, None, None
 
 
 RulebookCache = dict[str, Rulebook]
@@ -245,7 +314,7 @@ class SparseConv3d(nn.Module):
         rb = self.rulebook(x, cache)
         cout, cin = self.weight.shape[:2]
         w = self.weight.permute(2, 3, 4, 1, 0).reshape(-1, cin, cout)  # [K, C_in, C_out], K in offset order
-        feats = GatherScatterConv.apply(x.feats, w, rb.in_rows, rb.out_rows, rb.counts, rb.out_coords.shape[0])
+        feats = GatherConv.apply(x.feats, w, rb.gather, rb.scatter)
         return SparseVoxels(rb.out_coords, feats, rb.out_shape, x.batch_size)
 
 
@@ -261,5 +330,5 @@ class SparseBatchNorm(nn.BatchNorm1d):
         return super().forward(rows)
 
 
-__all__ = ["GatherScatterConv", "Rulebook", "RulebookCache", "SparseBatchNorm", "SparseConv3d", "SparseVoxels",
+__all__ = ["GatherConv", "Rulebook", "RulebookCache", "SparseBatchNorm", "SparseConv3d", "SiteIndex", "SparseVoxels",
            "linear_keys", "strided_rulebook", "submanifold_rulebook", "unravel_keys"]
