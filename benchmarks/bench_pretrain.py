@@ -80,9 +80,9 @@ def published(enc: VoxelEncoderConfig) -> dict[str, object]:
     }
 
 
-def simulate(episodes: int, frames: int, seed: int) -> torch.Tensor:
-    """uint8 [E, F, X, Y, Z] micro-grid occupancy episodes."""
-    occ = [simulate_episode(sim_preset("micro"), seed + i, frames)["occ"] for i in range(episodes)]
+def simulate(episodes: int, frames: int, seed: int, preset: str = "micro") -> torch.Tensor:
+    """uint8 [E, F, X, Y, Z] occupancy episodes of a sim preset (the micro grid by default)."""
+    occ = [simulate_episode(sim_preset(preset), seed + i, frames)["occ"] for i in range(episodes)]
     return torch.from_numpy(np.stack(occ))
 
 
@@ -234,6 +234,8 @@ def main() -> None:
     ap.add_argument("--finetune-points", type=int, default=3,
                     help="--pair published: pretraining checkpoints (besides step 0) fine-tuned for the compute to a "
                          "fine-tuned score both methods reach.")
+    ap.add_argument("--grid", choices=tuple(PUBLISHED_GRIDS), default="micro",
+                    help="--pair published: the sim grid (micro 32 x 32 x 4, or tiny 64 x 64 x 8, the project's data).")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     ap.add_argument("--pair", choices=("all", "drivewm", "published", "lejepa"), default="all",
@@ -249,9 +251,11 @@ def main() -> None:
     args.probe_every = max(1, args.steps // (2 if args.quick else 6))
     if args.quick:
         args.batch = min(args.batch, 8)
+    if args.grid != "micro" and args.pair != "published":
+        ap.error("--grid applies to --pair published only")
     eps, frames = (3, 8) if args.quick else (6, 16)
-    occ = simulate(eps, frames, seed=1000 + args.seed)
-    probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed)
+    occ = simulate(eps, frames, seed=1000 + args.seed, preset=args.grid)
+    probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed, preset=args.grid)
     data = (occ, probe[: len(probe) // 2].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1),
             probe[len(probe) // 2 :].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1))
     if args.pair in ("all", "published"):
@@ -268,11 +272,15 @@ def summary(name: str, r: dict, device) -> None:
                       "curve": [(s, round(t, 2), round(p, 4), round(k, 1)) for s, t, p, k in r["curve"]]}), flush=True)
 
 
+PUBLISHED_GRIDS = {"micro": dict(grid_shape=[32, 32, 4], voxel_size=[1.6, 1.6, 1.6]),
+                   "tiny": dict(grid_shape=[64, 64, 8], voxel_size=[0.8, 0.8, 0.8])}
+
+
 def compare_published(data, args, device) -> None:
-    """AD-L-JEPA against Occupancy-MAE, both as published, on one voxel encoder (stride 4: the probe's 8 x 8 cells)."""
+    """AD-L-JEPA against Occupancy-MAE, both as published, on one voxel encoder (stride 4: on the micro grid the
+    probe's 8 x 8 cells)."""
     # BatchNorm momentum 0.1: OpenPCDet's 0.01 leaves the running statistics near their initial values in runs this short.
-    enc = VoxelEncoderConfig(grid_shape=[32, 32, 4], voxel_size=[1.6, 1.6, 1.6], channels=[16, 32, 64], out_channels=128,
-                             bn_momentum=0.1)
+    enc = VoxelEncoderConfig(**PUBLISHED_GRIDS[args.grid], channels=[16, 32, 64], out_channels=128, bn_momentum=0.1)
     res, cfgs = {}, published(enc)
     for name, cfg in cfgs.items():
         res[name] = train_variant(name, cfg, data, args, device, snapshot_every=max(1, args.steps // args.finetune_points))
