@@ -43,6 +43,9 @@ def test_submanifold_conv_equals_the_dense_conv_at_the_active_sites(kernel):
     x, active = random_voxels()
     xs, sp, xd, dense = dense_pair(conv, x, active)
     assert torch.equal(sp.coords, active.nonzero())  # the active set does not grow
+    # the rulebook's pairs: every active input inside the window of every active output
+    window = F.conv3d(active[:, None].float(), torch.ones(1, 1, *conv.kernel), padding=tuple(k // 2 for k in conv.kernel))
+    assert conv.rulebook(SparseVoxels.from_dense(x, active), None).pairs == int(window[:, 0][active].sum())
     ref = dense.permute(0, 2, 3, 4, 1)[active]
     assert torch.allclose(sp.feats, ref, atol=1e-5)
     # gradients through the same loss on the active sites: input features and the shared weight
@@ -64,6 +67,8 @@ def test_strided_conv_equals_the_dense_conv_at_the_reached_sites(kernel, stride,
                            conv.kernel, conv.stride)[:, 0] > 0
     assert torch.equal(sp.active(), reached) and sp.shape == tuple(dense.shape[2:])
     assert torch.equal(sp.coords, reached.nonzero())  # rows stay sorted
+    window = F.conv3d(active[:, None].float(), torch.ones(1, 1, *conv.kernel), stride=conv.stride, padding=conv.padding)
+    assert conv.rulebook(SparseVoxels.from_dense(x, active), None).pairs == int(window[:, 0][reached].sum())
     ref = dense.permute(0, 2, 3, 4, 1)[reached]
     assert torch.allclose(sp.feats, ref, atol=1e-5)
     assert torch.allclose(sp.dense(), dense * reached[:, None], atol=1e-5)
