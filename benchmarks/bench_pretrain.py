@@ -12,8 +12,12 @@ the compute and <= 1/2.8 the peak memory; LeJEPA (arXiv 2511.08544): SIGReg with
 Each comparison prints one JSON line; ratio > 1 means ours (the JEPA side) is better.
 
 ``--pair published`` measures the claim on the methods as published instead: ``adl_jepa`` against
-``occupancy_mae``, both on the same sparse-semantics voxel encoder (same initial weights), the MAE with its
-dense 3-D decoder; ``--pair drivewm`` the ViT variants above; ``--pair all`` (default) both.
+``occupancy_mae``, both on the same sparse voxel encoder (sparse convolutions on the active voxels only, as
+their spconv code; same initial weights), the MAE with its dense 3-D decoder. Besides step time and memory it
+fine-tunes a BEV segmentation head from checkpoints along the pretraining (10 % and 100 % of the labels) and
+prints the pretraining seconds each method needs to the best fine-tuned score both reach. ``--grid tiny`` runs
+the pair on the 64 x 64 x 8 grid of the ``tiny`` data instead of the micro grid.
+``--pair drivewm`` runs the ViT variants above; ``--pair all`` (default) both.
 
 ``--pair lejepa`` measures LeJEPA's claim as issue 24 states it: ``lejepa`` as published (no teacher, one
 lambda) within 1 point of the EMA I-JEPA on the downstream score. Both run their packaged presets
@@ -24,12 +28,14 @@ probe is printed too, but it barely separates any encoder from a random one).
 
     python benchmarks/bench_pretrain.py --quick
     python benchmarks/bench_pretrain.py --quick --pair published
+    python benchmarks/bench_pretrain.py --quick --pair published --grid tiny
     python benchmarks/bench_pretrain.py --quick --pair lejepa
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -76,21 +82,27 @@ def published(enc: VoxelEncoderConfig) -> dict[str, object]:
     }
 
 
-def simulate(episodes: int, frames: int, seed: int) -> torch.Tensor:
-    """uint8 [E, F, X, Y, Z] micro-grid occupancy episodes."""
-    occ = [simulate_episode(sim_preset("micro"), seed + i, frames)["occ"] for i in range(episodes)]
+def simulate(episodes: int, frames: int, seed: int, preset: str = "micro") -> torch.Tensor:
+    """uint8 [E, F, X, Y, Z] occupancy episodes of a sim preset (the micro grid by default)."""
+    occ = [simulate_episode(sim_preset(preset), seed + i, frames)["occ"] for i in range(episodes)]
     return torch.from_numpy(np.stack(occ))
 
 
 class SavedBytes:
-    """Bytes of the tensors autograd saves for backward during a forward pass (CPU peak-memory proxy)."""
+    """Bytes of the distinct storages autograd saves for backward during a forward pass (CPU peak-memory proxy):
+    a tensor saved by several ops (a ReLU's output read by the next conv, a rulebook shared by several sparse
+    convs) is held once, so it counts once."""
 
     def __init__(self) -> None:
         self.total = 0
+        self._seen: set[int] = set()
 
     def __enter__(self):
         def pack(t):
-            self.total += t.numel() * t.element_size()
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in self._seen:
+                self._seen.add(storage.data_ptr())
+                self.total += storage.nbytes()
             return t
 
         self._ctx = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)
@@ -99,6 +111,7 @@ class SavedBytes:
 
     def __exit__(self, *exc):
         self._ctx.__exit__(*exc)
+        self._seen.clear()
 
 
 def sample_batch(train: torch.Tensor, batch: int, gen: torch.Generator, device, frames: int = 2) -> dict[str, torch.Tensor]:
@@ -138,10 +151,11 @@ def same_encoder_init(model, enc: EncoderConfig | VoxelEncoderConfig, seed: int)
             getattr(model, name).load_state_dict(ref.state_dict())
 
 
-def train_variant(name, cfg, data, args, device, recipe: TrainConfig | None = None) -> dict:
+def train_variant(name, cfg, data, args, device, recipe: TrainConfig | None = None, snapshot_every: int = 0) -> dict:
     """Pre-train ``cfg``'s model with AdamW at ``args.lr``, batches of ``args.batch`` 2-frame windows; with a
     ``recipe``, as the training engine runs it instead: its lr, betas, weight decay on matrices only, warm-up
-    and cosine schedule, gradient clipping, and ``recipe.batch_size`` single frames per step."""
+    and cosine schedule, gradient clipping, and ``recipe.batch_size`` single frames per step. With
+    ``snapshot_every``, the result's ``snapshots`` hold (steps, training seconds, state dict) from step 0 on."""
     torch.manual_seed(args.seed)
     model = build_model(cfg)
     same_encoder_init(model, cfg.encoder, args.seed)
@@ -156,6 +170,7 @@ def train_variant(name, cfg, data, args, device, recipe: TrainConfig | None = No
     train, probe_train, probe_val = data
     score0, rm0 = probe_score(model, probe_train, probe_val, device)  # the random-encoder probe
     curve, step_times, mems, elapsed = [(0, 0.0, score0, rm0)], [], [], 0.0
+    snapshots = [(0, 0.0, copy.deepcopy(model.state_dict()))] if snapshot_every else []
     for step in range(args.steps):
         batch = sample_batch(train, batch_size, gen, device, frames)
         if recipe is not None:
@@ -185,10 +200,12 @@ def train_variant(name, cfg, data, args, device, recipe: TrainConfig | None = No
         if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
             score, rm = probe_score(model, probe_train, probe_val, device)
             curve.append((step + 1, elapsed, score, rm))
+        if snapshot_every and ((step + 1) % snapshot_every == 0 or step + 1 == args.steps):
+            snapshots.append((step + 1, elapsed, copy.deepcopy(model.state_dict())))
     warm = step_times[min(2, len(step_times) - 1):]  # first steps include one-off allocation
     return {"name": name, "step_s": float(np.median(warm)), "mem_bytes": float(np.max(mems)), "curve": curve,
             "final_probe": curve[-1][2], "rankme": curve[-1][3], "random_probe": score0, "random_rankme": rm0,
-            "model": model.cpu()}
+            "model": model.cpu(), "snapshots": snapshots}
 
 
 def reach(curve, score: float) -> tuple[float, float]:
@@ -216,6 +233,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="Seed of data, init and batches.")
     ap.add_argument("--seeds", type=int, default=1,
                     help="--pair lejepa: seeds from --seed, each its own data and run; > 1 adds mean lines with the gap's spread.")
+    ap.add_argument("--finetune-points", type=int, default=3,
+                    help="--pair published: pretraining checkpoints (besides step 0) fine-tuned for the compute to a "
+                         "fine-tuned score both methods reach.")
+    ap.add_argument("--grid", choices=tuple(PUBLISHED_GRIDS), default="micro",
+                    help="--pair published: the sim grid (micro 32 x 32 x 4, or tiny 64 x 64 x 8, the project's data).")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads (1 is fastest for these tiny models on a shared machine).")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda.")
     ap.add_argument("--pair", choices=("all", "drivewm", "published", "lejepa"), default="all",
@@ -231,9 +253,11 @@ def main() -> None:
     args.probe_every = max(1, args.steps // (2 if args.quick else 6))
     if args.quick:
         args.batch = min(args.batch, 8)
+    if args.grid != "micro" and args.pair != "published":
+        ap.error("--grid applies to --pair published only")
     eps, frames = (3, 8) if args.quick else (6, 16)
-    occ = simulate(eps, frames, seed=1000 + args.seed)
-    probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed)
+    occ = simulate(eps, frames, seed=1000 + args.seed, preset=args.grid)
+    probe = simulate(2 if args.quick else 4, 6, seed=5000 + args.seed, preset=args.grid)
     data = (occ, probe[: len(probe) // 2].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1),
             probe[len(probe) // 2 :].flatten(0, 1)[:, None].expand(-1, 3, -1, -1, -1))
     if args.pair in ("all", "published"):
@@ -250,14 +274,18 @@ def summary(name: str, r: dict, device) -> None:
                       "curve": [(s, round(t, 2), round(p, 4), round(k, 1)) for s, t, p, k in r["curve"]]}), flush=True)
 
 
+PUBLISHED_GRIDS = {"micro": dict(grid_shape=[32, 32, 4], voxel_size=[1.6, 1.6, 1.6]),
+                   "tiny": dict(grid_shape=[64, 64, 8], voxel_size=[0.8, 0.8, 0.8])}
+
+
 def compare_published(data, args, device) -> None:
-    """AD-L-JEPA against Occupancy-MAE, both as published, on one voxel encoder (stride 4: the probe's 8 x 8 cells)."""
+    """AD-L-JEPA against Occupancy-MAE, both as published, on one voxel encoder (stride 4: on the micro grid the
+    probe's 8 x 8 cells)."""
     # BatchNorm momentum 0.1: OpenPCDet's 0.01 leaves the running statistics near their initial values in runs this short.
-    enc = VoxelEncoderConfig(grid_shape=[32, 32, 4], voxel_size=[1.6, 1.6, 1.6], channels=[16, 32, 64], out_channels=128,
-                             bn_momentum=0.1)
-    res = {}
-    for name, cfg in published(enc).items():
-        res[name] = train_variant(name, cfg, data, args, device)
+    enc = VoxelEncoderConfig(**PUBLISHED_GRIDS[args.grid], channels=[16, 32, 64], out_channels=128, bn_momentum=0.1)
+    res, cfgs = {}, published(enc)
+    for name, cfg in cfgs.items():
+        res[name] = train_variant(name, cfg, data, args, device, snapshot_every=max(1, args.steps // args.finetune_points))
         summary(name, res[name], device)
     jepa, mae = res["adl_jepa"], res["occupancy_mae"]
     m_steps, m_secs = reach(mae["curve"], mae["final_probe"])
@@ -266,21 +294,39 @@ def compare_published(data, args, device) -> None:
     line("adl_jepa_vs_occupancy_mae_step_time", "s/step", jepa["step_s"], mae["step_s"], 1.9, lower_is_better=True)
     line("adl_jepa_vs_occupancy_mae_peak_memory", "bytes", jepa["mem_bytes"], mae["mem_bytes"], 2.8, lower_is_better=True)
     line("adl_jepa_vs_occupancy_mae_final_probe", "miou", jepa["final_probe"], mae["final_probe"], 1.0)
-    # The paper's evaluation: a segmentation head fine-tuned with the encoder, pretrained against from scratch.
+    # The paper's evaluation: a segmentation head fine-tuned with the encoder, pretrained against from scratch
+    # (step 0: the shared random encoder), along the pretraining, so that the compute to a score both reach shows.
     _, probe_train, probe_val = data
-    train_frames, val_frames = probe_train[:, 0], probe_val[:, 0]
+    frames = probe_train[:, 0], probe_val[:, 0]
     steps = 20 if args.quick else 100
-    torch.manual_seed(args.seed)
-    scratch = build_model(published(enc)["adl_jepa"])
-    same_encoder_init(scratch, enc, args.seed)
     for fraction in (0.1, 1.0):
         kw = dict(label_fraction=fraction, steps=steps, lr=args.lr, seed=args.seed)
-        base = finetune_segmentation(scratch, train_frames, val_frames, **kw)["seg_miou"]
-        tuned = {name: finetune_segmentation(res[name]["model"], train_frames, val_frames, **kw)["seg_miou"] for name in res}
         pct = int(round(100 * fraction))
-        for name, score in tuned.items():
-            line(f"{name}_vs_scratch_finetune_{pct}pct", "miou", score, base, 1.0, steps=steps)
-        line(f"adl_jepa_vs_occupancy_mae_finetune_{pct}pct", "miou", tuned["adl_jepa"], tuned["occupancy_mae"], 1.0, steps=steps)
+        # step 0 is one encoder for both (same_encoder_init, and each encode() reads it): fine-tuned once
+        scratch = finetune_curve(cfgs["adl_jepa"], res["adl_jepa"]["snapshots"][:1], frames, kw)
+        curves = {name: scratch + finetune_curve(cfgs[name], res[name]["snapshots"][1:], frames, kw) for name in res}
+        base = scratch[0][2]
+        for name, c in curves.items():
+            print(json.dumps({"bench": BENCH, "case": f"{name}_finetune_{pct}pct_curve", "finetune_steps": steps,
+                              "curve": [(n, round(t, 2), round(m, 4)) for n, t, m, _ in c]}), flush=True)
+            line(f"{name}_vs_scratch_finetune_{pct}pct", "miou", c[-1][2], base, 1.0, steps=steps)
+        jc, mc = curves["adl_jepa"], curves["occupancy_mae"]
+        line(f"adl_jepa_vs_occupancy_mae_finetune_{pct}pct", "miou", jc[-1][2], mc[-1][2], 1.0, steps=steps)
+        both = min(max(m for _, _, m, _ in c[1:]) for c in (jc, mc))  # the best score both reach
+        j_steps, j_secs = reach(jc, both)
+        m_steps, m_secs = reach(mc, both)
+        line(f"adl_jepa_vs_occupancy_mae_time_to_finetune_{pct}pct", "s", j_secs, m_secs, 1.9, lower_is_better=True,
+             score=round(both, 4), steps_ours=j_steps, steps_reference=m_steps)
+
+
+def finetune_curve(cfg, snapshots, frames, kw) -> list[tuple]:
+    """(pretraining steps, pretraining seconds, fine-tuned mIoU, None) at each snapshot, in ``reach``'s layout."""
+    out = []
+    for n, secs, state in snapshots:
+        model = build_model(cfg)
+        model.load_state_dict(state)
+        out.append((n, secs, finetune_segmentation(model, *frames, **kw)["seg_miou"], None))
+    return out
 
 
 def preset_run(preset: str, steps: int, seed: int) -> tuple[object, TrainConfig]:

@@ -1,4 +1,4 @@
-"""AD-L-JEPA as published (``adl_jepa``) and its dense voxel encoder with sparse-conv semantics."""
+"""AD-L-JEPA as published (``adl_jepa``) and its sparse voxel encoder."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from drivewm.backbones.sparse_conv import SparseVoxels
 from drivewm.jepa.adl_jepa import AdlJepa, AdlJepaConfig, draw_bev_masks
 from drivewm.jepa.voxels import VoxelEncoder, VoxelEncoderConfig, lidar_frames, mean_vfe
 from drivewm.sim import sim_preset, simulate_episode
@@ -35,35 +36,35 @@ def model(**enc) -> AdlJepa:
 def test_targets_at_masked_cells_ignore_the_context_cells():
     m = model()
     occ = scene()
-    feats, active = m.encoder.voxelize(occ)
-    masks = m.masks(active, step=0)
+    vox = m.encoder.voxelize(occ)
+    masks = m.masks(vox, step=0)
     assert masks.context.any() and masks.target.any() and masks.target_empty.any()
-    _, _, tgt = m.views(feats, active, masks)
+    _, _, tgt = m.views(vox, masks)
     # Change only the voxels of the context cells (their class, and which of their voxels are occupied).
     ctx_cols = masks.context.repeat_interleave(2, 1).repeat_interleave(2, 2)  # [B, X, Y]
     occ2 = occ.clone()
     occ2[ctx_cols[..., None].expand_as(occ2) & (occ2 != FREE)] = 3
     occ2[..., 5][ctx_cols] = 7
-    feats2, active2 = m.encoder.voxelize(occ2)
-    assert torch.equal(m.bev_occupied(active2), m.bev_occupied(active))  # the same cells stay occupied
-    ctx, _, tgt2 = m.views(feats2, active2, masks)
+    vox2 = m.encoder.voxelize(occ2)
+    assert torch.equal(m.bev_occupied(vox2), m.bev_occupied(vox))  # the same cells stay occupied
+    ctx, _, tgt2 = m.views(vox2, masks)
     masked = masks.target | masks.target_empty
     assert torch.equal(tgt2.permute(0, 2, 3, 1)[masked], tgt.permute(0, 2, 3, 1)[masked])
-    ctx1, _, _ = m.views(feats, active, masks)
+    ctx1, _, _ = m.views(vox, masks)
     assert not torch.allclose(ctx1, ctx)  # the context encoder does see the change
     # And a change inside a masked cell does reach its target.
     tgt_cols = masks.target.repeat_interleave(2, 1).repeat_interleave(2, 2)
     occ3 = occ.clone()
     occ3[tgt_cols[..., None].expand_as(occ3) & (occ3 != FREE)] = 2
-    _, _, tgt3 = m.views(*m.encoder.voxelize(occ3), masks)
+    _, _, tgt3 = m.views(m.encoder.voxelize(occ3), masks)
     assert not torch.allclose(tgt3.permute(0, 2, 3, 1)[masks.target], tgt.permute(0, 2, 3, 1)[masks.target])
 
 
 def test_mask_and_empty_tokens_enter_after_the_encoders():
     m = model()
-    feats, active = m.encoder.voxelize(scene())
-    masks = m.masks(active, step=3)
-    ctx, _, tgt = m.views(feats, active, masks)
+    vox = m.encoder.voxelize(scene())
+    masks = m.masks(vox, step=3)
+    ctx, _, tgt = m.views(vox, masks)
     unit_mask = F.normalize(m.mask_token, dim=1)[0, :, 0, 0]
     unit_empty = F.normalize(m.empty_token, dim=1)[0, :, 0, 0]
     rows, trows = ctx.permute(0, 2, 3, 1), tgt.permute(0, 2, 3, 1)
@@ -111,9 +112,9 @@ def test_loss_equals_the_published_get_loss():
     m = model()
     m.cfg.beta = 1.0
     occ = scene(batch=3, seed=4)
-    feats, active = m.encoder.voxelize(occ)
-    masks = m.masks(active, step=0)
-    ctx, pred, tgt = m.views(feats, active, masks)
+    vox = m.encoder.voxelize(occ)
+    masks = m.masks(vox, step=0)
+    ctx, pred, tgt = m.views(vox, masks)
     torch.manual_seed(0)
     # Shrink the context and predictions towards a point so the hinge of the variance term is active.
     ctx, pred = F.normalize(ctx + 30 * ctx.mean((0, 2, 3), keepdim=True), dim=1), F.normalize(pred + 30, dim=1)
@@ -145,19 +146,51 @@ def test_ema_runs_from_0996_to_1():
     assert all(torch.equal(a, b) for a, b in zip(frozen, m.target_encoder.parameters()))
 
 
+def dense_reference(enc: VoxelEncoder, x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The encoder emulated densely with its own weights: every conv on the zero-filled grid, its output kept at
+    the active sites (subm: the input sites; strided: a max-pool of the activity), BatchNorm over those sites."""
+    for layer in enc.layers:
+        conv = layer.conv
+        if conv.subm:
+            y = F.conv3d(x, conv.weight, padding=tuple(k // 2 for k in conv.kernel))
+        else:
+            y = F.conv3d(x, conv.weight, stride=conv.stride, padding=conv.padding)
+            active = F.max_pool3d(active[:, None].float(), conv.kernel, conv.stride, conv.padding)[:, 0] > 0
+        rows = torch.relu(layer.bn(y.permute(0, 2, 3, 4, 1)[active]))
+        x = torch.zeros_like(y.permute(0, 2, 3, 4, 1)).index_put((*active.nonzero().T,), rows).permute(0, 4, 1, 2, 3)
+    b, c, z, h, w = x.shape
+    return x.reshape(b, c * z, h, w)
+
+
+def test_sparse_encoder_equals_its_dense_emulation_with_gradients():
+    torch.manual_seed(0)
+    # float64, so that the two summation orders agree far below the tolerance
+    enc = VoxelEncoder(VoxelEncoderConfig(grid_shape=[16, 16, 8], channels=[4, 8, 8], blocks=1, out_channels=8)).double().train()
+    occ = scene(batch=3, seed=1)
+    vox = enc.voxelize(occ)
+    assert vox.coords.shape[0] == int((occ != FREE).sum())  # only the occupied voxels are rows
+    out = enc(vox)
+    grads = torch.autograd.grad(out.square().sum(), list(enc.parameters()))
+    dense_in = torch.zeros(3, 16, 16, 8, 4, dtype=torch.float64).index_put((*(occ != FREE).nonzero().T,), enc.embed(occ[occ != FREE].long()))
+    ref = dense_reference(enc, dense_in.permute(0, 4, 3, 1, 2), vox.active())
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(enc.parameters()))
+    assert out.shape == ref.shape == (3, 8 * enc.cfg.out_height, 4, 4)
+    assert torch.allclose(out, ref, atol=1e-10)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-8)
+
+
 def test_submanifold_conv_keeps_the_active_sites_and_strided_conv_dilates():
     cfg = VoxelEncoderConfig(grid_shape=[8, 8, 4], channels=[2, 4], blocks=1, out_channels=4)
     enc = VoxelEncoder(cfg).eval()
-    feats = torch.zeros(1, 4, 4, 8, 8)
     active = torch.zeros(1, 4, 8, 8, dtype=torch.bool)
     active[0, 1, 2, 3] = True
-    feats[0, :, 1, 2, 3] = torch.tensor([1.0, -2.0, 0.5, 3.0])
-    x, a = feats, active
-    x, a = enc.layers[0](x, a)  # SubM: only the one site may be nonzero
-    assert torch.equal(a, active) and (x.abs().sum(1)[~active] == 0).all()
-    x, a = enc.layers[2](x, a)  # stride-2 sparse conv: the sites whose 3x3x3 window holds it
+    x = SparseVoxels(active.nonzero(), torch.tensor([[1.0, -2.0, 0.5, 3.0]]), (4, 8, 8), 1)
+    y = enc.layers[0](x)  # SubM: only the one site
+    assert torch.equal(y.coords, x.coords)
+    z = enc.layers[2](y)  # stride-2 sparse conv: the sites whose 3x3x3 window holds it
     want = F.max_pool3d(active[:, None].float(), 3, 2, 1)[:, 0] > 0
-    assert torch.equal(a, want)
+    assert torch.equal(z.active(), want)
 
 
 def test_mean_vfe_averages_the_points_of_a_voxel_and_drops_padding():
@@ -166,8 +199,9 @@ def test_mean_vfe_averages_the_points_of_a_voxel_and_drops_padding():
     pts = torch.tensor([[[1.2, 2.5, 0.5, 1.0], [1.8, 2.1, 0.1, 3.0], [5.5, 5.5, 3.5, 2.0], [9.0, 1.0, 1.0, 1.0],
                          [0.5, 0.5, 0.5, 9.0]]])
     valid = torch.tensor([[True, True, True, True, False]])
-    feats, active = mean_vfe(pts, valid, cfg)
-    assert int(active.sum()) == 2  # the 4th point lies outside, the 5th is padding
+    vox = mean_vfe(pts, valid, cfg)
+    assert vox.coords.tolist() == [[0, 0, 1, 2], [0, 3, 5, 5]]  # the 4th point lies outside, the 5th is padding
+    feats = vox.dense()
     assert torch.allclose(feats[0, :, 0, 1, 2], torch.tensor([1.5, 2.3, 0.3, 2.0]))
     assert torch.allclose(feats[0, :, 3, 5, 5], pts[0, 2])
 

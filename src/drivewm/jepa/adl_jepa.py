@@ -1,13 +1,14 @@
 """``adl_jepa``: AD-L-JEPA as published (Zhu et al., 2025, arXiv 2501.04969), on occupancy or LiDAR.
 
 Line by line as ``AD_L_JEPA`` in HaoranZhuExplorer/AD-L-JEPA-Release pcdet/models/backbones_3d/ad_l_jepa.py
-(commit 648f1db), with the dense voxel encoder of ``drivewm.jepa.voxels`` in place of spconv:
+(commit 648f1db), with the sparse voxel encoder of ``drivewm.jepa.voxels`` (plain-PyTorch sparse convolutions
+in place of spconv):
 
 - masking on the BEV map of the encoder's output (stride 8): the occupied BEV cells of the whole batch are
   shuffled together and ``1 - mask_ratio`` of them kept as context; each empty cell is a context cell with
   probability ``1 - mask_ratio``, else a target cell;
-- the context encoder sees only the voxels of the kept cells, the target encoder (EMA, no gradient) only
-  the voxels of the masked cells;
+- the context encoder runs on the voxels of the kept cells only, the target encoder (EMA, no gradient) on
+  the voxels of the masked cells only (sparse: each pass costs its own voxels, not the grid);
 - AFTER the context encoder: every cell that is not context (masked occupied and masked empty) takes the
   learnable mask token, context empty cells the learnable empty token; after the target encoder the masked
   empty cells take the same empty token as their target (the token receives gradient from both sides);
@@ -35,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from drivewm.backbones.sparse_conv import SparseVoxels
 from drivewm.jepa.bev import frames_of
 from drivewm.jepa.masks import step_generator
 from drivewm.jepa.objectives import StepCounter, diagnostics
@@ -127,8 +129,8 @@ class AdlJepa(nn.Module):
         self.counter = StepCounter()
 
     # ---- inputs ------------------------------------------------------------------------------------
-    def _voxels(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """The batch's frames as voxel features [F, C, Z, X, Y] and activity [F, Z, X, Y]."""
+    def _voxels(self, batch: dict[str, Tensor]) -> SparseVoxels:
+        """The active voxels of the batch's frames."""
         if self.cfg.encoder.modality == "lidar":
             return self.encoder.voxelize(*lidar_frames(batch))
         return self.encoder.voxelize(frames_of(batch["occ"]))
@@ -136,43 +138,45 @@ class AdlJepa(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Frozen features of the target encoder over the whole input: [B, N, D], N the BEV cells row-major.
         ``x``: occupancy [B, X, Y, Z] (occ), or a batch dict with ``lidar`` / ``lidar_count`` (lidar)."""
-        feats, active = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
-        return self.target_encoder(feats, active).flatten(2).transpose(1, 2)
+        vox = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
+        return self.target_encoder(vox).flatten(2).transpose(1, 2)
 
-    def bev_occupied(self, active: Tensor) -> Tensor:
-        """Voxel activity [B, Z, X, Y] -> occupied BEV cells of the output map [B, h, w]."""
+    def _cells(self, vox: SparseVoxels) -> tuple[Tensor, Tensor, Tensor]:
+        """The BEV cell (b, row, col) of the output map holding each voxel row."""
         p = self.cfg.encoder.patch
-        return F.max_pool2d(active.any(1)[:, None].float(), p)[:, 0] > 0
+        c = vox.coords
+        return c[:, 0], c[:, 2] // p, c[:, 3] // p
 
-    def masks(self, active: Tensor, step: int) -> BEVMasks:
-        return draw_bev_masks(self.bev_occupied(active), self.cfg.mask_ratio, step_generator(self.cfg.seed, step))
+    def bev_occupied(self, vox: SparseVoxels) -> Tensor:
+        """Occupied BEV cells of the output map [B, h, w]."""
+        h, w = self.cfg.encoder.token_grid
+        out = torch.zeros(vox.batch_size, h, w, dtype=torch.bool, device=vox.coords.device)
+        out[self._cells(vox)] = True
+        return out
 
-    def _upsample(self, cells: Tensor) -> Tensor:
-        """[B, h, w] -> [B, 1, X, Y]: a BEV cell's mask over its voxel columns."""
-        p = self.cfg.encoder.patch
-        return cells.repeat_interleave(p, 1).repeat_interleave(p, 2)[:, None]
+    def masks(self, vox: SparseVoxels, step: int) -> BEVMasks:
+        return draw_bev_masks(self.bev_occupied(vox), self.cfg.mask_ratio, step_generator(self.cfg.seed, step))
 
     # ---- the forward pass ----------------------------------------------------------------------------
-    def views(self, feats: Tensor, active: Tensor, m: BEVMasks) -> tuple[Tensor, Tensor, Tensor]:
+    def views(self, vox: SparseVoxels, m: BEVMasks) -> tuple[Tensor, Tensor, Tensor]:
         """Context, prediction and target maps [B, D, h, w], each L2-normalised over channels."""
-        ctx_vox = active & self._upsample(m.context)  # [B, Z, X, Y]
-        tgt_vox = active & ~self._upsample(m.context)
-        ctx = self.encoder(feats, ctx_vox)
+        in_context = m.context[self._cells(vox)]  # [N]: the voxel rows the context encoder sees
+        ctx = self.encoder(vox.select(in_context))
         ctx = torch.where((m.context | m.context_empty)[:, None], ctx, self.mask_token)
         ctx = torch.where(m.context_empty[:, None], self.empty_token, ctx)
         ctx = F.normalize(ctx, dim=1)
         pred = F.normalize(self.predictor(ctx), dim=1)
         with torch.no_grad():
-            tgt = self.target_encoder(feats, tgt_vox)
+            tgt = self.target_encoder(vox.select(~in_context))
         tgt = F.normalize(torch.where(m.target_empty[:, None], self.empty_token, tgt), dim=1)
         return ctx, pred, tgt
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         cfg = self.cfg
         step = self.counter.value
-        feats, active = self._voxels(batch)
-        m = self.masks(active, step)
-        ctx, pred, tgt = self.views(feats, active, m)
+        vox = self._voxels(batch)
+        m = self.masks(vox, step)
+        ctx, pred, tgt = self.views(vox, m)
         cos = 1.0 - (pred * tgt).sum(1)  # [B, h, w]; both unit vectors
         jepa = cfg.occupied_weight * _mean(cos[m.target]) + cfg.empty_weight * _mean(cos[m.target_empty])
         d = ctx.shape[1]

@@ -4,7 +4,8 @@
   chaytonmin/Occupancy-MAE pcdet/models/backbones_3d/voxel_mae.py (commit aef8653): voxels are masked at
   random by range band (of the occupied voxels of the whole batch, ``1 - mask_ratio`` kept within
   ``ranges[0]``, ``1 - mask_ratio + 0.2`` beyond; the distance, as in the code, in voxel indices from the
-  grid's corner), the sparse voxel encoder of ``adl_jepa`` sees the kept ones, and a dense 3-D decoder of
+  grid's corner), the sparse voxel encoder of ``adl_jepa`` runs on the kept ones only (sparse convolutions, as
+  the published spconv encoder), and a dense 3-D decoder of
   transposed convolutions (128 -> 32 -> 8 -> 1, BatchNorm3d + ReLU between) reconstructs the binary
   occupancy of every voxel of the grid, scored by a BCE-with-logits over the whole grid.
 - ``mae_bev`` (drivewm's light variant of Occupancy-MAE on the ViT patch encoder of ``jepa_bev``; MAE,
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.backbones import TransformerBlock, make_norm
+from drivewm.backbones.sparse_conv import SparseVoxels
 from drivewm.jepa.bev import frames_of
 from drivewm.jepa.encoders import EncoderConfig, PatchEncoder, gather_tokens, init_weights, sincos_2d
 from drivewm.jepa.masks import RandomCellMasking, step_generator
@@ -254,23 +256,19 @@ def z_strides(start: int, height: int, layers: int) -> tuple[int, ...]:
     raise ValueError(f"occupancy_mae: no transposed-conv height strides reach the grid height {height} from {start}")
 
 
-def range_band_keep(active: Tensor, ratio: float, ranges: list[float], g: torch.Generator) -> Tensor:
-    """Occupancy-MAE's voxel masking: bool [B, Z, X, Y], the kept voxels among ``active``. The occupied voxels
-    of the batch are shuffled per range band (distance sqrt(x_idx^2 + y_idx^2)); the first int(keep * n) of
-    each band stay, keep = 1 - ratio within ranges[0] and 1 - ratio + 0.2 beyond."""
-    idx = active.nonzero()  # [A, 4] (b, z, x, y)
-    dist = (idx[:, 2].double() ** 2 + idx[:, 3].double() ** 2).sqrt()
+def range_band_keep(coords: Tensor, ratio: float, ranges: list[float], g: torch.Generator) -> Tensor:
+    """Occupancy-MAE's voxel masking: bool [N], the kept rows among the occupied voxels ``coords`` [N, 4]
+    (b, z, x, y). The voxels of the batch are shuffled per range band (distance sqrt(x_idx^2 + y_idx^2)); the
+    first int(keep * n) of each band stay, keep = 1 - ratio within ranges[0] and 1 - ratio + 0.2 beyond."""
+    dist = (coords[:, 2].double() ** 2 + coords[:, 3].double() ** 2).sqrt()
     near, far = ranges
     bands = [dist <= near, (dist > near) & (dist <= far), dist > far]
     keeps = [1 - ratio, 1 - ratio + 0.2, 1 - ratio + 0.2]
-    chosen = []
+    out = torch.zeros(coords.shape[0], dtype=torch.bool, device=coords.device)
     for band, keep in zip(bands, keeps):
         ids = band.nonzero()[:, 0]
         ids = ids[torch.randperm(ids.numel(), generator=g).to(ids.device)]
-        chosen.append(ids[: int(keep * ids.numel())])
-    kept = idx[torch.cat(chosen)]
-    out = torch.zeros_like(active)
-    out[kept[:, 0], kept[:, 1], kept[:, 2], kept[:, 3]] = True
+        out[ids[: int(keep * ids.numel())]] = True
     return out
 
 
@@ -289,32 +287,32 @@ class OccupancyMae(nn.Module):
         self.decoder = nn.Sequential(*layers)
         self.counter = StepCounter()
 
-    def _voxels(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _voxels(self, batch: dict[str, Tensor]) -> SparseVoxels:
         if self.cfg.encoder.modality == "lidar":
             return self.encoder.voxelize(*lidar_frames(batch))
         return self.encoder.voxelize(frames_of(batch["occ"]))
 
     def encode(self, x: Tensor) -> Tensor:
         """BEV features of the whole input: [B, N, D]; ``x`` occupancy [B, X, Y, Z] or a LiDAR batch dict."""
-        feats, active = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
-        return self.encoder(feats, active).flatten(2).transpose(1, 2)
+        vox = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
+        return self.encoder(vox).flatten(2).transpose(1, 2)
 
-    def reconstruct(self, feats: Tensor, active: Tensor, kept: Tensor) -> Tensor:
-        """Occupancy logits [B, 1, Z, X, Y] of every voxel from the kept voxels."""
-        bev = self.encoder(feats, kept)  # [B, C * Z', h, w]
+    def reconstruct(self, vox: SparseVoxels, kept: Tensor) -> Tensor:
+        """Occupancy logits [B, 1, Z, X, Y] of every voxel from the kept voxel rows (bool [N])."""
+        bev = self.encoder(vox.select(kept))  # [B, C * Z', h, w]
         c = self.cfg.encoder.out_channels
         b, _, h, w = bev.shape
         return self.decoder(bev.view(b, c, -1, h, w))
 
     def loss(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         step = self.counter.value
-        feats, active = self._voxels(batch)
-        kept = range_band_keep(active, self.cfg.mask_ratio, self.cfg.ranges, step_generator(self.cfg.seed, step))
-        logits = self.reconstruct(feats, active, kept)
-        bce = F.binary_cross_entropy_with_logits(logits, active[:, None].float())
+        vox = self._voxels(batch)
+        kept = range_band_keep(vox.coords, self.cfg.mask_ratio, self.cfg.ranges, step_generator(self.cfg.seed, step))
+        logits = self.reconstruct(vox, kept)
+        bce = F.binary_cross_entropy_with_logits(logits, vox.active()[:, None].float())
         out = {"loss": bce, "recon_bce": bce.detach()}
         if self.cfg.diag_every and (step + 1) % self.cfg.diag_every == 0:
-            out.update(diagnostics(self.encoder(feats, kept).flatten(2).transpose(1, 2)))
+            out.update(diagnostics(self.encoder(vox.select(kept)).flatten(2).transpose(1, 2)))
         return out
 
     @torch.no_grad()

@@ -1,23 +1,20 @@
-"""Dense voxel encoder with sparse-convolution semantics: occupancy or LiDAR points -> BEV features.
+"""Sparse voxel encoder: occupancy or LiDAR points -> BEV features, as the published spconv encoders.
 
-The published AD-L-JEPA and Occupancy-MAE encoders are SECOND-style sparse 3-D CNNs (spconv). This is the
-same network on a dense grid, without a sparse-conv dependency, and with the same arithmetic:
-
-- a submanifold conv (``SubMConv3d``) is a dense bias-free conv whose output is kept at the active sites only
-  (inactive inputs are zero, so they contribute nothing);
-- a strided sparse conv (``SparseConv3d``) is a dense strided conv whose output is active wherever its receptive
-  field holds an active site (a max-pool of the activity mask);
-- BatchNorm statistics are taken over the active sites only (spconv normalises its feature rows).
+The AD-L-JEPA and Occupancy-MAE encoders are SECOND-style sparse 3-D CNNs on spconv; this is the same network
+on ``drivewm.backbones.sparse_conv`` (plain PyTorch, no dependency): only the active voxels are stored and
+computed, ``SubMConv3d`` keeps the active set, a strided ``SparseConv3d`` activates every output whose receptive
+field holds an active voxel, and BatchNorm normalises the feature rows of the active voxels.
 
 Layout as ``VoxelBackBone8x`` (OpenPCDet ``spconv_backbone.py``; ``Encoder`` in AD-L-JEPA-Release
-pcdet/models/backbones_3d/ad_l_jepa.py at 648f1db): ``conv_input`` (SubM + BN + ReLU), stage 1 of SubM blocks,
+pcdet/models/backbones_3d/ad_l_jepa.py at 648f1db, and the encoder of ``Voxel_MAE`` in chaytonmin/Occupancy-MAE
+pcdet/models/backbones_3d/voxel_mae.py at aef8653): ``conv_input`` (SubM + BN + ReLU), stage 1 of SubM blocks,
 then stages each opening with a stride-2 sparse conv followed by SubM blocks, then ``conv_out`` (a (3, 1, 1)
-stride-(2, 1, 1) sparse conv over the height) and the remaining height folded into channels (HeightCompression)
--> a BEV map [B, out_channels * Z', X / 2^S, Y / 2^S].
+stride-(2, 1, 1) sparse conv over the height), densified, with the remaining height folded into channels
+(HeightCompression) -> a BEV map [B, out_channels * Z', X / 2^S, Y / 2^S].
 
 Inputs: ``occ`` class grids [B, X, Y, Z] (the occupied, non-free voxels are the active sites, each with a
 learned class embedding), or LiDAR points [B, P, 4] with a valid mask [B, P], voxelised with the mean of the
-points of each voxel as its feature (MeanVFE).
+points of each voxel as its feature (MeanVFE). Voxel rows are (b, z, x, y), sorted.
 """
 
 from __future__ import annotations
@@ -26,8 +23,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
+
+from drivewm.backbones.sparse_conv import (RulebookCache, SparseBatchNorm, SparseConv3d, SparseVoxels, linear_keys,
+                                          unravel_keys)
 
 VOXEL_MODALITIES = ("occ", "lidar")
 
@@ -93,45 +92,27 @@ class VoxelEncoderConfig:
         return self.out_channels * self.out_height
 
 
-class MaskedBatchNorm(nn.BatchNorm1d):
-    """BatchNorm over the active sites only (spconv's BN on the feature rows); inactive sites stay zero."""
-
-    def masked(self, x: Tensor, active: Tensor) -> Tensor:
-        """x [B, C, Z, X, Y], active bool [B, Z, X, Y] -> normalised x, zero off the active sites."""
-        rows = x.permute(0, 2, 3, 4, 1)[active]  # [A, C]
-        if rows.shape[0] < 2 and self.training:
-            # One row has no batch variance; spconv would fail here too, so use the running statistics.
-            rows = F.batch_norm(rows, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
-        else:
-            rows = super().forward(rows)
-        out = x.new_zeros(x.shape[0], *x.shape[2:], x.shape[1])
-        out[active] = rows
-        return out.permute(0, 4, 1, 2, 3)
-
-
-def _bn(c: int, momentum: float) -> MaskedBatchNorm:
-    return MaskedBatchNorm(c, eps=1e-3, momentum=momentum)  # OpenPCDet's norm_fn: eps 1e-3, momentum 0.01
+def _bn(c: int, momentum: float) -> SparseBatchNorm:
+    return SparseBatchNorm(c, eps=1e-3, momentum=momentum)  # OpenPCDet's norm_fn: eps 1e-3, momentum 0.01
 
 
 class SparseBlock(nn.Module):
-    """``post_act_block``: (SubM or strided sparse) conv, BN, ReLU on the active sites."""
+    """``post_act_block``: (SubM or strided sparse) conv, BN, ReLU on the active rows."""
 
-    def __init__(self, cin: int, cout: int, *, kernel=3, stride=1, padding=1, subm: bool = True, momentum: float = 0.01) -> None:
+    def __init__(self, cin: int, cout: int, *, kernel=3, stride=1, padding=1, subm: bool = True, momentum: float = 0.01,
+                 indice_key: str | None = None) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
+        self.conv = SparseConv3d(cin, cout, kernel, stride=stride, padding=0 if subm else padding, subm=subm,
+                                 indice_key=indice_key)
         self.bn = _bn(cout, momentum)
-        self.subm = subm
 
-    def forward(self, x: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.subm:
-            k, s, p = self.conv.kernel_size, self.conv.stride, self.conv.padding
-            active = F.max_pool3d(active[:, None].float(), k, s, p)[:, 0] > 0
-        y = self.conv(x) * active[:, None]
-        return torch.relu(self.bn.masked(y, active)), active
+    def forward(self, x: SparseVoxels, cache: RulebookCache | None = None) -> SparseVoxels:
+        y = self.conv(x, cache)
+        return y.replace(torch.relu(self.bn(y.feats)))
 
 
 class VoxelEncoder(nn.Module):
-    """``forward(feats, active) -> [B, dim, X / patch, Y / patch]``; ``voxelize(x, valid)`` -> (feats, active)."""
+    """``forward(voxels) -> [B, dim, X / patch, Y / patch]``; ``voxelize(x, valid) -> SparseVoxels``."""
 
     def __init__(self, cfg: VoxelEncoderConfig) -> None:
         super().__init__()
@@ -140,39 +121,44 @@ class VoxelEncoder(nn.Module):
         if cfg.modality == "occ":
             self.embed = nn.Embedding(cfg.num_classes, cfg.class_dim)
         ch, m = cfg.channels, cfg.bn_momentum
-        layers = [SparseBlock(cin, ch[0], momentum=m), SparseBlock(ch[0], ch[0], momentum=m)]  # conv_input, conv1
-        for a, b in zip(ch[:-1], ch[1:]):
+        # conv_input and conv1 share the rulebook of the input sites (indice_key 'subm1'), as the published code
+        layers = [SparseBlock(cin, ch[0], momentum=m, indice_key="subm1"),
+                  SparseBlock(ch[0], ch[0], momentum=m, indice_key="subm1")]
+        for stage, (a, b) in enumerate(zip(ch[:-1], ch[1:]), start=2):
             layers.append(SparseBlock(a, b, stride=2, subm=False, momentum=m))
-            layers += [SparseBlock(b, b, momentum=m) for _ in range(cfg.blocks)]
+            layers += [SparseBlock(b, b, momentum=m, indice_key=f"subm{stage}") for _ in range(cfg.blocks)]
         layers.append(SparseBlock(ch[-1], cfg.out_channels, kernel=(3, 1, 1), stride=(2, 1, 1), padding=(1, 0, 0), subm=False,
                                   momentum=m))
         self.layers = nn.ModuleList(layers)
 
-    def voxelize(self, x: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Input -> voxel features [B, C, Z, X, Y] (zero off the active sites) and activity bool [B, Z, X, Y]."""
+    def voxelize(self, x: Tensor, valid: Tensor | None = None) -> SparseVoxels:
+        """Input -> the active voxels, rows (b, z, x, y) with their features (a class embedding, or MeanVFE)."""
         cfg = self.cfg
         if cfg.modality == "occ":
             if x.dim() != 4:
                 raise ValueError(f"voxel encoder (occ) expects [B, X, Y, Z] class ids, got shape {tuple(x.shape)}")
-            active = (x != cfg.num_classes - 1).permute(0, 3, 1, 2)  # [B, Z, X, Y]
-            feats = self.embed(x.long()).permute(0, 4, 3, 1, 2) * active[:, None]
-            return feats, active
+            grid = x.permute(0, 3, 1, 2)  # [B, Z, X, Y]
+            active = grid != cfg.num_classes - 1
+            coords = active.nonzero()  # sorted (b, z, x, y)
+            return SparseVoxels(coords, self.embed(grid[active].long()), tuple(grid.shape[1:]), grid.shape[0])
         return mean_vfe(x, valid, cfg)
 
-    def forward(self, feats: Tensor, active: Tensor) -> Tensor:
-        """Voxel features [B, C, Z, X, Y] on the sites ``active`` -> BEV map [B, dim, X / patch, Y / patch]."""
-        x = feats * active[:, None]
+    def forward(self, voxels: SparseVoxels) -> Tensor:
+        """Active voxels -> BEV map [B, dim, X / patch, Y / patch] (the only dense tensor: spconv's ``.dense()``)."""
+        cache: RulebookCache = {}
+        x = voxels
         for layer in self.layers:
-            x, active = layer(x, active)
-        b, c, z, h, w = x.shape
-        return x.reshape(b, c * z, h, w)  # HeightCompression: the height folded into channels
+            x = layer(x, cache)
+        out = x.dense()
+        b, c, z, h, w = out.shape
+        return out.reshape(b, c * z, h, w)  # HeightCompression: the height folded into channels
 
 
-def mean_vfe(points: Tensor, valid: Tensor | None, cfg: VoxelEncoderConfig) -> tuple[Tensor, Tensor]:
-    """LiDAR points [B, P, 4] (+ valid [B, P]) -> the mean point of each voxel [B, 4, Z, X, Y], activity [B, Z, X, Y]."""
+def mean_vfe(points: Tensor, valid: Tensor | None, cfg: VoxelEncoderConfig) -> SparseVoxels:
+    """LiDAR points [B, P, 4] (+ valid [B, P]) -> the occupied voxels, each with the mean of its points."""
     if points.dim() != 3 or points.shape[-1] != 4:
         raise ValueError(f"voxel encoder (lidar) expects points [B, P, 4] (x, y, z, intensity), got {tuple(points.shape)}")
-    b, p, _ = points.shape
+    b = points.shape[0]
     X, Y, Z = cfg.grid_shape
     lower = points.new_tensor(cfg.grid_lower)
     size = points.new_tensor(cfg.voxel_size)
@@ -180,15 +166,13 @@ def mean_vfe(points: Tensor, valid: Tensor | None, cfg: VoxelEncoderConfig) -> t
     inside = ((idx >= 0) & (idx < idx.new_tensor([X, Y, Z]))).all(-1)
     if valid is not None:
         inside &= valid
-    cell = (idx[..., 2] * X + idx[..., 0]) * Y + idx[..., 1]  # (z, x, y) row-major
-    cell = torch.where(inside, cell, torch.full_like(cell, Z * X * Y))  # outside / padding -> a dump cell
-    cell = cell + torch.arange(b, device=points.device)[:, None] * (Z * X * Y + 1)
-    n = b * (Z * X * Y + 1)
-    sums = points.new_zeros(n, 4).index_add_(0, cell.reshape(-1), points.reshape(-1, 4))
-    counts = points.new_zeros(n).index_add_(0, cell.reshape(-1), torch.ones_like(cell.reshape(-1), dtype=points.dtype))
-    mean = (sums / counts.clamp_min(1.0)[:, None]).view(b, Z * X * Y + 1, 4)[:, :-1]
-    active = (counts.view(b, Z * X * Y + 1)[:, :-1] > 0).view(b, Z, X, Y)
-    return mean.transpose(1, 2).reshape(b, 4, Z, X, Y), active
+    batch = torch.arange(b, device=points.device)[:, None].expand_as(inside)
+    coords = torch.stack([batch, idx[..., 2], idx[..., 0], idx[..., 1]], -1)[inside]  # [M, 4] (b, z, x, y)
+    shape = (Z, X, Y)
+    keys, inverse = torch.unique(linear_keys(coords, shape), return_inverse=True)  # sorted voxel keys
+    sums = points.new_zeros(keys.numel(), 4).index_add_(0, inverse, points[inside])
+    counts = points.new_zeros(keys.numel()).index_add_(0, inverse, points.new_ones(inverse.numel()))
+    return SparseVoxels(unravel_keys(keys, shape), sums / counts[:, None], shape, b)
 
 
 def lidar_frames(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
@@ -206,4 +190,4 @@ def lidar_frames(batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
     return points.float(), valid
 
 
-__all__ = ["MaskedBatchNorm", "VoxelEncoder", "VoxelEncoderConfig", "lidar_frames", "mean_vfe"]
+__all__ = ["SparseBlock", "VoxelEncoder", "VoxelEncoderConfig", "lidar_frames", "mean_vfe"]
