@@ -33,13 +33,18 @@ def model(**enc) -> AdlJepa:
     return AdlJepa(AdlJepaConfig(encoder=VoxelEncoderConfig(**{**cfg, **enc}), diag_every=0)).train()
 
 
+def views(m: AdlJepa, occ: torch.Tensor, masks):
+    """The model's views of `occ`: the online encoder's voxels for the context, the target encoder's for targets."""
+    return m.views(m.encoder.voxelize(occ), m.target_encoder.voxelize(occ), masks)
+
+
 def test_targets_at_masked_cells_ignore_the_context_cells():
     m = model()
     occ = scene()
     vox = m.encoder.voxelize(occ)
     masks = m.masks(vox, step=0)
     assert masks.context.any() and masks.target.any() and masks.target_empty.any()
-    _, _, tgt = m.views(vox, masks)
+    _, _, tgt = views(m, occ, masks)
     # Change only the voxels of the context cells (their class, and which of their voxels are occupied).
     ctx_cols = masks.context.repeat_interleave(2, 1).repeat_interleave(2, 2)  # [B, X, Y]
     occ2 = occ.clone()
@@ -47,24 +52,39 @@ def test_targets_at_masked_cells_ignore_the_context_cells():
     occ2[..., 5][ctx_cols] = 7
     vox2 = m.encoder.voxelize(occ2)
     assert torch.equal(m.bev_occupied(vox2), m.bev_occupied(vox))  # the same cells stay occupied
-    ctx, _, tgt2 = m.views(vox2, masks)
+    ctx, _, tgt2 = views(m, occ2, masks)
     masked = masks.target | masks.target_empty
     assert torch.equal(tgt2.permute(0, 2, 3, 1)[masked], tgt.permute(0, 2, 3, 1)[masked])
-    ctx1, _, _ = m.views(vox, masks)
+    ctx1, _, _ = views(m, occ, masks)
     assert not torch.allclose(ctx1, ctx)  # the context encoder does see the change
     # And a change inside a masked cell does reach its target.
     tgt_cols = masks.target.repeat_interleave(2, 1).repeat_interleave(2, 2)
     occ3 = occ.clone()
     occ3[tgt_cols[..., None].expand_as(occ3) & (occ3 != FREE)] = 2
-    _, _, tgt3 = m.views(m.encoder.voxelize(occ3), masks)
+    _, _, tgt3 = views(m, occ3, masks)
+    assert not torch.allclose(tgt3.permute(0, 2, 3, 1)[masks.target], tgt.permute(0, 2, 3, 1)[masks.target])
+
+
+def test_targets_read_the_target_encoders_class_embedding():
+    m = model()
+    occ = scene()
+    masks = m.masks(m.encoder.voxelize(occ), step=0)
+    _, _, tgt = views(m, occ, masks)
+    with torch.no_grad():
+        m.encoder.embed.weight.add_(1.0)  # the online copy drifts; the EMA target's does not
+    _, _, tgt2 = views(m, occ, masks)
+    assert torch.equal(tgt, tgt2)
+    with torch.no_grad():
+        m.target_encoder.embed.weight.add_(1.0)
+    _, _, tgt3 = views(m, occ, masks)
     assert not torch.allclose(tgt3.permute(0, 2, 3, 1)[masks.target], tgt.permute(0, 2, 3, 1)[masks.target])
 
 
 def test_mask_and_empty_tokens_enter_after_the_encoders():
     m = model()
-    vox = m.encoder.voxelize(scene())
-    masks = m.masks(vox, step=3)
-    ctx, _, tgt = m.views(vox, masks)
+    occ = scene()
+    masks = m.masks(m.encoder.voxelize(occ), step=3)
+    ctx, _, tgt = views(m, occ, masks)
     unit_mask = F.normalize(m.mask_token, dim=1)[0, :, 0, 0]
     unit_empty = F.normalize(m.empty_token, dim=1)[0, :, 0, 0]
     rows, trows = ctx.permute(0, 2, 3, 1), tgt.permute(0, 2, 3, 1)
@@ -112,9 +132,8 @@ def test_loss_equals_the_published_get_loss():
     m = model()
     m.cfg.beta = 1.0
     occ = scene(batch=3, seed=4)
-    vox = m.encoder.voxelize(occ)
-    masks = m.masks(vox, step=0)
-    ctx, pred, tgt = m.views(vox, masks)
+    masks = m.masks(m.encoder.voxelize(occ), step=0)
+    ctx, pred, tgt = views(m, occ, masks)
     torch.manual_seed(0)
     # Shrink the context and predictions towards a point so the hinge of the variance term is active.
     ctx, pred = F.normalize(ctx + 30 * ctx.mean((0, 2, 3), keepdim=True), dim=1), F.normalize(pred + 30, dim=1)

@@ -129,16 +129,18 @@ class AdlJepa(nn.Module):
         self.counter = StepCounter()
 
     # ---- inputs ------------------------------------------------------------------------------------
-    def _voxels(self, batch: dict[str, Tensor]) -> SparseVoxels:
-        """The active voxels of the batch's frames."""
+    def _voxels(self, batch: dict[str, Tensor], encoder: VoxelEncoder | None = None) -> SparseVoxels:
+        """The active voxels of the batch's frames, with `encoder`'s input features (the online one's by
+        default; the target branch reads its own EMA copy of the class embedding)."""
+        encoder = encoder or self.encoder
         if self.cfg.encoder.modality == "lidar":
-            return self.encoder.voxelize(*lidar_frames(batch))
-        return self.encoder.voxelize(frames_of(batch["occ"]))
+            return encoder.voxelize(*lidar_frames(batch))
+        return encoder.voxelize(frames_of(batch["occ"]))
 
     def encode(self, x: Tensor) -> Tensor:
         """Frozen features of the target encoder over the whole input: [B, N, D], N the BEV cells row-major.
         ``x``: occupancy [B, X, Y, Z] (occ), or a batch dict with ``lidar`` / ``lidar_count`` (lidar)."""
-        vox = self._voxels(x) if isinstance(x, dict) else self.encoder.voxelize(frames_of(x))
+        vox = self._voxels(x, self.target_encoder) if isinstance(x, dict) else self.target_encoder.voxelize(frames_of(x))
         return self.target_encoder(vox).flatten(2).transpose(1, 2)
 
     def _cells(self, vox: SparseVoxels) -> tuple[Tensor, Tensor, Tensor]:
@@ -158,8 +160,9 @@ class AdlJepa(nn.Module):
         return draw_bev_masks(self.bev_occupied(vox), self.cfg.mask_ratio, step_generator(self.cfg.seed, step))
 
     # ---- the forward pass ----------------------------------------------------------------------------
-    def views(self, vox: SparseVoxels, m: BEVMasks) -> tuple[Tensor, Tensor, Tensor]:
-        """Context, prediction and target maps [B, D, h, w], each L2-normalised over channels."""
+    def views(self, vox: SparseVoxels, target_vox: SparseVoxels, m: BEVMasks) -> tuple[Tensor, Tensor, Tensor]:
+        """Context, prediction and target maps [B, D, h, w], each L2-normalised over channels. `vox` and
+        `target_vox` are the same voxels with the online and the target encoder's input features."""
         in_context = m.context[self._cells(vox)]  # [N]: the voxel rows the context encoder sees
         ctx = self.encoder(vox.select(in_context))
         ctx = torch.where((m.context | m.context_empty)[:, None], ctx, self.mask_token)
@@ -167,7 +170,7 @@ class AdlJepa(nn.Module):
         ctx = F.normalize(ctx, dim=1)
         pred = F.normalize(self.predictor(ctx), dim=1)
         with torch.no_grad():
-            tgt = self.target_encoder(vox.select(~in_context))
+            tgt = self.target_encoder(target_vox.select(~in_context))
         tgt = F.normalize(torch.where(m.target_empty[:, None], self.empty_token, tgt), dim=1)
         return ctx, pred, tgt
 
@@ -175,8 +178,10 @@ class AdlJepa(nn.Module):
         cfg = self.cfg
         step = self.counter.value
         vox = self._voxels(batch)
+        with torch.no_grad():
+            target_vox = self._voxels(batch, self.target_encoder)
         m = self.masks(vox, step)
-        ctx, pred, tgt = self.views(vox, m)
+        ctx, pred, tgt = self.views(vox, target_vox, m)
         cos = 1.0 - (pred * tgt).sum(1)  # [B, h, w]; both unit vectors
         jepa = cfg.occupied_weight * _mean(cos[m.target]) + cfg.empty_weight * _mean(cos[m.target_empty])
         d = ctx.shape[1]
