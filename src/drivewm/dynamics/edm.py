@@ -143,9 +143,10 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         r = self.proj(x)
-        x = self.conv1(F.silu(self.norm1(x, cond)))
-        x = self.conv2(F.silu(self.norm2(x, cond)))
-        return self.attn(x + r)
+        inplace = not torch.is_grad_enabled()  # sampling: the norms and conv2 return fresh tensors
+        x = self.conv1(F.silu(self.norm1(x, cond), inplace=inplace))
+        x = self.conv2(F.silu(self.norm2(x, cond), inplace=inplace))
+        return self.attn(x.add_(r) if inplace else x + r)
 
 
 class ResBlocks(nn.Module):
@@ -187,7 +188,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         m = 2**self._num_down
-        x = F.pad(x, (0, math.ceil(w / m) * m - w, 0, math.ceil(h / m) * m - h))
+        pad = (0, math.ceil(w / m) * m - w, 0, math.ceil(h / m) * m - h)
+        x = F.pad(x, pad) if any(pad) else x
         d_outputs = []
         for block, down in zip(self.d_blocks, self.downsamples):
             x_down = down(x)
