@@ -11,7 +11,8 @@
    frames of the run's autoregressive forecast (4 context frames, the recorded actions, seeded noise) against
    copy-last on the same windows; target at +1: copy-last + 1 dB, at +2: copy-last.
 
-    python benchmarks/bench_diamond.py [--quick] [--threads N] [--device cuda] [--run DIR --data DIR [--stride 4]]
+    python benchmarks/bench_diamond.py [--quick] [--threads N] [--device cuda] [--run DIR --data DIR [--stride 4]
+                                       [--euler-steps N]]
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
     for step in (1, 2):
         ours, ref = psnr["ours"][step - 1], psnr["copy"][step - 1]
         # Ratio of the mean squared errors (copy-last's over ours): > 1 when ours is closer to the truth.
-        emit(f"psnr_+{step}_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
+        emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
              ratio=10 ** ((ours - ref) / 10))
 
 
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--data", default="", help="camera store for the PSNR comparison (needs --run)")
     ap.add_argument("--stride", type=int, default=4, help="frames between held-out windows")
     ap.add_argument("--windows", type=int, default=0, help="at most this many held-out windows (0: all)")
+    ap.add_argument("--euler-steps", type=int, default=0,
+                    help="PSNR with this many Euler steps instead of the run's (a drivewm variant; 0: the run's)")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.threads:
@@ -125,6 +128,8 @@ def main() -> None:
     with torch.no_grad():
         sampling_speed(model, 16, 1 if args.quick else 3, device)
         if args.run and args.data:
+            if args.euler_steps:
+                model.cfg.sampler.num_steps = args.euler_steps
             forecast_psnr(model, args.data, args.stride, 16 if args.quick else args.windows, device)
 
 
