@@ -1,14 +1,18 @@
 """DIAMOND's sampling speed, and with a trained run its forecast PSNR against copy-last; one JSON line each.
 
 1. frames/s of EDM sampling at 3 Euler steps (the official world_model_env setting), batch 16, on 64 x 128 frames
-   from the world/diamond_camera_tiny.yaml model (untrained, or --run's): ours. Reference: the same network with
-   a 1-step sampler (the fastest it can sample; the ratio is the price of the two extra steps, ~1/3).
+   from the world/diamond_camera_tiny.yaml model (untrained, or --run's): ours, `forecast` (the sampling path:
+   conditioning computed once per frame, channels-last U-Net). Reference: the same frames, noise and sampler
+   through the plain path (`EDMNextFrame.denoise` at every step, the network as training runs it). Both timed
+   alternately, best of the repeats, in wall-clock and in process CPU time (frames per CPU-second: a usable
+   figure on a loaded machine; on `threads` idle cores wall-clock frames/s is at most threads x that).
    Target: 25 frames/s (issue #27).
 2. With --run and --data: PSNR (dB, over all pixels of every held-out window, the 'val' split) at +1 and +2
    frames of the run's autoregressive forecast (4 context frames, the recorded actions, seeded noise) against
    copy-last on the same windows; target at +1: copy-last + 1 dB, at +2: copy-last.
 
-    python benchmarks/bench_diamond.py [--quick] [--device cuda] [--run DIR --data DIR [--stride 4]]
+    python benchmarks/bench_diamond.py [--quick] [--threads N] [--device cuda] [--run DIR --data DIR [--stride 4]
+                                       [--euler-steps N]]
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 import torch
 
 from drivewm.baselines.camera import CopyLastCamera
-from drivewm.dynamics.edm import SamplerConfig
+from drivewm.dynamics.edm import edm_sample
 from drivewm.forecaster import split_window
 from drivewm.registry import build_model
 from drivewm.train.config import load_run_config
@@ -28,10 +32,11 @@ from drivewm.train.config import load_run_config
 PAST = 4
 
 
-def emit(case: str, unit: str, ours: float, reference: float, target: float, ratio: float | None = None) -> None:
+def emit(case: str, unit: str, ours: float, reference: float, target: float, ratio: float | None = None,
+         **extra) -> None:
     print(json.dumps({"bench": "diamond", "case": case, "unit": unit, "ours": round(ours, 3),
                       "reference": round(reference, 3), "ratio": round(ratio if ratio is not None else ours / reference, 3),
-                      "target": target}), flush=True)
+                      "target": target, **extra}), flush=True)
 
 
 def load(run: str | None, device: torch.device):
@@ -48,27 +53,34 @@ def sampling_speed(model, batch: int, repeats: int, device: torch.device) -> Non
     g = torch.Generator().manual_seed(0)
     context = {"camera": torch.randint(0, 256, (batch, PAST, h, w, 3), generator=g, dtype=torch.uint8).to(device),
                "action": torch.randn(batch, PAST + 1, model.cfg.action_dim, generator=g).to(device)}
-    three = model.cfg.sampler
-    one = SamplerConfig(**{**vars(three), "num_steps": 1})
+    edm, steps = model.edm, model.cfg.sampler.num_steps
 
-    def run(sampler: SamplerConfig) -> float:
-        model.edm.cfg.sampler = sampler
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
+    def plain() -> None:
+        obs, act = model.encode(context["camera"])[:, -edm.cfg.conditioning_frames:], context["action"][:, :PAST]
+        gen = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn(obs[:, 0].shape, generator=gen, device=device)
+        model.decode(edm_sample(lambda x_, s: edm.denoise(x_, s, obs, act), x, edm.cfg.sampler, gen)[:, None])
+
+    def fast() -> None:
         model.forecast(context, 1, generator=torch.Generator(device=device).manual_seed(0))
+
+    def timed(f) -> tuple[float, float]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        return time.perf_counter() - t0
+        t0, c0 = time.perf_counter(), time.process_time()
+        f()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    run(three), run(one)  # warm-up
-    best = [float("inf"), float("inf")]
+    fast(), plain()  # warm-up
+    best = {f: [float("inf"), float("inf")] for f in (fast, plain)}
     for _ in range(repeats):  # alternating, so both sides see the same load of a shared machine
-        for i, sampler in enumerate((three, one)):
-            best[i] = min(best[i], run(sampler))
-    model.edm.cfg.sampler = three
-    emit(f"sample_{three.num_steps}_euler_steps_b{batch}_{h}x{w}_vs_1_step", "frames/s", batch / best[0],
-         batch / best[1], 25.0)
+        for f in (fast, plain):
+            best[f] = [min(a, b) for a, b in zip(best[f], timed(f))]
+    emit(f"sample_{steps}_euler_steps_b{batch}_{h}x{w}_vs_plain_path", "frames/s", batch / best[fast][0],
+         batch / best[plain][0], 25.0, threads=torch.get_num_threads(),
+         ours_per_cpu_s=round(batch / best[fast][1], 3), reference_per_cpu_s=round(batch / best[plain][1], 3))
 
 
 def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.device) -> None:
@@ -93,7 +105,7 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
     for step in (1, 2):
         ours, ref = psnr["ours"][step - 1], psnr["copy"][step - 1]
         # Ratio of the mean squared errors (copy-last's over ours): > 1 when ours is closer to the truth.
-        emit(f"psnr_+{step}_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
+        emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
              ratio=10 ** ((ours - ref) / 10))
 
 
@@ -101,16 +113,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one timed repeat, 16 held-out windows (< 1 minute)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--run", default="", help="a trained diamond run (default: the untrained tiny preset)")
     ap.add_argument("--data", default="", help="camera store for the PSNR comparison (needs --run)")
     ap.add_argument("--stride", type=int, default=4, help="frames between held-out windows")
     ap.add_argument("--windows", type=int, default=0, help="at most this many held-out windows (0: all)")
+    ap.add_argument("--euler-steps", type=int, default=0,
+                    help="PSNR with this many Euler steps instead of the run's (a drivewm variant; 0: the run's)")
     args = ap.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load(args.run or None, device)
     with torch.no_grad():
         sampling_speed(model, 16, 1 if args.quick else 3, device)
         if args.run and args.data:
+            if args.euler_steps:
+                model.cfg.sampler.num_steps = args.euler_steps
             forecast_psnr(model, args.data, args.stride, 16 if args.quick else args.windows, device)
 
 
