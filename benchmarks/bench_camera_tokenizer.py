@@ -6,7 +6,9 @@ PSNR >= 30 dB on held-out simulator frames at 4x downsampling, with >= 80 % of t
 Budget by step count: the preset's `train.steps` is sized from the measured CPU-seconds per step (one thread)
 so that steps x CPU-s/step <= 2 cores x 900 s. The bench trains exactly those steps and reports the CPU
 time it took and its equivalent on 2 idle cores (CPU-s / 2), so a figure taken on a loaded machine still
-says what it would cost on an idle one. `--minutes` caps the wall clock (then fewer steps are done).
+says what it would cost on an idle one. `--minutes` caps the wall clock (then fewer steps are done); `--stop-at N` trains only the first N steps of
+the preset's schedule (warm-up, cosine and GAN start still placed over `train.steps`), so a short run is
+comparable step for step with the full one.
 
 Data: the `tiny_camera` simulator preset (64 x 128 front camera), training episodes seeded 0.., held-out
 episodes seeded 100000.. (other maps, other traffic). Training: the preset's model and optimizer settings
@@ -17,7 +19,7 @@ histogram. `--curve N` also prints the held-out PSNR every N steps (evaluation t
 Reference for the PSNR line: the same frames through 4x area downsampling and bilinear upsampling (a
 continuous 4x bottleneck with 3 channels, no learning).
 
-    python benchmarks/bench_camera_tokenizer.py [--quick] [--config PATH] [--curve N] [key=value ...]
+    python benchmarks/bench_camera_tokenizer.py [--quick] [--config PATH] [--curve N] [--stop-at N] [key=value ...]
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def main() -> None:
     ap.add_argument("--held-out", type=int, default=4, help="held-out episodes")
     ap.add_argument("--frames", type=int, default=40, help="frames per episode")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stop-at", type=int, default=0, help="train only the first N steps of the preset's schedule (0: all)")
     ap.add_argument("--curve", type=int, default=0, help="print the held-out PSNR every N steps (0: only at the end)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = ap.parse_args()
@@ -108,7 +111,8 @@ def main() -> None:
     budget = math.inf if args.minutes is None else args.minutes * 60.0
     start, train_cpu, eval_s = time.perf_counter(), 0.0, 0.0
     step, logs = 0, {}
-    while step < tc.steps and time.perf_counter() - start - eval_s < budget:
+    last = min(tc.steps, args.stop_at) if args.stop_at > 0 else tc.steps
+    while step < last and time.perf_counter() - start - eval_s < budget:
         cpu0 = time.process_time()
         for group in opt.param_groups:
             group["lr"] = tc.lr * warmup_cosine(step, warmup=tc.warmup_steps, total=tc.steps, min_ratio=tc.min_lr_ratio)
@@ -123,7 +127,7 @@ def main() -> None:
         step += 1
         logs = {k: float(v.detach()) for k, v in out.items()}
         train_cpu += time.process_time() - cpu0
-        if args.curve and step % args.curve == 0 and step < tc.steps:
+        if args.curve and step % args.curve == 0 and step < last:
             e0 = time.perf_counter()
             value, idx = evaluate(model, held_out)
             eval_s += time.perf_counter() - e0

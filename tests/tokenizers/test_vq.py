@@ -129,3 +129,35 @@ def test_codes_chosen_in_fp32_under_bf16_autocast():
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         auto = q(x).indices
     assert torch.equal(plain, auto)
+
+
+def test_rotation_trick_gradient_is_the_scaled_rotation_onto_the_code():
+    # e = (2, 0) onto q = (0, 3): R rotates by +90 degrees, lambda = 3 / 2, and the input's gradient is lambda R^T g.
+    e = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    q = torch.tensor([[0.0, 3.0]])
+    out = vq_mod.rotation_trick(e, q)
+    assert torch.allclose(out, q, atol=1e-6)
+    (out * torch.tensor([[1.0, 0.0]])).sum().backward()
+    assert torch.allclose(e.grad, torch.tensor([[0.0, -1.5]]), atol=1e-5)
+    # In any dimension: a gradient along the code reaches the input along the input, norms scaled by lambda.
+    g = torch.Generator().manual_seed(0)
+    e, q = torch.randn(6, 8, generator=g).requires_grad_(), torch.randn(6, 8, generator=g)
+    q_hat = q / q.norm(dim=1, keepdim=True)
+    (vq_mod.rotation_trick(e, q) * q_hat).sum().backward()
+    lam = q.norm(dim=1, keepdim=True) / e.detach().norm(dim=1, keepdim=True)
+    assert torch.allclose(e.grad, lam * e.detach() / e.detach().norm(dim=1, keepdim=True), atol=1e-5)
+
+
+def test_rotation_trick_option_keeps_codes_and_changes_only_the_gradient():
+    torch.manual_seed(0)
+    plain, rot = _vq(beta=0.0).eval(), _vq(beta=0.0, rotation_trick=True).eval()
+    rot.load_state_dict(plain.state_dict())
+    x = torch.randn(10, 8, requires_grad=True)
+    out = rot(x)
+    assert torch.equal(out.indices, plain(x).indices)
+    assert torch.allclose(out.quantized, rot.indices_to_codes(out.indices), atol=1e-6)
+    w = torch.randn(10, 8)
+    (out.quantized * w).sum().backward()
+    assert not torch.allclose(x.grad, w)  # not the straight-through copy
+    lam = rot.embed[out.indices].norm(dim=1) / x.detach().norm(dim=1)
+    assert torch.allclose(x.grad.norm(dim=1), lam * w.norm(dim=1), rtol=1e-4)  # a rotation keeps the norm

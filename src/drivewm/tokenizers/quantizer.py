@@ -39,6 +39,9 @@ class QuantizerConfig:
     """Encoder outputs kept in a ring buffer to restart dead codes from."""
     l2_normalize: bool = False
     """Compare l2-normalised vectors and codes (cosine similarity codebook)."""
+    rotation_trick: bool = False
+    """Pass the decoder's gradient to the encoder through the rotation and rescaling that maps each input onto
+    its code (Fifty et al., arXiv 2410.06424) instead of the straight-through copy (VQ only)."""
     fsq_levels: list[int] = field(default_factory=lambda: [8, 5, 5, 5])
     """Levels per channel of FSQ ([8, 5, 5, 5] gives 1000 codes)."""
 

@@ -3,7 +3,10 @@ arXiv 1711.00937), with the training practice that keeps large codebooks alive.
 
 - Nearest code by ||x||^2 - 2 x.c + ||c||^2 as one matmul per chunk of inputs (no [N, K, D] tensor;
   ||x||^2 does not change the argmin and is dropped).
-- Straight-through estimator: the decoder's gradient is copied to the encoder output.
+- Straight-through estimator: the decoder's gradient is copied to the encoder output; or, with
+  ``rotation_trick``, it reaches the encoder output through the rotation and rescaling that carry the input
+  onto its code, held constant (Fifty et al., "Restructuring Vector Quantization with the Rotation Trick",
+  arXiv 2410.06424; ``rotation_trick``).
 - Loss: beta * ||z_e - sg[e]||^2 (commitment) and, when the codebook is learned by gradient,
   ||sg[z_e] - e||^2 (codebook). With ``ema`` the codebook follows exponential moving averages of
   the assigned encoder outputs (paper's appendix A.1): N_k <- g N_k + (1-g) n_k,
@@ -77,6 +80,23 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator | Non
     return centres, sizes
 
 
+def rotation_trick(e: torch.Tensor, q: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Inputs ``e`` [N, D] onto codes ``q`` [N, D]: the value is ``q``, the gradient to ``e`` goes through
+    lambda R, with R the rotation taking e / ||e|| to q / ||q|| and lambda = ||q|| / ||e||, both treated as
+    constants. R = I - 2 w w^T + 2 q^ u^T with u = e / ||e||, q^ = q / ||q||, w = (u + q^) / ||u + q^||, as
+    ``get_very_efficient_rotation`` and its caller in cfifty/rotation_trick ``src/models/vq_vae.py``
+    (commit 99104924a2a61d393be30567ee8a47b350050622), eps included. The forward value is then set to ``q``
+    (up to rounding, as the straight-through value), not q moved by the eps terms."""
+    e_norm = e.norm(dim=1, keepdim=True)
+    q_norm = q.norm(dim=1, keepdim=True).detach()
+    u = (e / (e_norm + eps)).detach()
+    q_hat = q.detach() / (q_norm + eps)
+    w = F.normalize(u + q_hat, dim=1).detach()
+    rotated = e - 2 * (e * w).sum(1, keepdim=True) * w + 2 * (e * u).sum(1, keepdim=True) * q_hat
+    out = rotated * (q_norm / (e_norm + eps)).detach()
+    return out + (q.detach() - out).detach()
+
+
 class VectorQuantizer(nn.Module):
     """VQ of ``dim``-channel vectors: ``forward(x[..., D]) -> QuantizeOutput``."""
 
@@ -142,8 +162,11 @@ class VectorQuantizer(nn.Module):
             loss = loss + F.mse_loss(q, flat.detach())
         if self.training:
             self._update(flat.detach(), idx)
-        # Straight-through: forward value q, gradient of the identity to the encoder output.
-        q_st = flat + (q - flat).detach()
+        if self.cfg.rotation_trick:
+            q_st = rotation_trick(flat, q)
+        else:
+            # Straight-through: forward value q, gradient of the identity to the encoder output.
+            q_st = flat + (q - flat).detach()
         logs = code_usage_logs(idx, self.codebook_size)
         logs["commit"] = commit.detach()
         return QuantizeOutput(q_st.reshape(*lead, self.dim).to(x.dtype), idx.reshape(lead), loss, logs)
