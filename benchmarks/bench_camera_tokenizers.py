@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import time
 
 import torch
 
@@ -105,16 +107,24 @@ def main() -> None:
 
     recon, fc, psnr = {}, {}, {}
     grid = None
+    start = time.perf_counter()
+
+    def phase(text: str) -> None:  # a default run takes about an hour on one thread: say where it is
+        print(f"[{time.perf_counter() - start:7.0f} s] {text}", file=sys.stderr, flush=True)
+
     for side, name in TOKENIZERS.items():
+        phase(f"{side}: training the tokenizer ({args.tokenizer_steps} steps)")
         cfg, tok = train_tokenizer(name, train, hw, codebook, steps=args.tokenizer_steps, clip=args.clip, batch=4,
                                    channels=channels)
         grid = tok.token_shape
         rec = torch.cat([tok.reconstruct(c) for c in truth.split(32)])  # each window one clip
         recon[side] = frechet(extractor, prepare, truth, rec)
+        phase(f"{side}: training the GPT on its tokens ({args.world_steps} steps)")
         model = train_world("gpt_world", cfg, tok, train, train_steps=args.world_steps, **world)
         pred = forecast(model, held_out, past, args.horizon)
         fc[side] = frechet(extractor, prepare, truth, torch.cat([truth[:, :past], pred], 1))
         psnr[side] = (frame_psnr(rec, truth), frame_psnr(pred[:, 0], truth[:, past]))
+    phase("done")
     common = {"extractor": extractor.name, "bits_per_frame": grid[0] * grid[1] * math.log2(codebook),
               "token_grid": list(grid), "codebook": codebook, "image": list(hw), "tokenizer_steps": args.tokenizer_steps,
               "world_steps": args.world_steps, "windows": int(truth.shape[0]), "clip_frames": window,
