@@ -16,10 +16,7 @@ noise + action embedding and the U-Net), ``diffusion_sampler.py`` (the sampler),
   fed the 8-bit denoised frames before it (``wrap_model_output``) as the official loop does;
 * sampling: Karras' schedule (sigma_min 2e-3, sigma_max 5, rho 7), 3 Euler steps, no churn, from x ~ N(0, I);
   `EDMNextFrame.sampling_denoiser` computes the network's parts that do not depend on x once per frame
-  (outputs equal to the plain path's up to float rounding, tests/dynamics/test_diamond_sampling.py);
-* an option of the later csgo branch (commit 851cefb497733d27f1b85c804104638765860fca): ``noise_previous_obs``
-  noises the conditioning frames in training and embeds their noise level beside sigma's, and the sampler's
-  ``s_cond`` noises them before every step (tests/dynamics/test_diamond_noise_previous_obs.py).
+  (outputs equal to the plain path's up to float rounding, tests/dynamics/test_diamond_sampling.py).
 
 `DiamondCamera` runs it on camera frames (uint8 [B, T, H, W, 3] <-> [-1, 1]); `DiamondBEV` on occupancy, whose
 classes become fixed embeddings with height folded into channels on the BEV plane, decoded to the nearest
@@ -74,11 +71,6 @@ class DiamondConfig:
     sigma_data: float = 0.5
     sigma_offset_noise: float = 0.3
     sigma_distribution: SigmaDistributionConfig = field(default_factory=SigmaDistributionConfig)
-    noise_previous_obs: bool = False
-    """Noise the conditioning frames in training, at a level drawn as the target's (sigma_distribution, with
-    the offset noise), which the network reads through a second Fourier embedding: the csgo branch's defence
-    against autoregressive drift (``Denoiser.forward``, commit 851cefb, config/agent/csgo.yaml). The sampler
-    then gives the frames' level as sampler.s_cond."""
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
 
@@ -95,14 +87,8 @@ class EDMNextFrame(nn.Module):
         if cfg.action_dim < 1:
             raise ValueError(f"model.action_dim must be >= 1, got {cfg.action_dim}")
         cfg.sampler.check()
-        if cfg.sampler.s_cond > 0 and not cfg.noise_previous_obs:
-            raise ValueError(f"model.sampler.s_cond={cfg.sampler.s_cond} needs a model trained with "
-                             "model.noise_previous_obs: true")
         self.cfg = cfg
         self.noise_emb = FourierFeatures(cfg.cond_channels)
-        # The csgo branch embeds a zero level when the frames are clean; a constant the main branch lacks and
-        # cond_proj's bias absorbs, so the embedding exists only with noise_previous_obs.
-        self.noise_cond_emb = FourierFeatures(cfg.cond_channels) if cfg.noise_previous_obs else None
         self.act_emb = nn.Linear(cfg.action_dim, cfg.cond_channels // n, bias=False)
         self.cond_proj = nn.Sequential(nn.Linear(cfg.cond_channels, cfg.cond_channels), nn.SiLU(),
                                        nn.Linear(cfg.cond_channels, cfg.cond_channels))
@@ -112,71 +98,47 @@ class EDMNextFrame(nn.Module):
         self.conv_out = _conv3x3(cfg.channels[0], img_channels)
         nn.init.zeros_(self.conv_out.weight)
 
-    def inner(self, noisy: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor, act: torch.Tensor,
-              sigma_cond: torch.Tensor | None = None) -> torch.Tensor:
+    def inner(self, noisy: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """F: noisy [B, C, H, W] (already times c_in), c_noise [B], obs [B, n*C, H, W] (times 1/sigma_data),
-        act [B, n, A], sigma_cond [B] the noise level of obs (None: clean) -> [B, C, H, W]."""
-        cond = self.cond_proj(self.noise_emb(c_noise) + self._frame_cond(act, sigma_cond, c_noise))  # [B, cond]
+        act [B, n, A] -> [B, C, H, W]."""
+        cond = self.cond_proj(self.noise_emb(c_noise) + self.act_emb(act.float()).flatten(1))  # [B, cond]
         return self._trunk(self.conv_in(torch.cat((obs, noisy), dim=1)), cond)
-
-    def _frame_cond(self, act: torch.Tensor, sigma_cond: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """The conditioning vector's part that is fixed for a frame: the actions' embedding, plus the
-        conditioning frames' noise level (log(sigma_cond) / 4, 0 when clean) with noise_previous_obs."""
-        emb = self.act_emb(act.float()).flatten(1)
-        if self.noise_cond_emb is not None:
-            c_noise_cond = sigma_cond.log() / 4 if sigma_cond is not None else torch.zeros_like(like)
-            emb = emb + self.noise_cond_emb(c_noise_cond)
-        return emb
 
     def _trunk(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """F after its input conv: the U-Net and the output layers."""
         x = self.unet(x, cond)
         return self.conv_out(F.silu(self.norm_out(x)))
 
-    def model_output(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor,
-                     sigma_cond: torch.Tensor | None = None):
-        """(F's output, the conditioners) for noisy [B, C, H, W] at sigma [B] given obs [B, n, C, H, W] (at
-        noise level sigma_cond [B], None: clean)."""
+    def model_output(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor):
+        """(F's output, the conditioners) for noisy [B, C, H, W] at sigma [B] given obs [B, n, C, H, W]."""
         cs = compute_conditioners(sigma, self.cfg.sigma_data, self.cfg.sigma_offset_noise)
-        obs = obs.flatten(1, 2) / self.cfg.sigma_data
-        return self.inner(noisy * cs.c_in, cs.c_noise, obs, act, sigma_cond), cs
+        return self.inner(noisy * cs.c_in, cs.c_noise, obs.flatten(1, 2) / self.cfg.sigma_data, act), cs
 
-    def sampling_denoiser(self, obs: torch.Tensor, act: torch.Tensor, generator: torch.Generator | None = None
-                          ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[], None] | None]:
-        """(denoise, before_step) for `edm_sample`, for one frame's conditioning, obs [B, n, C, H, W] and act
-        [B, n, A]. denoise(x, sigma) is c_skip x + c_out F(c_in x), `denoise` before its 8-bit grid, with what
-        does not depend on x computed once for all the sampler's steps: conv_in is linear, so
-        conv_in(cat(obs, x)) = conv(obs, W_obs) + b + conv(x, W_x), and the actions' embedding. The U-Net runs
-        channels-last: oneDNN's convolutions on the 16-channel full-resolution maps run about 4x faster in that
-        layout on a CPU. before_step is None unless sampler.s_cond > 0; then it adds that much noise (from
-        `generator`) to the conditioning frames, as the csgo branch's sampler does before every step."""
-        sd, s_cond = self.cfg.sigma_data, self.cfg.sampler.s_cond
+    def sampling_denoiser(self, obs: torch.Tensor, act: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """c_skip x + c_out F(c_in x), `denoise` before its 8-bit grid, for one frame's conditioning, obs
+        [B, n, C, H, W] and act [B, n, A], as a function of (x, sigma), with what does not depend on x computed
+        once for all the sampler's steps: conv_in is linear, so conv_in(cat(obs, x)) = conv(obs, W_obs) + b +
+        conv(x, W_x), and the actions' embedding. The U-Net runs channels-last: oneDNN's convolutions on the
+        16-channel full-resolution maps run about 4x faster in that layout on a CPU."""
+        sd = self.cfg.sigma_data
         obs = (obs.flatten(1, 2) / sd).contiguous(memory_format=torch.channels_last)
         k = obs.shape[1]
-        w_obs, w_x = self.conv_in.weight[:, :k], self.conv_in.weight[:, k:]
-        obs_in = F.conv2d(obs, w_obs, self.conv_in.bias, padding=1)
-        sigma_cond = torch.full((obs.shape[0],), s_cond, device=obs.device) if s_cond > 0 else None
-        frame_cond = self._frame_cond(act, sigma_cond, obs.new_zeros(obs.shape[0]))
+        obs_in = F.conv2d(obs, self.conv_in.weight[:, :k], self.conv_in.bias, padding=1)
+        w_x = self.conv_in.weight[:, k:]
+        act_cond = self.act_emb(act.float()).flatten(1)
 
         def denoise(noisy: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
             cs = compute_conditioners(sigma, sd, self.cfg.sigma_offset_noise)
-            cond = self.cond_proj(self.noise_emb(cs.c_noise) + frame_cond)
+            cond = self.cond_proj(self.noise_emb(cs.c_noise) + act_cond)
             x = F.conv2d((noisy * cs.c_in).contiguous(memory_format=torch.channels_last), w_x, padding=1)
             return cs.c_skip * noisy + cs.c_out * self._trunk(x.add_(obs_in), cond)
 
-        def noise_obs() -> None:
-            nonlocal obs, obs_in
-            noise = torch.randn(obs.shape, generator=generator, device=obs.device, dtype=obs.dtype)
-            obs = obs + noise.contiguous(memory_format=torch.channels_last) * (s_cond / sd)
-            obs_in = F.conv2d(obs, w_obs, self.conv_in.bias, padding=1)
-
-        return denoise, (noise_obs if s_cond > 0 else None)
+        return denoise
 
     @torch.no_grad()
-    def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor,
-                sigma_cond: torch.Tensor | None = None) -> torch.Tensor:
+    def denoise(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """D(x; sigma) = c_skip x + c_out F(c_in x), on the 8-bit grid (``Denoiser.denoise``)."""
-        out, cs = self.model_output(noisy, sigma, obs, act, sigma_cond)
+        out, cs = self.model_output(noisy, sigma, obs, act)
         return quantize(cs.c_skip * noisy + cs.c_out * out)
 
     def loss(self, frames: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -187,16 +149,10 @@ class EDMNextFrame(nn.Module):
         loss = frames.new_zeros(())
         for i in range(frames.shape[1] - n):
             obs, target_frame = frames[:, i:n + i], frames[:, n + i]
-            sigma_cond = None
-            if self.cfg.noise_previous_obs:
-                sigma_cond = sample_training_sigma(frames.shape[0], loc=dist.loc, scale=dist.scale,
-                                                   sigma_min=dist.sigma_min, sigma_max=dist.sigma_max,
-                                                   device=frames.device)
-                obs = apply_noise(obs.flatten(1, 2), sigma_cond, self.cfg.sigma_offset_noise).view_as(obs)
             sigma = sample_training_sigma(frames.shape[0], loc=dist.loc, scale=dist.scale, sigma_min=dist.sigma_min,
                                           sigma_max=dist.sigma_max, device=frames.device)
             noisy = apply_noise(target_frame, sigma, self.cfg.sigma_offset_noise)
-            out, cs = self.model_output(noisy, sigma, obs, act[:, i:n + i], sigma_cond)
+            out, cs = self.model_output(noisy, sigma, obs, act[:, i:n + i])
             loss = loss + F.mse_loss(out, (target_frame - cs.c_skip * noisy) / cs.c_out)
             # Later targets are conditioned on this frame as the model denoised it, as in the official loop.
             frames[:, n + i] = quantize((cs.c_skip * noisy + cs.c_out * out).detach())
@@ -212,8 +168,8 @@ class EDMNextFrame(nn.Module):
         for k in range(horizon):
             obs = torch.stack(frames[-n:], 1)
             x = torch.randn(obs[:, 0].shape, generator=generator, device=past.device)
-            denoise, before_step = self.sampling_denoiser(obs, act[:, p + k - n:p + k], generator)
-            x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator, before_step)
+            denoise = self.sampling_denoiser(obs, act[:, p + k - n:p + k])
+            x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator)
             frames.append(x)
             out.append(x)
         return torch.stack(out, 1)

@@ -267,26 +267,19 @@ class SamplerConfig:
     s_tmin: float = 0.0
     s_tmax: float = float("inf")
     s_noise: float = 1.0
-    s_cond: float = 0.0
-    """Noise level of the conditioning frames at sampling: noise of that std is added to them before every
-    step (cumulatively, as the csgo branch's sampler does) and the network is told the level. 0: clean frames.
-    Needs a model trained with noise_previous_obs; the csgo branch's world_model_env configs use 0.005."""
 
     def check(self) -> None:
         if self.num_steps < 1 or self.order not in (1, 2):
             raise ValueError(f"sampler.num_steps must be >= 1 and sampler.order 1 or 2, got {self}")
-        if not 0 < self.sigma_min <= self.sigma_max or self.rho <= 0 or self.s_churn < 0 or self.s_cond < 0:
-            raise ValueError(f"sampler needs 0 < sigma_min <= sigma_max, rho > 0, s_churn >= 0, s_cond >= 0, "
-                             f"got {self}")
+        if not 0 < self.sigma_min <= self.sigma_max or self.rho <= 0 or self.s_churn < 0:
+            raise ValueError(f"sampler needs 0 < sigma_min <= sigma_max, rho > 0, s_churn >= 0, got {self}")
 
 
 def edm_sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-               cfg: SamplerConfig, generator: torch.Generator | None = None,
-               before_step: Callable[[], None] | None = None) -> torch.Tensor:
+               cfg: SamplerConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """The official ``DiffusionSampler.sample`` loop from x (the official code starts from x ~ N(0, I), not
     scaled by sigma_max; the caller draws it): ``denoise(x, sigma [B]) -> D(x; sigma)``. Churn noise, when
-    s_churn > 0, comes from ``generator``. ``before_step()`` runs before each step's first denoising, where the
-    csgo branch's sampler noises the conditioning frames (``s_cond``)."""
+    s_churn > 0, comes from ``generator``."""
     sigmas = build_sigmas(cfg.num_steps, cfg.sigma_min, cfg.sigma_max, cfg.rho).tolist()
     s_in = torch.ones(x.shape[0], device=x.device)
     gamma_ = min(cfg.s_churn / (len(sigmas) - 1), 2**0.5 - 1)
@@ -296,8 +289,6 @@ def edm_sample(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x:
         if gamma > 0:
             eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) * cfg.s_noise
             x = x + eps * (sigma_hat**2 - sigma**2) ** 0.5
-        if before_step is not None:
-            before_step()
         d = (x - denoise(x, sigma * s_in)) / sigma_hat
         dt = next_sigma - sigma_hat
         if cfg.order == 1 or next_sigma == 0:
