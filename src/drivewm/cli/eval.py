@@ -180,30 +180,38 @@ def eval_baselines(
         typer.echo(f"wrote {out}")
 
 
-def _print_tokenizer_table(title: str, result: dict, lidar: bool) -> None:
+_CODE_ROWS = (("codebook usage", "usage"), ("codes used", "codes_used"), ("perplexity", "perplexity"),
+              ("tokens per frame", "tokens_per_frame"), ("bits per frame", "bits_per_frame"),
+              ("entropy bits per frame", "entropy_bits_per_frame"))
+
+
+def _print_tokenizer_table(title: str, result: dict, modality: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    if lidar:
+    if modality == "camera":
+        rows = [("PSNR (dB, mean over the clip's frames)", result["psnr"]), ("SSIM", result["ssim"])]
+        if "fd" in result:
+            lo, hi = result["fd_interval"]["low"], result["fd_interval"]["high"]
+            rows.append((f"{result['fd_name']} (95 % interval {lo:.4g} to {hi:.4g})", result["fd"]))
+        levels = [p for p in ("top_", "bottom_") if f"{p}usage" in result] or ([""] if "usage" in result else [])
+        rows += [(f"{p}{label}", result[p + key]) for p in levels for label, key in _CODE_ROWS]
+        if len(levels) > 1:
+            rows.append(("bits per frame, both levels", result["bits_per_frame"]))
+        rows += [("clips x frames", f"{result['clips']} x {result['clip_frames']}")]
+    elif modality == "lidar":
         rows = [("depth L1 (m)", result["l1"]), ("depth AbsRel", result["absrel"]), ("Chamfer (m^2)", result["cd"]),
                 ("near-field Chamfer (m^2)", result["nfcd"])]
     else:
         rows = [("IoU (%)", result["iou"]), ("mIoU (%, OccWorld: absent class = 100)", result["miou"]),
                 (f"mIoU over the {result['classes_present']} classes present (%)", result["miou_present"])]
         rows += [(f"  IoU {name} (%)", v) for name, v in result["per_class_iou"].items()]
-    rows += [
-        ("codebook usage", result["usage"]),
-        ("codes used", result["codes_used"]),
-        ("perplexity", result["perplexity"]),
-        ("tokens per frame", result["tokens_per_frame"]),
-        ("bits per frame", result["bits_per_frame"]),
-        ("entropy bits per frame", result["entropy_bits_per_frame"]),
-        ("compression ratio", result["compression_ratio"]),
-        ("frames", result["frames"]),
-    ]
+    if modality != "camera":
+        rows += [(label, result[key]) for label, key in _CODE_ROWS]
+        rows += [("compression ratio", result["compression_ratio"]), ("frames", result["frames"])]
     for name, v in rows:
         table.add_row(name, f"{v:.4g}" if isinstance(v, float) else str(v))
     Console().print(table)
@@ -217,15 +225,22 @@ def eval_tokenizer(
     which: str = typer.Option("best", "--which", help="Checkpoint: 'best' or 'latest'."),
     device: str = typer.Option("cpu", "--device", help="'cpu' or 'cuda'."),
     out: Optional[str] = typer.Option(None, "--out", help="Directory for results/tokenizer.json and tokenizer.png (default: the run)."),
+    clip_frames: int = typer.Option(8, "--clip-frames", help="Camera: frames per reconstructed clip (a temporal tokenizer's context; the Frechet protocol's clip length)."),
+    extractor: str = typer.Option("", "--extractor", help=_EXTRACTOR_HELP),
+    fd_protocol: str = typer.Option("", "--fd-protocol", help=_FD_PROTOCOL_HELP),
 ) -> None:
     """Reconstruct every frame through the tokens: IoU / mIoU / per-class IoU (occupancy, OccWorld
-    protocol) or depth L1 / Chamfer (LiDAR), codebook usage, perplexity, bits per frame, compression ratio; saves
-    input vs reconstruction."""
+    protocol), depth L1 / Chamfer (LiDAR) or PSNR / SSIM and, with --extractor and --fd-protocol, a named Frechet
+    distance (camera, clips of --clip-frames); codebook usage, perplexity, bits per frame; saves input vs
+    reconstruction."""
     from drivewm.config import ConfigError, parse_run_args
     from drivewm.report.results import write_result
+    from drivewm.tokenizers.camera import CameraAutoencoder
     from drivewm.tokenizers.evaluate_run import evaluate_tokenizer
+    from drivewm.tokenizers.vqvae2 import VQVAE2
     from drivewm.train.checkpoint import load_run
 
+    CAMERA_TOKENIZERS = (CameraAutoencoder, VQVAE2)
     args = parse_run_args(ctx.args)
     data = _store(args, "tokenizer")
     if len(args.paths) != 1:
@@ -233,10 +248,20 @@ def eval_tokenizer(
     run = args.paths[0]
     cfg, model = load_run(run, which=which, device=device)
     out_dir = Path(out or run)
-    ev = evaluate_tokenizer(model, cfg, data, out_dir, split=split, batch_size=batch_size, max_frames=max_frames,
-                            device=device)
+    if isinstance(model, CAMERA_TOKENIZERS):
+        from drivewm.evaluation.camera_tokenizer import evaluate_camera_tokenizer
+
+        ev = evaluate_camera_tokenizer(model, f"{cfg.model.name} ({Path(run).name})", data, out_dir, split=split,
+                                       batch_size=batch_size, clip_frames=clip_frames,
+                                       max_clips=-(-max_frames // clip_frames), device=device, extractor=extractor,
+                                       fd_protocol=fd_protocol)
+    elif extractor or fd_protocol:
+        raise ConfigError(f"--extractor / --fd-protocol score camera tokenizers; {run} is a {cfg.model.name}")
+    else:
+        ev = evaluate_tokenizer(model, cfg, data, out_dir, split=split, batch_size=batch_size, max_frames=max_frames,
+                                device=device)
     title = f"Tokenizer {cfg.model.name} reconstruction ({data}, {split})"
-    _print_tokenizer_table(title, ev.result, ev.lidar)
+    _print_tokenizer_table(title, ev.result, ev.modality)
     write_result(out_dir, **ev.result_table(title))
     typer.echo(f"picture: {ev.picture}")
     typer.echo(json.dumps({k: v for k, v in ev.result.items() if not isinstance(v, dict)}))

@@ -2,7 +2,8 @@
 
 Picks the protocol by the tokenizer's modality (occupancy: OccWorld IoU / mIoU; LiDAR: depth L1 /
 Chamfer), saves input vs reconstruction (and, for occupancy, the codebook-usage histogram) under
-`out_dir/results/`, and returns the numbers with the result table the report reads.
+`out_dir/results/`, and returns the numbers with the result table the report reads. Camera tokenizers are
+scored as camera forecasts are, by `drivewm.evaluation.camera_tokenizer`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from drivewm.tokenizers.occworld_vae import OccWorldVAE
 class TokenizerEvaluation:
     result: dict
     """Every metric (per-class IoU as a dict for occupancy)."""
-    lidar: bool
-    """True for a LiDAR tokenizer (depth / Chamfer metrics), False for occupancy."""
+    modality: str
+    """'occ' (IoU metrics), 'lidar' (depth / Chamfer) or 'camera' (PSNR / SSIM / Frechet)."""
     picture: Path
     """Input vs reconstruction."""
     images: list[str] = field(default_factory=list)
@@ -36,8 +37,9 @@ class TokenizerEvaluation:
     def result_table(self, title: str) -> dict:
         """Keyword arguments of `write_result` for results/tokenizer.json."""
         scalar = {k: v for k, v in self.result.items() if not isinstance(v, (dict, list))}
+        protocol = {"occ": "occworld", "lidar": "4d-occ"}.get(self.modality, self.result.get("fd_name", "psnr_ssim"))
         return dict(name="tokenizer", title=title, columns=["metric", "value"], rows=[[k, v] for k, v in scalar.items()],
-                    protocol="4d-occ" if self.lidar else "occworld", images=self.images,
+                    protocol=protocol, images=self.images,
                     extra={"per_class_iou": self.result.get("per_class_iou", {}),
                            "classes_lost": self.result.get("classes_lost", [])})
 
@@ -72,7 +74,8 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
 
     occupancy = isinstance(model, (OccTokenizer, OccWorldVAE))
     if not occupancy and not isinstance(model, LidarTokenizer):
-        raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy or LiDAR)")
+        raise DrivewmError(f"model {cfg.model.name!r} is not a tokenizer this evaluation knows (occupancy, LiDAR or "
+                           f"camera)")
     bind_model_grids(model.cfg, GridSpec.from_dict(read_manifest(data)["grid"]), str(data), compare=occupancy)
     results = Path(out_dir) / "results"
     if occupancy:
@@ -81,8 +84,8 @@ def evaluate_tokenizer(model, cfg, data: str, out_dir: str | Path, *, split: str
         png = save_occ_comparison(results / "tokenizer.png", model, inputs, recs)
         hist = save_codebook_usage(sorted(result.pop("code_counts"), reverse=True), results / "codebook_usage.png",
                                    title=f"codebook usage: {result['codes_used']} / {result['vocab_size']} codes")
-        return TokenizerEvaluation(result=result, lidar=False, picture=png, images=[png.name, hist.name])
+        return TokenizerEvaluation(result=result, modality="occ", picture=png, images=[png.name, hist.name])
     ds = frame_dataset(cfg, data, split, "lidar", max_frames)
     result, inputs, recs = evaluate_lidar(model, ds, batch_size, device)
     png = save_lidar_comparison(results / "tokenizer.png", inputs, recs)
-    return TokenizerEvaluation(result=result, lidar=True, picture=png, images=[png.name])
+    return TokenizerEvaluation(result=result, modality="lidar", picture=png, images=[png.name])
