@@ -15,7 +15,8 @@ episodes seeded 100000.. (other maps, other traffic). Training: the preset's mod
 (AdamW, its betas and lr with warm-up + cosine over the preset's steps, its GAN schedule), random frames.
 Evaluation: tokens -> uint8 reconstructions of every held-out frame; PSNR (0..255) averaged over frames;
 codes in use: distinct codes over all held-out tokens / codebook size; perplexity of the held-out code
-histogram. `--curve N` also prints the held-out PSNR every N steps (evaluation time is not counted).
+histogram. `--curve N` also prints the held-out PSNR every N steps (evaluation time is not counted), and with
+`model.weight_ema` that of the weight average too (`averaged`), which the last training step hands to the model.
 Reference for the PSNR line: the same frames through 4x area downsampling and bilinear upsampling (a
 continuous 4x bottleneck with 3 channels, no learning).
 
@@ -25,6 +26,7 @@ continuous 4x bottleneck with 3 channels, no learning).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -75,6 +77,13 @@ def evaluate(model: torch.nn.Module, held_out: torch.Tensor) -> tuple[float, tor
             recs.append(to_uint8(model.decode(idx)))
     model.train(was_training)
     return float(frame_psnr(torch.cat(recs), held_out).mean()), torch.cat(codes)
+
+
+def averaged(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of the model holding its weight average (what the last training step hands over)."""
+    copied = copy.deepcopy(model)
+    copied.weight_average.copy_to(copied.averaged_parameters())
+    return copied
 
 
 def main() -> None:
@@ -130,10 +139,11 @@ def main() -> None:
         if args.curve and step % args.curve == 0 and step < last:
             e0 = time.perf_counter()
             value, idx = evaluate(model, held_out)
+            extra = {} if model.weight_average is None else {"averaged": round(evaluate(averaged(model), held_out)[0], 3)}
             eval_s += time.perf_counter() - e0
             line("vqgan_tiny_heldout_psnr_at_step", "dB", value, None, 30.0, steps=step, train_psnr=round(logs["psnr"], 2),
                  codes_in_use=round(100.0 * float(torch.unique(idx).numel()) / model.vocab_size, 1),
-                 train_cpu_s=round(train_cpu, 1))
+                 train_cpu_s=round(train_cpu, 1), **extra)
     train_s = time.perf_counter() - start - eval_s
 
     ours, idx = evaluate(model, held_out)

@@ -138,6 +138,43 @@ def test_each_tokenizer_trains_and_its_reconstruction_loss_falls(name):
     assert last < 0.6 * first, (name, history)
 
 
+def test_weight_ema_averages_the_autoencoder_weights_and_hands_them_over_at_the_last_step():
+    model = build("camera_vqgan", weight_ema=0.2, gan=dict(_GAN, disc_start=0)).train()
+    params = model.averaged_parameters()
+    disc = list(model.adversary.parameters())
+    assert len(params) + len(disc) == len(list(model.parameters())) and not {id(p) for p in params} & {id(p) for p in disc}
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    expected = [p.detach().clone() for p in params]
+    total = 4
+    for step in range(total):
+        model.loss({"camera": clips(batch=2, frames=1, seed=step)})["loss"].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        n = step + 1
+        decay = min(0.2, (1 + n) / (10 + n))  # LitEma's warm-up: 0.18 at n = 1, then the 0.2 cap
+        expected = [decay * e + (1 - decay) * p.detach() for e, p in zip(expected, params)]
+        trained, disc_before = [p.detach().clone() for p in params], [p.detach().clone() for p in disc]
+        model.on_step_end(step, total)
+        for e, a in zip(expected, model.weight_average.averages()):
+            torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-7)
+        if step < total - 1:  # training never sees the average
+            assert all(torch.equal(p, t) for p, t in zip(params, trained))
+    # The last step hands the average to the autoencoder; the discriminator keeps its own weights.
+    assert any(not torch.equal(p, t) for p, t in zip(params, trained))
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-7)
+    assert all(torch.equal(p, d) for p, d in zip(disc, disc_before))
+
+
+def test_weight_ema_covers_the_temporal_blocks_and_is_absent_when_off():
+    temporal = build("camera_temporal_vq", weight_ema=0.99)
+    names = [n for n, _ in temporal.named_parameters() if not n.startswith("adversary.")]
+    assert len(temporal.weight_average.averages()) == len(names) and any(n.startswith("encoder_blocks.") for n in names)
+    assert not any(k.startswith("weight_average") for k in build("camera_vqgan").state_dict())
+    with pytest.raises(DrivewmError, match="weight_ema"):
+        build("camera_vqgan", weight_ema=1.0)
+
+
 @pytest.mark.parametrize("name", ["camera_vqgan", "camera_kl_autoencoder"])
 def test_the_discriminator_learns_to_tell_frames_from_reconstructions(name):
     model = build(name, gan=dict(_GAN, disc_start=0)).train()

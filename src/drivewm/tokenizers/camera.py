@@ -8,6 +8,10 @@ latent-diffusion's convention): ``to_pixels`` and ``to_uint8`` convert.
 Training step counting: the adversarial terms start after ``gan.disc_start`` optimizer steps. The model
 keeps the count in a ``global_step`` buffer that the engine's ``on_step_end`` hook advances, so it is
 saved in checkpoints and a resumed run continues the schedule step for step.
+
+Weight average (drivewm's option, not taming's): with a ``WeightAverage`` the same hook keeps an
+exponential moving average of the autoencoder's weights, and the last training step hands the average
+to the model, so evaluation and the saved weights use it; training itself never sees it.
 """
 
 from __future__ import annotations
@@ -72,6 +76,35 @@ def camera_pixels(batch: dict[str, torch.Tensor], image_hw: tuple[int, int]) -> 
     return to_pixels(cam)
 
 
+class WeightAverage(nn.Module):
+    """Exponential moving average of some parameters, held in buffers so checkpoints carry it and a resumed
+    run continues it. The decay warms up as latent-diffusion's ``LitEma`` (``ldm/modules/ema.py``):
+    the n-th update (n = 1, 2, ...) uses min(decay, (1 + n) / (10 + n)), so early weights fade fast."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise DrivewmError(f"weight_ema must be in (0, 1) (0 turns it off), got {decay}")
+        self.decay = decay
+        self.register_buffer("updates", torch.tensor(0, dtype=torch.long))
+        for i, p in enumerate(params):
+            self.register_buffer(f"p{i}", p.detach().clone())
+
+    def averages(self) -> list[torch.Tensor]:
+        return [b for name, b in self.named_buffers() if name != "updates"]
+
+    @torch.no_grad()
+    def update(self, params: list[nn.Parameter]) -> None:
+        self.updates.add_(1)
+        n = int(self.updates)
+        decay = min(self.decay, (1 + n) / (10 + n))
+        torch._foreach_lerp_(self.averages(), [p.detach() for p in params], 1.0 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, params: list[nn.Parameter]) -> None:
+        torch._foreach_copy_([p.data for p in params], self.averages())
+
+
 class CameraAutoencoder(nn.Module):
     """Base of the camera tokenizers: image checks, the reconstruction and adversarial terms, the step count.
 
@@ -80,13 +113,23 @@ class CameraAutoencoder(nn.Module):
     """
 
     adversary: Adversary | None
+    weight_average: WeightAverage | None
 
     def _build_loss_parts(self, image_size: list[int], downsample: int, gan: GanConfig) -> None:
         self.image_hw = check_image_size(image_size, downsample)
         self.latent_hw = (self.image_hw[0] // downsample, self.image_hw[1] // downsample)
         self.adversary = Adversary(gan) if gan.enabled else None
+        self.weight_average = None
         self.perceptual = PerceptualDistance()
         self.register_buffer("global_step", torch.tensor(0, dtype=torch.long))
+
+    def averaged_parameters(self) -> list[nn.Parameter]:
+        """The autoencoder's parameters (not the discriminator's): what ``weight_ema`` averages."""
+        return [p for name, p in self.named_parameters() if not name.startswith("adversary.")]
+
+    def _build_weight_average(self, decay: float) -> None:
+        """Call after every parameter exists; decay 0 keeps no average (and no extra checkpoint entries)."""
+        self.weight_average = WeightAverage(self.averaged_parameters(), decay) if decay else None
 
     def last_layer(self) -> torch.Tensor:
         """The decoder's final weight, where taming's adaptive weight compares the two gradients."""
@@ -106,6 +149,10 @@ class CameraAutoencoder(nn.Module):
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.global_step.fill_(step + 1)
+        if self.weight_average is not None:
+            self.weight_average.update(self.averaged_parameters())
+            if step + 1 == total_steps:
+                self.weight_average.copy_to(self.averaged_parameters())
 
     def reconstruction_loss(self, x: torch.Tensor, xrec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-pixel |x - x_rec| + perceptual_weight * p [N, 3, H, W], mean p) on frames [N, 3, H, W]."""

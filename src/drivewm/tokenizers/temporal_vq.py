@@ -116,6 +116,7 @@ class TemporalVQ(VQGAN):
         super().__init__(cfg)
         self.encoder_blocks = nn.ModuleList(SpaceTimeBlock(cfg.z_channels, cfg.heads, cfg.rope_theta) for _ in range(cfg.blocks))
         self.decoder_blocks = nn.ModuleList(SpaceTimeBlock(cfg.z_channels, cfg.heads, cfg.rope_theta) for _ in range(cfg.blocks))
+        self._build_weight_average(cfg.weight_ema)  # again: the average must cover the space-time blocks too
 
     @staticmethod
     def _clip_shape(lead: tuple[int, ...]) -> tuple[int, int]:

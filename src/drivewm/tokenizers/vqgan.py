@@ -49,6 +49,10 @@ class VQGANConfig:
     """TorchScript feature network for the perceptual term (empty: no perceptual term; nothing is downloaded)."""
     gan: GanConfig = field(default_factory=GanConfig)
     """The patch-GAN discriminator and its schedule."""
+    weight_ema: float = 0.0
+    """Decay of an exponential moving average of the autoencoder's weights (encoder, decoder, 1x1 convs; not the
+    discriminator, not the EMA codebook), kept during training and loaded into the model at the last training
+    step, so evaluation and the saved weights use it (drivewm's option, not taming's; 0: off)."""
 
 
 class VQGAN(CameraAutoencoder):
@@ -63,6 +67,7 @@ class VQGAN(CameraAutoencoder):
         self.quantizer = build_quantizer(cfg.quantizer, cfg.embed_dim)
         self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
         self.decoder = Decoder2d(cfg.cnn, cfg.z_channels, 3)
+        self._build_weight_average(cfg.weight_ema)
 
     @property
     def vocab_size(self) -> int:
