@@ -138,6 +138,35 @@ def test_chained_steps_follow_multifw_perstep():
     assert int(model.eval().loss(batch)["passes"]) == 1
 
 
+def test_residual_flow_generates_the_change_from_the_input_frame():
+    """residual=True: the flow's data is next - input latents, and samples / estimates add the input back. The
+    untrained head's velocity is 0, so a 1-step sample is the last frame plus the sampler's noise, the one-step
+    estimate the input plus x_t, and the loss the squared (change - noise)."""
+    model = tiny_epona(residual=True, sampling_steps=1).eval()
+    batch = window()
+    z, cond = model.batch_latents(batch), model.conditions(batch, 5)
+    with torch.no_grad():
+        new = model.next_latent(z[:, :3], cond[:, :3], generator=torch.Generator().manual_seed(3))
+    noise = torch.randn((2, model.tokens, 16), generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(new, z[:, 2] + unpatchify(noise, 2, model.latent_shape), atol=1e-6)
+
+    inputs, targets = z[:, :3], z[:, 1:4]
+    torch.manual_seed(4)
+    loss, estimate = model.flow_loss(inputs, cond[:, :3], targets)
+    torch.manual_seed(4)  # the draws flow_loss makes: t per frame, then the noise
+    change = patchify(targets - inputs, 2).flatten(0, 1)
+    t = torch.rand(change.shape[0], 1, 1)
+    noise = torch.randn_like(change)
+    x_t = interpolate(change, noise, t)
+    assert torch.allclose(loss, (change - noise).pow(2).mean(), atol=1e-6)
+    assert torch.allclose(estimate, inputs + unpatchify(x_t, 2, model.latent_shape).reshape(targets.shape), atol=1e-6)
+    plain = tiny_epona(sampling_steps=1).eval()  # Epona's: the sample itself
+    with torch.no_grad():
+        alone = plain.next_latent(z[:, :3], cond[:, :3], generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(alone, unpatchify(torch.randn((2, model.tokens, 16), generator=torch.Generator().manual_seed(3)),
+                                            2, model.latent_shape), atol=1e-6)
+
+
 # --- bad input -----------------------------------------------------------------------------------------------
 def test_bad_inputs_raise_one_clear_error_each():
     model = tiny_epona().eval()

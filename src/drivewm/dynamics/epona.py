@@ -22,7 +22,9 @@ Autonomous Driving", arXiv 2506.24113), after the official code Kevin-thu/Epona 
   flow head's modulation vector (Epona's ``y = pose_emb``). Epona's trajectory DiT (planning) is not built.
 
 drivewm's options: `normalize_latents` standardises each latent channel by statistics of the training
-latents (what latent diffusion's scale_factor does), measured once when a run prepares its data.
+latents (what latent diffusion's scale_factor does), measured once when a run prepares its data; `residual`
+makes the flow generate the change from the input frame to the next (target latents minus input latents; the
+sample is added back to the last frame), so that the untrained flow's zero change is copy-last.
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class EponaConfig:
     normalize_latents: bool = True
     """drivewm's: standardise each latent channel by the training latents' mean and std (set when a run
     prepares its data); off: the autoencoder's raw latents."""
+    residual: bool = False
+    """drivewm's: the flow generates the change from each input frame's latents to the next frame's (the next
+    frame is the input frame plus a sample), so a zero change is copy-last; off: the next frame's latents
+    themselves (Epona)."""
 
     # A frozen tokenizer is nested and adopted exactly as the token world models do.
     frozen_sources = WorldModelConfig.frozen_sources
@@ -223,14 +229,15 @@ class EponaWorldModel(nn.Module):
         as target [B, F, C, h, w] -> (rectified-flow loss, one-step estimates of the targets [B, F, C, h, w])."""
         p = self.cfg.patch
         feats = self.stt(patchify(inputs, p), cond)  # [B, F, N+1, D]
-        x = patchify(targets, p).flatten(0, 1)  # [M, N, P]
+        generated = targets - inputs if self.cfg.residual else targets
+        x = patchify(generated, p).flatten(0, 1)  # [M, N, P]
         t = torch.rand(x.shape[0], 1, 1, device=x.device)
         noise = torch.randn_like(x)
         x_t = interpolate(x, noise, t)
         velocity = self.head(x_t, t.flatten(), feats.flatten(0, 1), cond.flatten(0, 1))
         loss = (velocity - velocity_target(x, noise)).pow(2).mean()
-        estimate = unpatchify(one_step_estimate(x_t, velocity, t), p, self.latent_shape)
-        return loss, estimate.reshape(targets.shape)
+        estimate = unpatchify(one_step_estimate(x_t, velocity, t), p, self.latent_shape).reshape(targets.shape)
+        return loss, estimate + inputs if self.cfg.residual else estimate
 
     def chain_of_forward(self, z: Tensor, cond: Tensor, passes: int) -> tuple[list[Tensor], list[Tensor]]:
         """Epona's chain of `passes` forward passes over latents z [B, T, C, h, w] and conditions [B, T, A]
@@ -271,7 +278,8 @@ class EponaWorldModel(nn.Module):
                             device=window.device)
         times = sampling_times(self.cfg.sampling_steps, self.tokens, self.cfg.schedule_shift)
         x = euler_sample(lambda x_t, t: self.head(x_t, t, feats, cond[:, -1]), noise, times)
-        return unpatchify(x, self.cfg.patch, self.latent_shape)
+        sample = unpatchify(x, self.cfg.patch, self.latent_shape)
+        return window[:, -1] + sample if self.cfg.residual else sample
 
     @torch.no_grad()
     def rollout(self, latents: Tensor, cond: Tensor, horizon: int, *, generator: torch.Generator | None = None) -> Tensor:
