@@ -7,9 +7,10 @@
    alternately, best of the repeats, in wall-clock and in process CPU time (frames per CPU-second: a usable
    figure on a loaded machine; on `threads` idle cores wall-clock frames/s is at most threads x that).
    Target: 25 frames/s (issue #27).
-2. With --run and --data: PSNR (dB, over all pixels of every held-out window, the 'val' split) at +1 and +2
-   frames of the run's autoregressive forecast (4 context frames, the recorded actions, seeded noise) against
-   copy-last on the same windows; target at +1: copy-last + 1 dB, at +2: copy-last.
+2. With --run and --data: PSNR (dB, each frame's, averaged over the held-out windows of the 'val' split, as
+   `drivewm eval forecast` averages it: `ImageQualityMetric`) at +1 and +2 frames of the run's autoregressive
+   forecast (4 context frames, the recorded actions, seeded noise) against copy-last on the same windows;
+   target at +1: copy-last + 1 dB, at +2: copy-last.
 
     python benchmarks/bench_diamond.py [--quick] [--threads N] [--device cuda] [--run DIR --data DIR [--stride 4]
                                        [--euler-steps N]]
@@ -26,6 +27,7 @@ import torch
 from drivewm.baselines.camera import CopyLastCamera
 from drivewm.dynamics.edm import edm_sample
 from drivewm.forecaster import split_window
+from drivewm.metrics.image import ImageQualityMetric
 from drivewm.registry import build_model
 from drivewm.train.config import load_run_config
 
@@ -89,22 +91,22 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
 
     ds = build_dataset(DataConfig(path=data, past=PAST, future=2, stride=stride, keys=["camera", "action"]), "val")
     idx = list(range(len(ds)))[:windows] if windows else list(range(len(ds)))
-    sq = {"ours": torch.zeros(2, dtype=torch.float64), "copy": torch.zeros(2, dtype=torch.float64)}
+    metric = {name: ImageQualityMetric(data_range=255.0, steps=2) for name in ("ours", "copy")}
     count = 0
     gen = torch.Generator(device=device).manual_seed(0)
     for start in range(0, len(idx), 16):
         items = [ds[i] for i in idx[start:start + 16]]
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         context, future = split_window(batch, PAST)
-        truth = future["camera"].double()
+        truth = future["camera"].movedim(-1, -3).double()
         for name, forecaster in (("ours", model), ("copy", CopyLastCamera())):
-            pred = forecaster.forecast(context, 2, generator=gen).double()
-            sq[name] += (pred - truth).pow(2).mean(dim=(2, 3, 4)).sum(0).cpu()  # per-step sum over windows
+            pred = forecaster.forecast(context, 2, generator=gen).movedim(-1, -3).double()
+            metric[name].update(pred.cpu(), truth.cpu())
         count += truth.shape[0]
-    psnr = {k: (10 * torch.log10(255.0**2 / (v / count))).tolist() for k, v in sq.items()}
+    psnr = {k: m.compute()["psnr_per_step"] for k, m in metric.items()}
     for step in (1, 2):
         ours, ref = psnr["ours"][step - 1], psnr["copy"][step - 1]
-        # Ratio of the mean squared errors (copy-last's over ours): > 1 when ours is closer to the truth.
+        # Ratio of the geometric-mean squared errors (copy-last's over ours): > 1 when ours is closer.
         emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
              ratio=10 ** ((ours - ref) / 10))
 
