@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from drivewm.data.config import DataConfig
 from drivewm.data.windows import WindowDataset
 from drivewm.errors import DrivewmError
 from drivewm.evaluation.camera import frechet_setup
@@ -71,8 +72,6 @@ def clip_dataset(data: str | Path, split: str, clip_frames: int, max_clips: int)
     """Non-overlapping clips of `clip_frames` camera frames of the store's `split` (each a window with one
     past frame, which the evaluation loop needs, and `clip_frames` future ones); an evenly spaced subset of
     `max_clips` (0: all)."""
-    from drivewm.data.config import DataConfig
-
     if clip_frames < 1:
         raise DrivewmError(f"--clip-frames must be >= 1, got {clip_frames}")
     cfg = DataConfig(path=str(data), past=1, future=clip_frames, keys=[CAMERA_KEY], stride=clip_frames)
