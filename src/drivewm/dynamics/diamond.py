@@ -73,6 +73,26 @@ class DiamondConfig:
     sigma_distribution: SigmaDistributionConfig = field(default_factory=SigmaDistributionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
+<<<<<<< Updated upstream
+=======
+    warp_prior: bool = False
+    """drivewm's variant: give the denoiser of every frame the previous frame ego-warped into it (moved by the
+    known ego motion through the road-plane homography) as one more conditioning frame. Camera frames only;
+    needs the windows' camera_intrinsics / camera_extrinsics (data.keys) and poses (rel_pose)."""
+    warp_residual: bool = False
+    """With warp_prior (drivewm's variant): the diffusion generates the change from the warped frame, not the
+    frame; the frame is the warped frame plus it, on the 8-bit grid."""
+
+
+# frame [B, C, H, W], index t of it in the clip -> that frame warped into frame t + 1, [B, C, H, W].
+FrameWarp = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def warp_frame(frame: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """frame [B, C, H, W] read (bilinear, border fill) at the source pixels [B, H', W', 2] of the frame after
+    it (`source_pixels`): [B, C, H', W'] in frame's dtype."""
+    return sample_bilinear(frame.movedim(1, -1), pixels[:, None])[:, 0].movedim(-1, 1).to(frame.dtype).contiguous()
+>>>>>>> Stashed changes
 
 
 class EDMNextFrame(nn.Module):
@@ -86,6 +106,8 @@ class EDMNextFrame(nn.Module):
                              f"model.conditioning_frames={n} (>= 1)")
         if cfg.action_dim < 1:
             raise ValueError(f"model.action_dim must be >= 1, got {cfg.action_dim}")
+        if cfg.warp_residual and not cfg.warp_prior:
+            raise ValueError("model.warp_residual generates the change from the warped frame: it needs model.warp_prior")
         cfg.sampler.check()
         self.cfg = cfg
         self.noise_emb = FourierFeatures(cfg.cond_channels)
@@ -151,11 +173,15 @@ class EDMNextFrame(nn.Module):
             obs, target_frame = frames[:, i:n + i], frames[:, n + i]
             sigma = sample_training_sigma(frames.shape[0], loc=dist.loc, scale=dist.scale, sigma_min=dist.sigma_min,
                                           sigma_max=dist.sigma_max, device=frames.device)
+            base = obs[:, -1] if self.cfg.warp_residual else None
+            if base is not None:
+                target_frame = target_frame - base
             noisy = apply_noise(target_frame, sigma, self.cfg.sigma_offset_noise)
             out, cs = self.model_output(noisy, sigma, obs, act[:, i:n + i])
             loss = loss + F.mse_loss(out, (target_frame - cs.c_skip * noisy) / cs.c_out)
             # Later targets are conditioned on this frame as the model denoised it, as in the official loop.
-            frames[:, n + i] = quantize((cs.c_skip * noisy + cs.c_out * out).detach())
+            denoised = (cs.c_skip * noisy + cs.c_out * out).detach()
+            frames[:, n + i] = quantize(denoised if base is None else base + denoised)
         return loss / (frames.shape[1] - n)
 
     @torch.no_grad()
@@ -169,7 +195,12 @@ class EDMNextFrame(nn.Module):
             obs = torch.stack(frames[-n:], 1)
             x = torch.randn(obs[:, 0].shape, generator=generator, device=past.device)
             denoise = self.sampling_denoiser(obs, act[:, p + k - n:p + k])
-            x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator)
+            if self.cfg.warp_residual:  # sampled in frame space around the warped frame: the same Euler steps
+                base = obs[:, -1]
+                x = edm_sample(lambda x_, s: quantize(base + denoise(x_ - base, s)), x + base, self.cfg.sampler,
+                               generator)
+            else:
+                x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator)
             frames.append(x)
             out.append(x)
         return torch.stack(out, 1)
