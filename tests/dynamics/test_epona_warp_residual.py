@@ -220,3 +220,13 @@ def test_older_residual_configs_load_and_keep_their_meaning():
                                   base=torch.zeros_like(z[:, 2]))
     assert torch.allclose(new - alone, z[:, 2], atol=1e-5)  # the base is the last frame
     assert config_from_dict({"name": "epona_world"}, "preset").residual is False
+
+
+def test_the_warp_preset_reads_the_calibration_and_the_published_preset_is_unchanged():
+    from drivewm.train.config import load_run_config
+
+    warp = load_run_config("world/epona_camera_tiny_warp.yaml")
+    assert warp.model.residual and warp.model.residual_base == "ego_warp"
+    assert {"ego_pose", "camera_intrinsics", "camera_extrinsics"} <= set(warp.data.keys)
+    published = load_run_config("world/epona_camera_tiny.yaml")
+    assert not published.model.residual and published.model.residual_base == "last"
