@@ -9,8 +9,9 @@ Data: episodes of the `tiny_camera` simulator preset (64 x 128 front camera) see
 traffic than the training store's), each `past + rollout` frames long, with the training store's expert action
 noise (`--expert-noise`). Short horizons: every window of `past + 2` frames at stride 4; drift: one rollout of `rollout` frames per episode from its first `past`
 frames. Both rows see the same context (past frames, and the ego's actions and poses of every frame: the
-plan); the model samples with a seeded generator. PSNR (peak 255) per frame, averaged. The KL autoencoder's
-own reconstruction of the +1 frames is the ceiling of any model in its latents (`autoencoder_bound_+1`).
+plan, and the camera calibration); the model samples with a seeded generator. PSNR (peak 255) per frame,
+averaged; the ego-warp baseline's (`EgoWarpCamera`) rides along as `ego_warp`. The KL autoencoder's own
+reconstruction of the +1 frames is the ceiling of any model in its latents (`autoencoder_bound_+1`).
 
     drivewm data generate -o DATA --preset tiny_camera -n 48 -t 40 --expert-noise 0.3
     drivewm train tokenizer --config tokenizer/camera_kl_tiny.yaml data=DATA run_dir=runs/camera_kl_tiny
@@ -27,19 +28,22 @@ import time
 import numpy as np
 import torch
 
-from drivewm.baselines.camera import CopyLastCamera
+from drivewm.baselines.camera import CopyLastCamera, EgoWarpCamera
 from drivewm.hub import from_pretrained
 from drivewm.sim import sim_preset, simulate_episode
 
 HELD_OUT_SEED = 100_000
 KEYS = ("camera", "action", "ego_pose")
+STATIC = ("camera_intrinsics", "camera_extrinsics")
+"""Per-episode keys (no frame axis): the calibration the ego-warp baseline and an ego-warped Epona base read."""
 
 
 def episodes(count: int, frames: int, expert_noise: float) -> dict[str, torch.Tensor]:
-    """Held-out episodes [N, frames, ...] of the tiny_camera preset (camera, action, ego_pose)."""
+    """Held-out episodes [N, frames, ...] of the tiny_camera preset (camera, action, ego_pose; the calibration
+    [N, 3, 3] / [N, 4, 4])."""
     cfg = sim_preset("tiny_camera", lidar=False, expert_noise=expert_noise)
     eps = [simulate_episode(cfg, HELD_OUT_SEED + i, frames) for i in range(count)]
-    return {k: torch.from_numpy(np.stack([e[k] for e in eps])) for k in KEYS}
+    return {k: torch.from_numpy(np.stack([e[k] for e in eps])) for k in KEYS + STATIC}
 
 
 def frame_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,7 +58,7 @@ def forecast_psnr(forecaster, data: dict[str, torch.Tensor], past: int, horizon:
     g = torch.Generator().manual_seed(seed)
     scores = []
     for lo in range(0, data["camera"].shape[0], batch):
-        part = {k: v[lo : lo + batch, : past + horizon] for k, v in data.items()}
+        part = {k: v[lo : lo + batch] if k in STATIC else v[lo : lo + batch, : past + horizon] for k, v in data.items()}
         context = {k: (v[:, :past] if k == "camera" else v) for k, v in part.items()}
         pred = forecaster.forecast(context, horizon, generator=g)
         scores.append(frame_psnr(pred, part["camera"][:, past:]))
@@ -94,16 +98,17 @@ def main() -> None:
 
     # Short horizons: windows at stride 4.
     starts = range(0, past + args.rollout - (past + 2) + 1, 4)
-    windows = {k: torch.cat([v[:, s : s + past + 2] for s in starts]) for k, v in data.items()}
+    windows = {k: torch.cat([v if k in STATIC else v[:, s : s + past + 2] for s in starts]) for k, v in data.items()}
     t0 = time.perf_counter()
     ours = forecast_psnr(model, windows, past, 2, args.batch)
     seconds = time.perf_counter() - t0
     ref = forecast_psnr(copy_last, windows, past, 2, args.batch)
+    warped = forecast_psnr(EgoWarpCamera(), windows, past, 2, args.batch)
     n = windows["camera"].shape[0]
     for step in (1, 2):
         line(f"psnr_+{step}", "dB", float(ours[step - 1]), float(ref[step - 1]), "> copy-last (+2); +1 dB at +1 for the best",
              windows=n, margin_db=round(float(ours[step - 1] - ref[step - 1]), 3),
-             sampling_steps=model.cfg.sampling_steps)
+             sampling_steps=model.cfg.sampling_steps, ego_warp=round(float(warped[step - 1]), 3))
     truth = windows["camera"][:, past : past + 1]
     bound = torch.cat([frame_psnr(model.tokenizer.reconstruct(truth[lo : lo + args.batch]), truth[lo : lo + args.batch])
                        for lo in range(0, n, args.batch)]).mean()

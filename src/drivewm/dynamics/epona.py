@@ -23,20 +23,30 @@ Autonomous Driving", arXiv 2506.24113), after the official code Kevin-thu/Epona 
 
 drivewm's options: `normalize_latents` standardises each latent channel by statistics of the training
 latents (what latent diffusion's scale_factor does), measured once when a run prepares its data; `residual`
-makes the flow generate the change from the input frame to the next (target latents minus input latents; the
-sample is added back to the last frame), so that the untrained flow's zero change is copy-last.
+makes the flow generate the change from a base to the next frame (target latents minus the base; the sample is
+added back to the base). `residual_base` says what the base of each input frame is: 'last', the frame itself
+(the untrained flow's zero change is copy-last); 'ego_warp', the frame decoded, warped into the next frame by
+the known ego motion through the road-plane homography (`drivewm.baselines.camera.EgoWarpCamera`'s warp: the
+last frame's road seen from the next pose) and encoded again, so the zero change is the ego-warp baseline;
+'ego_warp_latent', the latent grid itself warped by the same homography at the latent resolution (no decode or
+encode). The motion of frame t to t + 1 comes from the poses (`drivewm.conditions.relative_motion`, the
+motion the 'action_motion' conditions carry), the calibration from the window's `camera_intrinsics` /
+`camera_extrinsics`; training (the latent cache, chain-of-forward), `forecast` and rollouts build the base with
+the one function `ego_warp_raw`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
-from drivewm.conditions import condition_dim, ego_conditions
+from drivewm.baselines.camera import sample_bilinear, source_pixels
+from drivewm.conditions import condition_dim, ego_conditions, relative_motion
+from drivewm.data.camera import scale_intrinsics
 from drivewm.dynamics.base import WorldModelConfig
 from drivewm.dynamics.epona_net import FlowHead, SpatioTemporalTransformer, patchify, unpatchify
 from drivewm.dynamics.rectified_flow import (
@@ -53,6 +63,22 @@ from drivewm.tokenizers.kl_autoencoder import KLAutoencoder
 
 ACTION_DIM = 2
 """Applied action (acceleration, steering) per frame: the data contract's `action` [T, 2]."""
+RESIDUAL_BASES = ("last", "ego_warp", "ego_warp_latent")
+"""What a residual flow's generated change is added to (`EponaConfig.residual_base`)."""
+CALIBRATION_KEYS = ("camera_intrinsics", "camera_extrinsics")
+
+
+class EgoWarp(NamedTuple):
+    """What warps each frame of a window into the next: the ego motion of frame t to t + 1 (x, y, yaw of frame
+    t + 1 in frame t's ego frame) [B, T, 3], and the camera calibration K [B, 3, 3] (pixels) / camera-to-ego
+    E [B, 4, 4]."""
+
+    motion: Tensor
+    intrinsics: Tensor
+    extrinsics: Tensor
+
+    def frames(self, start: int, stop: Optional[int]) -> "EgoWarp":
+        return EgoWarp(self.motion[:, start:stop], self.intrinsics, self.extrinsics)
 
 
 @dataclass(kw_only=True)
@@ -101,9 +127,13 @@ class EponaConfig:
     """drivewm's: standardise each latent channel by the training latents' mean and std (set when a run
     prepares its data); off: the autoencoder's raw latents."""
     residual: bool = False
-    """drivewm's: the flow generates the change from each input frame's latents to the next frame's (the next
-    frame is the input frame plus a sample), so a zero change is copy-last; off: the next frame's latents
-    themselves (Epona)."""
+    """drivewm's: the flow generates the change from a base (`residual_base`) to the next frame's latents (the
+    next frame is the base plus a sample); off: the next frame's latents themselves (Epona)."""
+    residual_base: str = "last"
+    """drivewm's, with residual: the base of each input frame. 'last': the frame's own latents (zero change is
+    copy-last); 'ego_warp': the frame decoded, warped into the next frame by the known ego motion through the
+    road-plane homography and encoded (zero change is the ego-warp baseline; needs ego_pose and the camera
+    calibration in data.keys); 'ego_warp_latent': the latent grid warped by the same homography."""
 
     # A frozen tokenizer is nested and adopted exactly as the token world models do.
     frozen_sources = WorldModelConfig.frozen_sources
@@ -128,6 +158,11 @@ class EponaWorldModel(nn.Module):
         for key in ("context_frames", "sampling_steps", "forward_iter", "multifw_perstep"):
             if getattr(cfg, key) < 1:
                 raise DrivewmError(f"model.{key} must be >= 1, got {getattr(cfg, key)}")
+        if cfg.residual_base not in RESIDUAL_BASES:
+            raise DrivewmError(f"model.residual_base={cfg.residual_base!r} unknown; valid: {', '.join(RESIDUAL_BASES)}")
+        if cfg.residual_base != "last" and not cfg.residual:
+            raise DrivewmError(f"model.residual_base={cfg.residual_base!r} is the base of a residual flow: set "
+                               f"model.residual=true")
         self.action_dim = condition_dim(cfg.condition)
         self.tokens = (h // cfg.patch) * (w // cfg.patch)
         patch_dim = c * cfg.patch**2
@@ -174,13 +209,78 @@ class EponaWorldModel(nn.Module):
 
         if not isinstance(dataset, WindowDataset) or CAMERA_KEY not in dataset.keys:
             return dataset
+        missing = [k for k in CALIBRATION_KEYS if k not in dataset.keys] if self.warps else []
+        if missing:
+            raise DrivewmError(f"model.residual_base={self.cfg.residual_base!r} warps each frame through the camera "
+                               f"calibration: data.keys has no {missing[0]!r} (add {', '.join(CALIBRATION_KEYS)})")
         self.to(device)
-        cached = LatentWindows(self.encode_raw, dataset, device=device, progress=progress)
+        base = self.ego_warp_raw if self.warps else None
+        cached = LatentWindows(self.encode_raw, dataset, device=device, progress=progress, base=base)
         if self.cfg.normalize_latents and dataset.split == "train":
             mean, std = cached.channel_stats()
             self.latent_mean.copy_(mean)
             self.latent_std.copy_(std.clamp_min(1e-6))
         return cached
+
+    # --- the residual's base ------------------------------------------------------------------------------
+    @property
+    def warps(self) -> bool:
+        """Whether the residual's base is the input frame warped by the ego motion."""
+        return self.cfg.residual_base != "last"
+
+    @torch.no_grad()
+    def ego_warp_raw(self, raw: Tensor, motion: Tensor, intrinsics: Tensor, extrinsics: Tensor) -> Tensor:
+        """Raw latents [N, C, h, w] of N frames, the ego motion of each to its next frame [N, 3] and the camera
+        calibration [N, 3, 3] / [N, 4, 4] -> raw latents [N, C, h, w] of each frame warped into its next frame
+        through the road-plane homography (`EgoWarpCamera`: the area it did not see filled from the border).
+        'ego_warp': decoded to uint8 frames, warped, rounded and encoded; 'ego_warp_latent': the latent grid
+        itself, with the intrinsics scaled to it."""
+        pose = motion.double()[:, None]  # [N, 1, 3]: the next frame in this one's ego frame
+        if self.cfg.residual_base == "ego_warp":
+            images = to_uint8(self.tokenizer.decode(raw))  # [N, H, W, 3]
+            pixels = source_pixels(intrinsics, extrinsics, pose, tuple(images.shape[1:3]))
+            warped = sample_bilinear(images, pixels)[:, 0].round().clamp(0, 255).to(torch.uint8)
+            return self.encode_raw(warped)
+        grid = tuple(raw.shape[-2:])
+        image = tuple(self.tokenizer.cfg.image_size)
+        scaled = torch.stack([torch.from_numpy(scale_intrinsics(k.cpu().numpy(), image, grid)) for k in intrinsics])
+        pixels = source_pixels(scaled, extrinsics, pose, grid)  # [N, 1, h, w, 2]
+        return sample_bilinear(raw.movedim(1, -1), pixels)[:, 0].movedim(-1, 1).to(raw.dtype)
+
+    def residual_bases(self, z: Tensor, warp: Optional[EgoWarp]) -> Tensor:
+        """Normalized latents [B, F, C, h, w] -> the base of each frame's successor [B, F, C, h, w]: the frame
+        itself ('last'), else the frame warped by warp.motion [B, F, 3] (`ego_warp_raw`)."""
+        if not self.warps:
+            return z
+        b, f = z.shape[:2]
+        if warp is None or warp.motion.shape[:2] != (b, f):
+            raise ValueError(f"residual_base={self.cfg.residual_base!r} needs the ego motion of each of the {f} frames")
+        raw = self.ego_warp_raw(self.denormalize(z.flatten(0, 1)), warp.motion.flatten(0, 1),
+                                warp.intrinsics.repeat_interleave(f, 0), warp.extrinsics.repeat_interleave(f, 0))
+        return self.normalize(raw).reshape(z.shape)
+
+    def ego_warp_inputs(self, batch: dict[str, Tensor], frames: int) -> Optional[EgoWarp]:
+        """The ego motion of each frame and the calibration of a batch or context (None for residual_base='last');
+        a missing key is one error naming it."""
+        if not self.warps:
+            return None
+        what = f"model.residual_base={self.cfg.residual_base!r} warps each frame into the next"
+        pose_key = next((k for k in ("ego_pose", "rel_pose") if k in batch), None)
+        if pose_key is None:
+            raise DrivewmError(f"{what} by the ego motion: the input has no 'ego_pose' [B, T, 3] (keys {sorted(batch)}; "
+                               f"data.keys: add ego_pose)")
+        for key in CALIBRATION_KEYS:
+            if key not in batch:
+                raise DrivewmError(f"{what} through the road-plane homography: the input has no {key!r} (keys "
+                                   f"{sorted(batch)}; data.keys: add {', '.join(CALIBRATION_KEYS)})")
+        pose, K, E = batch[pose_key], batch["camera_intrinsics"], batch["camera_extrinsics"]
+        b = pose.shape[0]
+        if pose.dim() != 3 or pose.shape[-1] != 3 or pose.shape[1] < frames:
+            raise DrivewmError(f"{what}: {pose_key!r} must be [B, >= {frames}, 3], got {tuple(pose.shape)}")
+        if tuple(K.shape) != (b, 3, 3) or tuple(E.shape) != (b, 4, 4):
+            raise DrivewmError(f"{what}: 'camera_intrinsics' / 'camera_extrinsics' must be [{b}, 3, 3] / [{b}, 4, 4], "
+                               f"got {tuple(K.shape)} / {tuple(E.shape)}")
+        return EgoWarp(relative_motion(pose.float()), K, E)
 
     # --- inputs ------------------------------------------------------------------------------------------
     def batch_latents(self, batch: dict[str, Tensor]) -> Tensor:
@@ -224,12 +324,16 @@ class EponaWorldModel(nn.Module):
         return cond
 
     # --- training -----------------------------------------------------------------------------------------
-    def flow_loss(self, inputs: Tensor, cond: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def flow_loss(self, inputs: Tensor, cond: Tensor, targets: Tensor,
+                  base: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """One forward pass: input frames [B, F, C, h, w] with their conditions [B, F, A], the frame after each
-        as target [B, F, C, h, w] -> (rectified-flow loss, one-step estimates of the targets [B, F, C, h, w])."""
+        as target [B, F, C, h, w] -> (rectified-flow loss, one-step estimates of the targets [B, F, C, h, w]).
+        With residual, the flow generates targets - base (`residual_bases` of the inputs; None: the inputs)."""
         p = self.cfg.patch
         feats = self.stt(patchify(inputs, p), cond)  # [B, F, N+1, D]
-        generated = targets - inputs if self.cfg.residual else targets
+        if self.cfg.residual and base is None:
+            base = inputs
+        generated = targets - base if self.cfg.residual else targets
         x = patchify(generated, p).flatten(0, 1)  # [M, N, P]
         t = torch.rand(x.shape[0], 1, 1, device=x.device)
         noise = torch.randn_like(x)
@@ -237,17 +341,24 @@ class EponaWorldModel(nn.Module):
         velocity = self.head(x_t, t.flatten(), feats.flatten(0, 1), cond.flatten(0, 1))
         loss = (velocity - velocity_target(x, noise)).pow(2).mean()
         estimate = unpatchify(one_step_estimate(x_t, velocity, t), p, self.latent_shape).reshape(targets.shape)
-        return loss, estimate + inputs if self.cfg.residual else estimate
+        return loss, estimate + base if self.cfg.residual else estimate
 
-    def chain_of_forward(self, z: Tensor, cond: Tensor, passes: int) -> tuple[list[Tensor], list[Tensor]]:
+    def chain_of_forward(self, z: Tensor, cond: Tensor, passes: int, *, warp: Optional[EgoWarp] = None,
+                         base: Optional[Tensor] = None) -> tuple[list[Tensor], list[Tensor]]:
         """Epona's chain of `passes` forward passes over latents z [B, T, C, h, w] and conditions [B, T, A]
-        (T >= context_frames + passes) -> (the passes' losses, the input frames each pass read)."""
+        (T >= context_frames + passes) -> (the passes' losses, the input frames each pass read). With an
+        ego-warped residual base, `warp` covers the T frames; `base` [B, >= context_frames, C, h, w], the first
+        pass's bases when already made (the latent cache's), else they are warped here as the later passes' are."""
         cf = self.cfg.context_frames
         inputs, losses, seen = z[:, :cf], [], []
         for j in range(passes):
             targets = torch.cat([inputs, z[:, j + cf : j + cf + 1]], 1)[:, 1:]
             seen.append(inputs)
-            loss, estimate = self.flow_loss(inputs, cond[:, j : j + cf], targets)
+            bases = None
+            if self.cfg.residual:
+                bases = base[:, :cf] if j == 0 and base is not None else \
+                    self.residual_bases(inputs, warp.frames(j, j + cf) if warp is not None else None)
+            loss, estimate = self.flow_loss(inputs, cond[:, j : j + cf], targets, bases)
             losses.append(loss)
             inputs = estimate.detach()
         return losses, seen
@@ -261,17 +372,21 @@ class EponaWorldModel(nn.Module):
             raise DrivewmError(f"windows of {frames} frames: the Epona world model needs context_frames + 1 = {cf + 1} "
                                f"(data.past + data.future >= {cf + 1})")
         cond = self.conditions(batch, frames)
+        warp = self.ego_warp_inputs(batch, frames)
+        base = self.normalize(batch["base_latents"].float()) if self.warps and "base_latents" in batch else None
         chained = self.training and int(self.global_step) % self.cfg.multifw_perstep == 0
         passes = min(self.cfg.forward_iter if chained else 1, frames - cf)
-        losses, _ = self.chain_of_forward(z, cond, passes)
+        losses, _ = self.chain_of_forward(z, cond, passes, warp=warp, base=base)
         loss = torch.stack(losses).mean()
         return {"loss": loss, "loss_first_pass": losses[0].detach(), "passes": torch.tensor(float(passes))}
 
     # --- rollouts -------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def next_latent(self, window: Tensor, cond: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+    def next_latent(self, window: Tensor, cond: Tensor, *, generator: torch.Generator | None = None,
+                    base: Optional[Tensor] = None) -> Tensor:
         """Latents of the context_frames frames before [B, F, C, h, w] and their conditions [B, F, A] -> a sample
-        of the next frame's latents [B, C, h, w] (Euler steps of the flow head from Gaussian noise)."""
+        of the next frame's latents [B, C, h, w] (Euler steps of the flow head from Gaussian noise). With
+        residual, the sample is a change added to `base` [B, C, h, w] (None: the last frame)."""
         feats = self.stt(patchify(window, self.cfg.patch), cond)[:, -1]  # [B, N+1, D]
         b = window.shape[0]
         noise = torch.randn((b, self.tokens, self.latent_shape[0] * self.cfg.patch**2), generator=generator,
@@ -279,18 +394,28 @@ class EponaWorldModel(nn.Module):
         times = sampling_times(self.cfg.sampling_steps, self.tokens, self.cfg.schedule_shift)
         x = euler_sample(lambda x_t, t: self.head(x_t, t, feats, cond[:, -1]), noise, times)
         sample = unpatchify(x, self.cfg.patch, self.latent_shape)
-        return window[:, -1] + sample if self.cfg.residual else sample
+        if not self.cfg.residual:
+            return sample
+        return (window[:, -1] if base is None else base) + sample
 
     @torch.no_grad()
-    def rollout(self, latents: Tensor, cond: Tensor, horizon: int, *, generator: torch.Generator | None = None) -> Tensor:
+    def rollout(self, latents: Tensor, cond: Tensor, horizon: int, *, generator: torch.Generator | None = None,
+                warp: Optional[EgoWarp] = None) -> Tensor:
         """Observed latents [B, Tc, C, h, w] (Tc >= context_frames) and conditions [B, >= Tc + horizon - 1, A]
-        (entry i: frame i's transition) -> `horizon` predicted latents [B, horizon, C, h, w]."""
+        (entry i: frame i's transition) -> `horizon` predicted latents [B, horizon, C, h, w]. An ego-warped
+        residual base reads `warp`, whose motion is indexed as `cond`."""
         cf, tc = self.cfg.context_frames, latents.shape[1]
         frames = latents[:, -cf:]
         offset = tc - cf
         for k in range(horizon):
             window_cond = cond[:, offset + k : offset + k + cf]
-            new = self.next_latent(frames[:, -cf:], window_cond, generator=generator)
+            last = offset + k + cf - 1  # the window's last frame, whose transition is predicted
+            base = None
+            if self.warps:
+                if warp is None:
+                    raise ValueError(f"residual_base={self.cfg.residual_base!r}: rollout needs warp (the ego motion)")
+                base = self.residual_bases(frames[:, -1:], warp.frames(last, last + 1))[:, 0]
+            new = self.next_latent(frames[:, -cf:], window_cond, generator=generator, base=base)
             frames = torch.cat([frames, new[:, None]], 1)
         return frames[:, cf:]
 
@@ -308,10 +433,12 @@ class EponaWorldModel(nn.Module):
             raise DrivewmError(f"context[{CAMERA_KEY!r}] holds {tc} frames; the Epona world model reads "
                                f"context_frames={cf} (evaluate with past >= {cf})")
         cond = self.conditions(context, tc + horizon - 1)
+        warp = self.ego_warp_inputs(context, tc + horizon - 1)
         was_training = self.training
         self.eval()
         latents = self.normalize(self.encode_raw(images[:, -cf:]))
-        future = self.rollout(latents, cond[:, tc - cf :], horizon, generator=generator)
+        future = self.rollout(latents, cond[:, tc - cf :], horizon, generator=generator,
+                              warp=warp.frames(tc - cf, None) if warp is not None else None)
         self.train(was_training)
         return self.decode(future)
 
