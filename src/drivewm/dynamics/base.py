@@ -15,11 +15,18 @@ a camera VQ tokenizer (the VQ-GAN, or DrivingWorld's temporal-aware VQ) reads `b
 [B, T, H, W, 3], so they run on camera tokens too (GAIA-1 / DrivingGPT, MaskGIT on video). A window is
 encoded as one clip: the temporal VQ is causal in time, so a frame's tokens depend on it and the frames
 before it in the window only, the same in training and in a forecast's context.
+
+The ego-warped prior (`model.warp_prior`, `make_prior`) moves each decoded frame into the next by the known ego
+motion: occupancy as a static world (`geometry.warp_occupancy`), camera frames through the road-plane homography
+of the homography-warped copy (`baselines.camera.source_pixels`, `sample_bilinear`), which needs the episode's
+camera calibration: training windows, a forecast's context and `rollout(calibration=...)` carry it
+(`forecaster.STATIC_KEYS`), and the token cache reads it per episode as the windows serve it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -28,12 +35,15 @@ import torch.nn as nn
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig
+from drivewm.baselines.camera import sample_bilinear, source_pixels
 from drivewm.errors import DrivewmError
+from drivewm.forecaster import STATIC_KEYS
 from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
 from drivewm.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
 from drivewm.tokenizers.camera import CameraAutoencoder, to_uint8
 from drivewm.tokenizers.lidar import LidarTokenizer
+from drivewm.tokenizers.temporal_vq import TemporalVQ
 from drivewm.tokenizers.vqgan import VQGAN
 from drivewm.tokenizers.vqvae2 import VQVAE2
 
@@ -73,12 +83,15 @@ class WorldModelConfig:
     """Token sampling of rollouts (temperature, top_k)."""
     warp_prior: bool = False
     """Give every predicted frame, token by token, the previous frame ego-warped into it (decoded, moved by
-    the known ego motion, encoded again): the ego-warped copy as a per-location prior. Needs an occupancy
-    tokenizer and condition='action_motion'."""
+    the known ego motion, encoded again): the ego-warped copy as a per-location prior. Needs
+    condition='action_motion' and an occupancy tokenizer or the per-frame camera VQ-GAN (camera frames move
+    through the road-plane homography, so windows and contexts carry the camera calibration:
+    camera_intrinsics and camera_extrinsics in data.keys)."""
     prior_outside: str = "free"
     """With warp_prior: what the prior shows where the predicted frame sees past the warped frame's grid:
     'free' (the ego-warped copy's rule) or 'border' (the nearest edge column, so the road and roadside
-    run on into the area entering the view; `warp_occupancy`)."""
+    run on into the area entering the view; `warp_occupancy`). Camera priors fill from the border as the
+    homography-warped copy does, so a camera tokenizer takes 'border' only."""
     input_mask_ratio: float = 0.0
     """DrivingWorld's (arXiv 2412.19505) random input-token masking against rollout drift: in training, per
     clip, a fraction U(0, r) of the input tokens is replaced by [MASK] (0 disables it; DrivingWorld: 0.5).
@@ -171,8 +184,11 @@ class TokenWorldModel(nn.Module):
         if cfg.warp_prior:
             if cfg.condition != "action_motion":
                 raise ValueError("model.warp_prior needs condition='action_motion' (the known ego motion to warp by)")
-            if self.tokenizer is not None and self.modality != "occ":
-                raise ValueError("model.warp_prior needs an occupancy tokenizer (it decodes and warps occupancy)")
+            if self.tokenizer is not None and self.modality not in ("occ", "camera"):
+                raise ValueError("model.warp_prior needs an occupancy or camera tokenizer (it decodes and warps "
+                                 "the frames)")
+            if self.modality == "camera":
+                check_camera_prior(self.tokenizer, cfg)
 
     # --- the frozen tokenizer -------------------------------------------------------------------
     def train(self, mode: bool = True) -> "TokenWorldModel":
@@ -279,28 +295,57 @@ class TokenWorldModel(nn.Module):
 
     # --- the ego-warped prior ------------------------------------------------------------------------
     @torch.no_grad()
-    def make_prior(self, tokens: Tensor, cond: Tensor) -> WarpPrior:
+    def make_prior(self, tokens: Tensor, cond: Tensor, calibration: dict[str, Tensor] | None = None) -> WarpPrior:
         """tokens [B, T, h, w], cond [B, T, 5] -> the WarpPrior of those frames: entry t is frame t decoded,
-        moved by the known motion t -> t+1 (`cond`) into frame t+1 (static world, nearest voxel) and encoded.
+        moved by the known motion t -> t+1 (`cond`) into frame t+1 and encoded. Occupancy moves as a static
+        world, nearest voxel (`warp_occupancy`); camera frames through the road-plane homography of
+        `calibration` ({'camera_intrinsics': [B, 3, 3], 'camera_extrinsics': [B, 4, 4]}, `prior_calibration`),
+        bilinear, the unseen area filled from the border and rounded to uint8: the homography-warped copy
+        (`baselines.camera.EgoWarpCamera`) of each frame.
 
         Training and rollouts compute it the same way, from tokens, so the prior a model learns to read
         is the prior it gets when it forecasts from its own frames."""
         if self.tokenizer is None:
             raise ValueError("model.warp_prior needs the tokenizer (model.tokenizer_run) or batches with 'prior'")
         b, t = tokens.shape[:2]
-        motion = motion_from_conditions(cond[:, :t].float())[:, :, None]  # [B, T, 1, 3]
+        motion = motion_from_conditions(cond[:, :t].float())  # [B, T, 3]: frame t+1 in frame t
+        if self.modality == "camera":
+            return WarpPrior(self.encode(self._warp_camera(self.decode(tokens), motion, calibration)))
         occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
         warped = warp_occupancy(occ, motion.reshape(b * t, 1, 3), self.tokenizer.grid,
                                 self.cfg.prior_outside)  # [B*T, 1, X, Y, Z]
         return WarpPrior(self.encode(warped.reshape(b, t, *occ.shape[1:])))
 
+    def _warp_camera(self, frames: Tensor, motion: Tensor, calibration: dict[str, Tensor] | None) -> Tensor:
+        """uint8 frames [B, T, H, W, 3], motion [B, T, 3] -> each frame warped into the next, uint8 [B, T, H, W, 3]."""
+        calibration = self.prior_calibration(calibration or {}, "the calibration given to make_prior / rollout")
+        b, t, h, w, c = frames.shape
+        pixels = source_pixels(calibration["camera_intrinsics"], calibration["camera_extrinsics"], motion,
+                               (h, w))  # [B, T, H, W, 2]: where frame t+1's pixels lie in frame t
+        warped = sample_bilinear(frames.flatten(0, 1), pixels.flatten(0, 1)[:, None])  # [B*T, 1, H, W, 3]
+        return warped.round().clamp(0, 255).to(torch.uint8).reshape(b, t, h, w, c)
+
+    def prior_calibration(self, source: dict[str, Tensor], where: str) -> dict[str, Tensor] | None:
+        """The camera calibration the camera prior warps by, read from `source` (a batch, a context: the window's
+        `STATIC_KEYS`), or None where the prior needs none (no warp_prior, or an occupancy tokenizer). A missing
+        key is one error naming it and `where` it was looked for."""
+        if not (self.cfg.warp_prior and self.modality == "camera"):
+            return None
+        for key in STATIC_KEYS:
+            if key not in source:
+                raise DrivewmError(
+                    f"model.warp_prior on camera tokens warps each frame through the road-plane homography, which "
+                    f"needs the camera calibration {key!r}: {where} has none (add {' and '.join(STATIC_KEYS)} to "
+                    f"data.keys; the store must record them)")
+        return {key: source[key] for key in STATIC_KEYS}
+
     def batch_prior(self, batch: dict[str, Tensor], tokens: Tensor, cond: Tensor) -> WarpPrior | None:
-        """The window's WarpPrior: the batch's `prior` (pre-tokenized data) or computed from its tokens;
-        None without warp_prior."""
+        """The window's WarpPrior: the batch's `prior` (pre-tokenized data) or computed from its tokens (and,
+        camera tokens, its calibration); None without warp_prior."""
         if not self.cfg.warp_prior:
             return None
         if "prior" not in batch:
-            return self.make_prior(tokens, cond)
+            return self.make_prior(tokens, cond, self.prior_calibration(batch, "the batch"))
         ids = batch["prior"].long()
         self.check_tokens(ids, "prior")
         return WarpPrior(ids)
@@ -318,17 +363,20 @@ class TokenWorldModel(nn.Module):
     # --- rollout -----------------------------------------------------------------------------------
     @torch.no_grad()
     def rollout(self, context: Tensor, actions: Tensor, horizon: int, *, sampling: SamplingConfig | None = None,
-                generator: torch.Generator | None = None, **options) -> Tensor:
+                generator: torch.Generator | None = None, calibration: dict[str, Tensor] | None = None,
+                **options) -> Tensor:
         """context [B, Tc, h, w] tokens, actions [B, >=Tc+horizon-1, A] -> future tokens [B, horizon, h, w].
 
         Each new frame is `next_frame` of the last `rollout_window` frames (a window sliding over longer
-        rollouts), their conditions and, with warp_prior, their prior, extended by each generated frame.
-        `options` are the model's own `next_frame` keywords (GPT: use_cache; MaskGIT: steps, guidance,
-        use_cache)."""
+        rollouts), their conditions and, with warp_prior, their prior, extended by each generated frame
+        (camera tokens: warped by `calibration`, see `make_prior`). `options` are the model's own `next_frame`
+        keywords (GPT: use_cache; MaskGIT: steps, guidance, use_cache)."""
         self.check_rollout_inputs(context, actions, horizon)
         sampling = sampling or self.sampling
         frames = context.long()
-        prior = self.make_prior(frames, actions[:, : frames.shape[1]]) if self.cfg.warp_prior else None
+        prior_of = self.make_prior if calibration is None else functools.partial(self.make_prior,
+                                                                                 calibration=calibration)
+        prior = prior_of(frames, actions[:, : frames.shape[1]]) if self.cfg.warp_prior else None
         for k in range(horizon):
             t = frames.shape[1]
             start = max(0, t - self.rollout_window)
@@ -342,7 +390,7 @@ class TokenWorldModel(nn.Module):
                                   **options)  # [B, h, w]
             frames = torch.cat([frames, new[:, None]], 1)
             if prior is not None and k < horizon - 1:
-                prior = prior.extend(self.make_prior(new[:, None], actions[:, t : t + 1]))
+                prior = prior.extend(prior_of(new[:, None], actions[:, t : t + 1]))
         return frames[:, context.shape[1] :]
 
     def next_frame(self, window: Tensor, cond: Tensor, prior: WarpPrior | None, *, sampling: SamplingConfig,
@@ -445,6 +493,20 @@ def tokenizer_modality(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> st
             f"camera VQ tokenizer with one token grid per frame; token world models take camera_vqgan or "
             f"camera_temporal_vq (the KL autoencoder's latent is continuous, VQ-VAE-2 has two grids)")
     return "occ"
+
+
+def check_camera_prior(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> None:
+    """Refuse model.warp_prior where a camera prior does not fit: the temporal VQ codes a frame from the frames
+    before it in its clip and decodes clips causally, so a warped frame has no codes of its own; the camera warp
+    fills the unseen area from the border only."""
+    if isinstance(tokenizer, TemporalVQ):
+        raise DrivewmError(f"model.warp_prior: the temporal VQ ({cfg.tokenizer_run or cfg.tokenizer['name']}) codes "
+                           f"each frame from the frames before it in its clip, so a warped frame has no codes of its "
+                           f"own; use the per-frame VQ-GAN (camera_vqgan) or model.warp_prior=false")
+    if cfg.prior_outside != "border":
+        raise DrivewmError(f"model.prior_outside={cfg.prior_outside!r}: the camera prior fills the area the warped "
+                           f"frame did not see from its border, as the homography-warped copy does; set "
+                           f"model.prior_outside=border")
 
 
 def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:

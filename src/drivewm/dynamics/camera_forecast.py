@@ -5,7 +5,8 @@ clip by the frozen tokenizer (the VQ-GAN per frame, DrivingWorld's temporal-awar
 model rolls the tokens out conditioned on the ego's plan, and the tokens are decoded to uint8 frames. The
 temporal VQ's decoder mixes frames in time (causally), so the forecast frames are decoded after the context's
 tokens, as one clip, as that decoder was trained; the per-frame VQ-GAN decodes the forecast frames alone
-(the same pixels).
+(the same pixels). With `model.warp_prior` the context carries the camera calibration (`forecaster.STATIC_KEYS`),
+by which each frame's prior is warped into the next.
 """
 
 from __future__ import annotations
@@ -38,5 +39,8 @@ def forecast_camera(model: TokenWorldModel, context: dict[str, torch.Tensor], ho
     """The `horizon` camera frames after the context's last one, uint8 [B, H, H_img, W_img, 3]."""
     _check_camera_model(model)
     past = model.context_frames(context)
+    calibration = model.prior_calibration(context, "the context")  # warp_prior: the episode's camera
+    if calibration is not None:
+        rollout_kw["calibration"] = calibration
     tokens, future = forecast_tokens(model, context, past, horizon, with_context=True, **rollout_kw)
     return decode_after(model, tokens, future)

@@ -6,7 +6,9 @@ decode + warp + encode with `warp_prior`). `TokenizedWindows` encodes each episo
 keeps its tokens (and, with `warp_prior`, the ids of its `WarpPrior`) in memory, and serves the same
 windows as the dataset it wraps, with `tokens` [T, h, w] (and `prior` [T, h, w]) in place of the frames
 (`occ`, `camera` for a camera VQ tokenizer, `lidar` for a LiDAR tokenizer: each sweep padded as the windows
-serve it). `TokenWorldModel.loss` reads those keys as it would read its own encodings.
+serve it). `TokenWorldModel.loss` reads those keys as it would read its own encodings. A camera prior warps
+each frame by its episode's calibration, the `camera_intrinsics` / `camera_extrinsics` that data.keys must ask
+for (the windows then serve them too, as a forecast's context carries them).
 
 A tokenizer that mixes frames in time (DrivingWorld's temporal VQ) gives a frame tokens that depend on the
 frames before it in the clip it is encoded with; a forecast encodes its context as one clip, so the cache
@@ -24,6 +26,7 @@ from torch.utils.data import Dataset
 from drivewm.data.windows import WindowDataset
 from drivewm.dynamics.base import TokenWorldModel
 from drivewm.conditions import ego_conditions
+from drivewm.forecaster import STATIC_KEYS
 from drivewm.tokenizers.temporal_vq import TemporalVQ
 
 CACHED_MODALITIES = ("occ", "camera", "lidar")
@@ -70,8 +73,12 @@ class TokenizedWindows(Dataset):
                 arrays = store.read_window(ep, ["action", "ego_pose"], 0, frames)
                 cond = ego_conditions({k: torch.from_numpy(v)[None].to(device) for k, v in arrays.items()},
                                       model.cfg.condition)
+                # Camera tokens warp by the episode's calibration, which the windows serve when data.keys asks.
+                served = {k: torch.from_numpy(store.read(ep, k))[None].to(device) for k in STATIC_KEYS
+                          if k in windows.keys}
+                calibration = model.prior_calibration(served, "data.keys")
                 tokens = self.tokens[ep][None].to(device).long()
-                prior = [model.make_prior(tokens[:, lo : lo + chunk], cond[:, lo : lo + chunk]).ids
+                prior = [model.make_prior(tokens[:, lo : lo + chunk], cond[:, lo : lo + chunk], calibration).ids
                          for lo in range(0, frames, chunk)]
                 self.prior[ep] = torch.cat(prior, 1)[0].to("cpu", torch.int32)  # [frames, h, w]
         model.train(was_training)
