@@ -131,8 +131,8 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
              ratio=10 ** ((ours - ref) / 10))
         if "warp" in psnr:
             warp = psnr["warp"][step - 1]
-            emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_ego_warp_{count}_val_windows", "dB", ours, warp,
-                 None, ratio=10 ** ((ours - warp) / 10))
+            emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_ego_warp_{count}_val_windows", "dB",
+                 ours, warp, None, ratio=10 ** ((ours - warp) / 10))
 
 
 def main() -> None:

@@ -24,6 +24,9 @@ _rot = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float) @ np.array(
 E = torch.eye(4, dtype=torch.float64)
 E[:3, :3], E[:3, 3] = torch.tensor(_rot), torch.tensor([1.5, 0.0, 1.6])
 PAST = 4
+# The model without the option, before the option existed (drivewm at 1d8b99a): its loss on `window()` after
+# torch.manual_seed(2), the sum of its seeded 2-frame forecast, its parameter count.
+PINNED_LOSS, PINNED_FORECAST_SUM, PINNED_PARAMETERS = 1.37481689453125, 729352, 159443
 
 
 def model(warp_prior: bool = True, **over) -> DiamondCamera:
@@ -40,10 +43,12 @@ def awake(m: DiamondCamera) -> DiamondCamera:
 
 
 def window(batch: int = 2, frames: int = PAST + 2) -> dict:
-    """Random frames driving straight ahead at 1.5 and 3 m per frame along a heading of 0.3 rad in the world."""
+    """Random frames driving straight ahead, speeding up from 1.5 and 3 m per frame by 0.4 m per frame each frame
+    (no two transitions alike), along a heading of 0.3 rad in the world."""
     g = torch.Generator().manual_seed(0)
     cam = torch.randint(0, 256, (batch, frames, H, W, 3), generator=g, dtype=torch.uint8)
-    speed = torch.tensor([1.5, 3.0])[:batch, None] * torch.arange(frames, dtype=torch.float64)
+    t = torch.arange(frames, dtype=torch.float64)
+    speed = torch.tensor([1.5, 3.0], dtype=torch.float64)[:batch, None] * t + 0.2 * t**2
     heading = torch.full_like(speed, 0.3)
     pose = torch.stack([5 + speed * heading.cos(), -2 + speed * heading.sin(), heading], -1)
     return {"camera": cam, "action": torch.randn(batch, frames, 2, generator=g), "ego_pose": pose.float(),
@@ -74,7 +79,7 @@ def test_option_off_is_the_published_model():
     assert [k for k in shapes_off if shapes_off[k] != shapes_on[k]] == ["edm.conv_in.weight"]
     assert shapes_off["edm.conv_in.weight"] == (16, (PAST + 1) * 3, 3, 3)  # conditioning frames + noisy frame
     assert shapes_on["edm.conv_in.weight"] == (16, (PAST + 2) * 3, 3, 3)
-    # The published model's numbers as they were before the option existed (same seeds, same inputs).
+    assert sum(p.numel() for p in off.parameters()) == PINNED_PARAMETERS
     off = awake(off)
     batch = window()
     torch.manual_seed(2)
@@ -88,7 +93,8 @@ def test_prior_weights_at_zero_give_the_model_without_it():
     off, on = awake(model(warp_prior=False)), awake(model(warp_prior=True))
     state = off.state_dict()
     w = torch.zeros_like(on.edm.conv_in.weight)
-    w[:, :PAST * 3], w[:, (PAST + 1) * 3:] = state["edm.conv_in.weight"][:, :PAST * 3], state["edm.conv_in.weight"][:, PAST * 3:]
+    published = state["edm.conv_in.weight"]
+    w[:, :PAST * 3], w[:, (PAST + 1) * 3:] = published[:, :PAST * 3], published[:, PAST * 3:]
     on.load_state_dict({**state, "edm.conv_in.weight": w})
     context, _ = split_window(window(), PAST)
     a = off.forecast(context, 1, generator=torch.Generator().manual_seed(5)).int()
@@ -129,3 +135,20 @@ def test_missing_keys_are_one_clear_error_each():
         m.forecast(short, 3)
     with pytest.raises(ValueError, match="warp_prior"):
         DiamondBEV(DiamondBEVConfig(grid="micro", cond_channels=8, depths=[1], channels=[8], warp_prior=True))
+
+
+def test_play_drives_a_warp_prior_model_and_refuses_a_store_without_calibration(tmp_path):
+    from drivewm.data.store import write_episode
+    from drivewm.play import Session
+    from drivewm.sim import sim_preset, simulate_episode
+
+    cfg = sim_preset("micro", camera_calibration=True, lidar=False, visibility=False)
+    ep = simulate_episode(cfg, seed=3, frames=4)
+    keys = ["camera", "ego_pose", "action", "ego_speed"]
+    m = awake(model(image_size=list(ep["camera"].shape[1:3]), conditioning_frames=2))
+    for name, stored in (("calibrated", keys + ["camera_intrinsics", "camera_extrinsics"]), ("bare", keys)):
+        write_episode(tmp_path / name, {k: ep[k] for k in stored}, grid=cfg.grid_spec, hz=cfg.hz)
+    session = Session(m, tmp_path / "calibrated", past=2)
+    assert session.press("w").shape == ep["camera"].shape[1:] and session.steps == 1
+    with pytest.raises(DrivewmError, match="'camera_intrinsics'"):
+        Session(m, tmp_path / "bare", past=2).press("w")
