@@ -10,7 +10,8 @@
 2. With --run and --data: PSNR (dB, each frame's, averaged over the held-out windows of the 'val' split, as
    `drivewm eval forecast` averages it: `ImageQualityMetric`) at +1 and +2 frames of the run's autoregressive
    forecast (4 context frames, the recorded actions, seeded noise) against copy-last on the same windows;
-   target at +1: copy-last + 1 dB, at +2: copy-last.
+   target at +1: copy-last + 1 dB, at +2: copy-last. A run with the ego-warped prior (model.warp_prior, drivewm's
+   variant) reads the store's calibration and poses, and is also compared with the homography-warped copy.
 
     python benchmarks/bench_diamond.py [--quick] [--threads N] [--device cuda] [--run DIR --data DIR [--stride 4]
                                        [--euler-steps N]]
@@ -24,9 +25,9 @@ import time
 
 import torch
 
-from drivewm.baselines.camera import CopyLastCamera
+from drivewm.baselines.camera import CopyLastCamera, EgoWarpCamera
 from drivewm.dynamics.edm import edm_sample
-from drivewm.forecaster import split_window
+from drivewm.forecaster import STATIC_KEYS, split_window
 from drivewm.metrics.image import ImageQualityMetric
 from drivewm.registry import build_model
 from drivewm.train.config import load_run_config
@@ -50,15 +51,32 @@ def load(run: str | None, device: torch.device):
     return build_model(load_run_config("world/diamond_camera_tiny.yaml", []).model).to(device).eval()
 
 
-def sampling_speed(model, batch: int, repeats: int, device: torch.device) -> None:
+def warp_keys(data: str, batch: int) -> dict[str, torch.Tensor]:
+    """What a warp_prior model reads besides frames and actions: the first episode's calibration of `data` and
+    a drive straight ahead at 2 m per frame."""
+    from drivewm.data.store import EpisodeStore
+
+    if not data:
+        raise SystemExit("a run with model.warp_prior needs --data (the store's camera calibration)")
+    store = EpisodeStore(data)
+    calibration = {k: torch.from_numpy(store.read(0, k)) for k in STATIC_KEYS}
+    pose = torch.zeros(batch, PAST + 1, 3)
+    pose[..., 0] = 2.0 * torch.arange(PAST + 1)
+    return {**{k: v.expand(batch, *v.shape) for k, v in calibration.items()}, "rel_pose": pose}
+
+
+def sampling_speed(model, batch: int, repeats: int, device: torch.device, data: str = "") -> None:
     h, w = model.image_hw
     g = torch.Generator().manual_seed(0)
-    context = {"camera": torch.randint(0, 256, (batch, PAST, h, w, 3), generator=g, dtype=torch.uint8).to(device),
-               "action": torch.randn(batch, PAST + 1, model.cfg.action_dim, generator=g).to(device)}
+    context = {"camera": torch.randint(0, 256, (batch, PAST, h, w, 3), generator=g, dtype=torch.uint8),
+               "action": torch.randn(batch, PAST + 1, model.cfg.action_dim, generator=g),
+               **(warp_keys(data, batch) if model.cfg.warp_prior else {})}
+    context = {k: v.to(device) for k, v in context.items()}
     edm, steps = model.edm, model.cfg.sampler.num_steps
 
     def plain() -> None:
         obs, act = model.encode(context["camera"])[:, -edm.cfg.conditioning_frames:], context["action"][:, :PAST]
+        obs = edm.conditioning(obs, model.frame_warp(context, PAST + 1, "context"), PAST - 1)
         gen = torch.Generator(device=device).manual_seed(0)
         x = torch.randn(obs[:, 0].shape, generator=gen, device=device)
         model.decode(edm_sample(lambda x_, s: edm.denoise(x_, s, obs, act), x, edm.cfg.sampler, gen)[:, None])
@@ -89,9 +107,11 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
     from drivewm.data.config import DataConfig
     from drivewm.data.windows import build_dataset
 
-    ds = build_dataset(DataConfig(path=data, past=PAST, future=2, stride=stride, keys=["camera", "action"]), "val")
+    keys = ["camera", "action", *(STATIC_KEYS if model.cfg.warp_prior else ())]
+    ds = build_dataset(DataConfig(path=data, past=PAST, future=2, stride=stride, keys=keys), "val")
     idx = list(range(len(ds)))[:windows] if windows else list(range(len(ds)))
-    metric = {name: ImageQualityMetric(data_range=255.0, steps=2) for name in ("ours", "copy")}
+    rows = {"ours": model, "copy": CopyLastCamera(), **({"warp": EgoWarpCamera()} if model.cfg.warp_prior else {})}
+    metric = {name: ImageQualityMetric(data_range=255.0, steps=2) for name in rows}
     count = 0
     gen = torch.Generator(device=device).manual_seed(0)
     for start in range(0, len(idx), 16):
@@ -99,7 +119,7 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
         batch = {k: torch.stack([it[k] for it in items]).to(device) for k in items[0]}
         context, future = split_window(batch, PAST)
         truth = future["camera"].movedim(-1, -3).double()
-        for name, forecaster in (("ours", model), ("copy", CopyLastCamera())):
+        for name, forecaster in rows.items():
             pred = forecaster.forecast(context, 2, generator=gen).movedim(-1, -3).double()
             metric[name].update(pred.cpu(), truth.cpu())
         count += truth.shape[0]
@@ -109,6 +129,10 @@ def forecast_psnr(model, data: str, stride: int, windows: int, device: torch.dev
         # Ratio of the geometric-mean squared errors (copy-last's over ours): > 1 when ours is closer.
         emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_copy_last_{count}_val_windows", "dB", ours, ref, round(ref + (1.0 if step == 1 else 0.0), 3),
              ratio=10 ** ((ours - ref) / 10))
+        if "warp" in psnr:
+            warp = psnr["warp"][step - 1]
+            emit(f"psnr_+{step}_{model.cfg.sampler.num_steps}_euler_steps_vs_ego_warp_{count}_val_windows", "dB",
+                 ours, warp, None, ratio=10 ** ((ours - warp) / 10))
 
 
 def main() -> None:
@@ -128,7 +152,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     model = load(args.run or None, device)
     with torch.no_grad():
-        sampling_speed(model, 16, 1 if args.quick else 3, device)
+        sampling_speed(model, 16, 1 if args.quick else 3, device, args.data)
         if args.run and args.data:
             if args.euler_steps:
                 model.cfg.sampler.num_steps = args.euler_steps

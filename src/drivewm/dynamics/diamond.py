@@ -18,6 +18,13 @@ noise + action embedding and the U-Net), ``diffusion_sampler.py`` (the sampler),
   `EDMNextFrame.sampling_denoiser` computes the network's parts that do not depend on x once per frame
   (outputs equal to the plain path's up to float rounding, tests/dynamics/test_diamond_sampling.py).
 
+drivewm's variant, not the paper's: with ``model.warp_prior`` (off by default; the meaning of the occupancy token
+models' option of that name) the frame being denoised also gets the previous frame ego-warped into it: the
+last conditioning frame moved by the known ego motion of that transition through the road-plane homography
+(`drivewm.baselines.camera.source_pixels`, bilinear), stacked on the channels after the conditioning frames and
+scaled as they are. Training and rollouts make it the same way, from the frame the model conditions on (in
+training the 8-bit denoised frame of the step before, in rollouts its own last generated frame).
+
 `DiamondCamera` runs it on camera frames (uint8 [B, T, H, W, 3] <-> [-1, 1]); `DiamondBEV` on occupancy, whose
 classes become fixed embeddings with height folded into channels on the BEV plane, decoded to the nearest
 embedding. Both are `drivewm.forecaster.Forecaster`s with `loss(batch)` for the training engine.
@@ -33,11 +40,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from drivewm.baselines.camera import sample_bilinear, source_pixels
 from drivewm.data.spec import resolve_grid
 from drivewm.dynamics.edm import (FourierFeatures, GroupNorm, SamplerConfig, UNet, _conv3x3, apply_noise,
                                   compute_conditioners, edm_sample, quantize, sample_training_sigma)
 from drivewm.dynamics.rew_end import RewardEndConfig, RewardEndModel
 from drivewm.errors import DrivewmError
+from drivewm.forecaster import STATIC_KEYS
+from drivewm.geometry import se2_compose, se2_inverse
 from drivewm.registry import register_model
 from drivewm.tokenizers.camera import CAMERA_KEY, check_images, to_pixels, to_uint8
 
@@ -73,15 +83,10 @@ class DiamondConfig:
     sigma_distribution: SigmaDistributionConfig = field(default_factory=SigmaDistributionConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     reward_end: RewardEndConfig = field(default_factory=RewardEndConfig)
-<<<<<<< Updated upstream
-=======
     warp_prior: bool = False
     """drivewm's variant: give the denoiser of every frame the previous frame ego-warped into it (moved by the
     known ego motion through the road-plane homography) as one more conditioning frame. Camera frames only;
     needs the windows' camera_intrinsics / camera_extrinsics (data.keys) and poses (rel_pose)."""
-    warp_residual: bool = False
-    """With warp_prior (drivewm's variant): the diffusion generates the change from the warped frame, not the
-    frame; the frame is the warped frame plus it, on the 8-bit grid."""
 
 
 # frame [B, C, H, W], index t of it in the clip -> that frame warped into frame t + 1, [B, C, H, W].
@@ -92,7 +97,6 @@ def warp_frame(frame: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     """frame [B, C, H, W] read (bilinear, border fill) at the source pixels [B, H', W', 2] of the frame after
     it (`source_pixels`): [B, C, H', W'] in frame's dtype."""
     return sample_bilinear(frame.movedim(1, -1), pixels[:, None])[:, 0].movedim(-1, 1).to(frame.dtype).contiguous()
->>>>>>> Stashed changes
 
 
 class EDMNextFrame(nn.Module):
@@ -106,23 +110,30 @@ class EDMNextFrame(nn.Module):
                              f"model.conditioning_frames={n} (>= 1)")
         if cfg.action_dim < 1:
             raise ValueError(f"model.action_dim must be >= 1, got {cfg.action_dim}")
-        if cfg.warp_residual and not cfg.warp_prior:
-            raise ValueError("model.warp_residual generates the change from the warped frame: it needs model.warp_prior")
         cfg.sampler.check()
         self.cfg = cfg
         self.noise_emb = FourierFeatures(cfg.cond_channels)
         self.act_emb = nn.Linear(cfg.action_dim, cfg.cond_channels // n, bias=False)
         self.cond_proj = nn.Sequential(nn.Linear(cfg.cond_channels, cfg.cond_channels), nn.SiLU(),
                                        nn.Linear(cfg.cond_channels, cfg.cond_channels))
-        self.conv_in = _conv3x3((n + 1) * img_channels, cfg.channels[0])
+        self.conv_in = _conv3x3((n + 1 + int(cfg.warp_prior)) * img_channels, cfg.channels[0])
         self.unet = UNet(cfg.cond_channels, cfg.depths, cfg.channels, cfg.attn_depths or [False] * len(cfg.depths))
         self.norm_out = GroupNorm(cfg.channels[0])
         self.conv_out = _conv3x3(cfg.channels[0], img_channels)
         nn.init.zeros_(self.conv_out.weight)
 
+    def conditioning(self, obs: torch.Tensor, warp: FrameWarp | None, t: int) -> torch.Tensor:
+        """The frames a next frame is denoised from: obs [B, n, C, H, W], whose last is frame t of the clip,
+        and with warp_prior that frame warped into frame t + 1 by `warp`: [B, n (+ 1), C, H, W]."""
+        if not self.cfg.warp_prior:
+            return obs
+        if warp is None:
+            raise ValueError("model.warp_prior: the denoiser needs the warp of each conditioning frame into the next")
+        return torch.cat((obs, warp(obs[:, -1], t)[:, None]), 1)
+
     def inner(self, noisy: torch.Tensor, c_noise: torch.Tensor, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """F: noisy [B, C, H, W] (already times c_in), c_noise [B], obs [B, n*C, H, W] (times 1/sigma_data),
-        act [B, n, A] -> [B, C, H, W]."""
+        """F: noisy [B, C, H, W] (already times c_in), c_noise [B], obs [B, n*C, H, W] (times 1/sigma_data; with
+        warp_prior (n+1)*C, the prior last), act [B, n, A] -> [B, C, H, W]."""
         cond = self.cond_proj(self.noise_emb(c_noise) + self.act_emb(act.float()).flatten(1))  # [B, cond]
         return self._trunk(self.conv_in(torch.cat((obs, noisy), dim=1)), cond)
 
@@ -132,15 +143,16 @@ class EDMNextFrame(nn.Module):
         return self.conv_out(F.silu(self.norm_out(x)))
 
     def model_output(self, noisy: torch.Tensor, sigma: torch.Tensor, obs: torch.Tensor, act: torch.Tensor):
-        """(F's output, the conditioners) for noisy [B, C, H, W] at sigma [B] given obs [B, n, C, H, W]."""
+        """(F's output, the conditioners) for noisy [B, C, H, W] at sigma [B] given obs [B, n, C, H, W] (with
+        warp_prior n + 1 frames, `conditioning`)."""
         cs = compute_conditioners(sigma, self.cfg.sigma_data, self.cfg.sigma_offset_noise)
         return self.inner(noisy * cs.c_in, cs.c_noise, obs.flatten(1, 2) / self.cfg.sigma_data, act), cs
 
     def sampling_denoiser(self, obs: torch.Tensor, act: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """c_skip x + c_out F(c_in x), `denoise` before its 8-bit grid, for one frame's conditioning, obs
-        [B, n, C, H, W] and act [B, n, A], as a function of (x, sigma), with what does not depend on x computed
-        once for all the sampler's steps: conv_in is linear, so conv_in(cat(obs, x)) = conv(obs, W_obs) + b +
-        conv(x, W_x), and the actions' embedding. The U-Net runs channels-last: oneDNN's convolutions on the
+        [B, n (+ 1), C, H, W] (`conditioning`) and act [B, n, A], as a function of (x, sigma), with what does not
+        depend on x computed once for all the sampler's steps: conv_in is linear, so conv_in(cat(obs, x)) =
+        conv(obs, W_obs) + b + conv(x, W_x), and the actions' embedding. The U-Net runs channels-last: oneDNN's convolutions on the
         16-channel full-resolution maps run about 4x faster in that layout on a CPU."""
         sd = self.cfg.sigma_data
         obs = (obs.flatten(1, 2) / sd).contiguous(memory_format=torch.channels_last)
@@ -163,44 +175,37 @@ class EDMNextFrame(nn.Module):
         out, cs = self.model_output(noisy, sigma, obs, act)
         return quantize(cs.c_skip * noisy + cs.c_out * out)
 
-    def loss(self, frames: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """``Denoiser.forward`` over a window: frames [B, T, C, H, W] in [-1, 1], act [B, T, A]."""
+    def loss(self, frames: torch.Tensor, act: torch.Tensor, warp: FrameWarp | None = None) -> torch.Tensor:
+        """``Denoiser.forward`` over a window: frames [B, T, C, H, W] in [-1, 1], act [B, T, A]; `warp` moves
+        window frame t into frame t + 1 (warp_prior)."""
         n = self.cfg.conditioning_frames
         frames = frames.clone()
         dist = self.cfg.sigma_distribution
         loss = frames.new_zeros(())
         for i in range(frames.shape[1] - n):
-            obs, target_frame = frames[:, i:n + i], frames[:, n + i]
+            obs, target_frame = self.conditioning(frames[:, i:n + i], warp, n + i - 1), frames[:, n + i]
             sigma = sample_training_sigma(frames.shape[0], loc=dist.loc, scale=dist.scale, sigma_min=dist.sigma_min,
                                           sigma_max=dist.sigma_max, device=frames.device)
-            base = obs[:, -1] if self.cfg.warp_residual else None
-            if base is not None:
-                target_frame = target_frame - base
             noisy = apply_noise(target_frame, sigma, self.cfg.sigma_offset_noise)
             out, cs = self.model_output(noisy, sigma, obs, act[:, i:n + i])
             loss = loss + F.mse_loss(out, (target_frame - cs.c_skip * noisy) / cs.c_out)
             # Later targets are conditioned on this frame as the model denoised it, as in the official loop.
-            denoised = (cs.c_skip * noisy + cs.c_out * out).detach()
-            frames[:, n + i] = quantize(denoised if base is None else base + denoised)
+            frames[:, n + i] = quantize((cs.c_skip * noisy + cs.c_out * out).detach())
         return loss / (frames.shape[1] - n)
 
     @torch.no_grad()
     def rollout(self, past: torch.Tensor, act: torch.Tensor, horizon: int,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, warp: FrameWarp | None = None) -> torch.Tensor:
         """Autoregressive frames [B, horizon, C, H, W] after past [B, >= n, C, H, W]; act [B, >= P + horizon - 1, A]
-        holds the actions of every frame from the first past one (action t moves frame t to t + 1)."""
+        holds the actions of every frame from the first past one (action t moves frame t to t + 1); `warp`
+        moves frame t (past, then generated) into frame t + 1 (warp_prior)."""
         n, p = self.cfg.conditioning_frames, past.shape[1]
         frames, out = list(past.unbind(1)), []
         for k in range(horizon):
-            obs = torch.stack(frames[-n:], 1)
+            obs = self.conditioning(torch.stack(frames[-n:], 1), warp, p + k - 1)
             x = torch.randn(obs[:, 0].shape, generator=generator, device=past.device)
             denoise = self.sampling_denoiser(obs, act[:, p + k - n:p + k])
-            if self.cfg.warp_residual:  # sampled in frame space around the warped frame: the same Euler steps
-                base = obs[:, -1]
-                x = edm_sample(lambda x_, s: quantize(base + denoise(x_ - base, s)), x + base, self.cfg.sampler,
-                               generator)
-            else:
-                x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator)
+            x = edm_sample(lambda x_, s: quantize(denoise(x_, s)), x, self.cfg.sampler, generator)
             frames.append(x)
             out.append(x)
         return torch.stack(out, 1)
@@ -245,6 +250,35 @@ class DiamondWorldModel(nn.Module, metaclass=abc.ABCMeta):
                                f"= {self.cfg.action_dim}), got {tuple(act.shape)}")
         return act
 
+    def frame_warp(self, batch: dict[str, torch.Tensor], frames: int, what: str) -> FrameWarp | None:
+        """With warp_prior, the `FrameWarp` of a clip of `frames` frames from the batch's (or context's)
+        calibration (camera_intrinsics [B, 3, 3], camera_extrinsics [B, 4, 4]) and poses (rel_pose, or
+        ego_pose, [B, >= frames, 3]): frame t moved into frame t + 1 by the pose of t + 1 in t's ego frame;
+        None without warp_prior. A missing key is one error naming it."""
+        if not self.cfg.warp_prior:
+            return None
+        for key in STATIC_KEYS:
+            if key not in batch:
+                raise DrivewmError(f"{self.name}: model.warp_prior warps through the camera calibration: {what} needs "
+                                   f"{key!r} (data.keys: [{self.key}, action, {', '.join(STATIC_KEYS)}]); got keys "
+                                   f"{sorted(batch)}")
+        key = "rel_pose" if "rel_pose" in batch else "ego_pose"
+        if key not in batch:
+            raise DrivewmError(f"{self.name}: model.warp_prior warps by the known ego motion: {what} needs 'rel_pose' "
+                               f"[B, T, 3] (a store with ego_pose); got keys {sorted(batch)}")
+        pose = batch[key]
+        if pose.dim() != 3 or pose.shape[-1] != 3 or pose.shape[1] < frames:
+            raise DrivewmError(f"{self.name}: model.warp_prior needs {what}[{key!r}] [B, >= {frames}, 3], the pose of "
+                               f"every frame up to the last one it predicts; got {tuple(pose.shape)}")
+        pose = pose[:, :frames].double()
+        step = se2_compose(se2_inverse(pose[:, :-1]), pose[:, 1:])  # [B, frames - 1, 3]: t + 1 in t's ego frame
+        intrinsics, extrinsics = batch["camera_intrinsics"], batch["camera_extrinsics"]
+
+        def warp(frame: torch.Tensor, t: int) -> torch.Tensor:
+            return warp_frame(frame, source_pixels(intrinsics, extrinsics, step[:, t:t + 1], self.image_hw)[:, 0])
+
+        return warp
+
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = self._frames(batch, "batch")
         n = self.cfg.conditioning_frames
@@ -252,7 +286,7 @@ class DiamondWorldModel(nn.Module, metaclass=abc.ABCMeta):
             raise DrivewmError(f"{self.name}: model.conditioning_frames={n} needs training windows of >= {n + 1} "
                                f"frames (data.past + data.future), got {x.shape[1]}")
         act = self._actions(batch, x.shape[1], "batch")
-        denoising = self.edm.loss(x, act)
+        denoising = self.edm.loss(x, act, self.frame_warp(batch, x.shape[1], "batch"))
         out = {"loss": denoising, "loss_denoising": denoising.detach()}
         if self.reward_end is not None:
             rew_cfg = self.cfg.reward_end
@@ -277,7 +311,7 @@ class DiamondWorldModel(nn.Module, metaclass=abc.ABCMeta):
             raise DrivewmError(f"{self.name} conditions on the last {n} frames (model.conditioning_frames); the "
                                f"context has {p} (data.past >= {n})")
         act = self._actions(context, p + horizon - 1, "context")
-        return self.edm.rollout(x, act, horizon, generator)
+        return self.edm.rollout(x, act, horizon, generator, self.frame_warp(context, p + horizon, "context"))
 
     @torch.no_grad()
     def forecast(self, context: dict[str, torch.Tensor], horizon: int, *,
@@ -351,6 +385,9 @@ class DiamondBEV(DiamondWorldModel):
             table = 2.0 * ((torch.arange(classes)[:, None] >> torch.arange(bits)) & 1).float() - 1.0
         else:
             raise ValueError(f"model.embedding must be 'onehot' or 'binary', got {cfg.embedding!r}")
+        if cfg.warp_prior:
+            raise ValueError("model.warp_prior warps camera frames through the road-plane homography; "
+                             f"{cfg.name} forecasts occupancy")
         x, y, z = grid.shape
         super().__init__(cfg, table.shape[1] * z, (x, y))
         self.grid, self.height = grid, z
