@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from drivewm.dynamics import SamplingConfig, guided_logits
-from drivewm.dynamics.base import WarpPrior
+from drivewm.dynamics.warp_prior import WarpPrior
 
 BACKBONES = ["attention", "ssm"]
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from drivewm.dynamics import SamplingConfig
-from drivewm.dynamics.base import WarpPrior
+from drivewm.dynamics.warp_prior import WarpPrior
 
 VOCAB = 16  # the conftest models' vocabulary
 

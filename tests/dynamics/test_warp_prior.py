@@ -7,7 +7,7 @@ import torch
 from drivewm.geometry import warp_occupancy
 from drivewm.data.spec import grid_preset
 from drivewm.dynamics import SamplingConfig
-from drivewm.dynamics.base import WarpPrior
+from drivewm.dynamics.warp_prior import WarpPrior
 from drivewm.conditions import ego_conditions, motion_from_conditions
 from drivewm.train.checkpoint import build_model_from_sources
 

@@ -35,15 +35,14 @@ import torch.nn as nn
 from torch import Tensor
 
 from drivewm.backbones import BackboneConfig
-from drivewm.baselines.camera import sample_bilinear, source_pixels
 from drivewm.errors import DrivewmError
 from drivewm.forecaster import STATIC_KEYS
 from drivewm.geometry import WARP_OUTSIDE, warp_occupancy
 from drivewm.conditions import condition_dim, ego_conditions, motion_from_conditions
 from drivewm.dynamics.sampling import SamplingConfig
+from drivewm.dynamics.warp_prior import WarpPrior, check_camera_prior, warp_camera_frames
 from drivewm.tokenizers.camera import CameraAutoencoder, to_uint8
 from drivewm.tokenizers.lidar import LidarTokenizer
-from drivewm.tokenizers.temporal_vq import TemporalVQ
 from drivewm.tokenizers.vqgan import VQGAN
 from drivewm.tokenizers.vqvae2 import VQVAE2
 
@@ -188,7 +187,7 @@ class TokenWorldModel(nn.Module):
                 raise ValueError("model.warp_prior needs an occupancy or camera tokenizer (it decodes and warps "
                                  "the frames)")
             if self.modality == "camera":
-                check_camera_prior(self.tokenizer, cfg)
+                check_camera_prior(self.tokenizer, cfg.tokenizer_run or cfg.tokenizer["name"], cfg.prior_outside)
 
     # --- the frozen tokenizer -------------------------------------------------------------------
     def train(self, mode: bool = True) -> "TokenWorldModel":
@@ -310,20 +309,12 @@ class TokenWorldModel(nn.Module):
         b, t = tokens.shape[:2]
         motion = motion_from_conditions(cond[:, :t].float())  # [B, T, 3]: frame t+1 in frame t
         if self.modality == "camera":
-            return WarpPrior(self.encode(self._warp_camera(self.decode(tokens), motion, calibration)))
+            calibration = self.prior_calibration(calibration or {}, "the calibration given to make_prior / rollout")
+            return WarpPrior(self.encode(warp_camera_frames(self.decode(tokens), motion, calibration)))
         occ = self.decode(tokens).flatten(0, 1)  # [B*T, X, Y, Z]
         warped = warp_occupancy(occ, motion.reshape(b * t, 1, 3), self.tokenizer.grid,
                                 self.cfg.prior_outside)  # [B*T, 1, X, Y, Z]
         return WarpPrior(self.encode(warped.reshape(b, t, *occ.shape[1:])))
-
-    def _warp_camera(self, frames: Tensor, motion: Tensor, calibration: dict[str, Tensor] | None) -> Tensor:
-        """uint8 frames [B, T, H, W, 3], motion [B, T, 3] -> each frame warped into the next, uint8 [B, T, H, W, 3]."""
-        calibration = self.prior_calibration(calibration or {}, "the calibration given to make_prior / rollout")
-        b, t, h, w, c = frames.shape
-        pixels = source_pixels(calibration["camera_intrinsics"], calibration["camera_extrinsics"], motion,
-                               (h, w))  # [B, T, H, W, 2]: where frame t+1's pixels lie in frame t
-        warped = sample_bilinear(frames.flatten(0, 1), pixels.flatten(0, 1)[:, None])  # [B*T, 1, H, W, 3]
-        return warped.round().clamp(0, 255).to(torch.uint8).reshape(b, t, h, w, c)
 
     def prior_calibration(self, source: dict[str, Tensor], where: str) -> dict[str, Tensor] | None:
         """The camera calibration the camera prior warps by, read from `source` (a batch, a context: the window's
@@ -447,38 +438,6 @@ def temporal_backbone(cfg: WorldModelConfig, *, dim: int, depth: int, max_len: i
                                max_len=max_len)
 
 
-@dataclass(frozen=True)
-class WarpPrior:
-    """The ego-warped prior of a clip (model.warp_prior): `ids` [B, T, h, w], entry t the ego-warped copy of
-    frame t+1 made from frame t (decoded, moved by the known ego motion t -> t+1, encoded again).
-
-    Each model adds its embedding where it predicts frame t+1 (OccWorld: at input frame t; MaskGIT: at frame
-    t+1's own input, `by_frame`; GPT: at the input that predicts each token)."""
-
-    ids: Tensor
-
-    def window(self, start: int, stop: int | None = None) -> WarpPrior:
-        """The entries of frames start..stop-1."""
-        return WarpPrior(self.ids[:, start:stop])
-
-    def rows(self, index: Tensor) -> WarpPrior:
-        """The clips `index` of the batch."""
-        return WarpPrior(self.ids[index])
-
-    def extend(self, later: WarpPrior) -> WarpPrior:
-        """This prior followed by that of the frames after them."""
-        return WarpPrior(torch.cat([self.ids, later.ids], 1))
-
-    def by_frame(self, frames: int, none_id: int) -> Tensor:
-        """Ids [B, frames, h, w] aligned with the frames they predict: frame j's prior, made from frame j-1;
-        `none_id` for frame 0, which has no frame before it."""
-        if self.ids.shape[1] < frames - 1:
-            raise ValueError(f"model.warp_prior: need the prior of the {frames - 1} frames before the last, "
-                             f"got {self.ids.shape[1]}")
-        none = torch.full_like(self.ids[:, :1], none_id)
-        return torch.cat([none, self.ids[:, : frames - 1]], 1)
-
-
 def tokenizer_modality(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> str:
     """Which window key a world model's tokenizer reads: 'lidar', 'camera' (a camera VQ tokenizer) or 'occ' (an
     occupancy tokenizer, or none: batches carry tokens). A camera tokenizer without one grid of discrete tokens
@@ -493,20 +452,6 @@ def tokenizer_modality(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> st
             f"camera VQ tokenizer with one token grid per frame; token world models take camera_vqgan or "
             f"camera_temporal_vq (the KL autoencoder's latent is continuous, VQ-VAE-2 has two grids)")
     return "occ"
-
-
-def check_camera_prior(tokenizer: nn.Module | None, cfg: WorldModelConfig) -> None:
-    """Refuse model.warp_prior where a camera prior does not fit: the temporal VQ codes a frame from the frames
-    before it in its clip and decodes clips causally, so a warped frame has no codes of its own; the camera warp
-    fills the unseen area from the border only."""
-    if isinstance(tokenizer, TemporalVQ):
-        raise DrivewmError(f"model.warp_prior: the temporal VQ ({cfg.tokenizer_run or cfg.tokenizer['name']}) codes "
-                           f"each frame from the frames before it in its clip, so a warped frame has no codes of its "
-                           f"own; use the per-frame VQ-GAN (camera_vqgan) or model.warp_prior=false")
-    if cfg.prior_outside != "border":
-        raise DrivewmError(f"model.prior_outside={cfg.prior_outside!r}: the camera prior fills the area the warped "
-                           f"frame did not see from its border, as the homography-warped copy does; set "
-                           f"model.prior_outside=border")
 
 
 def frozen_tokenizer(cfg: WorldModelConfig) -> nn.Module:

@@ -41,7 +41,8 @@ from torch import Tensor
 from drivewm.backbones import build_backbone
 from drivewm.conditions import motion_from_conditions
 from drivewm.geometry import relative_steps
-from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig, temporal_backbone
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig, temporal_backbone
+from drivewm.dynamics.warp_prior import WarpPrior
 from drivewm.dynamics.sampling import SamplingConfig, sample_logits
 from drivewm.dynamics.schedule import mask_input_tokens
 from drivewm.registry import register_model

@@ -47,7 +47,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.warp_prior import WarpPrior
 from drivewm.dynamics.sampling import SamplingConfig, sample_with_logprob
 from drivewm.dynamics.schedule import copilot4d_num_fixed, corrupt_tokens, maskgit_mask_len, mask_input_tokens
 from drivewm.dynamics.st_net import SpatioTemporalNet, TemporalCache

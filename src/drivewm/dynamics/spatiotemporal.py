@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from drivewm.conditions import relative_motion
-from drivewm.dynamics.base import TokenWorldModel, WarpPrior, WorldModelConfig
+from drivewm.dynamics.base import TokenWorldModel, WorldModelConfig
+from drivewm.dynamics.warp_prior import WarpPrior
 from drivewm.dynamics.occworld_unet import PlanUAutoRegTransformer
 from drivewm.dynamics.pose_branch import (NUM_MODES, PoseDecoder, PoseEncoder, PoseStream, plan_reg_loss, pose_inputs,
                                           select_mode)
