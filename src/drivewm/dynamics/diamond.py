@@ -41,13 +41,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from drivewm.baselines.camera import sample_bilinear, source_pixels
+from drivewm.conditions import relative_motion
 from drivewm.data.spec import resolve_grid
 from drivewm.dynamics.edm import (FourierFeatures, GroupNorm, SamplerConfig, UNet, _conv3x3, apply_noise,
                                   compute_conditioners, edm_sample, quantize, sample_training_sigma)
 from drivewm.dynamics.rew_end import RewardEndConfig, RewardEndModel
 from drivewm.errors import DrivewmError
 from drivewm.forecaster import STATIC_KEYS
-from drivewm.geometry import se2_compose, se2_inverse
 from drivewm.registry import register_model
 from drivewm.tokenizers.camera import CAMERA_KEY, check_images, to_pixels, to_uint8
 
@@ -271,7 +271,7 @@ class DiamondWorldModel(nn.Module, metaclass=abc.ABCMeta):
             raise DrivewmError(f"{self.name}: model.warp_prior needs {what}[{key!r}] [B, >= {frames}, 3], the pose of "
                                f"every frame up to the last one it predicts; got {tuple(pose.shape)}")
         pose = pose[:, :frames].double()
-        step = se2_compose(se2_inverse(pose[:, :-1]), pose[:, 1:])  # [B, frames - 1, 3]: t + 1 in t's ego frame
+        step = relative_motion(pose)[:, :-1]  # [B, frames - 1, 3]: t + 1 in t's ego frame
         intrinsics, extrinsics = batch["camera_intrinsics"], batch["camera_extrinsics"]
 
         def warp(frame: torch.Tensor, t: int) -> torch.Tensor:

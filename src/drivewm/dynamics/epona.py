@@ -56,7 +56,9 @@ from drivewm.dynamics.rectified_flow import (
     sampling_times,
     velocity_target,
 )
+from drivewm.dynamics.warp_prior import warp_camera_frames
 from drivewm.errors import DrivewmError
+from drivewm.forecaster import STATIC_KEYS
 from drivewm.registry import register_model
 from drivewm.tokenizers.camera import CAMERA_KEY, to_uint8
 from drivewm.tokenizers.kl_autoencoder import KLAutoencoder
@@ -65,7 +67,6 @@ ACTION_DIM = 2
 """Applied action (acceleration, steering) per frame: the data contract's `action` [T, 2]."""
 RESIDUAL_BASES = ("last", "ego_warp", "ego_warp_latent")
 """What a residual flow's generated change is added to (`EponaConfig.residual_base`)."""
-CALIBRATION_KEYS = ("camera_intrinsics", "camera_extrinsics")
 
 
 class EgoWarp(NamedTuple):
@@ -209,10 +210,10 @@ class EponaWorldModel(nn.Module):
 
         if not isinstance(dataset, WindowDataset) or CAMERA_KEY not in dataset.keys:
             return dataset
-        missing = [k for k in CALIBRATION_KEYS if k not in dataset.keys] if self.warps else []
+        missing = [k for k in STATIC_KEYS if k not in dataset.keys] if self.warps else []
         if missing:
             raise DrivewmError(f"model.residual_base={self.cfg.residual_base!r} warps each frame through the camera "
-                               f"calibration: data.keys has no {missing[0]!r} (add {', '.join(CALIBRATION_KEYS)})")
+                               f"calibration: data.keys has no {missing[0]!r} (add {', '.join(STATIC_KEYS)})")
         self.to(device)
         base = self.ego_warp_raw if self.warps else None
         cached = LatentWindows(self.encode_raw, dataset, device=device, progress=progress, base=base)
@@ -237,10 +238,9 @@ class EponaWorldModel(nn.Module):
         itself, with the intrinsics scaled to it."""
         pose = motion.double()[:, None]  # [N, 1, 3]: the next frame in this one's ego frame
         if self.cfg.residual_base == "ego_warp":
-            images = to_uint8(self.tokenizer.decode(raw))  # [N, H, W, 3]
-            pixels = source_pixels(intrinsics, extrinsics, pose, tuple(images.shape[1:3]))
-            warped = sample_bilinear(images, pixels)[:, 0].round().clamp(0, 255).to(torch.uint8)
-            return self.encode_raw(warped)
+            images = to_uint8(self.tokenizer.decode(raw))[:, None]  # [N, 1, H, W, 3]
+            calibration = dict(zip(STATIC_KEYS, (intrinsics, extrinsics)))
+            return self.encode_raw(warp_camera_frames(images, pose, calibration)[:, 0])
         grid = tuple(raw.shape[-2:])
         image = tuple(self.tokenizer.cfg.image_size)
         scaled = torch.stack([torch.from_numpy(scale_intrinsics(k.cpu().numpy(), image, grid)) for k in intrinsics])
@@ -269,10 +269,10 @@ class EponaWorldModel(nn.Module):
         if pose_key is None:
             raise DrivewmError(f"{what} by the ego motion: the input has no 'ego_pose' [B, T, 3] (keys {sorted(batch)}; "
                                f"data.keys: add ego_pose)")
-        for key in CALIBRATION_KEYS:
+        for key in STATIC_KEYS:
             if key not in batch:
                 raise DrivewmError(f"{what} through the road-plane homography: the input has no {key!r} (keys "
-                                   f"{sorted(batch)}; data.keys: add {', '.join(CALIBRATION_KEYS)})")
+                                   f"{sorted(batch)}; data.keys: add {', '.join(STATIC_KEYS)})")
         pose, K, E = batch[pose_key], batch["camera_intrinsics"], batch["camera_extrinsics"]
         b = pose.shape[0]
         if pose.dim() != 3 or pose.shape[-1] != 3 or pose.shape[1] < frames:
