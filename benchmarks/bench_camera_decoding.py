@@ -31,6 +31,7 @@ import torch
 from camera_world_setup import (HELD_OUT_SEED, KEYS, camera_windows, copy_last_psnr, forecast, frame_psnr,
                                 preset_fields, train_tokenizer, train_world)
 from drivewm.conditions import ego_conditions
+from drivewm.forecaster import STATIC_KEYS
 from drivewm.train.config import load_run_config
 
 PRESETS = {"maskgit_world": "world/maskgit_camera_tiny.yaml", "gpt_world": "world/gpt_camera_tiny.yaml"}
@@ -46,12 +47,13 @@ def frames_per_second(model, windows: dict[str, torch.Tensor], past: int, horizo
         pick = {k: v.repeat(reps, *[1] * (v.dim() - 1))[:batch] for k, v in pick.items()}
     context = model.encode(pick["camera"][:, :past])
     cond = ego_conditions(pick, model.cfg.condition)
+    calibration = model.prior_calibration(pick, "the bench's windows")  # a camera warp prior warps by it
     g = torch.Generator().manual_seed(0)
-    model.rollout(context, cond, 1, generator=g)  # warm-up
+    model.rollout(context, cond, 1, generator=g, calibration=calibration)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model.rollout(context, cond, horizon, generator=g)
+        model.rollout(context, cond, horizon, generator=g, calibration=calibration)
         best = min(best, time.perf_counter() - t0)
     return batch * horizon / best
 
@@ -62,14 +64,14 @@ def line(case: str, unit: str, ours: float, reference: float, target, **extra) -
                       **extra}), flush=True)
 
 
-def store_windows(data: str, past: int, stride: int) -> dict[str, torch.Tensor]:
+def store_windows(data: str, past: int, stride: int, keys: tuple[str, ...] = KEYS) -> dict[str, torch.Tensor]:
     """The held-out ('val') windows of past + 1 frames of a camera store, every `stride`-th start."""
     from drivewm.data.config import DataConfig
     from drivewm.data.windows import build_dataset
 
-    ds = build_dataset(DataConfig(path=data, past=past, future=1, stride=stride, keys=list(KEYS)), "val")
+    ds = build_dataset(DataConfig(path=data, past=past, future=1, stride=stride, keys=list(keys)), "val")
     items = [ds[i] for i in range(len(ds))]
-    return {k: torch.stack([it[k] for it in items]) for k in KEYS}
+    return {k: torch.stack([it[k] for it in items]) for k in keys}
 
 
 def trained_runs(gpt_run: str, maskgit_run: str, which: str) -> dict:
@@ -114,7 +116,9 @@ def main() -> None:
     window = past + 1
     if args.runs:
         models = trained_runs(*args.runs, args.which)
-        held_out = store_windows(args.data, past, args.stride)
+        # Runs with the camera warp prior warp each frame by the episode's calibration.
+        keys = KEYS + (STATIC_KEYS if any(m.cfg.warp_prior for m in models.values()) else ())
+        held_out = store_windows(args.data, past, args.stride, keys)
         tok, train_steps = models["gpt_world"].tokenizer, None
         hw = tuple(held_out["camera"].shape[2:4])
     else:

@@ -5,6 +5,9 @@ option off the published camera presets behave as before."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -213,3 +216,25 @@ def test_warp_presets_are_the_published_presets_with_the_prior_on(name):
     derive_token_fields(variant.model)
     model = build_model(variant.model)
     assert model.modality == "camera" and model.cfg.warp_prior and model.token_shape == (8, 16)
+
+
+def test_the_decoding_bench_runs_a_camera_warp_prior_model(batch):
+    """bench_camera_decoding times `rollout` on context tokens: a warp-prior model reads the windows' calibration."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import bench_camera_decoding as bench
+    finally:
+        sys.path.pop(0)
+    model = _model("gpt_world")
+    windows = {k: v for k, v in batch.items()}
+    assert bench.frames_per_second(model, windows, PAST, 1, 6, 1) > 0  # more than the 4 windows: repeated
+    with pytest.raises(DrivewmError, match="'camera_intrinsics': the bench's windows has none"):
+        bench.frames_per_second(model, {k: v for k, v in batch.items() if k not in STATIC_KEYS}, PAST, 1, 1, 1)
+
+
+def test_planning_refuses_a_camera_model_in_one_line():
+    from drivewm.planning.config import PlanningError
+    from drivewm.planning.learned import TokenPlanningModel
+
+    with pytest.raises(PlanningError, match="reads occupancy observations; gpt_world forecasts 'camera' frames"):
+        TokenPlanningModel(_model("gpt_world"))

@@ -115,6 +115,10 @@ class TokenPlanningModel(_LearnedModel):
                 raise PlanningError(f"a token planning model needs .{attr}(); {type(model).__name__} has none")
         if getattr(model, "tokenizer", None) is None:
             raise PlanningError("the token world model has no tokenizer (model.tokenizer_run is empty): it cannot decode")
+        if getattr(model, "modality", "occ") != "occ":
+            # Planning observes occupancy; a camera model would also need the episode's calibration to roll out.
+            raise PlanningError(f"a token planning model reads occupancy observations; {model.cfg.name} forecasts "
+                                f"{model.modality!r} frames (tokenizer {model.tokenizer_name})")
         super().__init__(model, context_frames, hz, max_speed)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
