@@ -226,7 +226,7 @@ def test_the_decoding_bench_runs_a_camera_warp_prior_model(batch):
     finally:
         sys.path.pop(0)
     model = _model("gpt_world")
-    windows = {k: v for k, v in batch.items()}
+    windows = dict(batch)
     assert bench.frames_per_second(model, windows, PAST, 1, 6, 1) > 0  # more than the 4 windows: repeated
     with pytest.raises(DrivewmError, match="'camera_intrinsics': the bench's windows has none"):
         bench.frames_per_second(model, {k: v for k, v in batch.items() if k not in STATIC_KEYS}, PAST, 1, 1, 1)
