@@ -196,7 +196,8 @@ def test_without_the_option_a_camera_model_reads_no_calibration(batch, kind):
 @pytest.mark.parametrize("name", ["gpt_camera_tiny", "maskgit_camera_tiny"])
 def test_warp_presets_are_the_published_presets_with_the_prior_on(name):
     """The published presets keep warp_prior off and their data keys; the variants change only what the prior
-    needs (and, for MaskGIT, the objective warp_prior trains with), and build on the 8x VQ-GAN preset."""
+    needs (and, for MaskGIT, the objective warp_prior trains with; for the GPT, the copy of the prior), and build
+    on the 8x VQ-GAN preset."""
     from drivewm.train.config import load_run_config
 
     published, variant = (load_run_config(f"world/{n}.yaml") for n in (name, f"{name}_warp"))
@@ -209,6 +210,8 @@ def test_warp_presets_are_the_published_presets_with_the_prior_on(name):
     allowed = {"model.warp_prior", "model.prior_outside", "data.keys", "train.steps"}
     if name.startswith("maskgit"):
         allowed |= {"model.objective", "model.cond_drop_prob"}
+    else:
+        allowed |= {"model.copy_prior"}
     assert {"model.warp_prior", "data.keys"} <= changed <= allowed
     assert variant.data.keys == published.data.keys + list(STATIC_KEYS)
     assert variant.run_dir == published.run_dir + "_warp"

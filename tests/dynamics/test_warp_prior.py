@@ -40,11 +40,11 @@ def _train(model, batches, steps: int) -> None:
     model.eval()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [*KINDS, "gpt_copy"])
 def test_each_model_learns_to_read_the_prior_of_the_frame_it_predicts(make_model, kind):
     """Fresh random frames every step: nothing can be memorised, and frames are independent, so predicting
     them needs the prior; a prior wired to the wrong frame or token would leave accuracy at chance (1/16)."""
-    model = _with_prior(make_model, kind)
+    model = _with_prior(make_model, "gpt", copy_prior=True) if kind == "gpt_copy" else _with_prior(make_model, kind)
     g = torch.Generator().manual_seed(0)
     _train(model, lambda: _oracle_batch(g), 150)
     with torch.no_grad():
@@ -65,6 +65,51 @@ def test_gpt_cached_sampling_equals_uncached_with_the_prior(make_model, tokens, 
     outs = [model.rollout(tokens[:, :3], cond, 2, sampling=sampling, generator=torch.Generator().manual_seed(3),
                           use_cache=c) for c in (True, False)]
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("sampling", [SamplingConfig(temperature=0.0), SamplingConfig(temperature=0.8, top_k=5)])
+def test_gpt_copy_prior_cached_sampling_equals_uncached(make_model, tokens, cond, sampling):
+    model = _with_prior(make_model, "gpt", copy_prior=True).eval()
+    model.make_prior = _fixed_prior
+    outs = [model.rollout(tokens[:, :3], cond, 2, sampling=sampling, generator=torch.Generator().manual_seed(3),
+                          use_cache=c) for c in (True, False)]
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_gpt_copy_prior_is_the_pointer_generator_mixture(make_model):
+    """p(k) = g softmax(head(h))_k + (1 - g) [k = prior id] with g = sigmoid(gate(h)), in float64 by hand; no
+    prior (none_id): the head alone."""
+    model = _with_prior(make_model, "gpt", copy_prior=True).double()
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(5, 48, generator=g, dtype=torch.float64)
+    ids = torch.tensor([0, 3, VOCAB - 1, model.none_id, 7])
+    out = model.output(h, ids)
+    gate = torch.sigmoid(model.copy_gate(h))
+    p = gate * model.head(h).softmax(-1)
+    for i, k in enumerate(ids.tolist()):
+        if k < VOCAB:
+            p[i, k] += 1 - gate[i, 0]
+        else:
+            p[i] = model.head(h[i]).softmax(-1)
+    assert torch.allclose(out.exp(), p, atol=1e-12) and torch.allclose(out.exp().sum(-1), torch.ones(5).double())
+
+
+def test_gpt_copy_prior_with_a_closed_gate_copies_the_prior(make_model, tokens, cond):
+    """g -> 0: every greedy token is its prior's id, whatever the head says; in training, each frame after the
+    first is predicted exactly when the prior is that frame (the copy aligned with the targets)."""
+    model = _with_prior(make_model, "gpt", copy_prior=True).eval()
+    model.make_prior = _fixed_prior
+    with torch.no_grad():
+        model.copy_gate.bias.fill_(-30.0)
+        assert float(model.loss(_oracle_batch(torch.Generator().manual_seed(1)))["last_frame_acc"]) == 1.0
+    out = model.rollout(tokens[:, :3], cond, 2, sampling=SamplingConfig(temperature=0.0))
+    first = _fixed_prior(tokens[:, 2:3], cond).ids[:, 0]
+    assert torch.equal(out[:, 0], first) and torch.equal(out[:, 1], _fixed_prior(out[:, :1], cond).ids[:, 0])
+
+
+def test_gpt_copy_prior_needs_the_prior(make_model):
+    with pytest.raises(ValueError, match="model.copy_prior .* needs model.warp_prior=true"):
+        make_model("gpt", copy_prior=True)
 
 
 def test_maskgit_cached_decoding_equals_full_passes_with_the_prior(make_model, tokens, cond):

@@ -27,7 +27,10 @@ so each new token costs one step instead of a pass over the whole prefix.
 With `warp_prior` (condition actions only) the input that predicts scene token j of frame t also carries
 the embedding of token j of the ego-warped frame t-1 (`TokenWorldModel.make_prior`), so each prediction
 sees its own location's prior while the sequence stays causal: the prior is built from earlier frames and
-the known ego motion.
+the known ego motion. With `copy_prior` as well (drivewm's), the output mixes the head's distribution with the
+prior's id by a learned per-position gate, as pointer-generator networks copy from their input (See et al. 2017,
+arXiv 1704.04368): p(k) = g softmax(logits)_k + (1 - g) [k = prior id], g = sigmoid(w . h + b); copying the
+ego-warped prior is one gate away and the head learns where the frame departs from it.
 """
 from __future__ import annotations
 
@@ -64,6 +67,9 @@ class GPTWorldConfig(WorldModelConfig):
     """DrivingGPT's action bins (actions='drivinggpt')."""
     pose_tokens: PoseTokenizerConfig = field(default_factory=PoseTokenizerConfig)
     """DrivingWorld's pose bins (actions='drivingworld')."""
+    copy_prior: bool = False
+    """drivewm's, with warp_prior: mix each prediction with a copy of its prior's id by a learned gate of the
+    hidden state (pointer-generator copying); the model outputs the mixture's log-probabilities."""
 
 
 def frame_positions(frames: int, per_frame: int, device: torch.device | str | None = None) -> Tensor:
@@ -83,6 +89,9 @@ class GPTWorldModel(TokenWorldModel):
             self._init_action_tokens(cfg)
         self.backbone = build_backbone(temporal_backbone(cfg, dim=cfg.dim, depth=cfg.depth, max_len=cfg.max_frames + 1))
         self.head = nn.Linear(cfg.dim, self.total_vocab, bias=False)
+        if cfg.copy_prior and not cfg.warp_prior:
+            raise ValueError("model.copy_prior copies the ego-warped prior's ids: needs model.warp_prior=true")
+        self.copy_gate = nn.Linear(cfg.dim, 1) if cfg.copy_prior else None  # logit of g, the head's share
 
     def _init_condition_token(self, cfg: GPTWorldConfig) -> None:
         """drivewm's continuous action token: an MLP of the conditioning vector, an input only."""
@@ -138,10 +147,26 @@ class GPTWorldModel(TokenWorldModel):
         # z_t[j] predicts z_t[j+1]; z_t[N-1] predicts the action slot; a_t predicts z_{t+1}[0].
         return torch.cat([own[:, :, 1:], none, nxt[:, :, :1]], 2)
 
-    def forward_logits(self, x: Tensor, frames: int) -> Tensor:
-        """Embeddings [B, L, D] of a prefix spanning `frames` frames -> next-token logits [B, L, V]."""
+    def forward_logits(self, x: Tensor, frames: int, copy_ids: Tensor | None = None) -> Tensor:
+        """Embeddings [B, L, D] of a prefix spanning `frames` frames -> next-token logits [B, L, V] (with
+        copy_prior: the prior id each position predicts, `copy_ids` [B, L])."""
         pos = frame_positions(frames, self.tokens_per_frame + self.slots, x.device)[: x.shape[1]]
-        return self.head(self.backbone(x, positions=pos))
+        return self.output(self.backbone(x, positions=pos), copy_ids)
+
+    def output(self, h: Tensor, copy_ids: Tensor | None = None) -> Tensor:
+        """Hidden states [..., D] -> logits [..., V]; with copy_prior the log-probabilities of the gated mixture
+        g softmax(head(h)) + (1 - g) onehot(copy_ids), where `copy_ids` [...] holds none_id (no prior) the head
+        alone."""
+        logits = self.head(h)
+        if self.copy_gate is None:
+            return logits
+        gate = self.copy_gate(h)  # [..., 1]
+        mixed = F.logsigmoid(gate) + logits.log_softmax(-1)
+        has = copy_ids < self.cfg.vocab_size
+        ids = torch.where(has, copy_ids, 0)[..., None]
+        copied = torch.logaddexp(mixed.gather(-1, ids), F.logsigmoid(-gate))
+        mixed = mixed.scatter(-1, ids, copied)
+        return torch.where(has[..., None], mixed, logits.log_softmax(-1))
 
     def loss_tokens(self, tokens: Tensor, cond: Tensor, prior: WarpPrior | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
@@ -153,7 +178,8 @@ class GPTWorldModel(TokenWorldModel):
         inputs = tokens
         if self.training and self.cfg.input_mask_ratio > 0:  # DrivingWorld's masking; targets stay the true ids
             inputs = mask_input_tokens(tokens, self.cfg.input_mask_ratio, self.mask_id)
-        logits = self.forward_logits(self.embed_frames(inputs, cond, prior), t)  # [B, T(N+1), V]
+        copy_ids = self.prior_stream(prior, t).flatten(1) if self.copy_gate is not None else None
+        logits = self.forward_logits(self.embed_frames(inputs, cond, prior), t, copy_ids)  # [B, T(N+1), V]
         # Targets: the next token wherever it is a scene token; action slots (continuous inputs) are ignored.
         target = torch.cat([tokens.flatten(2), torch.full_like(tokens[:, :, :1, 0], -100)], 2).flatten(1)
         logits, target = logits[:, :-1], target[:, 1:]  # position p predicts token p+1
@@ -161,8 +187,9 @@ class GPTWorldModel(TokenWorldModel):
         with torch.no_grad():
             keep = target != -100
             acc = (logits.argmax(-1)[keep] == target[keep]).float().mean()
-            # Accuracy on the last frame alone: the forecasting-relevant part.
-            last = logits[:, -n:].argmax(-1) == target[:, -n:]
+            # Accuracy on the last frame alone, the forecasting-relevant part: its N scene tokens are the targets
+            # of the N positions before its action slot.
+            last = logits[:, -n - 1 : -1].argmax(-1) == target[:, -n - 1 : -1]
         return {"loss": loss, "token_acc": acc, "last_frame_acc": last.float().mean()}
 
     # --- sampling ---------------------------------------------------------------------------------
@@ -176,19 +203,22 @@ class GPTWorldModel(TokenWorldModel):
         tc, n = window.shape[1], self.tokens_per_frame
         prefix = self.embed_frames(window, cond, prior)  # [B, Tc(N+1), D]
         extra = self._new_frame_inputs(prior)  # [B or 1, N, D]
+        copy_ids = prior.ids[:, -1].flatten(1) if self.copy_gate is not None else None  # [B, N]: the new frame's
         pos = torch.tensor([tc], device=prefix.device)
         new: list[Tensor] = []
         for j in range(n):
+            copy_j = copy_ids[:, j] if copy_ids is not None else None
             if not use_cache:
                 x = torch.cat([prefix, self.tok_emb(torch.stack(new, 1)) + extra[:, :j]], 1) if new else prefix
-                logits = self.forward_logits(x, tc + 1)[:, -1]  # [B, V]
+                h = self.backbone(x, positions=frame_positions(tc + 1, n + 1, x.device)[: x.shape[1]])[:, -1]
             else:
                 if j == 0:  # the last action token predicts the first new token
                     out, state = self.backbone.prefill(prefix, positions=frame_positions(tc, n + 1, prefix.device))
                 else:
                     x = (self.tok_emb(new[-1]) + extra[:, j - 1])[:, None]  # [B, 1, D]
                     out, state = self.backbone.step(x, state, positions=pos)
-                logits = self.head(out[:, -1])  # [B, V]
+                h = out[:, -1]  # [B, D]
+            logits = self.output(h, copy_j)  # [B, V]
             new.append(sample_logits(logits, sampling, generator))  # [B]
         return torch.stack(new, 1).reshape(window.shape[0], *self.token_shape)
 
