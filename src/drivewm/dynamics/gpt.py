@@ -150,8 +150,12 @@ class GPTWorldModel(TokenWorldModel):
     def forward_logits(self, x: Tensor, frames: int, copy_ids: Tensor | None = None) -> Tensor:
         """Embeddings [B, L, D] of a prefix spanning `frames` frames -> next-token logits [B, L, V] (with
         copy_prior: the prior id each position predicts, `copy_ids` [B, L])."""
+        return self.output(self.hidden(x, frames), copy_ids)
+
+    def hidden(self, x: Tensor, frames: int) -> Tensor:
+        """Embeddings [B, L, D] of a prefix spanning `frames` frames -> the backbone's states [B, L, D]."""
         pos = frame_positions(frames, self.tokens_per_frame + self.slots, x.device)[: x.shape[1]]
-        return self.output(self.backbone(x, positions=pos), copy_ids)
+        return self.backbone(x, positions=pos)
 
     def output(self, h: Tensor, copy_ids: Tensor | None = None) -> Tensor:
         """Hidden states [..., D] -> logits [..., V]; with copy_prior the log-probabilities of the gated mixture
@@ -210,7 +214,7 @@ class GPTWorldModel(TokenWorldModel):
             copy_j = copy_ids[:, j] if copy_ids is not None else None
             if not use_cache:
                 x = torch.cat([prefix, self.tok_emb(torch.stack(new, 1)) + extra[:, :j]], 1) if new else prefix
-                h = self.backbone(x, positions=frame_positions(tc + 1, n + 1, x.device)[: x.shape[1]])[:, -1]
+                h = self.hidden(x, tc + 1)[:, -1]  # [B, D]
             else:
                 if j == 0:  # the last action token predicts the first new token
                     out, state = self.backbone.prefill(prefix, positions=frame_positions(tc, n + 1, prefix.device))
