@@ -165,12 +165,12 @@ class GPTWorldModel(TokenWorldModel):
         if self.copy_gate is None:
             return logits
         gate = self.copy_gate(h)  # [..., 1]
-        mixed = F.logsigmoid(gate) + logits.log_softmax(-1)
+        head = logits.log_softmax(-1)
+        mixed = F.logsigmoid(gate) + head
         has = copy_ids < self.cfg.vocab_size
         ids = torch.where(has, copy_ids, 0)[..., None]
-        copied = torch.logaddexp(mixed.gather(-1, ids), F.logsigmoid(-gate))
-        mixed = mixed.scatter(-1, ids, copied)
-        return torch.where(has[..., None], mixed, logits.log_softmax(-1))
+        mixed = mixed.scatter(-1, ids, torch.logaddexp(mixed.gather(-1, ids), F.logsigmoid(-gate)))
+        return torch.where(has[..., None], mixed, head)
 
     def loss_tokens(self, tokens: Tensor, cond: Tensor, prior: WarpPrior | None = None) -> dict[str, Tensor]:
         b, t = tokens.shape[:2]
